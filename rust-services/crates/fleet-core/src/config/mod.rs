@@ -1,0 +1,214 @@
+//! The `config.json` model.
+//!
+//! The document is kept as an ordered JSON object (serde_json `preserve_order`), so keys this
+//! model does not know — the balena supervisor's and any future tool's — survive a
+//! read-modify-write in place and in order. The typed [`Settings`] view is derived from the
+//! document by the validator, which is the single place that knows the keys.
+
+mod dupkeys;
+mod settings;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+pub use settings::{Connectivity, FleetSettings, Settings, SupervisorKeys, WifiNetwork};
+pub use validate::{MAX_CONFIG_BYTES, is_valid_hostname, is_valid_ip};
+
+/// How serious a [`Problem`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The file is refused; nothing of it is applied.
+    Error,
+    /// The key is ignored; the rest applies.
+    Warning,
+}
+
+/// One finding of the validator, naming the JSON path (`os.sshKeys[1]`) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub severity: Severity,
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: invalid ({} problem{}): {}", path.display(), problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+/// A validated `config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    doc: Map<String, Value>,
+    settings: Settings,
+    warnings: Vec<Problem>,
+    pretty: bool,
+}
+
+impl Config {
+    /// Parses and validates. On refusal returns every error (and the warnings after them).
+    pub fn from_slice(bytes: &[u8]) -> Result<Config, Vec<Problem>> {
+        let doc = validate::parse_document(bytes)?;
+        let pretty = bytes
+            .iter()
+            .take_while(|b| **b != b'}')
+            .any(|b| *b == b'\n');
+        let mut config = Config::from_document(doc)?;
+        config.pretty = pretty;
+        Ok(config)
+    }
+
+    fn from_document(doc: Map<String, Value>) -> Result<Config, Vec<Problem>> {
+        let (settings, problems) = validate::check(&doc);
+        let (errors, warnings): (Vec<_>, Vec<_>) = problems
+            .into_iter()
+            .partition(|p| p.severity == Severity::Error);
+        if !errors.is_empty() {
+            return Err(errors.into_iter().chain(warnings).collect());
+        }
+        Ok(Config {
+            doc,
+            settings,
+            warnings,
+            pretty: false,
+        })
+    }
+
+    /// Reads `path`. `Ok(None)` when the file does not exist (callers apply defaults).
+    pub fn load(path: &Path) -> Result<Option<Config>, ConfigError> {
+        let bytes = match read_limited(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(ConfigError::Io {
+                    path: path.into(),
+                    source: e,
+                });
+            }
+        };
+        Config::from_slice(&bytes)
+            .map(Some)
+            .map_err(|problems| ConfigError::Invalid {
+                path: path.into(),
+                problems,
+            })
+    }
+
+    /// An empty configuration: every setting at its default.
+    pub fn empty() -> Config {
+        Config {
+            doc: Map::new(),
+            settings: Settings::default(),
+            warnings: Vec::new(),
+            pretty: true,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn warnings(&self) -> &[Problem] {
+        &self.warnings
+    }
+
+    /// The whole document, unknown keys included, in file order.
+    pub fn document(&self) -> &Map<String, Value> {
+        &self.doc
+    }
+
+    /// Sets the value at `path` (object keys, created as needed) and re-validates; on
+    /// refusal the configuration is left as it was.
+    pub fn set(&mut self, path: &[&str], value: Value) -> Result<(), Vec<Problem>> {
+        let mut doc = self.doc.clone();
+        let Some((last, parents)) = path.split_last() else {
+            return Ok(());
+        };
+        let mut obj = &mut doc;
+        for key in parents {
+            let slot = obj
+                .entry(key.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            let Value::Object(next) = slot else {
+                unreachable!("slot was just made an object")
+            };
+            obj = next;
+        }
+        obj.insert(last.to_string(), value);
+        self.replace_document(doc)
+    }
+
+    /// Removes the value at `path` if present, and re-validates.
+    pub fn remove(&mut self, path: &[&str]) -> Result<(), Vec<Problem>> {
+        let mut doc = self.doc.clone();
+        let Some((last, parents)) = path.split_last() else {
+            return Ok(());
+        };
+        let mut obj = &mut doc;
+        for key in parents {
+            match obj.get_mut(*key) {
+                Some(Value::Object(next)) => obj = next,
+                _ => return Ok(()),
+            }
+        }
+        obj.shift_remove(*last);
+        self.replace_document(doc)
+    }
+
+    fn replace_document(&mut self, doc: Map<String, Value>) -> Result<(), Vec<Problem>> {
+        let pretty = self.pretty;
+        *self = Config::from_document(doc)?;
+        self.pretty = pretty;
+        Ok(())
+    }
+
+    /// Serialises the document: compact when the input was one line (as balenaOS writes it),
+    /// pretty otherwise; always newline-terminated.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let doc = Value::Object(self.doc.clone());
+        let mut out = if self.pretty {
+            serde_json::to_vec_pretty(&doc)
+        } else {
+            serde_json::to_vec(&doc)
+        }
+        .unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+}
+
+fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    // One byte past the limit is enough for the validator to report the size.
+    f.take(MAX_CONFIG_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,14 @@
+//! Shared code of the fleetOS services and host tools.
+//!
+//! - [`config`]: the `config.json` model (balenaOS-compatible keys, fleetOS keys under `fleet`),
+//!   validation that reports every problem with its JSON path, read-modify-write that keeps
+//!   unknown keys in order.
+//! - [`fs`]: power-loss-safe file writes.
+//! - [`root`]: the root prefix (`--root` / `FLEET_ROOT`) and the paths of the fleetOS contract.
+
+pub mod config;
+pub mod fs;
+pub mod root;
+
+pub use config::{Config, ConfigError, Problem, Severity};
+pub use root::Root;

@@ -1,0 +1,64 @@
+//! `fleet`: the fleetOS host CLI. Thin: parse arguments, run the command, map errors to exit codes.
+
+mod bundle_cmd;
+mod config_cmd;
+mod image_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleet",
+    version,
+    about = "fleetOS host tool: config.json, images, update bundles"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check or create config.json files.
+    #[command(subcommand)]
+    Config(config_cmd::Command),
+    /// Inspect, configure and flash fleetOS disk images.
+    #[command(subcommand)]
+    Image(image_cmd::Command),
+    /// Create, sign and verify OS update bundles.
+    #[command(subcommand)]
+    Bundle(bundle_cmd::Command),
+}
+
+/// An error whose lines were already printed; only the exit status is left to give.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Reported(String);
+
+/// A command that is not built yet: exit 2, like fleetd's stubs.
+#[derive(Debug, thiserror::Error)]
+#[error("fleet {0}: not implemented")]
+struct NotImplemented(&'static str);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Config(cmd) => config_cmd::run(cmd),
+        Command::Image(cmd) => image_cmd::run(cmd),
+        Command::Bundle(cmd) => bundle_cmd::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Reported>().is_some() => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("fleet: error: {e:#}");
+            if e.downcast_ref::<NotImplemented>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
