@@ -80,7 +80,11 @@ fn serial_getty_links(root: &Root) -> Vec<PathBuf> {
     links
 }
 
-pub const SSHD_OPTS: &str = "SSHD_OPTS=\"-o PermitRootLogin=yes -o PermitEmptyPasswords=yes -o PasswordAuthentication=yes\"\n";
+pub fn sshd_env_text() -> String {
+    format!(
+        "{GENERATED}\nSSHD_OPTS=\"-o PermitRootLogin=yes -o PermitEmptyPasswords=yes -o PasswordAuthentication=yes\"\n"
+    )
+}
 
 pub fn sshd_dropin_text() -> String {
     // Listed after the unit's own EnvironmentFile (/etc/default/ssh), so it wins.
@@ -115,7 +119,7 @@ pub fn apply(root: &Root, effects: Effects, settings: &Settings) -> Result<(), I
         )?);
         changes.push(write_if_changed(
             &root.path(SSHD_ENV),
-            SSHD_OPTS.as_bytes(),
+            sshd_env_text().as_bytes(),
             0o644,
         )?);
         for dropin in sshd_dropins(root) {
