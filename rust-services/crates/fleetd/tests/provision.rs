@@ -40,17 +40,72 @@ fn every_toggle_switches_on_and_off() {
 
     // (setting, value, a path that must appear or change, text it must contain)
     let toggles: Vec<(&[&str], Value, &str, &str)> = vec![
-        (&["persistentLogging"], json!(true), "run/systemd/system/var-log-journal.mount", "What=/mnt/state/journal"),
-        (&["persistentLogging"], json!(true), "run/systemd/journald.conf.d/50-fleet-logging.conf", "Storage=persistent\nSystemMaxUse=32M\n"),
-        (&["developmentMode"], json!(true), "run/systemd/system/sockets.target.wants/fleet-devmode-engine.socket", ""),
-        (&["developmentMode"], json!(true), "run/systemd/system/getty.target.wants/serial-getty@ttyS0.service", ""),
-        (&["developmentMode"], json!(true), "run/systemd/system/sshd@.service.d/50-fleet-devmode.conf", "EnvironmentFile=-/run/fleet/devmode-sshd.env"),
-        (&["os", "sshKeys"], json!([KEY]), "home/root/.ssh/authorized_keys", KEY),
-        (&["os", "udevRules"], json!({"70-test": "SUBSYSTEM==\"net\", ACTION==\"add\""}), "run/udev/rules.d/70-test.rules", "SUBSYSTEM==\"net\""),
-        (&["ntpServers"], json!("ntp.example.org"), "run/systemd/timesyncd.conf.d/50-fleet-ntp.conf", "NTP=ntp.example.org\n"),
-        (&["dnsServers"], json!("192.0.2.1"), "run/NetworkManager/conf.d/50-fleet-dns.conf", "servers=192.0.2.1\n"),
-        (&["os", "network", "connectivity"], json!({"uri": "http://192.0.2.9/", "interval": "0"}), "run/NetworkManager/conf.d/50-fleet-connectivity.conf", "enabled=false\n"),
-        (&["hostname"], json!("other-host"), "etc/hostname", "other-host\n"),
+        (
+            &["persistentLogging"],
+            json!(true),
+            "run/systemd/system/var-log-journal.mount",
+            "What=/mnt/state/journal",
+        ),
+        (
+            &["persistentLogging"],
+            json!(true),
+            "run/systemd/journald.conf.d/50-fleet-logging.conf",
+            "Storage=persistent\nSystemMaxUse=32M\n",
+        ),
+        (
+            &["developmentMode"],
+            json!(true),
+            "run/systemd/system/sockets.target.wants/fleet-devmode-engine.socket",
+            "",
+        ),
+        (
+            &["developmentMode"],
+            json!(true),
+            "run/systemd/system/getty.target.wants/serial-getty@ttyS0.service",
+            "",
+        ),
+        (
+            &["developmentMode"],
+            json!(true),
+            "run/systemd/system/sshd@.service.d/50-fleet-devmode.conf",
+            "EnvironmentFile=-/run/fleet/devmode-sshd.env",
+        ),
+        (
+            &["os", "sshKeys"],
+            json!([KEY]),
+            "home/root/.ssh/authorized_keys",
+            KEY,
+        ),
+        (
+            &["os", "udevRules"],
+            json!({"70-test": "SUBSYSTEM==\"net\", ACTION==\"add\""}),
+            "run/udev/rules.d/70-test.rules",
+            "SUBSYSTEM==\"net\"",
+        ),
+        (
+            &["ntpServers"],
+            json!("ntp.example.org"),
+            "run/systemd/timesyncd.conf.d/50-fleet-ntp.conf",
+            "NTP=ntp.example.org\n",
+        ),
+        (
+            &["dnsServers"],
+            json!("192.0.2.1"),
+            "run/NetworkManager/conf.d/50-fleet-dns.conf",
+            "servers=192.0.2.1\n",
+        ),
+        (
+            &["os", "network", "connectivity"],
+            json!({"uri": "http://192.0.2.9/", "interval": "0"}),
+            "run/NetworkManager/conf.d/50-fleet-connectivity.conf",
+            "enabled=false\n",
+        ),
+        (
+            &["hostname"],
+            json!("other-host"),
+            "etc/hostname",
+            "other-host\n",
+        ),
     ];
     for (key, value, path, text) in toggles {
         let name = key.join(".");
@@ -58,10 +113,17 @@ fn every_toggle_switches_on_and_off() {
         let on = root.provision().ok();
         assert!(root.exists(path), "{name} on: {path} missing");
         if !text.is_empty() {
-            assert!(root.read(path).contains(text), "{name} on: {path}:\n{}", root.read(path));
+            assert!(
+                root.read(path).contains(text),
+                "{name} on: {path}:\n{}",
+                root.read(path)
+            );
         }
         assert!(
-            on.lines("info").iter().chain(on.lines("warning").iter()).any(|l| l.contains(&format!("FLEET_KEY={name}"))),
+            on.lines("info")
+                .iter()
+                .chain(on.lines("warning").iter())
+                .any(|l| l.contains(&format!("FLEET_KEY={name}"))),
             "{name} on: no change logged with FLEET_KEY:\n{}",
             on.stderr
         );
@@ -115,19 +177,37 @@ fn invalid_config_changes_nothing_in_the_tree() {
         let before = root.snapshot();
         let run = root.provision();
         assert_ne!(run.code, 0, "{}: accepted", file.display());
-        assert_eq!(root.snapshot(), before, "{}: the tree changed", file.display());
+        assert_eq!(
+            root.snapshot(),
+            before,
+            "{}: the tree changed",
+            file.display()
+        );
         // One error line per problem, then the summary.
         let problems = Config::from_slice(&bytes).unwrap_err();
-        let errors = problems.iter().filter(|p| p.severity == fleet_core::Severity::Error).count();
+        let errors = problems
+            .iter()
+            .filter(|p| p.severity == fleet_core::Severity::Error)
+            .count();
         let lines = run.lines("error");
         assert_eq!(
-            lines.iter().filter(|l| l.contains("error: config.json: ")).count(),
+            lines
+                .iter()
+                .filter(|l| l.contains("error: config.json: "))
+                .count(),
             errors,
             "{}:\n{}",
             file.display(),
             run.stderr
         );
-        assert!(lines.last().unwrap().contains("last good configuration stays applied"), "{}", run.stderr);
+        assert!(
+            lines
+                .last()
+                .unwrap()
+                .contains("last good configuration stays applied"),
+            "{}",
+            run.stderr
+        );
     }
 }
 
@@ -169,8 +249,17 @@ fn a_key_that_fails_fails_alone() {
     root.set_config(&fs::read(data_dir().join("all-on/config.json")).unwrap());
     let run = root.provision();
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stderr.contains("error: os.udevRules: "), "{}", run.stderr);
-    assert!(run.stderr.contains("1 setting failed to apply: os.udevRules"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("error: os.udevRules: "),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("1 setting failed to apply: os.udevRules"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(root.read("etc/hostname"), "edge-01\n");
     for path in [
         "home/root/.ssh/authorized_keys",
@@ -198,9 +287,16 @@ fn empty_or_uninitialized_machine_id_is_made_persistent() {
         root.set_config(b"{}");
         root.provision().ok();
         let id = root.read("etc/machine-id").trim().to_string();
-        assert!(fleetd::provision::machine_id::is_valid(&id), "{seed:?} -> {id:?}");
+        assert!(
+            fleetd::provision::machine_id::is_valid(&id),
+            "{seed:?} -> {id:?}"
+        );
         assert_eq!(
-            fs::metadata(root.path("etc/machine-id")).unwrap().permissions().mode() & 0o777,
+            fs::metadata(root.path("etc/machine-id"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
             0o444
         );
         assert_eq!(root.read("etc/hostname"), format!("fleet-{}\n", &id[..7]));
@@ -214,18 +310,32 @@ fn empty_or_uninitialized_machine_id_is_made_persistent() {
 fn the_transient_machine_id_of_this_boot_is_the_one_kept() {
     let root = TestRoot::new();
     root.write("etc/machine-id", b"", 0o444);
-    root.write("run/machine-id", b"fedcba9876543210fedcba9876543210\n", 0o444);
+    root.write(
+        "run/machine-id",
+        b"fedcba9876543210fedcba9876543210\n",
+        0o444,
+    );
     root.set_config(b"{}");
     root.provision().ok();
-    assert_eq!(root.read("etc/machine-id"), "fedcba9876543210fedcba9876543210\n");
+    assert_eq!(
+        root.read("etc/machine-id"),
+        "fedcba9876543210fedcba9876543210\n"
+    );
     assert_eq!(root.read("etc/hostname"), "fleet-fedcba9\n");
 }
 
 #[test]
 fn removed_udev_rules_disappear_and_foreign_rules_stay() {
     let root = TestRoot::seeded();
-    root.write("run/udev/rules.d/10-foreign.rules", b"# someone else's\n", 0o644);
-    root.set_config_json(&with(&["os", "udevRules"], json!({"a": "KERNEL==\"x\"", "b": "KERNEL==\"y\""})));
+    root.write(
+        "run/udev/rules.d/10-foreign.rules",
+        b"# someone else's\n",
+        0o644,
+    );
+    root.set_config_json(&with(
+        &["os", "udevRules"],
+        json!({"a": "KERNEL==\"x\"", "b": "KERNEL==\"y\""}),
+    ));
     root.provision().ok();
     root.set_config_json(&with(&["os", "udevRules"], json!({"b": "KERNEL==\"y\""})));
     root.provision().ok();
@@ -247,7 +357,9 @@ fn skipped_effects_are_logged_at_debug_level() {
         "systemctl start fleet-devmode-engine.socket",
     ] {
         assert!(
-            run.lines("debug").iter().any(|l| l.contains(&format!("skipped: {effect}"))),
+            run.lines("debug")
+                .iter()
+                .any(|l| l.contains(&format!("skipped: {effect}"))),
             "{effect}:\n{}",
             run.stderr
         );

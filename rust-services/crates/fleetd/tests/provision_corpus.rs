@@ -22,7 +22,11 @@ fn copy_seed(from: &Path, root: &TestRoot, rel: &Path) {
             copy_seed(&entry.path(), root, &rel);
         } else {
             // Hand-made files get a deliberately loose mode; provisioning must tighten it.
-            root.write(rel.to_str().unwrap(), &fs::read(entry.path()).unwrap(), 0o644);
+            root.write(
+                rel.to_str().unwrap(),
+                &fs::read(entry.path()).unwrap(),
+                0o644,
+            );
         }
     }
 }
@@ -32,7 +36,10 @@ fn cases() -> Vec<String> {
         .unwrap()
         .filter_map(|e| {
             let e = e.unwrap();
-            e.file_type().unwrap().is_dir().then(|| e.file_name().to_string_lossy().into_owned())
+            e.file_type()
+                .unwrap()
+                .is_dir()
+                .then(|| e.file_name().to_string_lossy().into_owned())
         })
         .collect();
     names.sort();
@@ -54,7 +61,10 @@ fn check_case(name: &str) {
     assert_eq!(first.code, 0, "{name}: {}", first.stderr);
     if !config.exists() {
         assert!(
-            first.lines("warning").iter().any(|l| l.contains("config.json not found")),
+            first
+                .lines("warning")
+                .iter()
+                .any(|l| l.contains("config.json not found")),
             "{name}: no warning about the missing file:\n{}",
             first.stderr
         );
@@ -90,7 +100,11 @@ fn check_case(name: &str) {
     // Idempotence: the second run rewrites nothing (same inodes, same mtimes) and logs no change.
     let second = root.provision();
     assert_eq!(second.code, 0, "{name}: {}", second.stderr);
-    assert_eq!(root.snapshot(), after, "{name}: second run changed the tree");
+    assert_eq!(
+        root.snapshot(),
+        after,
+        "{name}: second run changed the tree"
+    );
     assert!(
         second.lines("info").is_empty(),
         "{name}: second run logged changes:\n{}",

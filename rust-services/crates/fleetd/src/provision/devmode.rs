@@ -31,12 +31,11 @@ pub fn serial_tty(root: &Root) -> String {
         .and_then(|active| {
             active
                 .split_whitespace()
-                .filter(|t| {
+                .rfind(|t| {
                     ["ttyS", "ttyAMA", "ttyUSB", "hvc"]
                         .iter()
                         .any(|p| t.starts_with(p))
                 })
-                .next_back()
                 .map(str::to_string)
         })
         .unwrap_or_else(|| DEFAULT_SERIAL.to_string())
@@ -153,9 +152,4 @@ pub fn apply(root: &Root, effects: Effects, settings: &Settings) -> Result<(), I
     }
     effects.systemctl(KEY, &["try-restart", "sshd.service", "ssh.service"])?;
     Ok(())
-}
-
-/// Path of a unit file provisioning would enable, for tests and docs.
-pub fn runtime_unit_dir(root: &Root) -> PathBuf {
-    root.path(RUNTIME_UNITS)
 }

@@ -33,7 +33,11 @@ impl TestRoot {
     /// A root with a fixed machine-id, as the state partition has after the first boot.
     pub fn seeded() -> TestRoot {
         let root = TestRoot::new();
-        root.write("etc/machine-id", format!("{MACHINE_ID}\n").as_bytes(), 0o444);
+        root.write(
+            "etc/machine-id",
+            format!("{MACHINE_ID}\n").as_bytes(),
+            0o444,
+        );
         root
     }
 
@@ -142,11 +146,18 @@ pub fn snapshot(root: &Path) -> Snapshot {
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
-    let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for path in entries {
         let meta = path.symlink_metadata().unwrap();
-        let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let kind = if meta.file_type().is_symlink() {
             Kind::Link(fs::read_link(&path).unwrap())
         } else if meta.is_dir() {
