@@ -135,3 +135,28 @@ fn status_without_anything_applied_is_the_volatile_default() {
     assert_eq!(s["configured"], "volatile");
     assert_eq!(s["maxUse"], "8M");
 }
+
+#[test]
+fn the_bind_names_the_canonical_path_when_var_log_is_a_symlink() {
+    // Yocto's volatile /var/log: a link to /var/volatile/log.
+    let root = TestRoot::seeded();
+    std::fs::create_dir_all(root.path("var/volatile/log")).unwrap();
+    std::os::unix::fs::symlink("volatile/log", root.path("var/log")).unwrap();
+    root.set_config_json(&json!({"persistentLogging": true}));
+    let run = root.fleetd(&["logging", "apply"]).ok();
+    let unit = "run/systemd/system/var-volatile-log-journal.mount";
+    assert!(
+        root.read(unit)
+            .contains("Where=/var/volatile/log/journal\n")
+    );
+    assert!(!root.exists(MOUNT));
+    assert!(
+        run.stderr
+            .contains("skipped: systemctl start var-volatile-log-journal.mount"),
+        "{}",
+        run.stderr
+    );
+    root.set_config_json(&json!({"persistentLogging": false}));
+    root.fleetd(&["logging", "apply"]).ok();
+    assert!(!root.exists(unit));
+}

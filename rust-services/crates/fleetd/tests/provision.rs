@@ -354,7 +354,8 @@ fn skipped_effects_are_logged_at_debug_level() {
         "udevadm control --reload",
         "systemctl restart systemd-journald.service",
         "journalctl --flush",
-        "systemctl start fleet-devmode-engine.socket",
+        "systemctl --no-block start fleet-devmode-engine.socket",
+        "systemctl --no-block try-reload-or-restart NetworkManager.service",
     ] {
         assert!(
             run.lines("debug")

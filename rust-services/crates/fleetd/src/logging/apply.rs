@@ -12,12 +12,12 @@ use fleet_core::Root;
 use fleet_core::config::Settings;
 use fleet_core::fs::{Change, ensure_dir, write_if_changed};
 
+use super::mountpoint::{canonical_in_root, unit_name};
 use crate::provision::files::{GENERATED, remove_if_exists};
 use crate::provision::{Effects, ItemError};
 
 pub const JOURNALD_DROPIN: &str = "/run/systemd/journald.conf.d/50-fleet-logging.conf";
-pub const MOUNT_UNIT: &str = "/run/systemd/system/var-log-journal.mount";
-pub const MOUNT_UNIT_NAME: &str = "var-log-journal.mount";
+pub const RUNTIME_UNITS: &str = "/run/systemd/system";
 pub const STATE_JOURNAL: &str = "/mnt/state/journal";
 pub const PERSISTENT_JOURNAL: &str = "/var/log/journal";
 pub const VOLATILE_JOURNAL: &str = "/run/log/journal";
@@ -35,13 +35,33 @@ pub fn dropin_text(settings: &Settings) -> String {
     }
 }
 
-pub fn mount_unit_text() -> String {
-    format!(
-        "{GENERATED}\n[Unit]\nDescription=Persistent journal on the state partition\n\
-         RequiresMountsFor={}\n\n[Mount]\nWhat={STATE_JOURNAL}\nWhere={PERSISTENT_JOURNAL}\n\
-         Type=none\nOptions=bind\n",
-        fleet_core::root::STATE_MOUNT
-    )
+/// The bind's mount unit: its name and the path of its file (both device paths).
+pub struct MountUnit {
+    pub name: String,
+    pub file: String,
+    pub mount_point: String,
+}
+
+impl MountUnit {
+    pub fn for_root(root: &Root) -> MountUnit {
+        let mount_point = canonical_in_root(root, PERSISTENT_JOURNAL);
+        let name = unit_name(&mount_point, "mount");
+        MountUnit {
+            file: format!("{RUNTIME_UNITS}/{name}"),
+            name,
+            mount_point,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        format!(
+            "{GENERATED}\n[Unit]\nDescription=Persistent journal on the state partition\n\
+             RequiresMountsFor={}\n\n[Mount]\nWhat={STATE_JOURNAL}\nWhere={}\n\
+             Type=none\nOptions=bind\n",
+            fleet_core::root::STATE_MOUNT,
+            self.mount_point
+        )
+    }
 }
 
 /// True when the runtime drop-in currently asks for a persistent journal.
@@ -62,7 +82,8 @@ fn enable(root: &Root, effects: Effects, settings: &Settings) -> Result<(), Item
     let state_dir = root.path(STATE_JOURNAL);
     let created = !state_dir.is_dir();
     ensure_dir(&state_dir)?;
-    let unit = write_if_changed(&root.path(MOUNT_UNIT), mount_unit_text().as_bytes(), 0o644)?;
+    let mount = MountUnit::for_root(root);
+    let unit = write_if_changed(&root.path(&mount.file), mount.text().as_bytes(), 0o644)?;
     let dropin = write_if_changed(
         &root.path(JOURNALD_DROPIN),
         dropin_text(settings).as_bytes(),
@@ -76,14 +97,15 @@ fn enable(root: &Root, effects: Effects, settings: &Settings) -> Result<(), Item
     if unit == Change::Written {
         effects.systemctl(KEY, &["daemon-reload"])?;
     }
-    effects.systemctl(KEY, &["start", MOUNT_UNIT_NAME])?;
+    effects.systemctl(KEY, &["start", &mount.name])?;
     effects.systemctl(KEY, &["restart", "systemd-journald.service"])?;
     effects.run(KEY, "journalctl", &["--flush"])?;
     Ok(())
 }
 
 fn disable(root: &Root, effects: Effects, settings: &Settings) -> Result<(), ItemError> {
-    let was_persistent = is_persistent(root) || root.path(MOUNT_UNIT).exists();
+    let mount = MountUnit::for_root(root);
+    let was_persistent = is_persistent(root) || root.path(&mount.file).exists();
     if was_persistent {
         effects.run(KEY, "journalctl", &["--relinquish-var"])?;
     }
@@ -99,9 +121,9 @@ fn disable(root: &Root, effects: Effects, settings: &Settings) -> Result<(), Ite
     // At boot journald already runs volatile (the image's default): restart only to switch.
     if was_persistent {
         effects.systemctl(KEY, &["restart", "systemd-journald.service"])?;
-        effects.systemctl(KEY, &["stop", MOUNT_UNIT_NAME])?;
+        effects.systemctl(KEY, &["stop", &mount.name])?;
     }
-    if remove_if_exists(&root.path(MOUNT_UNIT))? == Change::Written {
+    if remove_if_exists(&root.path(&mount.file))? == Change::Written {
         effects.systemctl(KEY, &["daemon-reload"])?;
     }
     Ok(())

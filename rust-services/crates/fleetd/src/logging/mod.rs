@@ -5,6 +5,7 @@
 //! `fleet.logging.maxUse` (32M). Both take effect at once; provisioning re-applies at boot.
 
 pub mod apply;
+pub mod mountpoint;
 pub mod status;
 
 use fleet_core::Root;

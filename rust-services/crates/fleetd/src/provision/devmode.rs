@@ -144,12 +144,16 @@ pub fn apply(root: &Root, effects: Effects, settings: &Settings) -> Result<(), I
     if settings.development_mode {
         log::warn!(FLEET_KEY = KEY; "development mode on: engine API on TCP 2377, root SSH without a key, login on {getty}");
         effects.systemctl(KEY, &["daemon-reload"])?;
-        effects.systemctl(KEY, &["start", ENGINE_SOCKET, &getty])?;
+        // --no-block: a getty is ordered after network.target, which waits for provisioning.
+        effects.systemctl(KEY, &["--no-block", "start", ENGINE_SOCKET, &getty])?;
     } else {
         log::info!(FLEET_KEY = KEY; "development mode off");
         effects.systemctl(KEY, &["stop", ENGINE_SOCKET, ENGINE_SERVICE, &getty])?;
         effects.systemctl(KEY, &["daemon-reload"])?;
     }
-    effects.systemctl(KEY, &["try-restart", "sshd.service", "ssh.service"])?;
+    effects.systemctl(
+        KEY,
+        &["--no-block", "try-restart", "sshd.service", "ssh.service"],
+    )?;
     Ok(())
 }

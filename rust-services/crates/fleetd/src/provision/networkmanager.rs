@@ -46,9 +46,17 @@ fn write_or_remove(root: &Root, path: &str, text: Option<String>) -> Result<Chan
     })
 }
 
-/// NetworkManager rereads its configuration on reload; at boot it is not running yet.
+/// NetworkManager rereads its configuration on reload. At boot it is not running yet and its
+/// start waits for provisioning (network-pre.target): never wait for its job.
 fn reload(effects: Effects, key: &str) -> Result<(), ItemError> {
-    effects.systemctl(key, &["try-reload-or-restart", "NetworkManager.service"])?;
+    effects.systemctl(
+        key,
+        &[
+            "--no-block",
+            "try-reload-or-restart",
+            "NetworkManager.service",
+        ],
+    )?;
     Ok(())
 }
 

@@ -23,7 +23,10 @@ pub fn apply(root: &Root, effects: Effects, settings: &Settings) -> Result<(), I
     if change == Change::Written {
         log::info!(FLEET_KEY = "ntpServers", FLEET_PATH = TIMESYNCD_DROPIN;
             "NTP servers: {}", if settings.ntp_servers.is_empty() { "system default".to_string() } else { settings.ntp_servers.join(" ") });
-        effects.systemctl("ntpServers", &["try-restart", "systemd-timesyncd.service"])?;
+        effects.systemctl(
+            "ntpServers",
+            &["--no-block", "try-restart", "systemd-timesyncd.service"],
+        )?;
     }
     Ok(())
 }
