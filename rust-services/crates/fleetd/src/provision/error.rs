@@ -15,8 +15,13 @@ pub enum ItemError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
-    #[error("{path}: cannot read: {reason}; nothing changed")]
-    Unreadable { path: String, reason: String },
+    #[error("{path}: cannot read: {reason}{}",
+        if *kept { "; the last good configuration stays applied" } else { "" })]
+    Unreadable {
+        path: String,
+        reason: String,
+        kept: bool,
+    },
     #[error("{path}: refused ({count} problem{}), nothing of it applied{}",
         if *count == 1 { "" } else { "s" },
         if *kept { "; the last good configuration stays applied" } else { "" })]
@@ -28,4 +33,23 @@ pub enum ProvisionError {
     #[error("{} setting{} failed to apply: {}", failed.len(),
         if failed.len() == 1 { "" } else { "s" }, failed.join(", "))]
     Partial { failed: Vec<&'static str> },
+}
+
+impl ProvisionError {
+    /// The same refusal, noting that the last good configuration was applied instead.
+    pub fn kept_last_good(self) -> ProvisionError {
+        match self {
+            ProvisionError::Invalid { path, count, .. } => ProvisionError::Invalid {
+                path,
+                count,
+                kept: true,
+            },
+            ProvisionError::Unreadable { path, reason, .. } => ProvisionError::Unreadable {
+                path,
+                reason,
+                kept: true,
+            },
+            other => other,
+        }
+    }
 }

@@ -37,6 +37,7 @@ pub fn load(root: &Root) -> Result<Config, ProvisionError> {
         Err(ConfigError::Io { source, .. }) => Err(ProvisionError::Unreadable {
             path: fleet_core::root::CONFIG_JSON.into(),
             reason: source.to_string(),
+            kept: false,
         }),
     }
 }

@@ -47,14 +47,7 @@ pub async fn run(root: &Root, _args: Args) -> Result<(), ProvisionError> {
             if let Err(e) = apply_all(root, effects, good.settings()) {
                 log::error!("last good configuration: {e}");
             }
-            Err(match err {
-                ProvisionError::Invalid { path, count, .. } => ProvisionError::Invalid {
-                    path,
-                    count,
-                    kept: true,
-                },
-                other => other,
-            })
+            Err(err.kept_last_good())
         }
     }
 }
