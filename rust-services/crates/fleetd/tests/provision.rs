@@ -366,3 +366,23 @@ fn skipped_effects_are_logged_at_debug_level() {
         );
     }
 }
+
+#[test]
+fn unreadable_config_changes_nothing() {
+    let root = TestRoot::seeded();
+    root.set_config(&fs::read(data_dir().join("sample/config.json")).unwrap());
+    root.provision().ok();
+    // config.json that cannot be read (here: a directory) is refused like an invalid one.
+    fs::remove_file(root.path("mnt/boot/config.json")).unwrap();
+    fs::create_dir(root.path("mnt/boot/config.json")).unwrap();
+    let before = root.snapshot();
+    let run = root.provision();
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("cannot read"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("last good configuration stays applied"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(root.snapshot(), before);
+}
