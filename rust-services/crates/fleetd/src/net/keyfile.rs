@@ -44,9 +44,17 @@ pub struct Keyfile {
 pub fn is_candidate(name: &str) -> bool {
     !(name.starts_with('.')
         || name.ends_with('~')
-        || [".bak", ".tmp", ".swp", ".orig", ".rej", ".dpkg-old", ".rpmnew"]
-            .iter()
-            .any(|s| name.ends_with(s)))
+        || [
+            ".bak",
+            ".tmp",
+            ".swp",
+            ".orig",
+            ".rej",
+            ".dpkg-old",
+            ".rpmnew",
+        ]
+        .iter()
+        .any(|s| name.ends_with(s)))
 }
 
 /// Validates `bytes` read from the boot file `name`.
@@ -176,11 +184,14 @@ mod tests {
         assert_eq!(k.kind, "wifi");
         assert!(is_uuid(&k.uuid));
         assert_eq!(k, parse("resin-wifi", BALENA_SAMPLE.as_bytes()).unwrap());
-        assert!(k.text.starts_with(&format!(
-            "[connection]\nuuid={}\nid=resin-wifi\n",
-            k.uuid
-        )));
-        assert_eq!(k.text.replace(&format!("uuid={}\n", k.uuid), ""), BALENA_SAMPLE);
+        assert!(
+            k.text
+                .starts_with(&format!("[connection]\nuuid={}\nid=resin-wifi\n", k.uuid))
+        );
+        assert_eq!(
+            k.text.replace(&format!("uuid={}\n", k.uuid), ""),
+            BALENA_SAMPLE
+        );
     }
 
     #[test]

@@ -146,6 +146,12 @@ pub async fn import(root: &Root) -> Result<Summary, NetError> {
     // Keyfiles: (re)load what changed on disk or what NetworkManager does not know yet.
     let mut to_load = Vec::new();
     for (name, kf, change) in &installed {
+        if *change == Change::Written {
+            owned.refused.remove(name);
+        } else if owned.refused.contains(name) {
+            log::warn!(file = name.as_str(); "{}: NetworkManager refused this file before; not retried until it changes", nm_dir.join(name).display());
+            continue;
+        }
         if *change == Change::Written || nm.find(&kf.uuid).await?.is_none() {
             to_load.push((name.as_str(), nm_dir.join(name)));
         }
@@ -159,6 +165,9 @@ pub async fn import(root: &Root) -> Result<Summary, NetError> {
         let failures = nm.load(&refs).await?;
         for f in &failures {
             log::warn!(file = f.as_str(); "NetworkManager refused {f} (its own log has the reason)");
+            if let Some((name, _)) = to_load.iter().find(|(_, p)| p.as_os_str() == f.as_str()) {
+                owned.refused.insert(name.to_string());
+            }
         }
         summary.load_failures = failures.len();
         summary.loaded = to_load.len() - failures.len();
@@ -173,6 +182,7 @@ pub async fn import(root: &Root) -> Result<Summary, NetError> {
             log::info!(file = name.as_str(), uuid = uuid.as_str(); "deleted connection of {name}: gone from the boot partition");
         }
         owned.keyfiles.remove(name);
+        owned.refused.remove(name);
     }
     owned.save(&state_path)?;
 
@@ -266,7 +276,10 @@ pub fn read_boot_keyfiles(dir: &Path) -> Result<BootKeyfiles, NetError> {
             source,
         })?;
         let Ok(name) = entry.file_name().into_string() else {
-            log::warn!("{}: skipped: file name is not UTF-8", entry.path().display());
+            log::warn!(
+                "{}: skipped: file name is not UTF-8",
+                entry.path().display()
+            );
             continue;
         };
         if !keyfile::is_candidate(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
@@ -305,7 +318,14 @@ mod tests {
         let got = read_boot_keyfiles(dir.path()).unwrap();
         assert_eq!(got.len(), 2);
         assert!(got["good.nmconnection"].is_ok());
-        assert_eq!(got["bad"].as_ref().unwrap_err(), "[connection] has no type=");
-        assert!(read_boot_keyfiles(&dir.path().join("missing")).unwrap().is_empty());
+        assert_eq!(
+            got["bad"].as_ref().unwrap_err(),
+            "[connection] has no type="
+        );
+        assert!(
+            read_boot_keyfiles(&dir.path().join("missing"))
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -75,7 +75,7 @@ impl Nm {
         let bus = Connection::system().await.map_err(NmError::Bus)?;
         let dbus = zbus::fdo::DBusProxy::new(&bus)
             .await
-            .map_err(|e| NmError::Bus(e.into()))?;
+            .map_err(NmError::Bus)?;
         let name = zbus::names::BusName::try_from(NM_SERVICE).map_err(NmError::Bus)?;
         if !dbus
             .name_has_owner(name)

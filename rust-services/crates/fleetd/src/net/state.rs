@@ -1,7 +1,7 @@
 //! Which NetworkManager connections fleetOS made, so it removes only those
 //! (`/var/lib/fleet/net-import.json`). A connection not listed here is the user's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,10 @@ pub struct OwnedConnections {
     /// Boot-partition keyfile name → UUID of the connection it became.
     #[serde(default)]
     pub keyfiles: BTreeMap<String, String>,
+    /// Keyfiles whose current copy NetworkManager refused to load: not retried until the file
+    /// changes, so a rerun stays free of D-Bus writes.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub refused: BTreeSet<String>,
     /// config.json Wi-Fi SSID → what was applied.
     #[serde(default)]
     pub wifi: BTreeMap<String, WifiRecord>,
@@ -80,7 +84,10 @@ mod tests {
     fn round_trip_and_missing_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub").join(STATE_FILE);
-        assert_eq!(OwnedConnections::load(&p).unwrap(), OwnedConnections::default());
+        assert_eq!(
+            OwnedConnections::load(&p).unwrap(),
+            OwnedConnections::default()
+        );
         let mut s = OwnedConnections::default();
         s.keyfiles.insert("a".into(), "u1".into());
         s.wifi.insert(

@@ -125,7 +125,10 @@ mod tests {
             s["802-11-wireless"]["ssid"],
             Variant::from(b"Office".to_vec())
         );
-        assert_eq!(s["802-11-wireless"]["ssid"].value_signature().to_string(), "ay");
+        assert_eq!(
+            s["802-11-wireless"]["ssid"].value_signature().to_string(),
+            "ay"
+        );
         assert_eq!(s["connection"]["id"], Variant::from("fleet-wifi-Office"));
         assert_eq!(s["connection"]["autoconnect-priority"], Variant::from(5i32));
         assert!(s.contains_key("802-11-wireless-security"));
