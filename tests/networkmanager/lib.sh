@@ -1,5 +1,22 @@
 # Helpers for tests/networkmanager/run (sourced): a private system bus and a real
-# NetworkManager in a network namespace, everything under $work.
+# NetworkManager in a network namespace, everything under $work. Process ids live in
+# $work/NAME.pid, so cases may run in subshells and cleanup still finds every process.
+
+# started NAME PID: records a background process.
+started() { echo "$2" >"$work/$1.pid"; }
+
+# stop NAME: TERM (then KILL after 10 s) the recorded process and wait until it is gone.
+stop() {
+  local pid i
+  pid=$(cat "$work/$1.pid" 2>/dev/null) || return 0
+  rm -f "$work/$1.pid"
+  kill "$pid" 2>/dev/null || return 0
+  for i in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+}
 
 # start_bus: dbus-daemon with a system-bus policy that lets root own and call anything
 # (the suite runs as root); exports DBUS_SYSTEM_BUS_ADDRESS.
@@ -21,7 +38,7 @@ start_bus() {
 </busconfig>
 CONF
   dbus-daemon --config-file="$work/bus.conf" --nofork --nopidfile >"$work/dbus.log" 2>&1 &
-  bus_pid=$!
+  started bus $!
   export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$work/system_bus_socket"
   local i
   for i in $(seq 50); do [ -S "$work/system_bus_socket" ] && return 0; sleep 0.1; done
@@ -60,8 +77,8 @@ CONF
         --state-file="$1/nm/lib/NetworkManager.state" \
         --intern-config="$1/nm/lib/NetworkManager-intern.conf" \
         --pid-file="$1/nm/run/nm.pid"' sh "$work" >>"$work/nm.log" 2>&1 &
-  nm_pid=$!
-  local i
+  local nm_pid=$! i
+  started nm "$nm_pid"
   for i in $(seq 100); do
     if busctl --address="$DBUS_SYSTEM_BUS_ADDRESS" status org.freedesktop.NetworkManager >/dev/null 2>&1 &&
       nmcli -t -f RUNNING general 2>/dev/null | grep -q running; then
@@ -75,18 +92,5 @@ CONF
   return 1
 }
 
-stop_nm() {
-  if [ -n "${nm_pid:-}" ]; then
-    kill "$nm_pid" 2>/dev/null || true
-    wait "$nm_pid" 2>/dev/null || true
-    nm_pid=
-  fi
-}
-
-stop_bus() {
-  if [ -n "${bus_pid:-}" ]; then
-    kill "$bus_pid" 2>/dev/null || true
-    wait "$bus_pid" 2>/dev/null || true
-    bus_pid=
-  fi
-}
+stop_nm() { stop nm; }
+stop_bus() { stop bus; }
