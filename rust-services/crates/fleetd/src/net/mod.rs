@@ -44,14 +44,14 @@ pub enum NetError {
     State(#[from] StateError),
     #[error(transparent)]
     Fs(#[from] FsError),
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     ReadDir {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// config.json is unreadable or invalid: the Wi-Fi profiles were left as they were.
     #[error("Wi-Fi from config.json not applied: {0}")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
 }
 
 pub async fn run(root: &Root, cmd: Command) -> Result<(), NetError> {
@@ -196,7 +196,7 @@ pub async fn import(root: &Root) -> Result<Summary, NetError> {
                 summary.keyfiles_skipped,
                 summary.deleted
             );
-            return Err(e.into());
+            return Err(NetError::Config(e));
         }
     };
     let wanted_ssids: BTreeSet<&str> = wanted.iter().map(|p| p.ssid.as_str()).collect();
@@ -263,17 +263,17 @@ pub fn read_boot_keyfiles(dir: &Path) -> Result<BootKeyfiles, NetError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(source) => {
+        Err(error) => {
             return Err(NetError::ReadDir {
                 path: dir.into(),
-                source,
+                error,
             });
         }
     };
     for entry in entries {
-        let entry = entry.map_err(|source| NetError::ReadDir {
+        let entry = entry.map_err(|error| NetError::ReadDir {
             path: dir.into(),
-            source,
+            error,
         })?;
         let Ok(name) = entry.file_name().into_string() else {
             log::warn!(

@@ -47,20 +47,20 @@ pub trait SettingsConnection {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NmError {
+    // Causes are part of each message (not `#[source]`), so `{:#}` prints them once.
     #[error("cannot reach the system D-Bus: {0}")]
-    Bus(#[source] zbus::Error),
+    Bus(zbus::Error),
     #[error("NetworkManager is not running ({NM_SERVICE} has no owner on the system bus)")]
     NotRunning,
-    #[error("NetworkManager {call}: {source}")]
+    #[error("NetworkManager {call}: {error}")]
     Call {
         call: &'static str,
-        #[source]
-        source: zbus::Error,
+        error: zbus::Error,
     },
 }
 
 fn call(name: &'static str) -> impl FnOnce(zbus::Error) -> NmError {
-    move |source| NmError::Call { call: name, source }
+    move |error| NmError::Call { call: name, error }
 }
 
 /// A connection to NetworkManager's settings service on the system bus

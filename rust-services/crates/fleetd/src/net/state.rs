@@ -11,15 +11,15 @@ pub const STATE_FILE: &str = "net-import.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{}: not a net import state file: {source}", path.display())]
+    #[error("{}: not a net import state file: {error}", path.display())]
     Parse {
         path: PathBuf,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error(transparent)]
     Write(#[from] fleet_core::fs::FsError),
@@ -52,23 +52,23 @@ impl OwnedConnections {
     /// Reads the state; a missing file is an empty state.
     pub fn load(path: &Path) -> Result<Self, StateError> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Parse {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| StateError::Parse {
                 path: path.into(),
-                source,
+                error,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(StateError::Read {
+            Err(error) => Err(StateError::Read {
                 path: path.into(),
-                source,
+                error,
             }),
         }
     }
 
     /// Writes the state atomically, only when it changed.
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(|source| StateError::Parse {
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|error| StateError::Parse {
             path: path.into(),
-            source,
+            error,
         })?;
         bytes.push(b'\n');
         fleet_core::fs::write_if_changed(path, &bytes, 0o600)?;
