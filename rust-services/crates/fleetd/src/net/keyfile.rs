@@ -39,12 +39,14 @@ pub struct Keyfile {
     pub text: String,
 }
 
-/// Whether NetworkManager's keyfile plugin would consider this file name at all; others on the
-/// boot partition (editor backups, macOS `._` files) are not connections.
+/// Whether this boot-partition file is meant as a connection: not hidden (macOS `._` files),
+/// not a backup NetworkManager itself would ignore, and not `*.ignore` — balenaOS ships its
+/// `resin-sample.ignore` disabled that way and users enable it by renaming.
 pub fn is_candidate(name: &str) -> bool {
     !(name.starts_with('.')
         || name.ends_with('~')
         || [
+            ".ignore",
             ".bak",
             ".tmp",
             ".swp",
@@ -238,6 +240,7 @@ mod tests {
         assert!(!is_candidate(".DS_Store"));
         assert!(!is_candidate("._home.nmconnection"));
         assert!(!is_candidate("home~"));
+        assert!(!is_candidate("resin-sample.ignore"));
     }
 
     #[test]
