@@ -1,0 +1,153 @@
+//! The few NetworkManager D-Bus calls the import needs (API: NetworkManager 1.22+).
+
+use std::collections::HashMap;
+
+use zbus::{Connection, OwnedObjectPath, OwnedVariant, Variant};
+
+use super::wifi::ConnectionSettings;
+
+pub const NM_SERVICE: &str = "org.freedesktop.NetworkManager";
+
+/// `NM_SETTINGS_ADD_CONNECTION2_FLAG_TO_DISK` / `NM_SETTINGS_UPDATE2_FLAG_TO_DISK`: persist the
+/// profile as a keyfile, so it survives a reboot.
+pub const FLAG_TO_DISK: u32 = 0x1;
+
+#[zbus::proxy(
+    interface = "org.freedesktop.NetworkManager.Settings",
+    default_service = "org.freedesktop.NetworkManager",
+    default_path = "/org/freedesktop/NetworkManager/Settings"
+)]
+pub trait Settings {
+    fn load_connections(&self, filenames: &[&str]) -> zbus::Result<(bool, Vec<String>)>;
+
+    fn get_connection_by_uuid(&self, uuid: &str) -> zbus::Result<OwnedObjectPath>;
+
+    fn add_connection2(
+        &self,
+        settings: &ConnectionSettings<'_>,
+        flags: u32,
+        args: &HashMap<&str, Variant<'_>>,
+    ) -> zbus::Result<(OwnedObjectPath, HashMap<String, OwnedVariant>)>;
+}
+
+#[zbus::proxy(
+    interface = "org.freedesktop.NetworkManager.Settings.Connection",
+    default_service = "org.freedesktop.NetworkManager"
+)]
+pub trait SettingsConnection {
+    fn update2(
+        &self,
+        settings: &ConnectionSettings<'_>,
+        flags: u32,
+        args: &HashMap<&str, Variant<'_>>,
+    ) -> zbus::Result<HashMap<String, OwnedVariant>>;
+
+    fn delete(&self) -> zbus::Result<()>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NmError {
+    // Causes are part of each message (not `#[source]`), so `{:#}` prints them once.
+    #[error("cannot reach the system D-Bus: {0}")]
+    Bus(zbus::Error),
+    #[error("NetworkManager is not running ({NM_SERVICE} has no owner on the system bus)")]
+    NotRunning,
+    #[error("NetworkManager {call}: {error}")]
+    Call {
+        call: &'static str,
+        error: zbus::Error,
+    },
+}
+
+fn call(name: &'static str) -> impl FnOnce(zbus::Error) -> NmError {
+    move |error| NmError::Call { call: name, error }
+}
+
+/// A connection to NetworkManager's settings service on the system bus
+/// (`DBUS_SYSTEM_BUS_ADDRESS` when set).
+pub struct Nm {
+    bus: Connection,
+    settings: SettingsProxy<'static>,
+}
+
+impl Nm {
+    pub async fn connect() -> Result<Self, NmError> {
+        let bus = Connection::system().await.map_err(NmError::Bus)?;
+        let dbus = zbus::fdo::DBusProxy::new(&bus)
+            .await
+            .map_err(NmError::Bus)?;
+        let name = zbus::names::BusName::try_from(NM_SERVICE).map_err(NmError::Bus)?;
+        if !dbus
+            .name_has_owner(name)
+            .await
+            .map_err(|e| NmError::Bus(e.into()))?
+        {
+            return Err(NmError::NotRunning);
+        }
+        let settings = SettingsProxy::new(&bus).await.map_err(call("Settings"))?;
+        Ok(Nm { bus, settings })
+    }
+
+    /// The object path of the connection with `uuid`, `None` when NetworkManager has none.
+    pub async fn find(&self, uuid: &str) -> Result<Option<OwnedObjectPath>, NmError> {
+        match self.settings.get_connection_by_uuid(uuid).await {
+            Ok(path) => Ok(Some(path)),
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str().ends_with(".Settings.InvalidConnection") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(call("GetConnectionByUuid")(e)),
+        }
+    }
+
+    /// Loads or reloads keyfiles; returns the files NetworkManager refused.
+    pub async fn load(&self, files: &[&str]) -> Result<Vec<String>, NmError> {
+        let (_, failures) = self
+            .settings
+            .load_connections(files)
+            .await
+            .map_err(call("LoadConnections"))?;
+        Ok(failures)
+    }
+
+    pub async fn add(&self, settings: &ConnectionSettings<'_>) -> Result<(), NmError> {
+        self.settings
+            .add_connection2(settings, FLAG_TO_DISK, &HashMap::new())
+            .await
+            .map_err(call("AddConnection2"))?;
+        Ok(())
+    }
+
+    pub async fn update(
+        &self,
+        path: &OwnedObjectPath,
+        settings: &ConnectionSettings<'_>,
+    ) -> Result<(), NmError> {
+        self.connection(path)
+            .await?
+            .update2(settings, FLAG_TO_DISK, &HashMap::new())
+            .await
+            .map_err(call("Update2"))?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, path: &OwnedObjectPath) -> Result<(), NmError> {
+        self.connection(path)
+            .await?
+            .delete()
+            .await
+            .map_err(call("Delete"))
+    }
+
+    async fn connection(
+        &self,
+        path: &OwnedObjectPath,
+    ) -> Result<SettingsConnectionProxy<'static>, NmError> {
+        SettingsConnectionProxy::builder(&self.bus)
+            .path(path.clone())
+            .build()
+            .await
+            .map_err(call("Settings.Connection"))
+    }
+}
