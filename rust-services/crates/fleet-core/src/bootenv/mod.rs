@@ -102,7 +102,9 @@ pub trait BootEnv {
 }
 
 /// A root filesystem slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Slot {
     A,
     B,

@@ -45,7 +45,7 @@ fn b64_decode(text: &str) -> Option<Vec<u8>> {
         .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
     {
         let v = B64.iter().position(|&b| b == c)? as u32;
-        acc = acc << 6 | v;
+        acc = (acc << 6 | v) & 0xff_ffff;
         bits += 6;
         if bits >= 8 {
             bits -= 8;
@@ -167,7 +167,7 @@ mod tests {
     #[test]
     fn base64_round_trip() {
         for n in 0..10 {
-            let bytes: Vec<u8> = (0..n).map(|i| i * 37).collect();
+            let bytes: Vec<u8> = (0..n).map(|i: u32| (i * 37) as u8).collect();
             assert_eq!(b64_decode(&b64_encode(&bytes)).unwrap(), bytes);
         }
         assert_eq!(b64_encode(b"hello"), "aGVsbG8=");
