@@ -42,7 +42,11 @@ const VALUE: &[u8] = b"abcXYZ019 =#\\:/.,-_\"'";
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("tool runs");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -109,10 +113,7 @@ fn grub_random_edits_are_byte_identical_both_ways() {
             // Our reader agrees with the tool's listing of its own file.
             let listed = editenv(&theirs, &["list"]);
             let parsed = grub::parse(&a).unwrap();
-            let mine: String = parsed
-                .iter()
-                .map(|(k, v)| format!("{k}={v}\n"))
-                .collect();
+            let mine: String = parsed.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
             assert_eq!(listed, mine, "round {round} step {step}");
         }
     }
@@ -162,7 +163,10 @@ fn uboot_ours_matches_mkenvimage_and_reads_with_fw_printenv() {
             .args(["-p", "0", "-s", "16384", "-o"])
             .arg(&theirs)
             .arg(&src));
-        assert!(std::fs::read(&theirs).unwrap() == bytes, "round {round}: {text:?}");
+        assert!(
+            std::fs::read(&theirs).unwrap() == bytes,
+            "round {round}: {text:?}"
+        );
         let conf = fw_config(dir.path(), &ours);
         let printed = run(Command::new("fw_printenv").arg("-c").arg(&conf));
         assert_eq!(printed, text, "round {round}");

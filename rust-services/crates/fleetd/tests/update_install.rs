@@ -101,7 +101,13 @@ impl Fake {
     /// A rootfs image of `size` bytes: pseudo-random text-like content from `seed`.
     fn image(&self, name: &str, size: usize, seed: u64) -> PathBuf {
         let mut x = seed | 1;
-        let words = [&b"fleet "[..], b"update ", b"slot ", b"\x00\x00\x00\x00", b"rootfs\n"];
+        let words = [
+            &b"fleet "[..],
+            b"update ",
+            b"slot ",
+            b"\x00\x00\x00\x00",
+            b"rootfs\n",
+        ];
         let mut data = Vec::with_capacity(size);
         while data.len() < size {
             x ^= x << 13;
@@ -116,7 +122,13 @@ impl Fake {
         p
     }
 
-    fn bundle(&self, image: &Path, name: &str, compatible: &str, key: Option<&SigningKey>) -> PathBuf {
+    fn bundle(
+        &self,
+        image: &Path,
+        name: &str,
+        compatible: &str,
+        key: Option<&SigningKey>,
+    ) -> PathBuf {
         let out = self.top.join(name);
         bundle::create(
             image,
@@ -133,7 +145,9 @@ impl Fake {
     }
 
     fn install(&self, bundle: &Path, slot: Option<Slot>) -> Result<install::Report, UpdateError> {
-        let input = Box::new(std::fs::File::open(bundle).unwrap());
+        let file = std::fs::File::open(bundle).unwrap();
+        let input_len = Some(file.metadata().unwrap().len());
+        let input = Box::new(file);
         install::install(
             &self.root,
             input,
@@ -142,6 +156,7 @@ impl Fake {
                 target: None,
                 keys: None,
                 tries: 3,
+                input_len,
             },
         )
     }
@@ -219,53 +234,98 @@ fn refusals_leave_slot_and_boot_state_untouched() {
     let bytes = std::fs::read(&good).unwrap();
     let other_key = SigningKey::from_bytes(&[9; 32]);
     let cases: Vec<(&str, PathBuf, Option<Slot>, &str)> = vec![
-        ("unsigned", f.bundle(&img, "unsigned.fleet", "qemux86-64", None), None, "not signed"),
-        ("foreign key", f.bundle(&img, "foreign.fleet", "qemux86-64", Some(&other_key)), None, "signature"),
-        ("wrong device", f.bundle(&img, "rpi.fleet", "raspberrypi4-64", Some(&f.key)), None, "raspberrypi4-64"),
-        ("too big", {
-            let big = f.image("big.img", SLOT_SIZE as usize + 4096, 5);
-            f.bundle(&big, "big.fleet", "qemux86-64", Some(&f.key))
-        }, None, "does not fit"),
+        (
+            "unsigned",
+            f.bundle(&img, "unsigned.fleet", "qemux86-64", None),
+            None,
+            "not signed",
+        ),
+        (
+            "foreign key",
+            f.bundle(&img, "foreign.fleet", "qemux86-64", Some(&other_key)),
+            None,
+            "signature",
+        ),
+        (
+            "wrong device",
+            f.bundle(&img, "rpi.fleet", "raspberrypi4-64", Some(&f.key)),
+            None,
+            "raspberrypi4-64",
+        ),
+        (
+            "too big",
+            {
+                let big = f.image("big.img", SLOT_SIZE as usize + 4096, 5);
+                f.bundle(&big, "big.fleet", "qemux86-64", Some(&f.key))
+            },
+            None,
+            "does not fit",
+        ),
         ("running slot", good.clone(), Some(Slot::A), "running slot"),
-        ("truncated", {
-            let p = f.top.join("trunc.fleet");
-            std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
-            p
-        }, None, "truncated"),
-        ("corrupt", {
-            let p = f.top.join("corrupt.fleet");
-            let mut b = bytes.clone();
-            let i = 1536 + (b.len() - 1536) / 2;
-            b[i] ^= 0x55;
-            std::fs::write(&p, &b).unwrap();
-            p
-        }, None, ""),
-        ("tampered manifest", {
-            let p = f.top.join("tampered.fleet");
-            let mut b = bytes.clone();
-            let text = String::from_utf8_lossy(&b[512..1024]).into_owned();
-            let at = text.find("2.0").unwrap();
-            b[512 + at] = b'9';
-            std::fs::write(&p, &b).unwrap();
-            p
-        }, None, "signature"),
+        (
+            "truncated",
+            {
+                let p = f.top.join("trunc.fleet");
+                std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+                p
+            },
+            None,
+            "truncated",
+        ),
+        (
+            "corrupt",
+            {
+                let p = f.top.join("corrupt.fleet");
+                let mut b = bytes.clone();
+                let i = 1536 + (b.len() - 1536) / 2;
+                b[i] ^= 0x55;
+                std::fs::write(&p, &b).unwrap();
+                p
+            },
+            None,
+            "",
+        ),
+        (
+            "tampered manifest",
+            {
+                let p = f.top.join("tampered.fleet");
+                let mut b = bytes.clone();
+                let text = String::from_utf8_lossy(&b[512..1024]).into_owned();
+                let at = text.find("2.0").unwrap();
+                b[512 + at] = b'9';
+                std::fs::write(&p, &b).unwrap();
+                p
+            },
+            None,
+            "signature",
+        ),
     ];
     // Slot B holds something already, so "untouched" is meaningful.
     let old = f.image("old.img", 4 << 20, 11);
     std::fs::write(f.dev(Slot::B), std::fs::read(&old).unwrap()).unwrap();
-    std::fs::File::options().write(true).open(f.dev(Slot::B)).unwrap().set_len(SLOT_SIZE).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(f.dev(Slot::B))
+        .unwrap()
+        .set_len(SLOT_SIZE)
+        .unwrap();
     for (name, bundle, slot, needle) in cases {
         let before = f.fingerprint();
         let err = f.install(&bundle, slot).expect_err(name).to_string();
         eprintln!("{name}: {err}");
         assert!(err.contains(needle), "{name}: {err}");
-        if name == "truncated" || name == "corrupt" {
-            // These are only detectable while writing: the slot changed, the boot state not.
+        if name == "corrupt" {
+            // Only detectable while writing: the slot changed, the boot state did not.
             assert_eq!(before.1, f.fingerprint().1, "{name}: env changed");
             assert_eq!(before.2, f.fingerprint().2, "{name}: record changed");
             // Restore slot B for the next case.
             std::fs::write(f.dev(Slot::B), std::fs::read(&old).unwrap()).unwrap();
-            std::fs::File::options().write(true).open(f.dev(Slot::B)).unwrap().set_len(SLOT_SIZE).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(f.dev(Slot::B))
+                .unwrap()
+                .set_len(SLOT_SIZE)
+                .unwrap();
         } else {
             assert!(before == f.fingerprint(), "{name}: something changed");
         }
@@ -309,13 +369,30 @@ fn boot_loop_rolls_back_after_n_trials_and_mark_good_switches() {
     // A broken update: nobody marks it good.
     let booted: Vec<Slot> = (0..5).map(|_| bootloader_boot(&f)).collect();
     assert_eq!(booted, [Slot::B, Slot::B, Slot::B, Slot::A, Slot::A]);
-    assert_eq!(f.state(), BootState { active: Slot::A, trial: None, tries: 0 });
+    assert_eq!(
+        f.state(),
+        BootState {
+            active: Slot::A,
+            trial: None,
+            tries: 0
+        }
+    );
     // A good one: the first trial boot is confirmed.
     f.install(&b, None).unwrap();
     assert_eq!(bootloader_boot(&f), Slot::B);
     update::mark_good(&f.root).unwrap();
-    assert_eq!(f.state(), BootState { active: Slot::B, trial: None, tries: 0 });
-    assert_eq!((0..3).map(|_| bootloader_boot(&f)).collect::<Vec<_>>(), [Slot::B; 3]);
+    assert_eq!(
+        f.state(),
+        BootState {
+            active: Slot::B,
+            trial: None,
+            tries: 0
+        }
+    );
+    assert_eq!(
+        (0..3).map(|_| bootloader_boot(&f)).collect::<Vec<_>>(),
+        [Slot::B; 3]
+    );
     // Now A is the inactive slot; rollback drops an armed trial.
     f.install(&b, None).unwrap();
     assert_eq!(f.state().trial, Some(Slot::A));
@@ -362,15 +439,33 @@ fn sigkill_at_random_moments_never_selects_a_half_written_slot() {
         if state.trial.is_none() {
             before_arm += 1;
             assert_eq!(state.active, Slot::A, "round {round}");
-            assert_eq!(std::fs::read(f.env_path()).unwrap(), initial_env, "round {round}");
+            assert_eq!(
+                std::fs::read(f.env_path()).unwrap(),
+                initial_env,
+                "round {round}"
+            );
         } else {
             after_arm += 1;
-            assert_eq!(state, BootState { active: Slot::A, trial: Some(Slot::B), tries: 3 });
-            assert_eq!(hash_prefix(&f.dev(Slot::B), 8 << 20), want, "round {round}: armed but B differs");
+            assert_eq!(
+                state,
+                BootState {
+                    active: Slot::A,
+                    trial: Some(Slot::B),
+                    tries: 3
+                }
+            );
+            assert_eq!(
+                hash_prefix(&f.dev(Slot::B), 8 << 20),
+                want,
+                "round {round}: armed but B differs"
+            );
         }
         // Whatever happened, a fresh install succeeds.
         if round % 10 == 9 {
-            assert!(run().wait().unwrap().success(), "round {round}: fresh install failed");
+            assert!(
+                run().wait().unwrap().success(),
+                "round {round}: fresh install failed"
+            );
             assert_eq!(hash_prefix(&f.dev(Slot::B), 8 << 20), want);
         }
     }

@@ -143,16 +143,17 @@ impl<R: Read> BundleReader<R> {
     }
 }
 
+pub type RootfsDecoder<R> = zstd::stream::read::Decoder<'static, BufReader<TarReader<R>>>;
+
 /// The not-yet-opened rootfs entry of a verified bundle.
 pub struct RootfsReader<R> {
     tar: TarReader<R>,
 }
 
 impl<R: Read> RootfsReader<R> {
-    /// The decompressed rootfs as a stream (a truncated bundle surfaces as an error).
-    pub fn open(
-        mut self,
-    ) -> Result<zstd::stream::read::Decoder<'static, BufReader<TarReader<R>>>, BundleError> {
+    /// The decompressed rootfs as a stream (a truncated bundle surfaces as an error), and the
+    /// offset where the compressed entry ends (a file shorter than that is truncated).
+    pub fn open(mut self) -> Result<(u64, RootfsDecoder<R>), BundleError> {
         match self.tar.next_file() {
             Ok(Some((name, _))) if name == ROOTFS => {}
             Ok(Some((name, _))) => {
@@ -163,12 +164,13 @@ impl<R: Read> RootfsReader<R> {
             Ok(None) => return Err(BundleError::Layout(format!("{ROOTFS} missing"))),
             Err(e) => return Err(BundleError::io(ROOTFS, e)),
         }
+        let end = self.tar.entry_end();
         let mut decoder = zstd::stream::read::Decoder::new(self.tar)
             .map_err(|e| BundleError::io("zstd decoder", e))?;
         decoder
             .window_log_max(WINDOW_LOG_MAX)
             .map_err(|e| BundleError::io("zstd decoder", e))?;
-        Ok(decoder)
+        Ok((end, decoder))
     }
 }
 
@@ -320,7 +322,7 @@ pub fn verify(
     keys: &[(PathBuf, VerifyingKey)],
 ) -> Result<(Manifest, PathBuf), BundleError> {
     let (manifest, key, rootfs) = BundleReader::open(bundle)?.verify(keys)?;
-    let mut decoder = rootfs.open()?;
+    let (_, mut decoder) = rootfs.open()?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut buf = vec![0u8; 1 << 20];

@@ -30,6 +30,8 @@ pub struct TarReader<R> {
     inner: R,
     remaining: u64,
     pad: u64,
+    /// Bytes consumed from `inner` so far.
+    position: u64,
 }
 
 impl<R: Read> TarReader<R> {
@@ -38,7 +40,13 @@ impl<R: Read> TarReader<R> {
             inner,
             remaining: 0,
             pad: 0,
+            position: 0,
         }
+    }
+
+    /// Offset in the stream just past the current entry's data.
+    pub fn entry_end(&self) -> u64 {
+        self.position + self.remaining
     }
 
     fn skip(&mut self, mut n: u64) -> io::Result<()> {
@@ -50,6 +58,7 @@ impl<R: Read> TarReader<R> {
                 return Err(truncated());
             }
             n -= got as u64;
+            self.position += got as u64;
         }
         Ok(())
     }
@@ -68,6 +77,7 @@ impl<R: Read> TarReader<R> {
                 e
             }
         })?;
+        self.position += BLOCK;
         if header.iter().all(|&b| b == 0) {
             return Ok(None);
         }
@@ -125,6 +135,7 @@ impl<R: Read> Read for TarReader<R> {
             return Err(truncated());
         }
         self.remaining -= got as u64;
+        self.position += got as u64;
         Ok(got)
     }
 }

@@ -37,6 +37,9 @@ pub struct Options {
     pub keys: Option<PathBuf>,
     /// Trial boots before the bootloader rolls back.
     pub tries: u32,
+    /// Length of the bundle when it is a file: a truncated file is then refused before the
+    /// slot is touched (a stream can only be found short while writing).
+    pub input_len: Option<u64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -113,7 +116,7 @@ pub fn install(
     log::info!(version = manifest.version.as_str(), key = key.display().to_string().as_str();
         "bundle signature good");
     let mine = device_type(root).ok_or(UpdateError::UnknownDeviceType)?;
-    if !manifest.compatible.iter().any(|c| *c == mine) {
+    if !manifest.compatible.contains(&mine) {
         return Err(UpdateError::WrongDevice {
             mine,
             compatible: manifest.compatible.join(", "),
@@ -144,7 +147,15 @@ pub fn install(
         .write(true)
         .open(&target)
         .map_err(target_err(&target, "open for writing"))?;
-    let decoder = rootfs.open()?;
+    let (end, decoder) = rootfs.open()?;
+    if let Some(len) = opts.input_len
+        && len < end
+    {
+        return Err(BundleError::Truncated(format!(
+            "the file has {len} bytes, its rootfs entry ends at byte {end}"
+        ))
+        .into());
+    }
     let written = stream_into(decoder, &dev, &target, &manifest, slot_size)?;
     dev.sync_all().map_err(target_err(&target, "fsync"))?;
     verify_slot(&dev, &target, &manifest)?;

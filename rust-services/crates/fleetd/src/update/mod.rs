@@ -97,19 +97,20 @@ pub async fn run(root: &Root, cmd: Command) -> Result<(), UpdateError> {
             keys,
             tries,
         } => {
-            let input: Box<dyn Read + Send> = if bundle.as_os_str() == "-" {
-                Box::new(std::io::stdin())
+            let (input, input_len): (Box<dyn Read + Send>, _) = if bundle.as_os_str() == "-" {
+                (Box::new(std::io::stdin()), None)
             } else {
-                Box::new(
-                    std::fs::File::open(&bundle)
-                        .map_err(|e| UpdateError::Input(bundle.clone(), e))?,
-                )
+                let f = std::fs::File::open(&bundle)
+                    .map_err(|e| UpdateError::Input(bundle.clone(), e))?;
+                let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+                (Box::new(std::io::BufReader::with_capacity(1 << 20, f)), len)
             };
             let opts = install::Options {
                 slot,
                 target,
                 keys,
                 tries,
+                input_len,
             };
             let root = root.clone();
             let report = tokio::task::spawn_blocking(move || install::install(&root, input, &opts))
