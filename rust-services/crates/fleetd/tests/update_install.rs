@@ -472,3 +472,56 @@ fn sigkill_at_random_moments_never_selects_a_half_written_slot() {
     eprintln!("kills before arming: {before_arm}, after: {after_arm} (install took {full:?})");
     assert!(before_arm > 0);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn health_marks_a_healthy_trial_good_and_leaves_other_boots_alone() {
+    use fleetd::health::{HealthError, Outcome, check};
+    let units = vec![
+        "multi-user.target".to_string(),
+        "fleet-supervisor.service".to_string(),
+    ];
+    let f = Fake::new(Slot::A);
+    // Normal boot: nothing happens, whatever the units say.
+    let out = check(&f.root, &units, Duration::from_secs(1), |_| async { false }).await;
+    assert_eq!(out.unwrap(), Outcome::NotTrial);
+    let img = f.image("v2.img", 1 << 20, 3);
+    let b = f.bundle(&img, "v2.fleet", "qemux86-64", Some(&f.key));
+    f.install(&b, None).unwrap();
+    // Armed but not booted yet: still not a trial boot.
+    let out = check(&f.root, &units, Duration::from_secs(1), |_| async { true }).await;
+    assert_eq!(out.unwrap(), Outcome::NotTrial);
+    assert_eq!(f.state().trial, Some(Slot::B));
+    bootloader_boot(&f);
+    // The supervisor never gets ready: unhealthy after the timeout, nothing marked.
+    let out = check(
+        &f.root,
+        &units,
+        Duration::from_millis(600),
+        |u| async move { u == "multi-user.target" },
+    )
+    .await;
+    match out {
+        Err(HealthError::Unhealthy { reason, .. }) => {
+            assert!(reason.contains("fleet-supervisor.service"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(f.state().active, Slot::A);
+    // Healthy after a while: marked good.
+    let calls = std::cell::Cell::new(0);
+    let out = check(&f.root, &units, Duration::from_secs(5), |_| {
+        calls.set(calls.get() + 1);
+        let ready = calls.get() > 3;
+        async move { ready }
+    })
+    .await;
+    assert_eq!(out.unwrap(), Outcome::MarkedGood);
+    assert_eq!(
+        f.state(),
+        BootState {
+            active: Slot::B,
+            trial: None,
+            tries: 0
+        }
+    );
+}
