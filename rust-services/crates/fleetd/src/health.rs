@@ -14,7 +14,8 @@ pub struct Args {
     /// Seconds to wait for the system to become healthy.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
-    /// Units that must be active (default: multi-user.target and the supervisor).
+    /// Units that must be active (default: `health-units=` in /etc/fleet/update.conf, else
+    /// multi-user.target and fleet-supervisor.service).
     #[arg(long = "unit", value_name = "UNIT")]
     pub units: Vec<String>,
     /// Report failure instead of rebooting (for tests and manual runs).
@@ -99,10 +100,7 @@ where
 
 pub async fn run(root: &Root, args: Args) -> Result<(), HealthError> {
     let units = if args.units.is_empty() {
-        vec![
-            "multi-user.target".to_string(),
-            "fleet-supervisor.service".to_string(),
-        ]
+        default_units(root)
     } else {
         args.units
     };
@@ -121,6 +119,21 @@ pub async fn run(root: &Root, args: Args) -> Result<(), HealthError> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// `health-units=` of `/etc/fleet/update.conf` (space-separated), else the contract's pair.
+pub fn default_units(root: &Root) -> Vec<String> {
+    std::fs::read_to_string(root.path(bootenv::UPDATE_CONF))
+        .ok()
+        .and_then(|t| bootenv::conf_value(&t, "health-units").map(str::to_string))
+        .map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| {
+            vec![
+                "multi-user.target".to_string(),
+                "fleet-supervisor.service".to_string(),
+            ]
+        })
 }
 
 /// A clean reboot through systemd; the reboot syscall if systemd does not take it.
