@@ -403,7 +403,7 @@ fn boot_loop_rolls_back_after_n_trials_and_mark_good_switches() {
 #[test]
 fn sigkill_at_random_moments_never_selects_a_half_written_slot() {
     let f = Fake::new(Slot::A);
-    let img = f.image("v2.img", 8 << 20, 21);
+    let img = f.image("v2.img", 4 << 20, 21);
     let want = hash_file(&img);
     let b = f.bundle(&img, "v2.fleet", "qemux86-64", Some(&f.key));
     let initial_env = std::fs::read(f.env_path()).unwrap();
@@ -455,7 +455,7 @@ fn sigkill_at_random_moments_never_selects_a_half_written_slot() {
                 }
             );
             assert_eq!(
-                hash_prefix(&f.dev(Slot::B), 8 << 20),
+                hash_prefix(&f.dev(Slot::B), 4 << 20),
                 want,
                 "round {round}: armed but B differs"
             );
@@ -466,7 +466,7 @@ fn sigkill_at_random_moments_never_selects_a_half_written_slot() {
                 run().wait().unwrap().success(),
                 "round {round}: fresh install failed"
             );
-            assert_eq!(hash_prefix(&f.dev(Slot::B), 8 << 20), want);
+            assert_eq!(hash_prefix(&f.dev(Slot::B), 4 << 20), want);
         }
     }
     eprintln!("kills before arming: {before_arm}, after: {after_arm} (install took {full:?})");
