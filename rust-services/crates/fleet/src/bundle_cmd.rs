@@ -1,15 +1,150 @@
-//! `fleet bundle keygen|create|sign|verify`.
+//! `fleet bundle keygen|create|sign|verify`: OS update bundles (format in fleet-core's
+//! `bundle` module; the device installs them with `fleetd update install`).
 
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use crate::NotImplemented;
+use anyhow::Context;
+use fleet_core::bundle::{self, CreateOptions, keys};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Check a bundle's signature and manifest.
-    Verify { bundle: PathBuf },
+    /// Make an ed25519 key pair: PREFIX.pem (private, 0600) and PREFIX.pub (for /etc/fleet/keys).
+    Keygen {
+        /// Output prefix.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Build a bundle from a raw ext4 root filesystem image.
+    Create {
+        /// The ext4 image (uncompressed).
+        #[arg(long)]
+        rootfs: PathBuf,
+        /// OS version (VERSION_ID of the image).
+        #[arg(long = "os-version")]
+        version: String,
+        /// Device type the image runs on (repeatable).
+        #[arg(long, required = true)]
+        compatible: Vec<String>,
+        /// Private key (PEM); without it the bundle is unsigned (sign it later).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// zstd level.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+        level: i32,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Sign (or re-sign) a bundle's manifest.
+    Sign {
+        bundle: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the signed bundle (default: in place).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Check a bundle's signature, then its rootfs against the manifest (FILE or -).
+    Verify {
+        bundle: PathBuf,
+        /// Trusted public key (repeatable).
+        #[arg(long)]
+        key: Vec<PathBuf>,
+        /// Directory of trusted *.pub keys.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
 }
 
-pub fn run(_cmd: Command) -> anyhow::Result<()> {
-    Err(NotImplemented("bundle").into())
+pub fn run(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Keygen { output } => {
+            let key = keys::generate()?;
+            let private = output.with_extension("pem");
+            let public = output.with_extension("pub");
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&private)
+                .with_context(|| format!("{}: create", private.display()))?;
+            std::io::Write::write_all(&mut f, keys::private_pem(&key).as_bytes())
+                .with_context(|| format!("{}: write", private.display()))?;
+            std::fs::write(&public, keys::public_pem(&key.verifying_key()))
+                .with_context(|| format!("{}: write", public.display()))?;
+            println!("{}\n{}", private.display(), public.display());
+            Ok(())
+        }
+        Command::Create {
+            rootfs,
+            version,
+            compatible,
+            key,
+            level,
+            output,
+        } => {
+            let key = key.map(|k| keys::read_private(&k)).transpose()?;
+            let manifest = bundle::create(
+                &rootfs,
+                &output,
+                &CreateOptions {
+                    version,
+                    compatible,
+                    key: key.as_ref(),
+                    level,
+                },
+            )?;
+            println!(
+                "{}: version {}, rootfs {} bytes, sha256 {}{}",
+                output.display(),
+                manifest.version,
+                manifest.rootfs.size,
+                manifest.rootfs.sha256,
+                if key.is_some() { "" } else { " (unsigned)" }
+            );
+            Ok(())
+        }
+        Command::Sign {
+            bundle: path,
+            key,
+            output,
+        } => {
+            let key = keys::read_private(&key)?;
+            let out = output.unwrap_or_else(|| path.clone());
+            let manifest = bundle::sign(&path, &key, &out)?;
+            println!("{}: signed version {}", out.display(), manifest.version);
+            Ok(())
+        }
+        Command::Verify {
+            bundle: path,
+            key,
+            keys: dir,
+        } => {
+            let mut trusted = Vec::new();
+            for k in key {
+                trusted.push((k.clone(), keys::read_public(&k)?));
+            }
+            if let Some(d) = dir {
+                trusted.extend(keys::read_public_dir(&d)?);
+            }
+            anyhow::ensure!(!trusted.is_empty(), "give --key FILE or --keys DIR");
+            let mut input: Box<dyn Read> = if path.as_os_str() == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                Box::new(std::io::BufReader::new(
+                    std::fs::File::open(&path).with_context(|| path.display().to_string())?,
+                ))
+            };
+            let (manifest, signer) = bundle::verify(&mut input, &trusted)?;
+            println!(
+                "{}: OK, version {}, for {}, signed by {}",
+                path.display(),
+                manifest.version,
+                manifest.compatible.join(", "),
+                signer.display()
+            );
+            Ok(())
+        }
+    }
 }

@@ -1,23 +1,212 @@
 //! `fleetd update install|status|mark-good|rollback` — A/B root filesystem updates.
+//!
+//! Boot state: [`fleet_core::bootenv`] (GRUB env block on x86, `uboot.env` on the Pi).
+//! Running slot: [`slots`] (kernel command line + sysfs). Writing a slot: [`install`].
 
+pub mod install;
+pub mod slots;
+
+use std::io::Read;
 use std::path::PathBuf;
 
 use fleet_core::Root;
-
-use crate::NotImplemented;
+use fleet_core::bootenv::{self, BootState, EnvError, Slot};
+use fleet_core::bundle::BundleError;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Write a bundle (FILE, or - for stdin) to the inactive slot and arm a trial boot.
-    Install { bundle: PathBuf },
+    Install {
+        bundle: PathBuf,
+        /// Slot to write (default: the one not running).
+        #[arg(long, value_parser = parse_slot)]
+        slot: Option<Slot>,
+        /// Write this device or file instead of the slot's partition.
+        #[arg(long, value_name = "PATH")]
+        target: Option<PathBuf>,
+        /// Directory of trusted *.pub keys (default /etc/fleet/keys).
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+        /// Trial boots before the bootloader rolls back (1-9).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+        tries: u32,
+    },
     /// Print the boot state as JSON.
     Status,
-    /// Make the slot under trial the active one.
+    /// Make the running slot the known-good one (ends a trial).
     MarkGood,
-    /// Drop the trial and go back to the active slot at the next boot.
+    /// Drop the trial: the next boot starts the known-good slot.
     Rollback,
 }
 
-pub async fn run(_root: &Root, _cmd: Command) -> Result<(), NotImplemented> {
-    Err(NotImplemented("update"))
+fn parse_slot(s: &str) -> Result<Slot, String> {
+    Slot::parse(s).ok_or_else(|| format!("{s:?}: a slot is A or B"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error(transparent)]
+    Slot(#[from] slots::SlotError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Fs(#[from] fleet_core::fs::FsError),
+    #[error("refusing to write slot {0}: it is the running slot")]
+    TargetRunning(Slot),
+    #[error(
+        "refusing to write slot {active}: it is the only known-good slot while slot {booted} runs on trial (run mark-good or rollback first)"
+    )]
+    Unconfirmed { booted: Slot, active: Slot },
+    #[error("refusing to write {}: it is mounted", .0.display())]
+    Mounted(PathBuf),
+    #[error(
+        "refusing the bundle: this device's type is unknown (no /etc/fleet/device-type, no deviceType in config.json)"
+    )]
+    UnknownDeviceType,
+    #[error("refusing the bundle: it is for {compatible}, this device is {mine}")]
+    WrongDevice { mine: String, compatible: String },
+    #[error(
+        "refusing the bundle: rootfs of {size} bytes does not fit slot {slot} ({slot_size} bytes)"
+    )]
+    TooBig {
+        size: u64,
+        slot: Slot,
+        slot_size: u64,
+    },
+    #[error("{}: {action}: {source}", path.display())]
+    Target {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: read back sha256 {got} differs from the bundle's; trial not armed", path.display())]
+    VerifyFailed { path: PathBuf, got: String },
+    #[error("{0}: {1}")]
+    Input(PathBuf, std::io::Error),
+}
+
+pub async fn run(root: &Root, cmd: Command) -> Result<(), UpdateError> {
+    match cmd {
+        Command::Install {
+            bundle,
+            slot,
+            target,
+            keys,
+            tries,
+        } => {
+            let (input, input_len): (Box<dyn Read + Send>, _) = if bundle.as_os_str() == "-" {
+                (Box::new(std::io::stdin()), None)
+            } else {
+                let f = std::fs::File::open(&bundle)
+                    .map_err(|e| UpdateError::Input(bundle.clone(), e))?;
+                let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+                (Box::new(std::io::BufReader::with_capacity(1 << 20, f)), len)
+            };
+            let opts = install::Options {
+                slot,
+                target,
+                keys,
+                tries,
+                input_len,
+            };
+            let root = root.clone();
+            let report = tokio::task::spawn_blocking(move || install::install(&root, input, &opts))
+                .await
+                .map_err(|e| UpdateError::Input("-".into(), std::io::Error::other(e)))??;
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            Ok(())
+        }
+        Command::Status => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&status(root)?).unwrap_or_default()
+            );
+            Ok(())
+        }
+        Command::MarkGood => {
+            let msg = mark_good(root)?;
+            println!("{msg}");
+            Ok(())
+        }
+        Command::Rollback => {
+            let msg = rollback(root)?;
+            println!("{msg}");
+            Ok(())
+        }
+    }
+}
+
+/// The boot state, the running slot and what each slot holds.
+pub fn status(root: &Root) -> Result<serde_json::Value, UpdateError> {
+    let env = bootenv::open(root)?;
+    let state = BootState::from_vars(&env.load()?);
+    let booted = slots::booted(root).ok();
+    let records = slots::read_records(root);
+    let slot_info = |s: Slot| {
+        // The running slot's os-release is authoritative; otherwise what install recorded.
+        if booted.as_ref().is_some_and(|b| b.slot == s)
+            && let Some(v) = slots::running_version(root)
+        {
+            return serde_json::json!({ "version": v, "version_from": "/etc/os-release" });
+        }
+        match records.get(&s) {
+            Some(r) => serde_json::json!({
+                "version": r.version, "version_from": slots::SLOTS_RECORD, "sha256": r.sha256,
+            }),
+            None => serde_json::json!({ "version": null, "version_from": null }),
+        }
+    };
+    Ok(serde_json::json!({
+        "bootloader": env.kind(),
+        "env": env.path(),
+        "active": state.active,
+        "booted": booted.as_ref().map(|b| b.slot),
+        "trial": state.trial,
+        "tries_left": state.tries,
+        "slots": { "A": slot_info(Slot::A), "B": slot_info(Slot::B) },
+    }))
+}
+
+/// Makes the running slot the known-good one. Leaves an armed trial of the other slot alone
+/// when the running slot already is the good one.
+pub fn mark_good(root: &Root) -> Result<String, UpdateError> {
+    let env = bootenv::open(root)?;
+    let mut vars = env.load()?;
+    let state = BootState::from_vars(&vars);
+    let booted = slots::booted(root)?.slot;
+    if booted == state.active {
+        return Ok(format!("slot {booted} is already the known-good slot"));
+    }
+    BootState {
+        active: booted,
+        trial: None,
+        tries: 0,
+    }
+    .apply(&mut vars);
+    env.store(&vars)?;
+    log::info!(slot = booted.as_str(); "slot {booted} marked good");
+    Ok(format!("slot {booted} is now the known-good slot"))
+}
+
+/// Clears the trial so the next boot starts the known-good slot.
+pub fn rollback(root: &Root) -> Result<String, UpdateError> {
+    let env = bootenv::open(root)?;
+    let mut vars = env.load()?;
+    let state = BootState::from_vars(&vars);
+    let booted = slots::booted(root).ok().map(|b| b.slot);
+    if state.trial.is_none() && booted.is_none_or(|b| b == state.active) {
+        return Ok(format!("no trial: slot {} stays active", state.active));
+    }
+    BootState {
+        trial: None,
+        tries: 0,
+        ..state
+    }
+    .apply(&mut vars);
+    env.store(&vars)?;
+    log::info!(slot = state.active.as_str(); "trial dropped");
+    Ok(format!("the next boot starts slot {}", state.active))
 }

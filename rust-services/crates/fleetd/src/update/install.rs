@@ -1,0 +1,329 @@
+//! `fleetd update install`: stream a bundle into the inactive slot, then arm a trial boot.
+//!
+//! Order (each step only after the previous one succeeded): signature → manifest checks →
+//! (disarm a pending trial of the target slot) → decompress + hash + compare + write →
+//! fsync → drop the cache and re-read the slot to verify → set the slot's ext4 label →
+//! record the version → arm the trial in ONE atomic environment write. Until that last write
+//! the bootloader keeps selecting the slots it selected before.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use fleet_core::Root;
+use fleet_core::bootenv::{self, BootState, Slot};
+use fleet_core::bundle::{self, BundleError, BundleReader, Manifest, keys};
+use sha2::{Digest, Sha256};
+
+use super::UpdateError;
+use super::slots::{self, SlotRecord};
+
+/// Decompressed bytes per pipeline chunk; three chunks in flight plus one compare buffer,
+/// so our buffers stay at 8 MiB (the zstd window adds at most 8 MiB).
+const CHUNK: usize = 2 << 20;
+/// Unit of the read-compare: a block identical in the slot is not written.
+const BLOCK: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Slot to write (default: the one not running).
+    pub slot: Option<Slot>,
+    /// Device or file to write instead of the slot's partition (tests, recovery).
+    pub target: Option<PathBuf>,
+    /// Directory of trusted `*.pub` keys (default `/etc/fleet/keys` below the root).
+    pub keys: Option<PathBuf>,
+    /// Trial boots before the bootloader rolls back.
+    pub tries: u32,
+    /// Length of the bundle when it is a file: a truncated file is then refused before the
+    /// slot is touched (a stream can only be found short while writing).
+    pub input_len: Option<u64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub slot: Slot,
+    pub target: PathBuf,
+    pub version: String,
+    pub size: u64,
+    pub bytes_written: u64,
+    pub tries: u32,
+}
+
+/// The device type this system is: `/etc/fleet/device-type`, else `deviceType` of config.json.
+pub fn device_type(root: &Root) -> Option<String> {
+    if let Ok(t) = std::fs::read_to_string(root.path("/etc/fleet/device-type")) {
+        let t = t.trim();
+        if !t.is_empty() {
+            return Some(t.to_string());
+        }
+    }
+    let bytes = std::fs::read(root.config_json()).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("deviceType")?.as_str().map(str::to_string)
+}
+
+fn target_err(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> UpdateError {
+    let path = path.to_path_buf();
+    move |source| UpdateError::Target {
+        path,
+        action,
+        source,
+    }
+}
+
+pub fn install(
+    root: &Root,
+    input: Box<dyn Read + Send>,
+    opts: &Options,
+) -> Result<Report, UpdateError> {
+    let env = bootenv::open(root)?;
+    let state = BootState::from_vars(&env.load()?);
+    let booted = slots::booted(root)?;
+    let slot = opts.slot.unwrap_or(booted.slot.other());
+    if slot == booted.slot {
+        return Err(UpdateError::TargetRunning(slot));
+    }
+    if slot == state.active && booted.slot != state.active {
+        return Err(UpdateError::Unconfirmed {
+            booted: booted.slot,
+            active: state.active,
+        });
+    }
+    let target = match &opts.target {
+        Some(t) => t.clone(),
+        None => slots::device(root, slot)?,
+    };
+    if let Some(dev) = &booted.device
+        && dev.canonicalize().ok() == target.canonicalize().ok()
+    {
+        return Err(UpdateError::TargetRunning(slot));
+    }
+    if root.is_system() && slots::is_mounted(&target) {
+        return Err(UpdateError::Mounted(target));
+    }
+    let slot_size = slots::size_of(&target).map_err(target_err(&target, "open"))?;
+    let keys_dir = opts
+        .keys
+        .clone()
+        .unwrap_or_else(|| root.path(bundle::KEYS_DIR));
+    let trusted = keys::read_public_dir(&keys_dir)?;
+
+    // Nothing below this point may run for an unsigned or foreign bundle.
+    let (manifest, key, rootfs) = BundleReader::open(input)?.verify(&trusted)?;
+    log::info!(version = manifest.version.as_str(), key = key.display().to_string().as_str();
+        "bundle signature good");
+    let mine = device_type(root).ok_or(UpdateError::UnknownDeviceType)?;
+    if !manifest.compatible.contains(&mine) {
+        return Err(UpdateError::WrongDevice {
+            mine,
+            compatible: manifest.compatible.join(", "),
+        });
+    }
+    if manifest.rootfs.size > slot_size {
+        return Err(UpdateError::TooBig {
+            size: manifest.rootfs.size,
+            slot,
+            slot_size,
+        });
+    }
+    if state.trial == Some(slot) {
+        // The slot is about to change under an armed trial: drop the trial first.
+        let mut vars = env.load()?;
+        BootState {
+            trial: None,
+            tries: 0,
+            ..state
+        }
+        .apply(&mut vars);
+        env.store(&vars)?;
+        log::info!(slot = slot.as_str(); "disarmed the pending trial of the slot being rewritten");
+    }
+
+    let dev = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&target)
+        .map_err(target_err(&target, "open for writing"))?;
+    let (end, decoder) = rootfs.open()?;
+    if let Some(len) = opts.input_len
+        && len < end
+    {
+        return Err(BundleError::Truncated(format!(
+            "the file has {len} bytes, its rootfs entry ends at byte {end}"
+        ))
+        .into());
+    }
+    let written = stream_into(decoder, &dev, &target, &manifest, slot_size)?;
+    dev.sync_all().map_err(target_err(&target, "fsync"))?;
+    verify_slot(&dev, &target, &manifest)?;
+    if slots::set_fs_label(&target, slot.label()).map_err(target_err(&target, "set label"))? {
+        log::info!(slot = slot.as_str(); "set the filesystem label to {}", slot.label());
+    }
+    slots::write_record(
+        root,
+        slot,
+        Some(SlotRecord {
+            version: manifest.version.clone(),
+            sha256: manifest.rootfs.sha256.clone(),
+            size: manifest.rootfs.size,
+        }),
+    )?;
+
+    // Arm: the one boot-state change, atomic.
+    let mut vars = env.load()?;
+    let armed = BootState {
+        active: state.active,
+        trial: Some(slot),
+        tries: opts.tries,
+    };
+    armed.apply(&mut vars);
+    env.store(&vars)?;
+    log::info!(slot = slot.as_str(), version = manifest.version.as_str(), tries = opts.tries;
+        "trial armed: the next boot starts slot {slot}");
+    Ok(Report {
+        slot,
+        target,
+        version: manifest.version,
+        size: manifest.rootfs.size,
+        bytes_written: written,
+        tries: opts.tries,
+    })
+}
+
+/// Fills `buf` from `r` until full or end of stream; returns the length.
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Decompresses in a second thread; this one hashes, compares and writes. Returns the bytes
+/// actually written.
+fn stream_into(
+    mut decoder: impl Read + Send,
+    dev: &File,
+    target: &Path,
+    manifest: &Manifest,
+    slot_size: u64,
+) -> Result<u64, UpdateError> {
+    let (full_tx, full_rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = sync_channel(2);
+    let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(3);
+    for _ in 0..3 {
+        let _ = empty_tx.send(vec![0u8; CHUNK]);
+    }
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || -> Result<(), BundleError> {
+            while let Ok(mut buf) = empty_rx.recv() {
+                buf.resize(CHUNK, 0);
+                let n = fill(&mut decoder, &mut buf).map_err(|e| BundleError::io("rootfs", e))?;
+                if n == 0 {
+                    break;
+                }
+                buf.truncate(n);
+                if full_tx.send(buf).is_err() || n < CHUNK {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let result = write_chunks(&full_rx, &empty_tx, dev, target, manifest, slot_size);
+        drop(full_rx);
+        drop(empty_tx);
+        let read_result = reader
+            .join()
+            .unwrap_or_else(|_| Err(BundleError::Layout("decompressor thread panicked".into())));
+        // A stream error (truncation) explains a short write better than the size check.
+        read_result?;
+        result
+    })
+}
+
+fn write_chunks(
+    full: &Receiver<Vec<u8>>,
+    empty: &SyncSender<Vec<u8>>,
+    dev: &File,
+    target: &Path,
+    manifest: &Manifest,
+    slot_size: u64,
+) -> Result<u64, UpdateError> {
+    let mut hasher = Sha256::new();
+    let mut offset = 0u64;
+    let mut written = 0u64;
+    let mut current = vec![0u8; CHUNK];
+    while let Ok(buf) = full.recv() {
+        let n = buf.len();
+        if offset + n as u64 > manifest.rootfs.size.min(slot_size) {
+            return Err(BundleError::Mismatch(format!(
+                "more than the {} bytes the manifest announces",
+                manifest.rootfs.size
+            ))
+            .into());
+        }
+        hasher.update(&buf);
+        let cur = &mut current[..n];
+        dev.read_exact_at(cur, offset)
+            .map_err(target_err(target, "read"))?;
+        // Write runs of blocks that differ; identical blocks are left alone.
+        let mut i = 0;
+        while i < n {
+            let end = (i + BLOCK).min(n);
+            if buf[i..end] == cur[i..end] {
+                i = end;
+                continue;
+            }
+            let start = i;
+            while i < n {
+                let e = (i + BLOCK).min(n);
+                if buf[i..e] == cur[i..e] {
+                    break;
+                }
+                i = e;
+            }
+            dev.write_all_at(&buf[start..i], offset + start as u64)
+                .map_err(target_err(target, "write"))?;
+            written += (i - start) as u64;
+        }
+        offset += n as u64;
+        let _ = empty.send(buf);
+    }
+    bundle::check_rootfs(manifest, offset, &bundle::hex(&hasher.finalize()))?;
+    Ok(written)
+}
+
+/// Re-reads the slot from the device (page cache dropped) and checks the manifest's hash.
+fn verify_slot(dev: &File, target: &Path, manifest: &Manifest) -> Result<(), UpdateError> {
+    let _ = nix::fcntl::posix_fadvise(
+        dev.as_fd(),
+        0,
+        manifest.rootfs.size as i64,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut offset = 0u64;
+    while offset < manifest.rootfs.size {
+        let n = (manifest.rootfs.size - offset).min(CHUNK as u64) as usize;
+        dev.read_exact_at(&mut buf[..n], offset)
+            .map_err(target_err(target, "read back"))?;
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+    let got = bundle::hex(&hasher.finalize());
+    if got != manifest.rootfs.sha256 {
+        return Err(UpdateError::VerifyFailed {
+            path: target.to_path_buf(),
+            got,
+        });
+    }
+    Ok(())
+}

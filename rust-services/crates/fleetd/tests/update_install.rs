@@ -1,0 +1,527 @@
+//! `fleetd update` against a fake root: regular files as slot partitions, a fake sysfs and
+//! /proc/cmdline, a GRUB env block on the fake ESP. Checks installs, every refusal (slot and
+//! boot state untouched, byte for byte), read-compare skipping, mark-good/rollback, a boot
+//! loop driven by the bootloader rules, and SIGKILL at random moments of an install.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use fleet_core::Root;
+use fleet_core::bootenv::{self, BootState, Slot, grub};
+use fleet_core::bundle::{self, CreateOptions, keys};
+use fleetd::update::{self, UpdateError, install};
+use sha2::{Digest, Sha256};
+
+const SLOT_SIZE: u64 = 16 << 20;
+
+struct Fake {
+    _dir: tempfile::TempDir,
+    top: PathBuf,
+    root: Root,
+    key: SigningKey,
+}
+
+impl Fake {
+    fn new(booted: Slot) -> Fake {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().to_path_buf();
+        let r = top.join("root");
+        for d in [
+            "proc",
+            "dev",
+            "etc/fleet/keys",
+            "mnt/boot/EFI/fleet",
+            "sys/class/block/vda2",
+            "sys/class/block/vda3",
+        ] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        for (n, s) in [(2, Slot::A), (3, Slot::B)] {
+            std::fs::write(
+                r.join(format!("sys/class/block/vda{n}/uevent")),
+                format!(
+                    "MAJOR=253\nMINOR={n}\nDEVNAME=vda{n}\nDEVTYPE=partition\nPARTN={n}\nPARTNAME={}\nPARTUUID=0FD1B6E0-0000-4000-8000-00000000000{n}\n",
+                    s.label()
+                ),
+            )
+            .unwrap();
+            let f = std::fs::File::create(r.join(format!("dev/vda{n}"))).unwrap();
+            f.set_len(SLOT_SIZE).unwrap();
+        }
+        let n = if booted == Slot::A { 2 } else { 3 };
+        std::fs::write(
+            r.join("proc/cmdline"),
+            format!("BOOT_IMAGE=/boot/bzImage root=PARTUUID=0fd1b6e0-0000-4000-8000-00000000000{n} ro rootwait\n"),
+        )
+        .unwrap();
+        std::fs::write(r.join("etc/fleet/device-type"), "qemux86-64\n").unwrap();
+        std::fs::write(r.join("etc/os-release"), "ID=fleetos\nVERSION_ID=1.0\n").unwrap();
+        let env = r.join("mnt/boot/EFI/fleet/grubenv");
+        grub::create(&env).unwrap();
+        let key = SigningKey::from_bytes(&[42; 32]);
+        std::fs::write(
+            r.join("etc/fleet/keys/release.pub"),
+            keys::public_pem(&key.verifying_key()),
+        )
+        .unwrap();
+        Fake {
+            _dir: dir,
+            top,
+            root: Root::new(r),
+            key,
+        }
+    }
+
+    fn dev(&self, slot: Slot) -> PathBuf {
+        self.root.path(match slot {
+            Slot::A => "/dev/vda2",
+            Slot::B => "/dev/vda3",
+        })
+    }
+
+    fn env_path(&self) -> PathBuf {
+        self.root.path(bootenv::GRUB_ENV)
+    }
+
+    fn state(&self) -> BootState {
+        BootState::from_vars(&bootenv::open(&self.root).unwrap().load().unwrap())
+    }
+
+    fn boot(&self, slot: Slot) {
+        let n = if slot == Slot::A { 2 } else { 3 };
+        std::fs::write(
+            self.root.path("/proc/cmdline"),
+            format!("root=PARTUUID=0fd1b6e0-0000-4000-8000-00000000000{n} ro fleet.slot={slot}\n"),
+        )
+        .unwrap();
+    }
+
+    /// A rootfs image of `size` bytes: pseudo-random text-like content from `seed`.
+    fn image(&self, name: &str, size: usize, seed: u64) -> PathBuf {
+        let mut x = seed | 1;
+        let words = [
+            &b"fleet "[..],
+            b"update ",
+            b"slot ",
+            b"\x00\x00\x00\x00",
+            b"rootfs\n",
+        ];
+        let mut data = Vec::with_capacity(size);
+        while data.len() < size {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            data.extend_from_slice(words[(x % 5) as usize]);
+            data.push((x >> 32) as u8);
+        }
+        data.truncate(size);
+        let p = self.top.join(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    fn bundle(
+        &self,
+        image: &Path,
+        name: &str,
+        compatible: &str,
+        key: Option<&SigningKey>,
+    ) -> PathBuf {
+        let out = self.top.join(name);
+        bundle::create(
+            image,
+            &out,
+            &CreateOptions {
+                version: "2.0".into(),
+                compatible: vec![compatible.into()],
+                key,
+                level: 3,
+            },
+        )
+        .unwrap();
+        out
+    }
+
+    fn install(&self, bundle: &Path, slot: Option<Slot>) -> Result<install::Report, UpdateError> {
+        let file = std::fs::File::open(bundle).unwrap();
+        let input_len = Some(file.metadata().unwrap().len());
+        let input = Box::new(file);
+        install::install(
+            &self.root,
+            input,
+            &install::Options {
+                slot,
+                target: None,
+                keys: None,
+                tries: 3,
+                input_len,
+            },
+        )
+    }
+
+    fn fingerprint(&self) -> (String, Vec<u8>, Vec<u8>) {
+        (
+            hash_file(&self.dev(Slot::B)),
+            std::fs::read(self.env_path()).unwrap(),
+            std::fs::read(self.root.path("/var/lib/fleet/slots.json")).unwrap_or_default(),
+        )
+    }
+}
+
+fn hash_file(p: &Path) -> String {
+    bundle::hex(&Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+fn hash_prefix(p: &Path, n: usize) -> String {
+    bundle::hex(&Sha256::digest(&std::fs::read(p).unwrap()[..n]))
+}
+
+#[test]
+fn install_writes_the_other_slot_and_arms_a_trial() {
+    let f = Fake::new(Slot::A);
+    let img = f.image("v2.img", 6 << 20, 1);
+    let b = f.bundle(&img, "v2.fleet", "qemux86-64", Some(&f.key));
+    let r = f.install(&b, None).unwrap();
+    assert_eq!(r.slot, Slot::B);
+    assert_eq!(hash_prefix(&f.dev(Slot::B), 6 << 20), hash_file(&img));
+    assert_eq!(
+        f.state(),
+        BootState {
+            active: Slot::A,
+            trial: Some(Slot::B),
+            tries: 3
+        }
+    );
+    let status = update::status(&f.root).unwrap();
+    assert_eq!(status["booted"], "A");
+    assert_eq!(status["trial"], "B");
+    assert_eq!(status["tries_left"], 3);
+    assert_eq!(status["slots"]["A"]["version"], "1.0");
+    assert_eq!(status["slots"]["B"]["version"], "2.0");
+    // Same bundle again: nothing to write.
+    let again = f.install(&b, None).unwrap();
+    assert_eq!(again.bytes_written, 0);
+}
+
+#[test]
+fn second_install_writes_only_changed_blocks() {
+    let f = Fake::new(Slot::A);
+    let size = 8 << 20;
+    let img = f.image("v2.img", size, 7);
+    let b = f.bundle(&img, "v2.fleet", "qemux86-64", Some(&f.key));
+    f.install(&b, None).unwrap();
+    let mut data = std::fs::read(&img).unwrap();
+    // Change 5% of the 4 KiB blocks.
+    let blocks = size / 4096;
+    for i in (0..blocks).step_by(20) {
+        data[i * 4096 + 100] ^= 0xff;
+    }
+    let img3 = f.top.join("v3.img");
+    std::fs::write(&img3, &data).unwrap();
+    let b3 = f.bundle(&img3, "v3.fleet", "qemux86-64", Some(&f.key));
+    let r = f.install(&b3, None).unwrap();
+    assert_eq!(r.bytes_written, (blocks as u64).div_ceil(20) * 4096);
+    assert_eq!(hash_prefix(&f.dev(Slot::B), size), hash_file(&img3));
+}
+
+#[test]
+fn refusals_leave_slot_and_boot_state_untouched() {
+    let f = Fake::new(Slot::A);
+    let img = f.image("v2.img", 4 << 20, 3);
+    let good = f.bundle(&img, "good.fleet", "qemux86-64", Some(&f.key));
+    let bytes = std::fs::read(&good).unwrap();
+    let other_key = SigningKey::from_bytes(&[9; 32]);
+    let cases: Vec<(&str, PathBuf, Option<Slot>, &str)> = vec![
+        (
+            "unsigned",
+            f.bundle(&img, "unsigned.fleet", "qemux86-64", None),
+            None,
+            "not signed",
+        ),
+        (
+            "foreign key",
+            f.bundle(&img, "foreign.fleet", "qemux86-64", Some(&other_key)),
+            None,
+            "signature",
+        ),
+        (
+            "wrong device",
+            f.bundle(&img, "rpi.fleet", "raspberrypi4-64", Some(&f.key)),
+            None,
+            "raspberrypi4-64",
+        ),
+        (
+            "too big",
+            {
+                let big = f.image("big.img", SLOT_SIZE as usize + 4096, 5);
+                f.bundle(&big, "big.fleet", "qemux86-64", Some(&f.key))
+            },
+            None,
+            "does not fit",
+        ),
+        ("running slot", good.clone(), Some(Slot::A), "running slot"),
+        (
+            "truncated",
+            {
+                let p = f.top.join("trunc.fleet");
+                std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+                p
+            },
+            None,
+            "truncated",
+        ),
+        (
+            "corrupt",
+            {
+                let p = f.top.join("corrupt.fleet");
+                let mut b = bytes.clone();
+                let i = 1536 + (b.len() - 1536) / 2;
+                b[i] ^= 0x55;
+                std::fs::write(&p, &b).unwrap();
+                p
+            },
+            None,
+            "",
+        ),
+        (
+            "tampered manifest",
+            {
+                let p = f.top.join("tampered.fleet");
+                let mut b = bytes.clone();
+                let text = String::from_utf8_lossy(&b[512..1024]).into_owned();
+                let at = text.find("2.0").unwrap();
+                b[512 + at] = b'9';
+                std::fs::write(&p, &b).unwrap();
+                p
+            },
+            None,
+            "signature",
+        ),
+    ];
+    // Slot B holds something already, so "untouched" is meaningful.
+    let old = f.image("old.img", 4 << 20, 11);
+    std::fs::write(f.dev(Slot::B), std::fs::read(&old).unwrap()).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(f.dev(Slot::B))
+        .unwrap()
+        .set_len(SLOT_SIZE)
+        .unwrap();
+    for (name, bundle, slot, needle) in cases {
+        let before = f.fingerprint();
+        let err = f.install(&bundle, slot).expect_err(name).to_string();
+        eprintln!("{name}: {err}");
+        assert!(err.contains(needle), "{name}: {err}");
+        if name == "corrupt" {
+            // Only detectable while writing: the slot changed, the boot state did not.
+            assert_eq!(before.1, f.fingerprint().1, "{name}: env changed");
+            assert_eq!(before.2, f.fingerprint().2, "{name}: record changed");
+            // Restore slot B for the next case.
+            std::fs::write(f.dev(Slot::B), std::fs::read(&old).unwrap()).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(f.dev(Slot::B))
+                .unwrap()
+                .set_len(SLOT_SIZE)
+                .unwrap();
+        } else {
+            assert!(before == f.fingerprint(), "{name}: something changed");
+        }
+    }
+    assert_eq!(f.state().trial, None);
+}
+
+#[test]
+fn trial_on_an_unconfirmed_slot_protects_the_good_one() {
+    let f = Fake::new(Slot::A);
+    let img = f.image("v2.img", 2 << 20, 3);
+    let b = f.bundle(&img, "v2.fleet", "qemux86-64", Some(&f.key));
+    f.install(&b, None).unwrap();
+    f.boot(Slot::B); // trial boot of B, not confirmed yet
+    let err = f.install(&b, None).unwrap_err().to_string();
+    assert!(err.contains("only known-good slot"), "{err}");
+}
+
+/// The bootloader's rules, applied to the env file: what grub-fleet.cfg.in does at each boot.
+fn bootloader_boot(f: &Fake) -> Slot {
+    let env = bootenv::open(&f.root).unwrap();
+    let mut vars = env.load().unwrap();
+    let state = BootState::from_vars(&vars);
+    let (slot, next) = state.next_boot();
+    if state.trial.is_some() {
+        // GRUB saves only fleet_try and fleet_tries.
+        vars.set("fleet_try", next.trial.map(Slot::as_str).unwrap_or(""));
+        vars.set("fleet_tries", &next.tries.to_string());
+        env.store(&vars).unwrap();
+    }
+    f.boot(slot);
+    slot
+}
+
+#[test]
+fn boot_loop_rolls_back_after_n_trials_and_mark_good_switches() {
+    let f = Fake::new(Slot::A);
+    let img = f.image("v2.img", 2 << 20, 3);
+    let b = f.bundle(&img, "v2.fleet", "qemux86-64", Some(&f.key));
+    f.install(&b, None).unwrap();
+    // A broken update: nobody marks it good.
+    let booted: Vec<Slot> = (0..5).map(|_| bootloader_boot(&f)).collect();
+    assert_eq!(booted, [Slot::B, Slot::B, Slot::B, Slot::A, Slot::A]);
+    assert_eq!(
+        f.state(),
+        BootState {
+            active: Slot::A,
+            trial: None,
+            tries: 0
+        }
+    );
+    // A good one: the first trial boot is confirmed.
+    f.install(&b, None).unwrap();
+    assert_eq!(bootloader_boot(&f), Slot::B);
+    update::mark_good(&f.root).unwrap();
+    assert_eq!(
+        f.state(),
+        BootState {
+            active: Slot::B,
+            trial: None,
+            tries: 0
+        }
+    );
+    assert_eq!(
+        (0..3).map(|_| bootloader_boot(&f)).collect::<Vec<_>>(),
+        [Slot::B; 3]
+    );
+    // Now A is the inactive slot; rollback drops an armed trial.
+    f.install(&b, None).unwrap();
+    assert_eq!(f.state().trial, Some(Slot::A));
+    update::rollback(&f.root).unwrap();
+    assert_eq!(bootloader_boot(&f), Slot::B);
+}
+
+#[test]
+fn sigkill_at_random_moments_never_selects_a_half_written_slot() {
+    let f = Fake::new(Slot::A);
+    let img = f.image("v2.img", 4 << 20, 21);
+    let want = hash_file(&img);
+    let b = f.bundle(&img, "v2.fleet", "qemux86-64", Some(&f.key));
+    let initial_env = std::fs::read(f.env_path()).unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_fleetd"))
+            .arg("--root")
+            .arg(f.root.dir())
+            .args(["update", "install"])
+            .arg(&b)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let t = Instant::now();
+    assert!(run().wait().unwrap().success());
+    let full = t.elapsed();
+    let mut x = std::process::id() as u64 | 1;
+    let (mut before_arm, mut after_arm) = (0, 0);
+    for round in 0..50 {
+        std::fs::write(f.env_path(), &initial_env).unwrap();
+        // Scribble over B so a kill can leave it half-written.
+        std::fs::write(f.dev(Slot::B), vec![0x5a; SLOT_SIZE as usize]).unwrap();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let delay = Duration::from_micros(x % (full.as_micros() as u64 * 11 / 10 + 1));
+        let mut child = run();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        child.wait().unwrap();
+        let state = f.state();
+        if state.trial.is_none() {
+            before_arm += 1;
+            assert_eq!(state.active, Slot::A, "round {round}");
+            assert_eq!(
+                std::fs::read(f.env_path()).unwrap(),
+                initial_env,
+                "round {round}"
+            );
+        } else {
+            after_arm += 1;
+            assert_eq!(
+                state,
+                BootState {
+                    active: Slot::A,
+                    trial: Some(Slot::B),
+                    tries: 3
+                }
+            );
+            assert_eq!(
+                hash_prefix(&f.dev(Slot::B), 4 << 20),
+                want,
+                "round {round}: armed but B differs"
+            );
+        }
+        // Whatever happened, a fresh install succeeds.
+        if round % 10 == 9 {
+            assert!(
+                run().wait().unwrap().success(),
+                "round {round}: fresh install failed"
+            );
+            assert_eq!(hash_prefix(&f.dev(Slot::B), 4 << 20), want);
+        }
+    }
+    eprintln!("kills before arming: {before_arm}, after: {after_arm} (install took {full:?})");
+    assert!(before_arm > 0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn health_marks_a_healthy_trial_good_and_leaves_other_boots_alone() {
+    use fleetd::health::{HealthError, Outcome, check};
+    let units = vec![
+        "multi-user.target".to_string(),
+        "fleet-supervisor.service".to_string(),
+    ];
+    let f = Fake::new(Slot::A);
+    // Normal boot: nothing happens, whatever the units say.
+    let out = check(&f.root, &units, Duration::from_secs(1), |_| async { false }).await;
+    assert_eq!(out.unwrap(), Outcome::NotTrial);
+    let img = f.image("v2.img", 1 << 20, 3);
+    let b = f.bundle(&img, "v2.fleet", "qemux86-64", Some(&f.key));
+    f.install(&b, None).unwrap();
+    // Armed but not booted yet: still not a trial boot.
+    let out = check(&f.root, &units, Duration::from_secs(1), |_| async { true }).await;
+    assert_eq!(out.unwrap(), Outcome::NotTrial);
+    assert_eq!(f.state().trial, Some(Slot::B));
+    bootloader_boot(&f);
+    // The supervisor never gets ready: unhealthy after the timeout, nothing marked.
+    let out = check(
+        &f.root,
+        &units,
+        Duration::from_millis(600),
+        |u| async move { u == "multi-user.target" },
+    )
+    .await;
+    match out {
+        Err(HealthError::Unhealthy { reason, .. }) => {
+            assert!(reason.contains("fleet-supervisor.service"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(f.state().active, Slot::A);
+    // Healthy after a while: marked good.
+    let calls = std::cell::Cell::new(0);
+    let out = check(&f.root, &units, Duration::from_secs(5), |_| {
+        calls.set(calls.get() + 1);
+        let ready = calls.get() > 3;
+        async move { ready }
+    })
+    .await;
+    assert_eq!(out.unwrap(), Outcome::MarkedGood);
+    assert_eq!(
+        f.state(),
+        BootState {
+            active: Slot::B,
+            trial: None,
+            tries: 0
+        }
+    );
+}
