@@ -212,10 +212,34 @@ pub fn parse(text: &str) -> Result<Compose, ComposeError> {
 /// Parses an already-decoded document (the target state may carry the compose as a JSON
 /// object).
 pub fn from_json(value: &serde_json::Value) -> Result<Compose, ComposeError> {
-    let yaml = serde_norway::to_value(value).map_err(|e| ComposeError {
-        problems: vec![Problem::new("(compose)", e.to_string())],
-    })?;
-    parse::parse_value(yaml).map_err(|problems| ComposeError { problems })
+    parse::parse_value(json_to_yaml(value)).map_err(|problems| ComposeError { problems })
+}
+
+/// serde_json → YAML value by hand: the workspace's `arbitrary_precision` makes serde
+/// serialize JSON numbers as maps, so a generic conversion would garble them.
+fn json_to_yaml(value: &serde_json::Value) -> serde_norway::Value {
+    use serde_json::Value as J;
+    use serde_norway::Value as Y;
+    match value {
+        J::Null => Y::Null,
+        J::Bool(b) => Y::Bool(*b),
+        J::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Y::Number(i.into())
+            } else if let Some(u) = n.as_u64() {
+                Y::Number(u.into())
+            } else {
+                Y::Number(n.as_f64().unwrap_or(f64::NAN).into())
+            }
+        }
+        J::String(s) => Y::String(s.clone()),
+        J::Array(items) => Y::Sequence(items.iter().map(json_to_yaml).collect()),
+        J::Object(map) => Y::Mapping(
+            map.iter()
+                .map(|(k, v)| (Y::String(k.clone()), json_to_yaml(v)))
+                .collect(),
+        ),
+    }
 }
 
 /// A release made of one Dockerfile-built image: service `main`, privileged, host network,
