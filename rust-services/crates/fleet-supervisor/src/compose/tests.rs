@@ -113,8 +113,20 @@ fn every_supported_key_parses() {
     assert_eq!(web.cap_drop, ["MKNOD"]);
     assert_eq!(web.devices[0].permissions, "rw");
     assert_eq!(web.devices[1].container, "/dev/i2c-1");
-    assert_eq!(web.ulimits["nofile"], Ulimit { soft: 1024, hard: 2048 });
-    assert_eq!(web.ulimits["nproc"], Ulimit { soft: 512, hard: 512 });
+    assert_eq!(
+        web.ulimits["nofile"],
+        Ulimit {
+            soft: 1024,
+            hard: 2048
+        }
+    );
+    assert_eq!(
+        web.ulimits["nproc"],
+        Ulimit {
+            soft: 512,
+            hard: 512
+        }
+    );
     assert_eq!(web.ulimits["core"], Ulimit { soft: 0, hard: 0 });
     assert_eq!(web.tmpfs, ["/run"]);
     assert_eq!(web.working_dir.as_deref(), Some("/app"));
@@ -124,7 +136,12 @@ fn every_supported_key_parses() {
     let hc = web.healthcheck.as_ref().unwrap();
     assert_eq!(hc.test[0], "CMD");
     assert_eq!(
-        (hc.interval_ms, hc.timeout_ms, hc.retries, hc.start_period_ms),
+        (
+            hc.interval_ms,
+            hc.timeout_ms,
+            hc.retries,
+            hc.start_period_ms
+        ),
         (Some(30_000), Some(10_000), Some(3), Some(5_000))
     );
     assert_eq!(web.mem_limit, Some(512 << 20));
@@ -143,10 +160,7 @@ fn every_supported_key_parses() {
     assert_eq!(db.network_mode, NetworkMode::Host);
     assert!(db.networks.is_empty());
     assert_eq!(db.ulimits["core"], Ulimit { soft: -1, hard: -1 });
-    assert_eq!(
-        c.volumes.iter().collect::<Vec<_>>(),
-        ["cache", "data"]
-    );
+    assert_eq!(c.volumes.iter().collect::<Vec<_>>(), ["cache", "data"]);
     assert!(c.networks.contains("backend") && c.networks.contains(DEFAULT_NETWORK));
 }
 
@@ -176,7 +190,11 @@ fn bind_mount_refused_naming_service_and_path() {
         assert_eq!(p.len(), 1, "{entry}: {p:?}");
         assert_eq!(p[0].path, "services.web.volumes[0]");
         assert!(p[0].message.contains("service `web`"), "{}", p[0].message);
-        assert!(p[0].message.contains(&format!("`{host}`")), "{}", p[0].message);
+        assert!(
+            p[0].message.contains(&format!("`{host}`")),
+            "{}",
+            p[0].message
+        );
         assert!(p[0].message.contains("bind mount"), "{}", p[0].message);
     }
 }
@@ -185,7 +203,11 @@ fn bind_mount_refused_naming_service_and_path() {
 fn anonymous_and_undeclared_volumes_refused() {
     let p = problems("services:\n  web:\n    image: x\n    volumes: [/data, other:/o]\n");
     assert!(has(&p, "services.web.volumes[0]", "anonymous volume"));
-    assert!(has(&p, "services.web.volumes[1]", "`other` is not declared"));
+    assert!(has(
+        &p,
+        "services.web.volumes[1]",
+        "`other` is not declared"
+    ));
 }
 
 #[test]
@@ -212,15 +234,42 @@ volumes:
   v: {driver_opts: {}}
 "#;
     let p = problems(yaml);
-    assert!(has(&p, "x-extension", "unsupported top-level key `x-extension`"));
-    assert!(has(&p, "services.web.build", "service `web`: unsupported key `build`"));
-    assert!(has(&p, "services.web.volumes_from", "service `web`: unsupported key `volumes_from`"));
-    assert!(has(&p, "services.db.links", "service `db`: unsupported key `links`"));
-    assert!(has(&p, "services.db.deploy", "service `db`: unsupported key `deploy`"));
-    assert!(has(&p, "volumes.v.driver_opts", "unsupported key `driver_opts`"));
+    assert!(has(
+        &p,
+        "x-extension",
+        "unsupported top-level key `x-extension`"
+    ));
+    assert!(has(
+        &p,
+        "services.web.build",
+        "service `web`: unsupported key `build`"
+    ));
+    assert!(has(
+        &p,
+        "services.web.volumes_from",
+        "service `web`: unsupported key `volumes_from`"
+    ));
+    assert!(has(
+        &p,
+        "services.db.links",
+        "service `db`: unsupported key `links`"
+    ));
+    assert!(has(
+        &p,
+        "services.db.deploy",
+        "service `db`: unsupported key `deploy`"
+    ));
+    assert!(has(
+        &p,
+        "volumes.v.driver_opts",
+        "unsupported key `driver_opts`"
+    ));
     assert_eq!(p.len(), 6, "{p:?}");
     let msg = parse(yaml).unwrap_err().to_string();
-    assert!(msg.starts_with("compose file invalid (6 problems)"), "{msg}");
+    assert!(
+        msg.starts_with("compose file invalid (6 problems)"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -257,7 +306,10 @@ services:
         ("services.a.depends_on[0]", "unknown service `ghost`"),
         ("services.a.depends_on[1]", "depends on itself"),
         ("services.a.labels.io.balena.update.strategy", "sometimes"),
-        ("services.a.labels.io.fleet.features.nope", "unknown feature"),
+        (
+            "services.a.labels.io.fleet.features.nope",
+            "unknown feature",
+        ),
         ("services.b.image", "missing `image`"),
         ("services.bad name", "not valid"),
     ] {
@@ -267,7 +319,9 @@ services:
 
 #[test]
 fn host_network_with_networks_refused() {
-    let p = problems("services:\n  a:\n    image: x\n    network_mode: host\n    networks: [default]\n");
+    let p = problems(
+        "services:\n  a:\n    image: x\n    network_mode: host\n    networks: [default]\n",
+    );
     assert!(has(&p, "services.a.networks", "network_mode host"));
 }
 
@@ -357,9 +411,37 @@ proptest! {
 }
 
 const KNOWN: &[&str] = &[
-    "image", "command", "entrypoint", "environment", "labels", "depends_on", "restart",
-    "network_mode", "networks", "ports", "expose", "volumes", "privileged", "cap_add",
-    "cap_drop", "devices", "ulimits", "tmpfs", "working_dir", "user", "stop_signal",
-    "stop_grace_period", "healthcheck", "mem_limit", "cpu_shares", "sysctls", "dns",
-    "extra_hosts", "hostname", "read_only", "security_opt", "group_add", "init",
+    "image",
+    "command",
+    "entrypoint",
+    "environment",
+    "labels",
+    "depends_on",
+    "restart",
+    "network_mode",
+    "networks",
+    "ports",
+    "expose",
+    "volumes",
+    "privileged",
+    "cap_add",
+    "cap_drop",
+    "devices",
+    "ulimits",
+    "tmpfs",
+    "working_dir",
+    "user",
+    "stop_signal",
+    "stop_grace_period",
+    "healthcheck",
+    "mem_limit",
+    "cpu_shares",
+    "sysctls",
+    "dns",
+    "extra_hosts",
+    "hostname",
+    "read_only",
+    "security_opt",
+    "group_add",
+    "init",
 ];

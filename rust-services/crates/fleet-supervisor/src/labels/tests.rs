@@ -131,8 +131,14 @@ fn supervisor_api_env_by_network_mode() {
     let bridge = only(Feature::SupervisorApi, NetworkMode::Bridge);
     let host_mode = only(Feature::SupervisorApi, NetworkMode::Host);
     for brand in ["FLEET", "BALENA", "RESIN"] {
-        assert_eq!(bridge.env[&format!("{brand}_SUPERVISOR_HOST")], "10.114.104.1");
-        assert_eq!(host_mode.env[&format!("{brand}_SUPERVISOR_HOST")], "127.0.0.1");
+        assert_eq!(
+            bridge.env[&format!("{brand}_SUPERVISOR_HOST")],
+            "10.114.104.1"
+        );
+        assert_eq!(
+            host_mode.env[&format!("{brand}_SUPERVISOR_HOST")],
+            "127.0.0.1"
+        );
         assert_eq!(bridge.env[&format!("{brand}_SUPERVISOR_PORT")], "48484");
         assert_eq!(
             host_mode.env[&format!("{brand}_SUPERVISOR_ADDRESS")],
@@ -160,7 +166,10 @@ fn balena_api_env() {
 #[test]
 fn every_feature_adds_something() {
     for f in Feature::ALL {
-        let (l, p) = read(&labels(&[(&format!("io.fleet.features.{}", f.name()), "1")]));
+        let (l, p) = read(&labels(&[(
+            &format!("io.fleet.features.{}", f.name()),
+            "1",
+        )]));
         assert!(p.is_empty());
         assert!(l.features.contains(&f));
         let s = only(f, NetworkMode::Bridge);

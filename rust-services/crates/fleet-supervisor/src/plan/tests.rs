@@ -110,10 +110,12 @@ fn fresh_install_three_services_in_depends_on_order() {
     );
     let state = converge(empty, &t, PlanOptions::default());
     assert_eq!(state.containers.len(), 3);
-    assert!(state
-        .containers
-        .iter()
-        .all(|c| c.status == ContainerStatus::Running && c.release == "r1"));
+    assert!(
+        state
+            .containers
+            .iter()
+            .all(|c| c.status == ContainerStatus::Running && c.release == "r1")
+    );
 }
 
 #[test]
@@ -146,18 +148,34 @@ fn strategy_case(strategy: &str, extra_labels: &str) -> Vec<String> {
 fn download_then_kill_order() {
     assert_eq!(
         strategy_case("download-then-kill", ""),
-        ["fetch s:2", "stop s@r1", "remove s@r1", "create s@r2", "start s@new"]
+        [
+            "fetch s:2",
+            "stop s@r1",
+            "remove s@r1",
+            "create s@r2",
+            "start s@new"
+        ]
     );
 }
 
 #[test]
 fn default_strategy_is_download_then_kill() {
     let yaml = |tag: &str| format!("services:\n  s:\n    image: s:{tag}\n");
-    let state = converge(CurrentState::default(), &one("r1", &yaml("1")), PlanOptions::default());
+    let state = converge(
+        CurrentState::default(),
+        &one("r1", &yaml("1")),
+        PlanOptions::default(),
+    );
     let p = plan_for(&state, &one("r2", &yaml("2")));
     assert_eq!(
         describe(&p.steps, &state),
-        ["fetch s:2", "stop s@r1", "remove s@r1", "create s@r2", "start s@new"]
+        [
+            "fetch s:2",
+            "stop s@r1",
+            "remove s@r1",
+            "create s@r2",
+            "start s@new"
+        ]
     );
 }
 
@@ -165,7 +183,13 @@ fn default_strategy_is_download_then_kill() {
 fn kill_then_download_order() {
     assert_eq!(
         strategy_case("kill-then-download", ""),
-        ["stop s@r1", "remove s@r1", "fetch s:2", "create s@r2", "start s@new"]
+        [
+            "stop s@r1",
+            "remove s@r1",
+            "fetch s:2",
+            "create s@r2",
+            "start s@new"
+        ]
     );
 }
 
@@ -173,7 +197,14 @@ fn kill_then_download_order() {
 fn delete_then_download_order() {
     assert_eq!(
         strategy_case("delete-then-download", ""),
-        ["stop s@r1", "remove s@r1", "rmi s:1", "fetch s:2", "create s@r2", "start s@new"]
+        [
+            "stop s@r1",
+            "remove s@r1",
+            "rmi s:1",
+            "fetch s:2",
+            "create s@r2",
+            "start s@new"
+        ]
     );
 }
 
@@ -190,7 +221,10 @@ fn hand_over_order_with_timeout() {
         ]
     );
     assert_eq!(
-        strategy_case("hand-over", "      io.balena.update.handover-timeout: '1500'\n")[3],
+        strategy_case(
+            "hand-over",
+            "      io.balena.update.handover-timeout: '1500'\n"
+        )[3],
         "handover-kill s@r1 after 1500"
     );
 }
@@ -202,10 +236,18 @@ fn delete_then_download_keeps_an_image_still_in_use() {
             "services:\n  s:\n    image: s:{tag}\n    labels: {{io.balena.update.strategy: delete-then-download}}\n  other:\n    image: s:1\n"
         )
     };
-    let state = converge(CurrentState::default(), &one("r1", &yaml("1")), PlanOptions::default());
+    let state = converge(
+        CurrentState::default(),
+        &one("r1", &yaml("1")),
+        PlanOptions::default(),
+    );
     let t2 = one("r2", &yaml("2"));
     let p = plan_for(&state, &t2);
-    assert!(!describe(&p.steps, &state).iter().any(|s| s.starts_with("rmi")));
+    assert!(
+        !describe(&p.steps, &state)
+            .iter()
+            .any(|s| s.starts_with("rmi"))
+    );
 }
 
 fn locked(mut s: CurrentState) -> CurrentState {
@@ -216,7 +258,11 @@ fn locked(mut s: CurrentState) -> CurrentState {
 #[test]
 fn lock_held_no_kill_then_released_applied() {
     let yaml = |tag: &str| format!("services:\n  s:\n    image: s:{tag}\n  t:\n    image: t:1\n");
-    let state = converge(CurrentState::default(), &one("r1", &yaml("1")), PlanOptions::default());
+    let state = converge(
+        CurrentState::default(),
+        &one("r1", &yaml("1")),
+        PlanOptions::default(),
+    );
     let t2 = one("r2", &yaml("2"));
 
     let held_state = locked(state);
@@ -227,7 +273,12 @@ fn lock_held_no_kill_then_released_applied() {
     assert_eq!(p.held[0].service, "s");
     let mut after = held_state.clone();
     apply_all(&mut after, &p.steps, &t2).unwrap();
-    assert!(after.containers.iter().any(|c| c.image == "s:1" && c.status == ContainerStatus::Running));
+    assert!(
+        after
+            .containers
+            .iter()
+            .any(|c| c.image == "s:1" && c.status == ContainerStatus::Running)
+    );
     // Planning again while held: nothing new to do, still held.
     let again = plan_for(&after, &t2);
     assert!(again.steps.is_empty() && again.held.len() == 1);
@@ -245,13 +296,23 @@ fn lock_held_no_kill_then_released_applied() {
 #[test]
 fn force_overrides_the_lock() {
     let yaml = |tag: &str| format!("services:\n  s:\n    image: s:{tag}\n");
-    let state = locked(converge(CurrentState::default(), &one("r1", &yaml("1")), PlanOptions::default()));
+    let state = locked(converge(
+        CurrentState::default(),
+        &one("r1", &yaml("1")),
+        PlanOptions::default(),
+    ));
     let t2 = one("r2", &yaml("2"));
     let p = plan(&state, &t2, &host(), PlanOptions { force: true });
     assert!(p.held.is_empty());
     assert_eq!(
         describe(&p.steps, &state),
-        ["fetch s:2", "stop s@r1", "remove s@r1", "create s@r2", "start s@new"]
+        [
+            "fetch s:2",
+            "stop s@r1",
+            "remove s@r1",
+            "create s@r2",
+            "start s@new"
+        ]
     );
 }
 
@@ -278,7 +339,10 @@ fn lock_does_not_stop_a_fresh_service() {
         &one("r1", "services:\n  a: {image: a:1}\n"),
         PlanOptions::default(),
     ));
-    let p = plan_for(&state, &one("r2", "services:\n  a: {image: a:1}\n  b: {image: b:1}\n"));
+    let p = plan_for(
+        &state,
+        &one("r2", "services:\n  a: {image: a:1}\n  b: {image: b:1}\n"),
+    );
     assert_eq!(
         describe(&p.steps, &state),
         ["fetch b:1", "create b@r2", "start b@new"]
@@ -289,14 +353,24 @@ fn lock_does_not_stop_a_fresh_service() {
 #[test]
 fn named_volume_kept_across_release_change() {
     let yaml = |tag: &str| {
-        format!("services:\n  db:\n    image: db:{tag}\n    volumes: ['data:/data']\nvolumes:\n  data:\n")
+        format!(
+            "services:\n  db:\n    image: db:{tag}\n    volumes: ['data:/data']\nvolumes:\n  data:\n"
+        )
     };
-    let state = converge(CurrentState::default(), &one("r1", &yaml("1")), PlanOptions::default());
+    let state = converge(
+        CurrentState::default(),
+        &one("r1", &yaml("1")),
+        PlanOptions::default(),
+    );
     let volume = Owned::new(APP, "data");
     assert!(state.volumes.contains(&volume));
     let t2 = one("r2", &yaml("2"));
     let p = plan_for(&state, &t2);
-    assert!(!p.steps.iter().any(|s| matches!(s, Step::CreateVolume { .. })));
+    assert!(
+        !p.steps
+            .iter()
+            .any(|s| matches!(s, Step::CreateVolume { .. }))
+    );
     let created = p
         .steps
         .iter()
@@ -308,7 +382,11 @@ fn named_volume_kept_across_release_change() {
     assert_eq!(created.volumes[0].volume, volume);
     assert_eq!(created.volumes[0].volume.engine_name(), "app1_data");
     // Dropping the volume from the compose, or the whole app, keeps the data.
-    let later = converge(state, &one("r3", "services:\n  db: {image: db:3}\n"), PlanOptions::default());
+    let later = converge(
+        state,
+        &one("r3", "services:\n  db: {image: db:3}\n"),
+        PlanOptions::default(),
+    );
     let gone = converge(later, &target_of(&[]), PlanOptions::default());
     assert!(gone.volumes.contains(&volume));
     assert!(gone.containers.is_empty() && gone.networks.is_empty());
@@ -321,7 +399,10 @@ fn unchanged_service_not_restarted_on_release_change() {
         &one("r1", "services:\n  a: {image: a:1}\n  b: {image: b:1}\n"),
         PlanOptions::default(),
     );
-    let p = plan_for(&state, &one("r2", "services:\n  a: {image: a:1}\n  b: {image: b:2}\n"));
+    let p = plan_for(
+        &state,
+        &one("r2", "services:\n  a: {image: a:1}\n  b: {image: b:2}\n"),
+    );
     let steps = describe(&p.steps, &state);
     assert!(steps.iter().all(|s| !s.contains(" a@")), "{steps:?}");
 }
@@ -330,10 +411,19 @@ fn unchanged_service_not_restarted_on_release_change() {
 fn environment_change_recreates() {
     let state = converge(
         CurrentState::default(),
-        &one("r1", "services:\n  a: {image: a:1, environment: {K: '1'}}\n"),
+        &one(
+            "r1",
+            "services:\n  a: {image: a:1, environment: {K: '1'}}\n",
+        ),
         PlanOptions::default(),
     );
-    let p = plan_for(&state, &one("r1", "services:\n  a: {image: a:1, environment: {K: '2'}}\n"));
+    let p = plan_for(
+        &state,
+        &one(
+            "r1",
+            "services:\n  a: {image: a:1, environment: {K: '2'}}\n",
+        ),
+    );
     assert_eq!(
         describe(&p.steps, &state),
         ["stop a@r1", "remove a@r1", "create a@r1", "start a@new"]
@@ -345,9 +435,15 @@ fn exited_and_created_containers() {
     let t = one("r1", "services:\n  a: {image: a:1}\n");
     let mut state = converge(CurrentState::default(), &t, PlanOptions::default());
     state.containers[0].status = ContainerStatus::Exited;
-    assert!(plan_for(&state, &t).is_converged(), "the restart policy owns restarts");
+    assert!(
+        plan_for(&state, &t).is_converged(),
+        "the restart policy owns restarts"
+    );
     state.containers[0].status = ContainerStatus::Created;
-    assert_eq!(describe(&plan_for(&state, &t).steps, &state), ["start a@r1"]);
+    assert_eq!(
+        describe(&plan_for(&state, &t).steps, &state),
+        ["start a@r1"]
+    );
 }
 
 #[test]
@@ -419,7 +515,10 @@ fn plain_service_gets_only_the_lock_mounts() {
 #[test]
 fn service_env_overrides_supervisor_env() {
     let c = &desired_containers(
-        &one("r1", "services:\n  a: {image: a:1, environment: {BALENA_APP_NAME: mine}}\n"),
+        &one(
+            "r1",
+            "services:\n  a: {image: a:1, environment: {BALENA_APP_NAME: mine}}\n",
+        ),
         &host(),
     )[0];
     assert_eq!(c.env["BALENA_APP_NAME"], "mine");
@@ -429,17 +528,43 @@ fn service_env_overrides_supervisor_env() {
 fn container_from_labels() {
     let t = one("r1", "services:\n  a: {image: a:1}\n");
     let c = &desired_containers(&t, &host())[0];
-    let got = Container::from_labels(&c.name, "a:1", ContainerStatus::Running, &c.labels, BTreeSet::new())
-        .unwrap();
-    assert_eq!((got.app.as_str(), got.service.as_str(), got.release.as_str()), (APP, "a", "r1"));
+    let got = Container::from_labels(
+        &c.name,
+        "a:1",
+        ContainerStatus::Running,
+        &c.labels,
+        BTreeSet::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        (got.app.as_str(), got.service.as_str(), got.release.as_str()),
+        (APP, "a", "r1")
+    );
     assert_eq!(got.digest, c.digest);
-    assert!(Container::from_labels("x", "i", ContainerStatus::Running, &BTreeMap::new(), BTreeSet::new()).is_none());
+    assert!(
+        Container::from_labels(
+            "x",
+            "i",
+            ContainerStatus::Running,
+            &BTreeMap::new(),
+            BTreeSet::new()
+        )
+        .is_none()
+    );
 }
 
 #[test]
 fn interrupted_hand_over_resumes() {
-    let yaml = |tag: &str| format!("services:\n  s:\n    image: s:{tag}\n    labels: {{io.balena.update.strategy: hand-over}}\n");
-    let state = converge(CurrentState::default(), &one("r1", &yaml("1")), PlanOptions::default());
+    let yaml = |tag: &str| {
+        format!(
+            "services:\n  s:\n    image: s:{tag}\n    labels: {{io.balena.update.strategy: hand-over}}\n"
+        )
+    };
+    let state = converge(
+        CurrentState::default(),
+        &one("r1", &yaml("1")),
+        PlanOptions::default(),
+    );
     let t2 = one("r2", &yaml("2"));
     let p = plan_for(&state, &t2);
     // Killed after the new container was created, before it started.
@@ -447,7 +572,11 @@ fn interrupted_hand_over_resumes() {
     apply_all(&mut mid, &p.steps[..2], &t2).unwrap();
     assert_eq!(
         describe(&plan_for(&mid, &t2).steps, &mid),
-        ["start s@r2", "handover-kill s@r1 after 60000", "remove s@r1"]
+        [
+            "start s@r2",
+            "handover-kill s@r1 after 60000",
+            "remove s@r1"
+        ]
     );
 }
 
@@ -491,21 +620,33 @@ const STRATEGIES: [&str; 4] = [
 ];
 
 fn gen_app() -> impl Strategy<Value = GenApp> {
-    let service = (0..4usize, 0..4usize, prop::collection::vec(0..4usize, 0..3), any::<bool>(), any::<bool>(), 0..3u8)
-        .prop_map(|(image, strategy, deps, host_net, volume, env)| GenService {
-            image,
-            strategy,
-            deps,
-            host_net,
-            volume,
-            env,
+    let service = (
+        0..4usize,
+        0..4usize,
+        prop::collection::vec(0..4usize, 0..3),
+        any::<bool>(),
+        any::<bool>(),
+        0..3u8,
+    )
+        .prop_map(
+            |(image, strategy, deps, host_net, volume, env)| GenService {
+                image,
+                strategy,
+                deps,
+                host_net,
+                volume,
+                env,
+            },
+        );
+    let container =
+        (0..5usize, 0..3u8, 0..3u8, 0..4usize).prop_map(|(service, digest, status, image)| {
+            GenContainer {
+                service,
+                digest,
+                status,
+                image,
+            }
         });
-    let container = (0..5usize, 0..3u8, 0..3u8, 0..4usize).prop_map(|(service, digest, status, image)| GenContainer {
-        service,
-        digest,
-        status,
-        image,
-    });
     (
         any::<bool>(),
         prop::collection::vec(service, 1..5),
@@ -514,21 +655,26 @@ fn gen_app() -> impl Strategy<Value = GenApp> {
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(|(present, services, containers, locked, has_network, has_volume)| GenApp {
-            present,
-            services,
-            containers,
-            locked,
-            has_network,
-            has_volume,
-        })
+        .prop_map(
+            |(present, services, containers, locked, has_network, has_volume)| GenApp {
+                present,
+                services,
+                containers,
+                locked,
+                has_network,
+                has_volume,
+            },
+        )
 }
 
 fn compose_yaml(services: &[GenService]) -> String {
     let mut y = String::from("version: '2.1'\nvolumes:\n  data:\nservices:\n");
     for (i, s) in services.iter().enumerate() {
         y += &format!("  s{i}:\n    image: {}\n", IMAGES[s.image]);
-        y += &format!("    labels: {{io.balena.update.strategy: {}}}\n", STRATEGIES[s.strategy]);
+        y += &format!(
+            "    labels: {{io.balena.update.strategy: {}}}\n",
+            STRATEGIES[s.strategy]
+        );
         y += &format!("    environment: {{E: '{}'}}\n", s.env);
         // Only earlier services: keeps depends_on acyclic.
         let deps: BTreeSet<usize> = s.deps.iter().copied().filter(|d| *d < i).collect();
@@ -572,9 +718,14 @@ fn build(apps: &[GenApp]) -> (TargetState, CurrentState) {
         for g in &app.containers {
             // Service index past the compose: a service the target dropped.
             let service = format!("s{}", g.service);
-            let want = desired.iter().find(|d| &d.app == uuid && d.service == service);
-            let status = [ContainerStatus::Created, ContainerStatus::Running, ContainerStatus::Exited]
-                [g.status as usize];
+            let want = desired
+                .iter()
+                .find(|d| &d.app == uuid && d.service == service);
+            let status = [
+                ContainerStatus::Created,
+                ContainerStatus::Running,
+                ContainerStatus::Exited,
+            ][g.status as usize];
             let (name, digest, image, networks) = match (g.digest, want) {
                 (0, Some(d)) => (
                     d.name.clone(),
@@ -615,6 +766,51 @@ fn build(apps: &[GenApp]) -> (TargetState, CurrentState) {
     (target, current)
 }
 
+/// Applies steps one by one, checking the update strategies' promises before each kill:
+/// download-first strategies have the new image, hand-over has the new container started.
+fn apply_checked(
+    state: &mut CurrentState,
+    steps: &[Step],
+    target: &TargetState,
+) -> Result<(), String> {
+    let desired = desired_containers(target, &host());
+    for step in steps {
+        if let Step::Stop { container } | Step::HandoverKill { container, .. } = step {
+            let old = state
+                .containers
+                .iter()
+                .find(|c| &c.name == container)
+                .cloned();
+            let want = old.as_ref().and_then(|o| {
+                desired
+                    .iter()
+                    .find(|d| d.app == o.app && d.service == o.service && d.digest != o.digest)
+            });
+            if let Some(d) = want {
+                let image_ready = state.images.contains(&d.spec.image);
+                let new_started = state
+                    .containers
+                    .iter()
+                    .any(|c| c.name == d.name && c.status != ContainerStatus::Created);
+                match d.strategy {
+                    crate::labels::UpdateStrategy::DownloadThenKill if !image_ready => {
+                        return Err(format!(
+                            "{container} killed before {} was fetched",
+                            d.spec.image
+                        ));
+                    }
+                    crate::labels::UpdateStrategy::HandOver if !new_started => {
+                        return Err(format!("{container} killed before its successor started"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        super::simulate::apply(state, step, target).map_err(|e| format!("{step:?}: {e}"))?;
+    }
+    Ok(())
+}
+
 fn comparable(s: &CurrentState) -> (Vec<Container>, BTreeSet<Owned>, BTreeSet<Owned>) {
     let mut cs = s.containers.clone();
     cs.sort();
@@ -636,7 +832,7 @@ proptest! {
 
         // Every step's precondition holds (image before create, dependency started, …).
         let mut end = start.clone();
-        apply_all(&mut end, &full.steps, &target).map_err(TestCaseError::fail)?;
+        apply_checked(&mut end, &full.steps, &target).map_err(TestCaseError::fail)?;
 
         // Idempotent: at the end there is nothing left to do.
         let again = plan(&end, &target, &host(), options);
@@ -648,7 +844,7 @@ proptest! {
         let mut mid = start.clone();
         apply_all(&mut mid, &full.steps[..k], &target).map_err(TestCaseError::fail)?;
         let rest = plan(&mid, &target, &host(), options);
-        apply_all(&mut mid, &rest.steps, &target).map_err(TestCaseError::fail)?;
+        apply_checked(&mut mid, &rest.steps, &target).map_err(TestCaseError::fail)?;
         prop_assert_eq!(comparable(&mid), comparable(&end));
 
         // Without held updates the end state is exactly the target.

@@ -44,12 +44,12 @@ fn composition_as_object_and_per_service_form() {
     assert_eq!(main.environment["B"], "service");
 
     let v3 = wrap(json!({"r1": {"id": 2,
-        "volumes": {"data": {}},
-        "services": {
-            "main": {"id": 11, "image_id": 12, "image": "registry/x@sha256:ab",
-                      "composition": {"volumes": ["data:/data"], "labels": {"io.balena.features.dbus": "1"}},
-                      "environment": {"K": "v"}},
-        }}}));
+    "volumes": {"data": {}},
+    "services": {
+        "main": {"id": 11, "image_id": 12, "image": "registry/x@sha256:ab",
+                  "composition": {"volumes": ["data:/data"], "labels": {"io.balena.features.dbus": "1"}},
+                  "environment": {"K": "v"}},
+    }}}));
     let t = parse(v3.to_string().as_bytes()).unwrap();
     let compose = &t.apps["app1"].release.as_ref().unwrap().compose;
     let main = &compose.services["main"];
@@ -86,24 +86,35 @@ fn compose_problems_carry_the_release_path() {
         "services:\n  web:\n    image: x\n    build: .\n    volumes: ['./d:/d']\n"}}));
     let p = problems(doc);
     assert_eq!(p.len(), 2, "{p:?}");
-    assert_eq!(p[0].path, "dev1.apps.app1.releases.r1.composition:services.web.build");
+    assert_eq!(
+        p[0].path,
+        "dev1.apps.app1.releases.r1.composition:services.web.build"
+    );
     assert!(p[1].message.contains("bind mount of `./d`"));
 }
 
 #[test]
 fn structural_problems() {
-    assert!(problems(json!({"a": {}, "b": {}}))[0]
-        .message
-        .contains("exactly one key"));
+    assert!(
+        problems(json!({"a": {}, "b": {}}))[0]
+            .message
+            .contains("exactly one key")
+    );
     assert!(problems(json!([]))[0].message.contains("not a JSON object"));
-    assert!(problems(json!({"d": {"apps": {}, "bogus": 1}}))[0]
-        .message
-        .contains("bogus"));
-    let two = problems(wrap(json!({"r1": {"id": 1, "image": "x"}, "r2": {"id": 2, "image": "y"}})));
+    assert!(
+        problems(json!({"d": {"apps": {}, "bogus": 1}}))[0]
+            .message
+            .contains("bogus")
+    );
+    let two = problems(wrap(
+        json!({"r1": {"id": 1, "image": "x"}, "r2": {"id": 2, "image": "y"}}),
+    ));
     assert!(two[0].message.contains("at most one"));
     let neither = problems(wrap(json!({"r1": {"id": 1}})));
     assert!(neither[0].message.contains("exactly one of"));
-    let both = problems(wrap(json!({"r1": {"id": 1, "image": "x", "composition": "services: {}"}})));
+    let both = problems(wrap(
+        json!({"r1": {"id": 1, "image": "x", "composition": "services: {}"}}),
+    ));
     assert!(both[0].message.contains("exactly one of"));
     let ghost = problems(wrap(json!({"r1": {"id": 1, "image": "x",
         "services": {"ghost": {"environment": {}}}}})));
