@@ -218,6 +218,20 @@ impl Default for HostContext {
     }
 }
 
+impl HostContext {
+    /// From config.json's supervisor keys; the rest keeps its defaults.
+    pub fn from_supervisor_keys(keys: &fleet_core::config::SupervisorKeys) -> Self {
+        let default = HostContext::default();
+        HostContext {
+            supervisor_port: keys.listen_port.unwrap_or(default.supervisor_port),
+            api_endpoint: keys.api_endpoint.clone(),
+            device_api_key: keys.device_api_key.clone(),
+            device_type: keys.device_type.clone().unwrap_or_default(),
+            ..default
+        }
+    }
+}
+
 /// Container settings a set of features adds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FeatureSettings {

@@ -176,3 +176,17 @@ fn every_feature_adds_something() {
         assert!(!(s.mounts.is_empty() && s.env.is_empty()), "{f:?}");
     }
 }
+
+#[test]
+fn host_context_from_config_keys() {
+    let keys = fleet_core::config::SupervisorKeys {
+        listen_port: Some(1234),
+        api_endpoint: Some("https://api.example".into()),
+        device_type: Some("raspberrypi5".into()),
+        ..Default::default()
+    };
+    let h = HostContext::from_supervisor_keys(&keys);
+    assert_eq!(h.supervisor_port, 1234);
+    assert_eq!(h.device_type, "raspberrypi5");
+    assert_eq!(h.engine_socket, "/var/run/docker.sock");
+}

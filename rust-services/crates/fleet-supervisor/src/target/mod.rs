@@ -12,6 +12,8 @@ mod tests;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use fleet_core::Root;
+use fleet_core::fs::FsError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -127,6 +129,8 @@ pub enum TargetError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Write(#[from] FsError),
     #[error("target state invalid ({} problem{}): {}", problems.len(),
         if problems.len() == 1 { "" } else { "s" }, crate::join_problems(problems))]
     Invalid { problems: Vec<Problem> },
@@ -145,6 +149,27 @@ pub fn load(path: &Path) -> Result<TargetState, TargetError> {
         source,
     })?;
     parse(&bytes)
+}
+
+/// The local-mode target below the root prefix; `Ok(None)` when there is none.
+pub fn load_local(root: &Root) -> Result<Option<TargetState>, TargetError> {
+    let path = root.path(LOCAL_TARGET_FILE);
+    match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        _ => load(&path).map(Some),
+    }
+}
+
+/// Validates `bytes` and only then replaces the local-mode target atomically, so a bad
+/// document leaves the last good target in place.
+pub fn save_local(root: &Root, bytes: &[u8]) -> Result<TargetState, TargetError> {
+    let state = parse(bytes)?;
+    let path = root.path(LOCAL_TARGET_FILE);
+    if let Some(dir) = path.parent() {
+        fleet_core::fs::ensure_dir(dir)?;
+    }
+    fleet_core::fs::atomic_write(&path, bytes, 0o600)?;
+    Ok(state)
 }
 
 /// Parses and validates a target-state document, reporting every problem.

@@ -128,3 +128,23 @@ fn load_reports_the_path() {
     let err = load(std::path::Path::new("/nonexistent/target.json")).unwrap_err();
     assert!(err.to_string().starts_with("/nonexistent/target.json: "));
 }
+
+#[test]
+fn local_mode_file_round_trip_keeps_last_good() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Root::new(tmp.path());
+    assert!(load_local(&root).unwrap().is_none());
+    let saved = save_local(&root, EXAMPLE.as_bytes()).unwrap();
+    assert!(
+        tmp.path()
+            .join("mnt/data/fleet-supervisor/target.json")
+            .is_file()
+    );
+    assert_eq!(load_local(&root).unwrap().unwrap(), saved);
+    let bad = wrap(json!({"r1": {"id": 1}})).to_string();
+    assert!(matches!(
+        save_local(&root, bad.as_bytes()),
+        Err(TargetError::Invalid { .. })
+    ));
+    assert_eq!(load_local(&root).unwrap().unwrap(), saved);
+}
