@@ -148,3 +148,9 @@ fn local_mode_file_round_trip_keeps_last_good() {
     ));
     assert_eq!(load_local(&root).unwrap().unwrap(), saved);
 }
+
+#[test]
+fn readme_shows_the_tested_example() {
+    let readme = include_str!("../../README.md");
+    assert!(readme.contains(EXAMPLE.trim_end()), "README example out of date");
+}
