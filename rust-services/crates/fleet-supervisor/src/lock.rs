@@ -20,6 +20,36 @@ pub const CONTAINER_LOCK_DIRS: [&str; 2] = ["/tmp/balena", "/tmp/resin"];
 /// Lock file names an app may hold, current and legacy.
 pub const LOCK_FILES: [&str; 2] = ["updates.lock", "resin-updates.lock"];
 
+/// Files a new container creates in the lock directory to say it took over from the old one
+/// during a hand-over (current and legacy names); the old one is then killed before the
+/// hand-over timeout.
+pub const HANDOVER_FILES: [&str; 2] = ["handover-complete", "resin-kill-me"];
+
+/// Whether the new container of a hand-over has signalled that it took over.
+pub fn handover_signalled(dir: &Path) -> bool {
+    HANDOVER_FILES.iter().any(|f| dir.join(f).exists())
+}
+
+/// Clears the hand-over signal once the old container is gone, so the next hand-over of
+/// the app waits for its own signal.
+pub fn clear_handover(dir: &Path) -> Result<(), LockError> {
+    for f in HANDOVER_FILES {
+        let path = dir.join(f);
+        // A /tmp signal file: no fsync wanted, it does not outlive a reboot anyway.
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(LockError {
+                    path,
+                    action: "remove hand-over file",
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {action}: {source}", path.display())]
 pub struct LockError {
@@ -175,6 +205,19 @@ mod tests {
             assert!(try_take(&dir).unwrap().is_none(), "{name}");
             drop(guard);
             assert!(!is_held(&dir).unwrap(), "{name}");
+        }
+    }
+
+    #[test]
+    fn handover_signal_both_names() {
+        for name in HANDOVER_FILES {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = ensure_app_lock_dir(tmp.path(), "app").unwrap();
+            assert!(!handover_signalled(&dir));
+            File::create(dir.join(name)).unwrap();
+            assert!(handover_signalled(&dir), "{name}");
+            clear_handover(&dir).unwrap();
+            assert!(!handover_signalled(&dir));
         }
     }
 

@@ -34,6 +34,7 @@ pub struct Container {
     pub digest: String,
     pub status: ContainerStatus,
     /// Compose names of the app networks it is attached to.
+    #[serde(default)]
     pub networks: BTreeSet<String>,
 }
 
@@ -83,6 +84,7 @@ impl Owned {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CurrentState {
     /// Supervised containers only.
     pub containers: Vec<Container>,

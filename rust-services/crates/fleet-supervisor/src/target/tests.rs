@@ -152,5 +152,8 @@ fn local_mode_file_round_trip_keeps_last_good() {
 #[test]
 fn readme_shows_the_tested_example() {
     let readme = include_str!("../../README.md");
-    assert!(readme.contains(EXAMPLE.trim_end()), "README example out of date");
+    assert!(
+        readme.contains(EXAMPLE.trim_end()),
+        "README example out of date"
+    );
 }
