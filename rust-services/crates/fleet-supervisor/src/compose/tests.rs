@@ -445,3 +445,62 @@ const KNOWN: &[&str] = &[
     "group_add",
     "init",
 ];
+
+fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value as J;
+    let key = prop::sample::select(
+        KNOWN
+            .iter()
+            .copied()
+            .chain([
+                "version",
+                "services",
+                "volumes",
+                "networks",
+                "soft",
+                "hard",
+                "type",
+                "source",
+                "target",
+                "aliases",
+                "test",
+                "condition",
+                "bogus",
+            ])
+            .collect::<Vec<_>>(),
+    );
+    let leaf = prop_oneof![
+        Just(J::Null),
+        any::<bool>().prop_map(J::Bool),
+        any::<i64>().prop_map(J::from),
+        "[a-z0-9:/._ -]{0,12}".prop_map(J::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(J::Array),
+            prop::collection::btree_map(key.clone(), inner, 0..5)
+                .prop_map(|m| J::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+        ]
+    })
+}
+
+proptest! {
+    /// Random documents shaped like compose files: never a panic, and a refusal always says
+    /// why.
+    #[test]
+    fn structured_garbage_is_refused_with_reasons(service in arb_json(), top in arb_json()) {
+        let mut doc = serde_json::json!({"services": {"svc": service}});
+        if let serde_json::Value::Object(extra) = top {
+            for (k, v) in extra {
+                if k != "services" {
+                    doc[k] = v;
+                }
+            }
+        }
+        match from_json(&doc) {
+            Ok(c) => prop_assert!(c.services["svc"].ulimits.contains_key("core")),
+            Err(e) => prop_assert!(!e.problems.is_empty()
+                && e.problems.iter().all(|p| !p.path.is_empty() && !p.message.is_empty())),
+        }
+    }
+}
