@@ -107,6 +107,15 @@ impl Default for ServiceLabels {
     }
 }
 
+/// Labels the supervisor sets on its containers to recognise them; a service may not set them.
+pub const RESERVED: &[&str] = &[
+    "io.fleet.supervised",
+    "io.fleet.app-uuid",
+    "io.fleet.service-name",
+    "io.fleet.release-uuid",
+    "io.fleet.service-digest",
+];
+
 fn strip_prefix(key: &str) -> Option<&str> {
     PREFIXES.iter().find_map(|p| key.strip_prefix(p))
 }
@@ -125,6 +134,13 @@ pub fn read(labels: &BTreeMap<String, String>) -> (ServiceLabels, Vec<(String, S
     let mut out = ServiceLabels::default();
     let mut problems = Vec::new();
     for (key, value) in labels {
+        if RESERVED.contains(&key.as_str()) {
+            problems.push((
+                key.clone(),
+                "reserved for the supervisor's own bookkeeping".to_string(),
+            ));
+            continue;
+        }
         let Some(rest) = strip_prefix(key) else {
             continue;
         };

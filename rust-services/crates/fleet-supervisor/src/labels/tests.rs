@@ -190,3 +190,14 @@ fn host_context_from_config_keys() {
     assert_eq!(h.device_type, "raspberrypi5");
     assert_eq!(h.engine_socket, "/var/run/docker.sock");
 }
+
+#[test]
+fn identity_labels_are_reserved() {
+    for key in RESERVED {
+        let (_, p) = read(&labels(&[(key, "x")]));
+        assert_eq!(p.len(), 1, "{key}");
+        assert!(p[0].1.contains("reserved"));
+    }
+    assert!(RESERVED.contains(&crate::plan::LABEL_DIGEST));
+    assert!(RESERVED.contains(&crate::plan::LABEL_APP));
+}
