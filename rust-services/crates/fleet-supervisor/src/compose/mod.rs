@@ -1,0 +1,267 @@
+//! balena's documented subset of Compose v2.1 (`docker-compose.yml`) as typed service specs.
+//!
+//! Every key of the subset is modelled; any other key is refused with a [`Problem`] naming
+//! the key and the service, and all problems of a file are reported at once.
+
+mod parse;
+mod scalar;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::Problem;
+
+pub use parse::{MAX_COMPOSE_BYTES, start_order};
+pub use scalar::split_command;
+
+/// Service name of a single-image (Dockerfile-only) release.
+pub const SINGLE_IMAGE_SERVICE: &str = "main";
+/// Volume of a single-image release, mounted at `/data`; resinOS's name, so data of a
+/// device moved from resinOS carries over.
+pub const LEGACY_DATA_VOLUME: &str = "resin-data";
+/// The app's default bridge network, always present.
+pub const DEFAULT_NETWORK: &str = "default";
+
+/// A parsed compose file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Compose {
+    pub services: BTreeMap<String, Service>,
+    /// Named volumes declared at top level (plus `resin-data` when a service uses it).
+    pub volumes: BTreeSet<String>,
+    /// Networks declared at top level plus [`DEFAULT_NETWORK`].
+    pub networks: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Always,
+    No,
+    OnFailure,
+    UnlessStopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkMode {
+    /// The app's bridge networks (`default` unless `networks` says otherwise).
+    Bridge,
+    Host,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NetworkAttachment {
+    pub aliases: Vec<String>,
+    pub ipv4_address: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortMapping {
+    pub host_ip: Option<String>,
+    /// `None`: the engine picks a host port.
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExposedPort {
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+/// A named volume mounted into a service (bind mounts are refused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumeMount {
+    pub volume: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceMapping {
+    pub host: String,
+    pub container: String,
+    pub permissions: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ulimit {
+    pub soft: i64,
+    pub hard: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Healthcheck {
+    /// Engine form: `["NONE"]`, `["CMD", ...]` or `["CMD-SHELL", "..."]`.
+    pub test: Vec<String>,
+    pub interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub start_period_ms: Option<u64>,
+    pub retries: Option<u32>,
+}
+
+/// One service of the compose file, with the defaults that matter already applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Service {
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub environment: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// Start order only: these services are started before this one.
+    pub depends_on: Vec<String>,
+    /// Default [`RestartPolicy::Always`].
+    pub restart: RestartPolicy,
+    pub network_mode: NetworkMode,
+    /// Bridge networks by compose name (empty with host networking).
+    pub networks: BTreeMap<String, NetworkAttachment>,
+    pub ports: Vec<PortMapping>,
+    pub expose: Vec<ExposedPort>,
+    pub volumes: Vec<VolumeMount>,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub devices: Vec<DeviceMapping>,
+    /// Always holds `core` (0 unless the file sets it: a crash loop cannot fill the disk).
+    pub ulimits: BTreeMap<String, Ulimit>,
+    pub tmpfs: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub stop_signal: Option<String>,
+    pub stop_grace_period_ms: Option<u64>,
+    pub healthcheck: Option<Healthcheck>,
+    pub mem_limit: Option<u64>,
+    pub cpu_shares: Option<u64>,
+    pub sysctls: BTreeMap<String, String>,
+    pub dns: Vec<String>,
+    /// `host:ip` entries.
+    pub extra_hosts: Vec<String>,
+    pub hostname: Option<String>,
+    pub read_only: bool,
+    pub security_opt: Vec<String>,
+    pub group_add: Vec<String>,
+    pub init: Option<bool>,
+}
+
+impl Service {
+    /// A service with only an image and every default applied.
+    pub fn with_image(image: impl Into<String>) -> Self {
+        let mut networks = BTreeMap::new();
+        networks.insert(DEFAULT_NETWORK.to_string(), NetworkAttachment::default());
+        Service {
+            image: image.into(),
+            command: None,
+            entrypoint: None,
+            environment: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            depends_on: Vec::new(),
+            restart: RestartPolicy::Always,
+            network_mode: NetworkMode::Bridge,
+            networks,
+            ports: Vec::new(),
+            expose: Vec::new(),
+            volumes: Vec::new(),
+            privileged: false,
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            devices: Vec::new(),
+            ulimits: BTreeMap::from([("core".to_string(), Ulimit { soft: 0, hard: 0 })]),
+            tmpfs: Vec::new(),
+            working_dir: None,
+            user: None,
+            stop_signal: None,
+            stop_grace_period_ms: None,
+            healthcheck: None,
+            mem_limit: None,
+            cpu_shares: None,
+            sysctls: BTreeMap::new(),
+            dns: Vec::new(),
+            extra_hosts: Vec::new(),
+            hostname: None,
+            read_only: false,
+            security_opt: Vec::new(),
+            group_add: Vec::new(),
+            init: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("compose file invalid ({} problem{}): {}", problems.len(),
+    if problems.len() == 1 { "" } else { "s" }, crate::join_problems(problems))]
+pub struct ComposeError {
+    pub problems: Vec<Problem>,
+}
+
+/// Parses compose YAML (JSON is YAML too), collecting every problem.
+pub fn parse(text: &str) -> Result<Compose, ComposeError> {
+    parse::parse_str(text).map_err(|problems| ComposeError { problems })
+}
+
+/// Parses an already-decoded document (the target state may carry the compose as a JSON
+/// object).
+pub fn from_json(value: &serde_json::Value) -> Result<Compose, ComposeError> {
+    parse::parse_value(json_to_yaml(value)).map_err(|problems| ComposeError { problems })
+}
+
+/// serde_json → YAML value by hand: the workspace's `arbitrary_precision` makes serde
+/// serialize JSON numbers as maps, so a generic conversion would garble them.
+fn json_to_yaml(value: &serde_json::Value) -> serde_norway::Value {
+    use serde_json::Value as J;
+    use serde_norway::Value as Y;
+    match value {
+        J::Null => Y::Null,
+        J::Bool(b) => Y::Bool(*b),
+        J::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Y::Number(i.into())
+            } else if let Some(u) = n.as_u64() {
+                Y::Number(u.into())
+            } else {
+                Y::Number(n.as_f64().unwrap_or(f64::NAN).into())
+            }
+        }
+        J::String(s) => Y::String(s.clone()),
+        J::Array(items) => Y::Sequence(items.iter().map(json_to_yaml).collect()),
+        J::Object(map) => Y::Mapping(
+            map.iter()
+                .map(|(k, v)| (Y::String(k.clone()), json_to_yaml(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// A release made of one Dockerfile-built image: service `main`, privileged, host network,
+/// `resin-data` at `/data`, and the kernel-modules, firmware and dbus features, as the
+/// resin.io docs describe single-container apps.
+pub fn single_image(image: impl Into<String>) -> Compose {
+    let mut main = Service::with_image(image);
+    main.privileged = true;
+    main.network_mode = NetworkMode::Host;
+    main.networks.clear();
+    main.volumes.push(VolumeMount {
+        volume: LEGACY_DATA_VOLUME.to_string(),
+        target: "/data".to_string(),
+        read_only: false,
+    });
+    for feature in ["kernel-modules", "firmware", "dbus"] {
+        main.labels
+            .insert(format!("io.balena.features.{feature}"), "1".to_string());
+    }
+    Compose {
+        services: BTreeMap::from([(SINGLE_IMAGE_SERVICE.to_string(), main)]),
+        volumes: BTreeSet::from([LEGACY_DATA_VOLUME.to_string()]),
+        networks: BTreeSet::from([DEFAULT_NETWORK.to_string()]),
+    }
+}

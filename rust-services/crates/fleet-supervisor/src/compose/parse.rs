@@ -1,0 +1,830 @@
+//! The compose walker: YAML value → [`Compose`], every problem collected with its path.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_norway::Value;
+
+use super::scalar;
+use super::{
+    Compose, DEFAULT_NETWORK, DeviceMapping, Healthcheck, LEGACY_DATA_VOLUME, NetworkAttachment,
+    NetworkMode, RestartPolicy, Service, Ulimit, VolumeMount,
+};
+use crate::Problem;
+use crate::labels;
+
+/// Largest compose file accepted; real ones are a few KiB.
+pub const MAX_COMPOSE_BYTES: usize = 1024 * 1024;
+
+const VERSIONS: &[&str] = &["2", "2.0", "2.1"];
+
+pub(super) fn parse_str(text: &str) -> Result<Compose, Vec<Problem>> {
+    if text.len() > MAX_COMPOSE_BYTES {
+        return Err(vec![Problem::new(
+            "(file)",
+            format!("larger than the {MAX_COMPOSE_BYTES}-byte limit"),
+        )]);
+    }
+    let value: Value = serde_norway::from_str(text)
+        .map_err(|e| vec![Problem::new("(file)", format!("not valid YAML: {e}"))])?;
+    parse_value(value)
+}
+
+pub(super) fn parse_value(mut value: Value) -> Result<Compose, Vec<Problem>> {
+    value
+        .apply_merge()
+        .map_err(|e| vec![Problem::new("(file)", format!("bad YAML merge key: {e}"))])?;
+    let mut w = Walker::default();
+    let compose = w.top(value);
+    if w.problems.is_empty() {
+        Ok(compose)
+    } else {
+        Err(w.problems)
+    }
+}
+
+#[derive(Default)]
+struct Walker {
+    problems: Vec<Problem>,
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+fn is_valid_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+impl Walker {
+    fn err(&mut self, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem::new(path, message));
+    }
+
+    /// A mapping's entries with string keys; other keys are reported.
+    fn entries(&mut self, path: &str, v: Value) -> Vec<(String, Value)> {
+        match v {
+            Value::Mapping(m) => {
+                let mut out = Vec::new();
+                for (k, v) in m {
+                    match k {
+                        Value::String(k) => out.push((k, v)),
+                        other => self.err(path, format!("key {} is not a string", kind(&other))),
+                    }
+                }
+                out
+            }
+            Value::Null => Vec::new(),
+            other => {
+                self.err(path, format!("expected a mapping, found {}", kind(&other)));
+                Vec::new()
+            }
+        }
+    }
+
+    /// A scalar as text (numbers and booleans as YAML spells them).
+    fn text(&mut self, path: &str, v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            other => {
+                self.err(path, format!("expected a string, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, path: &str, v: &Value) -> Option<bool> {
+        match v {
+            Value::Bool(b) => Some(*b),
+            other => {
+                self.err(
+                    path,
+                    format!("expected true or false, found {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn unsigned(&mut self, path: &str, v: &Value) -> Option<u64> {
+        match v.as_u64() {
+            Some(n) => Some(n),
+            None => {
+                self.err(path, "expected a non-negative integer");
+                None
+            }
+        }
+    }
+
+    /// A string or a list of strings.
+    fn texts(&mut self, path: &str, v: &Value) -> Vec<String> {
+        match v {
+            Value::Sequence(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| self.text(&format!("{path}[{i}]"), item))
+                .collect(),
+            Value::Null => Vec::new(),
+            other => self.text(path, other).into_iter().collect(),
+        }
+    }
+
+    /// Compose's "dictionary or list of KEY=VALUE" form (environment, labels, sysctls).
+    fn dict(&mut self, path: &str, v: Value) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        match v {
+            Value::Sequence(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let p = format!("{path}[{i}]");
+                    if let Some(s) = self.text(&p, item) {
+                        match s.split_once('=') {
+                            Some((k, val)) if !k.is_empty() => {
+                                out.insert(k.to_string(), val.to_string());
+                            }
+                            _ => self.err(&p, format!("`{s}` is not KEY=VALUE")),
+                        }
+                    }
+                }
+            }
+            other => {
+                for (k, val) in self.entries(path, other) {
+                    let p = format!("{path}.{k}");
+                    let val = match val {
+                        Value::Null => Some(String::new()),
+                        val => self.text(&p, &val),
+                    };
+                    if let Some(val) = val {
+                        out.insert(k, val);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn command(&mut self, path: &str, v: &Value) -> Option<Vec<String>> {
+        match v {
+            Value::String(s) => match scalar::split_command(s) {
+                Ok(words) => Some(words),
+                Err(e) => {
+                    self.err(path, e);
+                    None
+                }
+            },
+            Value::Sequence(_) => Some(self.texts(path, v)),
+            other => {
+                self.err(
+                    path,
+                    format!("expected a string or a list, found {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, path: &str, v: &Value) -> Option<u64> {
+        let s = self.text(path, v)?;
+        scalar::duration_ms(&s).map_err(|e| self.err(path, e)).ok()
+    }
+
+    fn top(&mut self, value: Value) -> Compose {
+        let mut services = None;
+        let mut volumes = BTreeSet::new();
+        let mut networks = BTreeSet::from([DEFAULT_NETWORK.to_string()]);
+        for (key, v) in self.entries("(top level)", value) {
+            match key.as_str() {
+                "version" => match self.text("version", &v) {
+                    Some(ver) if VERSIONS.contains(&ver.as_str()) => {}
+                    Some(ver) => self.err(
+                        "version",
+                        format!("compose version `{ver}` is not supported (2, 2.0 or 2.1)"),
+                    ),
+                    None => {}
+                },
+                "services" => services = Some(v),
+                "volumes" => volumes = self.declared_volumes(v),
+                "networks" => networks.extend(self.declared_networks(v)),
+                other => self.err(other, format!("unsupported top-level key `{other}`")),
+            }
+        }
+        let mut parsed = BTreeMap::new();
+        match services {
+            None => self.err(
+                "services",
+                "missing: a compose file needs at least one service",
+            ),
+            Some(v) => {
+                for (name, spec) in self.entries("services", v) {
+                    let path = format!("services.{name}");
+                    if !is_valid_name(&name) {
+                        self.err(
+                            &path,
+                            format!(
+                                "service name `{name}` is not valid ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"
+                            ),
+                        );
+                    }
+                    if let Some(s) = self.service(&name, spec, &volumes, &networks) {
+                        parsed.insert(name, s);
+                    }
+                }
+                if parsed.is_empty() && self.problems.is_empty() {
+                    self.err("services", "no services defined");
+                }
+            }
+        }
+        self.check_depends_on(&parsed);
+        // The legacy single-container volume needs no declaration.
+        if parsed
+            .values()
+            .any(|s| s.volumes.iter().any(|m| m.volume == LEGACY_DATA_VOLUME))
+        {
+            volumes.insert(LEGACY_DATA_VOLUME.to_string());
+        }
+        Compose {
+            services: parsed,
+            volumes,
+            networks,
+        }
+    }
+
+    fn declared_volumes(&mut self, v: Value) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for (name, spec) in self.entries("volumes", v) {
+            let path = format!("volumes.{name}");
+            if !is_valid_name(&name) {
+                self.err(&path, format!("volume name `{name}` is not valid"));
+            }
+            for (key, val) in self.entries(&path, spec) {
+                match key.as_str() {
+                    "driver" => match self.text(&format!("{path}.driver"), &val) {
+                        Some(d) if d == "local" => {}
+                        Some(d) => self.err(
+                            &format!("{path}.driver"),
+                            format!("volume `{name}`: driver `{d}` is not supported (local only)"),
+                        ),
+                        None => {}
+                    },
+                    other => self.err(
+                        &format!("{path}.{other}"),
+                        format!("volume `{name}`: unsupported key `{other}`"),
+                    ),
+                }
+            }
+            out.insert(name);
+        }
+        out
+    }
+
+    fn declared_networks(&mut self, v: Value) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for (name, spec) in self.entries("networks", v) {
+            let path = format!("networks.{name}");
+            if !is_valid_name(&name) {
+                self.err(&path, format!("network name `{name}` is not valid"));
+            }
+            for (key, val) in self.entries(&path, spec) {
+                match key.as_str() {
+                    "driver" => match self.text(&format!("{path}.driver"), &val) {
+                        Some(d) if d == "bridge" => {}
+                        Some(d) => self.err(
+                            &format!("{path}.driver"),
+                            format!(
+                                "network `{name}`: driver `{d}` is not supported (bridge only)"
+                            ),
+                        ),
+                        None => {}
+                    },
+                    other => self.err(
+                        &format!("{path}.{other}"),
+                        format!("network `{name}`: unsupported key `{other}`"),
+                    ),
+                }
+            }
+            out.insert(name);
+        }
+        out
+    }
+
+    fn service(
+        &mut self,
+        name: &str,
+        spec: Value,
+        volumes: &BTreeSet<String>,
+        networks: &BTreeSet<String>,
+    ) -> Option<Service> {
+        let base = format!("services.{name}");
+        if !matches!(spec, Value::Mapping(_)) {
+            self.err(
+                &base,
+                format!(
+                    "service `{name}`: expected a mapping, found {}",
+                    kind(&spec)
+                ),
+            );
+            return None;
+        }
+        let mut s = Service::with_image("");
+        let mut image = None;
+        let mut networks_given = None;
+        let mut network_mode_host = false;
+        for (key, v) in self.entries(&base, spec) {
+            let p = format!("{base}.{key}");
+            match key.as_str() {
+                "image" => image = self.text(&p, &v),
+                "command" => s.command = self.command(&p, &v),
+                "entrypoint" => s.entrypoint = self.command(&p, &v),
+                "environment" => s.environment = self.dict(&p, v),
+                "labels" => s.labels = self.dict(&p, v),
+                "depends_on" => s.depends_on = self.depends_on(&p, v),
+                "restart" => {
+                    if let Some(r) = self.text(&p, &v) {
+                        match r.as_str() {
+                            "always" => s.restart = RestartPolicy::Always,
+                            "no" | "false" => s.restart = RestartPolicy::No,
+                            "on-failure" => s.restart = RestartPolicy::OnFailure,
+                            "unless-stopped" => s.restart = RestartPolicy::UnlessStopped,
+                            other => self.err(&p, format!(
+                                "service `{name}`: restart `{other}` is not one of always, no, on-failure, unless-stopped"
+                            )),
+                        }
+                    }
+                }
+                "network_mode" => {
+                    if let Some(m) = self.text(&p, &v) {
+                        match m.as_str() {
+                            "host" => network_mode_host = true,
+                            "bridge" => {}
+                            other => self.err(&p, format!(
+                                "service `{name}`: network_mode `{other}` is not supported (host or bridge)"
+                            )),
+                        }
+                    }
+                }
+                "networks" => networks_given = Some(self.service_networks(name, &p, v, networks)),
+                "ports" => {
+                    for (i, item) in self.texts(&p, &v).iter().enumerate() {
+                        match scalar::port_mappings(item) {
+                            Ok(m) => s.ports.extend(m),
+                            Err(e) => self.err(&format!("{p}[{i}]"), e),
+                        }
+                    }
+                }
+                "expose" => {
+                    for (i, item) in self.texts(&p, &v).iter().enumerate() {
+                        match scalar::exposed_ports(item) {
+                            Ok(m) => s.expose.extend(m),
+                            Err(e) => self.err(&format!("{p}[{i}]"), e),
+                        }
+                    }
+                }
+                "volumes" => s.volumes = self.service_volumes(name, &p, v, volumes),
+                "privileged" => s.privileged = self.boolean(&p, &v).unwrap_or(false),
+                "cap_add" => s.cap_add = self.texts(&p, &v),
+                "cap_drop" => s.cap_drop = self.texts(&p, &v),
+                "devices" => {
+                    for (i, item) in self.texts(&p, &v).iter().enumerate() {
+                        match device(item) {
+                            Ok(d) => s.devices.push(d),
+                            Err(e) => {
+                                self.err(&format!("{p}[{i}]"), format!("service `{name}`: {e}"))
+                            }
+                        }
+                    }
+                }
+                "ulimits" => {
+                    for (lim, val) in self.entries(&p, v) {
+                        if let Some(u) = self.ulimit(&format!("{p}.{lim}"), val) {
+                            s.ulimits.insert(lim, u);
+                        }
+                    }
+                }
+                "tmpfs" => s.tmpfs = self.texts(&p, &v),
+                "working_dir" => s.working_dir = self.text(&p, &v),
+                "user" => s.user = self.text(&p, &v),
+                "stop_signal" => s.stop_signal = self.text(&p, &v),
+                "stop_grace_period" => s.stop_grace_period_ms = self.duration(&p, &v),
+                "healthcheck" => s.healthcheck = self.healthcheck(&p, v),
+                "mem_limit" => {
+                    s.mem_limit = match &v {
+                        Value::Number(_) => self.unsigned(&p, &v),
+                        other => self
+                            .text(&p, other)
+                            .and_then(|t| scalar::bytes(&t).map_err(|e| self.err(&p, e)).ok()),
+                    }
+                }
+                "cpu_shares" => s.cpu_shares = self.unsigned(&p, &v),
+                "sysctls" => s.sysctls = self.dict(&p, v),
+                "dns" => s.dns = self.texts(&p, &v),
+                "extra_hosts" => {
+                    s.extra_hosts = match v {
+                        Value::Mapping(_) => self
+                            .dict(&p, v)
+                            .into_iter()
+                            .map(|(h, ip)| format!("{h}:{ip}"))
+                            .collect(),
+                        v => self.texts(&p, &v),
+                    }
+                }
+                "hostname" => s.hostname = self.text(&p, &v),
+                "read_only" => s.read_only = self.boolean(&p, &v).unwrap_or(false),
+                "security_opt" => s.security_opt = self.texts(&p, &v),
+                "group_add" => s.group_add = self.texts(&p, &v),
+                "init" => s.init = self.boolean(&p, &v),
+                other => self.err(&p, format!("service `{name}`: unsupported key `{other}`")),
+            }
+        }
+        match image {
+            Some(i) if !i.trim().is_empty() => s.image = i,
+            Some(_) => self.err(&format!("{base}.image"), format!("service `{name}`: image is empty")),
+            None => self.err(&format!("{base}.image"), format!("service `{name}`: missing `image` (builds happen before a release, not on the device)")),
+        }
+        if network_mode_host {
+            s.network_mode = NetworkMode::Host;
+            s.networks.clear();
+            if networks_given.as_ref().is_some_and(|n| !n.is_empty()) {
+                self.err(
+                    &format!("{base}.networks"),
+                    format!(
+                        "service `{name}`: `networks` cannot be combined with network_mode host"
+                    ),
+                );
+            }
+        } else if let Some(n) = networks_given
+            && !n.is_empty()
+        {
+            s.networks = n;
+        }
+        for problem in labels::check(&s.labels) {
+            self.err(
+                &format!("{base}.labels.{}", problem.0),
+                format!("service `{name}`: {}", problem.1),
+            );
+        }
+        Some(s)
+    }
+
+    fn depends_on(&mut self, path: &str, v: Value) -> Vec<String> {
+        match v {
+            Value::Mapping(_) => {
+                let mut out = Vec::new();
+                for (dep, cond) in self.entries(path, v) {
+                    let p = format!("{path}.{dep}");
+                    for (key, val) in self.entries(&p, cond) {
+                        match (key.as_str(), val.as_str()) {
+                            ("condition", Some("service_started" | "service_healthy")) => {}
+                            ("condition", _) => self.err(
+                                &format!("{p}.condition"),
+                                "expected service_started or service_healthy",
+                            ),
+                            (other, _) => self.err(
+                                &format!("{p}.{other}"),
+                                format!("unsupported key `{other}`"),
+                            ),
+                        }
+                    }
+                    out.push(dep);
+                }
+                out
+            }
+            v => self.texts(path, &v),
+        }
+    }
+
+    fn service_networks(
+        &mut self,
+        service: &str,
+        path: &str,
+        v: Value,
+        declared: &BTreeSet<String>,
+    ) -> BTreeMap<String, NetworkAttachment> {
+        let mut out = BTreeMap::new();
+        let check = |w: &mut Walker, name: &str, p: &str| {
+            if !declared.contains(name) {
+                w.err(p, format!("service `{service}`: network `{name}` is not declared under top-level `networks`"));
+            }
+        };
+        match v {
+            Value::Sequence(_) => {
+                for (i, n) in self.texts(path, &v).into_iter().enumerate() {
+                    check(self, &n, &format!("{path}[{i}]"));
+                    out.insert(n, NetworkAttachment::default());
+                }
+            }
+            v => {
+                for (n, spec) in self.entries(path, v) {
+                    let p = format!("{path}.{n}");
+                    check(self, &n, &p);
+                    let mut att = NetworkAttachment::default();
+                    for (key, val) in self.entries(&p, spec) {
+                        let kp = format!("{p}.{key}");
+                        match key.as_str() {
+                            "aliases" => att.aliases = self.texts(&kp, &val),
+                            "ipv4_address" => att.ipv4_address = self.text(&kp, &val),
+                            other => self.err(
+                                &kp,
+                                format!("service `{service}`: unsupported key `{other}`"),
+                            ),
+                        }
+                    }
+                    out.insert(n, att);
+                }
+            }
+        }
+        out
+    }
+
+    fn service_volumes(
+        &mut self,
+        service: &str,
+        path: &str,
+        v: Value,
+        declared: &BTreeSet<String>,
+    ) -> Vec<VolumeMount> {
+        let Value::Sequence(items) = v else {
+            self.err(
+                path,
+                format!("service `{service}`: expected a list, found {}", kind(&v)),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            let parsed = match item {
+                Value::String(s) => short_volume(&s),
+                Value::Mapping(_) => self.long_volume(&p, item),
+                other => Err(format!(
+                    "expected a string or a mapping, found {}",
+                    kind(&other)
+                )),
+            };
+            match parsed {
+                Ok(m) => {
+                    if !declared.contains(&m.volume) && m.volume != LEGACY_DATA_VOLUME {
+                        self.err(&p, format!(
+                            "service `{service}`: volume `{}` is not declared under top-level `volumes`",
+                            m.volume
+                        ));
+                    }
+                    if !m.target.starts_with('/') {
+                        self.err(
+                            &p,
+                            format!(
+                                "service `{service}`: mount target `{}` is not an absolute path",
+                                m.target
+                            ),
+                        );
+                    }
+                    out.push(m);
+                }
+                Err(e) => self.err(&p, format!("service `{service}`: {e}")),
+            }
+        }
+        out
+    }
+
+    fn long_volume(&mut self, path: &str, v: Value) -> Result<VolumeMount, String> {
+        let (mut kind_, mut source, mut target, mut read_only) = (None, None, None, false);
+        for (key, val) in self.entries(path, v) {
+            let p = format!("{path}.{key}");
+            match key.as_str() {
+                "type" => kind_ = self.text(&p, &val),
+                "source" => source = self.text(&p, &val),
+                "target" => target = self.text(&p, &val),
+                "read_only" => read_only = self.boolean(&p, &val).unwrap_or(false),
+                other => return Err(format!("unsupported key `{other}` in a volume entry")),
+            }
+        }
+        match kind_.as_deref() {
+            None | Some("volume") => {}
+            Some("bind") => {
+                return Err(format!(
+                    "bind mount of `{}` refused: only named volumes are supported",
+                    source.unwrap_or_default()
+                ));
+            }
+            Some(other) => {
+                return Err(format!(
+                    "volume type `{other}` is not supported (volume only)"
+                ));
+            }
+        }
+        let target = target.ok_or("volume entry without `target`")?;
+        match source {
+            Some(src) if is_host_path(&src) => Err(format!(
+                "bind mount of `{src}` refused: only named volumes are supported"
+            )),
+            Some(src) if !src.is_empty() => Ok(VolumeMount {
+                volume: src,
+                target,
+                read_only,
+            }),
+            _ => Err(format!(
+                "anonymous volume at `{target}` refused: name the volume"
+            )),
+        }
+    }
+
+    fn ulimit(&mut self, path: &str, v: Value) -> Option<Ulimit> {
+        match v {
+            Value::Number(n) => match n.as_i64() {
+                Some(n) => Some(Ulimit { soft: n, hard: n }),
+                None => {
+                    self.err(path, "expected an integer");
+                    None
+                }
+            },
+            v => {
+                let (mut soft, mut hard) = (None, None);
+                for (key, val) in self.entries(path, v) {
+                    let p = format!("{path}.{key}");
+                    let n = val.as_i64();
+                    if n.is_none() {
+                        self.err(&p, "expected an integer");
+                    }
+                    match key.as_str() {
+                        "soft" => soft = n,
+                        "hard" => hard = n,
+                        other => self.err(&p, format!("unsupported key `{other}` (soft or hard)")),
+                    }
+                }
+                match (soft, hard) {
+                    (Some(soft), Some(hard)) if soft <= hard => Some(Ulimit { soft, hard }),
+                    (Some(_), Some(_)) => {
+                        self.err(path, "soft limit is above the hard limit");
+                        None
+                    }
+                    _ => {
+                        self.err(path, "needs both `soft` and `hard`");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn healthcheck(&mut self, path: &str, v: Value) -> Option<Healthcheck> {
+        let mut hc = Healthcheck {
+            test: Vec::new(),
+            interval_ms: None,
+            timeout_ms: None,
+            start_period_ms: None,
+            retries: None,
+        };
+        let mut disable = false;
+        for (key, val) in self.entries(path, v) {
+            let p = format!("{path}.{key}");
+            match key.as_str() {
+                "test" => {
+                    hc.test = match &val {
+                        Value::String(s) => vec!["CMD-SHELL".to_string(), s.clone()],
+                        _ => self.texts(&p, &val),
+                    };
+                    if !matches!(
+                        hc.test.first().map(String::as_str),
+                        Some("NONE" | "CMD" | "CMD-SHELL")
+                    ) {
+                        self.err(&p, "a test list starts with NONE, CMD or CMD-SHELL");
+                    }
+                }
+                "interval" => hc.interval_ms = self.duration(&p, &val),
+                "timeout" => hc.timeout_ms = self.duration(&p, &val),
+                "start_period" => hc.start_period_ms = self.duration(&p, &val),
+                "retries" => {
+                    hc.retries = self.unsigned(&p, &val).and_then(|n| u32::try_from(n).ok())
+                }
+                "disable" => disable = self.boolean(&p, &val).unwrap_or(false),
+                other => self.err(&p, format!("unsupported key `{other}`")),
+            }
+        }
+        if disable {
+            hc.test = vec!["NONE".to_string()];
+        }
+        Some(hc)
+    }
+
+    fn check_depends_on(&mut self, services: &BTreeMap<String, Service>) {
+        for (name, s) in services {
+            for (i, dep) in s.depends_on.iter().enumerate() {
+                if !services.contains_key(dep) {
+                    self.err(
+                        &format!("services.{name}.depends_on[{i}]"),
+                        format!("service `{name}` depends on unknown service `{dep}`"),
+                    );
+                } else if dep == name {
+                    self.err(
+                        &format!("services.{name}.depends_on[{i}]"),
+                        format!("service `{name}` depends on itself"),
+                    );
+                }
+            }
+        }
+        if let Err(cycle) = start_order(services) {
+            self.err(
+                "services",
+                format!("depends_on forms a cycle through {}", cycle.join(", ")),
+            );
+        }
+    }
+}
+
+/// Services in an order where each comes after everything it depends on (ties by name);
+/// `Err` lists the services caught in a cycle. Unknown dependencies are ignored here.
+pub fn start_order(services: &BTreeMap<String, Service>) -> Result<Vec<String>, Vec<String>> {
+    let mut order = Vec::new();
+    let mut placed = BTreeSet::new();
+    while placed.len() < services.len() {
+        let ready: Vec<&String> = services
+            .iter()
+            .filter(|(n, s)| {
+                !placed.contains(*n)
+                    && s.depends_on
+                        .iter()
+                        .all(|d| placed.contains(d) || !services.contains_key(d) || d == *n)
+            })
+            .map(|(n, _)| n)
+            .collect();
+        if ready.is_empty() {
+            return Err(services
+                .keys()
+                .filter(|n| !placed.contains(*n))
+                .cloned()
+                .collect());
+        }
+        for n in ready {
+            placed.insert(n.clone());
+            order.push(n.clone());
+        }
+    }
+    Ok(order)
+}
+
+fn is_host_path(s: &str) -> bool {
+    s.starts_with('/') || s.starts_with('.') || s.starts_with('~') || s.starts_with('$')
+}
+
+/// `name:/path[:ro|rw]` → named volume mount; host paths are refused.
+fn short_volume(s: &str) -> Result<VolumeMount, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (source, target, mode) = match parts.as_slice() {
+        [t] => {
+            return Err(format!(
+                "anonymous volume at `{t}` refused: name the volume"
+            ));
+        }
+        [s, t] => (*s, *t, None),
+        [s, t, m] => (*s, *t, Some(*m)),
+        _ => return Err(format!("`{s}` is not SOURCE:TARGET[:MODE]")),
+    };
+    if is_host_path(source) {
+        return Err(format!(
+            "bind mount of `{source}` refused: only named volumes are supported"
+        ));
+    }
+    let read_only = match mode {
+        None | Some("rw") => false,
+        Some("ro") => true,
+        Some(m) => return Err(format!("volume mode `{m}` is not ro or rw")),
+    };
+    Ok(VolumeMount {
+        volume: source.to_string(),
+        target: target.to_string(),
+        read_only,
+    })
+}
+
+/// `/dev/x[:/dev/y[:rwm]]` → device mapping.
+fn device(s: &str) -> Result<DeviceMapping, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (host, container, permissions) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, p] => (*h, *c, *p),
+        _ => return Err(format!("`{s}` is not HOST[:CONTAINER[:PERMISSIONS]]")),
+    };
+    if !host.starts_with('/') || !container.starts_with('/') {
+        return Err(format!("device `{s}`: paths must be absolute"));
+    }
+    if permissions.is_empty() || !permissions.chars().all(|c| "rwm".contains(c)) {
+        return Err(format!(
+            "device `{s}`: permissions `{permissions}` are not a subset of rwm"
+        ));
+    }
+    Ok(DeviceMapping {
+        host: host.to_string(),
+        container: container.to_string(),
+        permissions: permissions.to_string(),
+    })
+}

@@ -1,0 +1,506 @@
+use super::*;
+use proptest::prelude::*;
+
+fn problems(yaml: &str) -> Vec<Problem> {
+    match parse(yaml) {
+        Ok(c) => panic!("accepted: {c:?}"),
+        Err(e) => e.problems,
+    }
+}
+
+fn has(problems: &[Problem], path: &str, needle: &str) -> bool {
+    problems
+        .iter()
+        .any(|p| p.path == path && p.message.contains(needle))
+}
+
+const FULL: &str = r#"
+version: '2.1'
+volumes:
+  data:
+  cache: {driver: local}
+networks:
+  backend:
+    driver: bridge
+services:
+  web:
+    image: registry.example/web:1
+    command: nginx -g 'daemon off;'
+    entrypoint: ["/entry.sh", "--x"]
+    environment:
+      A: "1"
+      B: 2
+      C:
+    labels:
+      - io.balena.features.dbus=1
+      - my.label=x
+    depends_on: [db]
+    restart: unless-stopped
+    networks:
+      backend:
+        aliases: [www]
+        ipv4_address: 172.20.0.5
+    ports: ["8080:80", "127.0.0.1:53:53/udp"]
+    expose: ["9000"]
+    volumes:
+      - data:/var/www
+      - cache:/cache:ro
+      - type: volume
+        source: data
+        target: /srv
+        read_only: true
+    cap_add: [NET_ADMIN]
+    cap_drop: [MKNOD]
+    devices: ["/dev/ttyUSB0:/dev/ttyUSB0:rw", "/dev/i2c-1"]
+    ulimits:
+      nofile: {soft: 1024, hard: 2048}
+      nproc: 512
+    tmpfs: /run
+    working_dir: /app
+    user: "1000:1000"
+    stop_signal: SIGINT
+    stop_grace_period: 1m30s
+    healthcheck:
+      test: ["CMD", "curl", "-f", "http://localhost"]
+      interval: 30s
+      timeout: 10s
+      retries: 3
+      start_period: 5s
+    mem_limit: 512m
+    cpu_shares: 512
+    sysctls: {net.core.somaxconn: 1024}
+    dns: 8.8.8.8
+    extra_hosts: ["somehost:10.0.0.1"]
+    hostname: webhost
+    read_only: true
+    security_opt: ["no-new-privileges"]
+    group_add: [dialout, 20]
+    init: true
+  db:
+    image: postgres:16
+    privileged: true
+    network_mode: host
+    ulimits:
+      core: -1
+"#;
+
+#[test]
+fn every_supported_key_parses() {
+    let c = parse(FULL).unwrap();
+    let web = &c.services["web"];
+    assert_eq!(web.image, "registry.example/web:1");
+    assert_eq!(
+        web.command.as_deref().unwrap(),
+        ["nginx", "-g", "daemon off;"]
+    );
+    assert_eq!(web.entrypoint.as_deref().unwrap(), ["/entry.sh", "--x"]);
+    assert_eq!(web.environment["B"], "2");
+    assert_eq!(web.environment["C"], "");
+    assert_eq!(web.labels["my.label"], "x");
+    assert_eq!(web.depends_on, ["db"]);
+    assert_eq!(web.restart, RestartPolicy::UnlessStopped);
+    assert_eq!(web.network_mode, NetworkMode::Bridge);
+    assert_eq!(web.networks.keys().collect::<Vec<_>>(), ["backend"]);
+    assert_eq!(web.networks["backend"].aliases, ["www"]);
+    assert_eq!(web.ports.len(), 2);
+    assert_eq!(web.ports[1].protocol, Protocol::Udp);
+    assert_eq!(web.expose[0].port, 9000);
+    assert_eq!(web.volumes.len(), 3);
+    assert!(web.volumes[1].read_only && web.volumes[2].read_only);
+    assert_eq!(web.volumes[2].target, "/srv");
+    assert!(!web.privileged);
+    assert_eq!(web.cap_add, ["NET_ADMIN"]);
+    assert_eq!(web.cap_drop, ["MKNOD"]);
+    assert_eq!(web.devices[0].permissions, "rw");
+    assert_eq!(web.devices[1].container, "/dev/i2c-1");
+    assert_eq!(
+        web.ulimits["nofile"],
+        Ulimit {
+            soft: 1024,
+            hard: 2048
+        }
+    );
+    assert_eq!(
+        web.ulimits["nproc"],
+        Ulimit {
+            soft: 512,
+            hard: 512
+        }
+    );
+    assert_eq!(web.ulimits["core"], Ulimit { soft: 0, hard: 0 });
+    assert_eq!(web.tmpfs, ["/run"]);
+    assert_eq!(web.working_dir.as_deref(), Some("/app"));
+    assert_eq!(web.user.as_deref(), Some("1000:1000"));
+    assert_eq!(web.stop_signal.as_deref(), Some("SIGINT"));
+    assert_eq!(web.stop_grace_period_ms, Some(90_000));
+    let hc = web.healthcheck.as_ref().unwrap();
+    assert_eq!(hc.test[0], "CMD");
+    assert_eq!(
+        (
+            hc.interval_ms,
+            hc.timeout_ms,
+            hc.retries,
+            hc.start_period_ms
+        ),
+        (Some(30_000), Some(10_000), Some(3), Some(5_000))
+    );
+    assert_eq!(web.mem_limit, Some(512 << 20));
+    assert_eq!(web.cpu_shares, Some(512));
+    assert_eq!(web.sysctls["net.core.somaxconn"], "1024");
+    assert_eq!(web.dns, ["8.8.8.8"]);
+    assert_eq!(web.extra_hosts, ["somehost:10.0.0.1"]);
+    assert_eq!(web.hostname.as_deref(), Some("webhost"));
+    assert!(web.read_only);
+    assert_eq!(web.security_opt, ["no-new-privileges"]);
+    assert_eq!(web.group_add, ["dialout", "20"]);
+    assert_eq!(web.init, Some(true));
+
+    let db = &c.services["db"];
+    assert!(db.privileged);
+    assert_eq!(db.network_mode, NetworkMode::Host);
+    assert!(db.networks.is_empty());
+    assert_eq!(db.ulimits["core"], Ulimit { soft: -1, hard: -1 });
+    assert_eq!(c.volumes.iter().collect::<Vec<_>>(), ["cache", "data"]);
+    assert!(c.networks.contains("backend") && c.networks.contains(DEFAULT_NETWORK));
+}
+
+#[test]
+fn defaults_that_matter() {
+    let c = parse("services:\n  a:\n    image: busybox\n").unwrap();
+    let a = &c.services["a"];
+    assert_eq!(a.restart, RestartPolicy::Always);
+    assert_eq!(a.ulimits["core"], Ulimit { soft: 0, hard: 0 });
+    assert!(!a.privileged);
+    assert_eq!(a.network_mode, NetworkMode::Bridge);
+    assert_eq!(a.networks.keys().collect::<Vec<_>>(), [DEFAULT_NETWORK]);
+    assert_eq!(a.command, None);
+}
+
+#[test]
+fn bind_mount_refused_naming_service_and_path() {
+    for (entry, host) in [
+        ("./data:/data", "./data"),
+        ("/var/lib/x:/x", "/var/lib/x"),
+        ("~/x:/x:ro", "~/x"),
+        ("{type: bind, source: /etc, target: /etc}", "/etc"),
+        ("{type: volume, source: /etc, target: /etc}", "/etc"),
+    ] {
+        let yaml = format!("services:\n  web:\n    image: x\n    volumes:\n      - {entry}\n");
+        let p = problems(&yaml);
+        assert_eq!(p.len(), 1, "{entry}: {p:?}");
+        assert_eq!(p[0].path, "services.web.volumes[0]");
+        assert!(p[0].message.contains("service `web`"), "{}", p[0].message);
+        assert!(
+            p[0].message.contains(&format!("`{host}`")),
+            "{}",
+            p[0].message
+        );
+        assert!(p[0].message.contains("bind mount"), "{}", p[0].message);
+    }
+}
+
+#[test]
+fn anonymous_and_undeclared_volumes_refused() {
+    let p = problems("services:\n  web:\n    image: x\n    volumes: [/data, other:/o]\n");
+    assert!(has(&p, "services.web.volumes[0]", "anonymous volume"));
+    assert!(has(
+        &p,
+        "services.web.volumes[1]",
+        "`other` is not declared"
+    ));
+}
+
+#[test]
+fn legacy_resin_data_needs_no_declaration() {
+    let c = parse("services:\n  main:\n    image: x\n    volumes: ['resin-data:/data']\n").unwrap();
+    assert!(c.volumes.contains(LEGACY_DATA_VOLUME));
+}
+
+#[test]
+fn unsupported_keys_refused_naming_key_and_service_all_at_once() {
+    let yaml = r#"
+version: "2.1"
+x-extension: 1
+services:
+  web:
+    image: x
+    build: .
+    volumes_from: [db]
+  db:
+    image: y
+    links: [web]
+    deploy: {}
+volumes:
+  v: {driver_opts: {}}
+"#;
+    let p = problems(yaml);
+    assert!(has(
+        &p,
+        "x-extension",
+        "unsupported top-level key `x-extension`"
+    ));
+    assert!(has(
+        &p,
+        "services.web.build",
+        "service `web`: unsupported key `build`"
+    ));
+    assert!(has(
+        &p,
+        "services.web.volumes_from",
+        "service `web`: unsupported key `volumes_from`"
+    ));
+    assert!(has(
+        &p,
+        "services.db.links",
+        "service `db`: unsupported key `links`"
+    ));
+    assert!(has(
+        &p,
+        "services.db.deploy",
+        "service `db`: unsupported key `deploy`"
+    ));
+    assert!(has(
+        &p,
+        "volumes.v.driver_opts",
+        "unsupported key `driver_opts`"
+    ));
+    assert_eq!(p.len(), 6, "{p:?}");
+    let msg = parse(yaml).unwrap_err().to_string();
+    assert!(
+        msg.starts_with("compose file invalid (6 problems)"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn type_and_value_errors_have_paths() {
+    let yaml = r#"
+version: "3"
+services:
+  a:
+    image: x
+    privileged: "yes"
+    restart: sometimes
+    network_mode: "service:b"
+    ports: ["99999"]
+    devices: ["dev/x"]
+    ulimits: {nofile: {soft: 10, hard: 5}}
+    stop_grace_period: forever
+    mem_limit: lots
+    depends_on: [ghost, a]
+    labels: {io.balena.update.strategy: sometimes, io.fleet.features.nope: "1"}
+  b: {}
+  "bad name": {image: x}
+"#;
+    let p = problems(yaml);
+    for (path, needle) in [
+        ("version", "not supported"),
+        ("services.a.privileged", "expected true or false"),
+        ("services.a.restart", "sometimes"),
+        ("services.a.network_mode", "service:b"),
+        ("services.a.ports[0]", "99999"),
+        ("services.a.devices[0]", "absolute"),
+        ("services.a.ulimits.nofile", "soft limit"),
+        ("services.a.stop_grace_period", "forever"),
+        ("services.a.mem_limit", "lots"),
+        ("services.a.depends_on[0]", "unknown service `ghost`"),
+        ("services.a.depends_on[1]", "depends on itself"),
+        ("services.a.labels.io.balena.update.strategy", "sometimes"),
+        (
+            "services.a.labels.io.fleet.features.nope",
+            "unknown feature",
+        ),
+        ("services.b.image", "missing `image`"),
+        ("services.bad name", "not valid"),
+    ] {
+        assert!(has(&p, path, needle), "{path} / {needle}: {p:?}");
+    }
+}
+
+#[test]
+fn host_network_with_networks_refused() {
+    let p = problems(
+        "services:\n  a:\n    image: x\n    network_mode: host\n    networks: [default]\n",
+    );
+    assert!(has(&p, "services.a.networks", "network_mode host"));
+}
+
+#[test]
+fn undeclared_network_refused() {
+    let p = problems("services:\n  a:\n    image: x\n    networks: [front]\n");
+    assert!(has(&p, "services.a.networks[0]", "`front` is not declared"));
+}
+
+#[test]
+fn depends_on_cycle_refused() {
+    let yaml = "services:\n  a: {image: x, depends_on: [b]}\n  b: {image: x, depends_on: [c]}\n  c: {image: x, depends_on: [a]}\n";
+    let p = problems(yaml);
+    assert!(has(&p, "services", "cycle through a, b, c"), "{p:?}");
+}
+
+#[test]
+fn start_order_follows_depends_on() {
+    let yaml = "services:\n  web: {image: x, depends_on: [api]}\n  api: {image: x, depends_on: {db: {condition: service_healthy}}}\n  db: {image: x}\n";
+    let c = parse(yaml).unwrap();
+    assert_eq!(start_order(&c.services).unwrap(), ["db", "api", "web"]);
+}
+
+#[test]
+fn syntax_errors_and_duplicates_reported() {
+    assert!(problems("services: [").iter().any(|p| p.path == "(file)"));
+    let dup = problems("services:\n  a: {image: x}\n  a: {image: y}\n");
+    assert!(dup[0].message.contains("duplicate"), "{dup:?}");
+    assert!(has(&problems("[]"), "(top level)", "expected a mapping"));
+    assert!(has(&problems("version: '2'\n"), "services", "missing"));
+}
+
+#[test]
+fn merge_keys_apply() {
+    let yaml = "x-base: &base\n  image: busybox\n  restart: 'no'\nservices:\n  a:\n    <<: *base\n";
+    // The x-base key itself is refused; the merged service is parsed.
+    let p = problems(yaml);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].path, "x-base");
+}
+
+#[test]
+fn json_form_equals_yaml_form() {
+    let json = serde_json::json!({
+        "version": "2.1",
+        "services": {"a": {"image": "x", "environment": {"K": 1}, "ulimits": {"core": 5}}},
+    });
+    let from_json = from_json(&json).unwrap();
+    let from_yaml = parse("version: '2.1'\nservices:\n  a:\n    image: x\n    environment: {K: 1}\n    ulimits: {core: 5}\n").unwrap();
+    assert_eq!(from_json, from_yaml);
+    assert_eq!(from_json.services["a"].ulimits["core"].soft, 5);
+}
+
+#[test]
+fn single_image_release() {
+    let c = single_image("app:1");
+    let main = &c.services[SINGLE_IMAGE_SERVICE];
+    assert!(main.privileged);
+    assert_eq!(main.network_mode, NetworkMode::Host);
+    assert_eq!(main.volumes[0].volume, "resin-data");
+    assert_eq!(main.volumes[0].target, "/data");
+    for f in ["kernel-modules", "firmware", "dbus"] {
+        assert_eq!(main.labels[&format!("io.balena.features.{f}")], "1");
+    }
+    assert_eq!(main.restart, RestartPolicy::Always);
+    assert_eq!(main.ulimits["core"].hard, 0);
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_text_never_panics(s in ".{0,200}") {
+        let _ = parse(&s);
+    }
+
+    #[test]
+    fn every_unknown_service_key_is_named(key in "[a-z_]{1,12}") {
+        prop_assume!(!KNOWN.contains(&key.as_str()));
+        let yaml = format!("services:\n  svc:\n    image: x\n    {key}: 1\n");
+        let p = problems(&yaml);
+        let path = format!("services.svc.{key}");
+        let wanted = format!("unsupported key `{}`", key);
+        let found = p.iter().any(|p| p.path == path
+            && p.message.contains(&wanted)
+            && p.message.contains("service `svc`"));
+        prop_assert!(found);
+    }
+}
+
+const KNOWN: &[&str] = &[
+    "image",
+    "command",
+    "entrypoint",
+    "environment",
+    "labels",
+    "depends_on",
+    "restart",
+    "network_mode",
+    "networks",
+    "ports",
+    "expose",
+    "volumes",
+    "privileged",
+    "cap_add",
+    "cap_drop",
+    "devices",
+    "ulimits",
+    "tmpfs",
+    "working_dir",
+    "user",
+    "stop_signal",
+    "stop_grace_period",
+    "healthcheck",
+    "mem_limit",
+    "cpu_shares",
+    "sysctls",
+    "dns",
+    "extra_hosts",
+    "hostname",
+    "read_only",
+    "security_opt",
+    "group_add",
+    "init",
+];
+
+fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value as J;
+    let key = prop::sample::select(
+        KNOWN
+            .iter()
+            .copied()
+            .chain([
+                "version",
+                "services",
+                "volumes",
+                "networks",
+                "soft",
+                "hard",
+                "type",
+                "source",
+                "target",
+                "aliases",
+                "test",
+                "condition",
+                "bogus",
+            ])
+            .collect::<Vec<_>>(),
+    );
+    let leaf = prop_oneof![
+        Just(J::Null),
+        any::<bool>().prop_map(J::Bool),
+        any::<i64>().prop_map(J::from),
+        "[a-z0-9:/._ -]{0,12}".prop_map(J::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(J::Array),
+            prop::collection::btree_map(key.clone(), inner, 0..5)
+                .prop_map(|m| J::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+        ]
+    })
+}
+
+proptest! {
+    /// Random documents shaped like compose files: never a panic, and a refusal always says
+    /// why.
+    #[test]
+    fn structured_garbage_is_refused_with_reasons(service in arb_json(), top in arb_json()) {
+        let mut doc = serde_json::json!({"services": {"svc": service}});
+        if let serde_json::Value::Object(extra) = top {
+            for (k, v) in extra {
+                if k != "services" {
+                    doc[k] = v;
+                }
+            }
+        }
+        match from_json(&doc) {
+            Ok(c) => prop_assert!(c.services["svc"].ulimits.contains_key("core")),
+            Err(e) => prop_assert!(!e.problems.is_empty()
+                && e.problems.iter().all(|p| !p.path.is_empty() && !p.message.is_empty())),
+        }
+    }
+}
