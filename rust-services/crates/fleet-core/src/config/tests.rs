@@ -175,3 +175,48 @@ proptest! {
         prop_assert_eq!(serde_json::Value::Object(again.document().clone()), doc);
     }
 }
+
+/// Corpus files with random byte edits: the parser never panics, and whatever it accepts
+/// round-trips (the stable-toolchain twin of the `config_parse` fuzz target).
+fn mutated_corpus() -> impl Strategy<Value = Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../tests/data/config");
+    let mut seeds: Vec<Vec<u8>> = vec![BALENA_STYLE.as_bytes().to_vec()];
+    for sub in ["valid", "invalid", "invalid-beyond-schema"] {
+        if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
+            seeds.extend(entries.flatten().filter_map(|e| std::fs::read(e.path()).ok()));
+        }
+    }
+    (
+        proptest::sample::select(seeds),
+        proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..8),
+    )
+        .prop_map(|(mut bytes, edits)| {
+            for (at, byte, op) in edits {
+                if bytes.is_empty() {
+                    bytes.push(byte);
+                    continue;
+                }
+                let i = at.index(bytes.len());
+                match op {
+                    0 => bytes[i] = byte,
+                    1 => bytes.insert(i, byte),
+                    _ => {
+                        bytes.remove(i);
+                    }
+                }
+            }
+            bytes
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #[test]
+    fn mutated_input_never_panics_and_accepted_round_trips(bytes in mutated_corpus()) {
+        if let Ok(c) = Config::from_slice(&bytes) {
+            let again = Config::from_slice(&c.to_bytes()).unwrap();
+            prop_assert_eq!(again.settings(), c.settings());
+            prop_assert_eq!(again.document(), c.document());
+        }
+    }
+}

@@ -1,12 +1,96 @@
-//! `fleetd provision` — see shared/DESIGN.md, "Services".
+//! `fleetd provision` — apply config.json on every boot: machine-id, hostname, SSH keys,
+//! NTP/DNS, connectivity check, udev rules, development mode, persistent logging.
+//!
+//! Each setting is applied on its own: a failure is logged with its key and the rest still
+//! applies; the exit status reports it. A refused config.json applies nothing of itself; the
+//! last good configuration is applied again instead, which recreates the runtime files under
+//! `/run` after a reboot and changes nothing otherwise.
+
+pub mod devmode;
+pub mod effects;
+pub mod error;
+pub mod files;
+pub mod hostname;
+pub mod load;
+pub mod machine_id;
+pub mod networkmanager;
+pub mod ssh;
+pub mod timesync;
+pub mod udev;
 
 use fleet_core::Root;
+use fleet_core::config::Settings;
 
-use crate::NotImplemented;
+pub use effects::Effects;
+pub use error::{ItemError, ProvisionError};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
-pub async fn run(_root: &Root, _args: Args) -> Result<(), NotImplemented> {
-    Err(NotImplemented("provision"))
+pub async fn run(root: &Root, _args: Args) -> Result<(), ProvisionError> {
+    let effects = Effects::for_root(root);
+    match load::load(root) {
+        Ok(config) => {
+            apply_all(root, effects, config.settings())?;
+            load::save_last_good(root, &config).map_err(|e| {
+                log::error!(FLEET_KEY = "last-good"; "{e}");
+                ProvisionError::Partial {
+                    failed: vec!["last-good"],
+                }
+            })
+        }
+        Err(err) => {
+            let Some(good) = load::last_good(root) else {
+                return Err(err);
+            };
+            log::warn!(FLEET_PATH = load::LAST_GOOD; "config.json refused, keeping the last good configuration");
+            if let Err(e) = apply_all(root, effects, good.settings()) {
+                log::error!("last good configuration: {e}");
+            }
+            Err(err.kept_last_good())
+        }
+    }
+}
+
+/// Applies every setting; returns the keys that failed.
+pub fn apply_all(root: &Root, effects: Effects, settings: &Settings) -> Result<(), ProvisionError> {
+    let mut failed = Vec::new();
+    let mut record = |key: &'static str, result: Result<(), ItemError>| {
+        if let Err(e) = result {
+            log::error!(FLEET_KEY = key; "{key}: {e}");
+            failed.push(key);
+        }
+    };
+    let machine_id = match machine_id::apply(root) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            record("machine-id", Err(e));
+            None
+        }
+    };
+    record(
+        "hostname",
+        hostname::apply(root, effects, settings, machine_id.as_deref()),
+    );
+    record("os.sshKeys", ssh::apply(root, settings));
+    record("ntpServers", timesync::apply(root, effects, settings));
+    record(
+        "dnsServers",
+        networkmanager::apply_dns(root, effects, settings),
+    );
+    record(
+        "os.network.connectivity",
+        networkmanager::apply_connectivity(root, effects, settings),
+    );
+    record("os.udevRules", udev::apply(root, effects, settings));
+    record("developmentMode", devmode::apply(root, effects, settings));
+    record(
+        "persistentLogging",
+        crate::logging::apply::apply(root, effects, settings),
+    );
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(ProvisionError::Partial { failed })
+    }
 }
