@@ -1,10 +1,16 @@
 SUMMARY = "fleetOS U-Boot boot script for Raspberry Pi (A/B slot selection)"
+DESCRIPTION = "boot.scr that picks the A or B root slot from U-Boot's environment (fleet_active, \
+fleet_try, fleet_tries), counting trial boots down and rolling back."
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 COMPATIBLE_MACHINE = "^rpi$"
 
 DEPENDS = "u-boot-mkimage-native"
 INHIBIT_DEFAULT_DEPS = "1"
+
+# Takes meta-raspberrypi's place as u-boot-default-script (PREFERRED_PROVIDER in fleetos.conf),
+# so sdcard/wic images pick up this boot.scr the same way.
+PROVIDES += "u-boot-default-script"
 
 SRC_URI = "file://boot.cmd.in"
 
@@ -14,10 +20,6 @@ S = "${UNPACKDIR}"
 FLEET_CMDLINE ?= "console=serial0,115200 console=tty1"
 
 inherit kernel-arch deploy nopackages
-
-# Takes meta-raspberrypi's place as u-boot-default-script (PREFERRED_PROVIDER in fleetos.conf),
-# so sdcard/wic images pick up this boot.scr the same way.
-PROVIDES += "u-boot-default-script"
 
 do_compile() {
     sed -e 's|@@KERNEL_IMAGETYPE@@|${KERNEL_IMAGETYPE}|' \

@@ -1,4 +1,6 @@
-SUMMARY = "fw_printenv/fw_setenv configuration for fleetOS's U-Boot environment on fleet-boot"
+SUMMARY = "fw_printenv configuration for the U-Boot environment on fleet-boot"
+DESCRIPTION = "/etc/fw_env.config for libubootenv's fw_printenv/fw_setenv, naming uboot.env on \
+fleet-boot, where U-Boot and fleetd keep the A/B boot state."
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 COMPATIBLE_MACHINE = "^rpi$"
@@ -8,12 +10,18 @@ COMPATIBLE_MACHINE = "^rpi$"
 FLEET_UBOOT_ENV_FILE ?= "/mnt/boot/uboot.env"
 FLEET_UBOOT_ENV_SIZE ?= "0x4000"
 
+SRC_URI = "file://fw_env.config.in"
+
+S = "${UNPACKDIR}"
+
 inherit allarch
 
 do_install() {
     install -d ${D}${sysconfdir}
-    printf '%s 0x0000 %s\n' "${FLEET_UBOOT_ENV_FILE}" "${FLEET_UBOOT_ENV_SIZE}" > ${D}${sysconfdir}/fw_env.config
+    sed -e 's|@@FLEET_UBOOT_ENV_FILE@@|${FLEET_UBOOT_ENV_FILE}|' \
+        -e 's|@@FLEET_UBOOT_ENV_SIZE@@|${FLEET_UBOOT_ENV_SIZE}|' \
+        ${UNPACKDIR}/fw_env.config.in > ${D}${sysconfdir}/fw_env.config
     chmod 0644 ${D}${sysconfdir}/fw_env.config
 }
 
-FILES:${PN} = "${sysconfdir}/fw_env.config"
+FILES:${PN} += "${sysconfdir}/fw_env.config"

@@ -24,4 +24,4 @@ do_install() {
 
 SYSTEMD_SERVICE:${PN} = "fleet-grow-data.service"
 
-RDEPENDS:${PN} = "util-linux-sfdisk util-linux-partx util-linux-findmnt util-linux-lsblk e2fsprogs-resize2fs"
+RDEPENDS:${PN} = "e2fsprogs-resize2fs util-linux-findmnt util-linux-lsblk util-linux-partx util-linux-sfdisk"

@@ -1,4 +1,7 @@
 SUMMARY = "fleetOS device image: read-only A/B root, container engine and fleetd"
+DESCRIPTION = "The fleetOS root filesystem and its wic disk image: NetworkManager and \
+ModemManager, docker-moby, openssh (keys only, port 22222), fleetd and its units, mounted \
+read-only in one of two A/B slots."
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 
@@ -57,6 +60,7 @@ do_image_wic[depends] += "${@'grub-fleet-efi:do_deploy' if d.getVar('TARGET_ARCH
 # Development images: the dev overlay's allow-empty-password also lifts fleetOS's key-only
 # sshd drop-in, which would otherwise win over the edited sshd_config.
 ROOTFS_POSTPROCESS_COMMAND += "${@bb.utils.contains('IMAGE_FEATURES', 'allow-empty-password', 'fleet_ssh_allow_passwords', '', d)}"
+fleet_ssh_allow_passwords[doc] = "Drops the key-only lines of the fleet sshd drop-in"
 fleet_ssh_allow_passwords() {
     sed -i -e '/^PasswordAuthentication/d' -e '/^KbdInteractiveAuthentication/d' \
         ${IMAGE_ROOTFS}${sysconfdir}/ssh/sshd_config.d/50-fleet.conf

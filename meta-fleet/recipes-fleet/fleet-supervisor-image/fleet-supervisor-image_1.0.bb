@@ -10,11 +10,11 @@ FLEET_SUPERVISOR_IMAGE_TAR ?= ""
 # Tag the stand-in carries (fleetd's supervisor.conf names the image it runs).
 FLEET_SUPERVISOR_STANDIN_TAG ?= "fleet/supervisor:standin"
 
+DEPENDS = "python3-native"
+
 SRC_URI = "file://make-standin-image"
 
 S = "${UNPACKDIR}"
-
-DEPENDS = "python3-native"
 
 inherit python3native
 
@@ -34,4 +34,4 @@ do_install() {
     install -m 0644 ${B}/supervisor-image.tar ${D}${datadir}/fleet/supervisor-image.tar
 }
 
-FILES:${PN} = "${datadir}/fleet/supervisor-image.tar"
+FILES:${PN} += "${datadir}/fleet/supervisor-image.tar"

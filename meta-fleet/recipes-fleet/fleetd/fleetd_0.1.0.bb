@@ -1,6 +1,6 @@
-SUMMARY = "fleetOS device services: provisioning, network import, supervisor, health, updates"
-DESCRIPTION = "One multi-call binary (fleetd) with one subcommand per job, and its systemd units."
-HOMEPAGE = "https://github.com/fleetos/fleetos"
+SUMMARY = "fleetOS device services (fleetd)"
+DESCRIPTION = "One multi-call binary, fleetd, with one subcommand per job (provisioning, network \
+import, supervisor, health, updates), and the systemd units that run it."
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 
@@ -9,9 +9,13 @@ LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7ca
 # to build another checkout. Only the workspace manifest, lock file and crates are taken, so
 # a local target/ directory never ends up in the build.
 FLEET_SRC_DIR ?= "${FLEET_TOPDIR}/rust-services"
+# A recipe-level FILESEXTRAPATHS is the point here: the sources live outside the layer.
+# nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext
 FILESEXTRAPATHS:prepend := "${FLEET_SRC_DIR}:"
 
-SRC_URI = " \
+require ${BPN}-crates.inc
+
+SRC_URI += " \
     file://Cargo.toml;subdir=rust-services \
     file://Cargo.lock;subdir=rust-services \
     file://crates;subdir=rust-services \
@@ -23,7 +27,6 @@ SRC_URI = " \
     file://fleet-devmode-engine.service \
     file://supervisor.conf \
 "
-require ${BPN}-crates.inc
 
 S = "${UNPACKDIR}/rust-services"
 
@@ -62,4 +65,4 @@ SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 FILES:${PN} += "${systemd_system_unitdir} ${sysconfdir}/fleet"
 CONFFILES:${PN} = "${sysconfdir}/fleet/supervisor.conf"
 
-RDEPENDS:${PN} = "networkmanager docker-moby"
+RDEPENDS:${PN} = "docker-moby networkmanager"

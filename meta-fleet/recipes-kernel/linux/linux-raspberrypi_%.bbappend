@@ -1,5 +1,5 @@
 # meta-virtualization's container kernel options only reach linux-yocto: give the Raspberry
 # Pi kernel what docker-moby, containerd and runc need.
-FILESEXTRAPATHS:prepend := "${THISDIR}/files:"
+FILESEXTRAPATHS:prepend:fleetos := "${THISDIR}/files:"
 
-SRC_URI += "file://fleet-containers.cfg"
+SRC_URI:append:fleetos = " file://fleet-containers.cfg"
