@@ -54,8 +54,9 @@ IMAGE_BOOT_FILES:x86-64 = " \
     fleet-grub-efi/BOOTX64.EFI;EFI/BOOT/BOOTX64.EFI \
     fleet-grub-efi/grubenv;EFI/fleet/grubenv \
 "
-WKS_FILE_DEPENDS:append:x86-64 = " grub-fleet-efi"
-do_image_wic[depends] += "${@'grub-fleet-efi:do_deploy' if d.getVar('TARGET_ARCH') == 'x86_64' else ''}"
+FLEET_IMAGE_BOOT_DEPLOY = ""
+FLEET_IMAGE_BOOT_DEPLOY:x86-64 = "grub-fleet-efi:do_deploy"
+do_image_wic[depends] += "${FLEET_IMAGE_BOOT_DEPLOY}"
 
 # Development images: the dev overlay's allow-empty-password also lifts fleetOS's key-only
 # sshd drop-in, which would otherwise win over the edited sshd_config.
