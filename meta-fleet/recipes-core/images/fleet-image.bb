@@ -39,9 +39,11 @@ inherit core-image
 # Slots are 1 GiB (DESIGN.md); the ext4 root is made to fit them.
 IMAGE_ROOTFS_MAXSIZE ?= "1048576"
 
-# Disk layout: fleet-boot, fleet-rootA, fleet-rootB, fleet-state, fleet-data.
-WKS_FILE ?= "fleet-gpt-efi.wks.in"
-WKS_FILE:rpi ?= "fleet-rpi.wks.in"
+# Disk layout: fleet-boot, fleet-rootA, fleet-rootB, fleet-state, fleet-data. Hard
+# assignments: the machine configurations already set their own defaults with ?=.
+IMAGE_FSTYPES = "wic wic.bmap wic.zst"
+WKS_FILE = "fleet-gpt-efi.wks.in"
+WKS_FILE:rpi = "fleet-rpi.wks.in"
 FLEET_BOOT_SIZE ?= "128"
 FLEET_BOOT_SIZE:rpi ?= "256"
 FLEET_ROOT_SIZE ?= "1024"
