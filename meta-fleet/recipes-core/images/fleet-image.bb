@@ -1,0 +1,70 @@
+SUMMARY = "fleetOS device image: read-only A/B root, container engine and fleetd"
+DESCRIPTION = "The fleetOS root filesystem and its wic disk image: NetworkManager and \
+ModemManager, docker-moby, openssh (keys only, port 22222), fleetd and its units, mounted \
+read-only in one of two A/B slots."
+LICENSE = "Apache-2.0"
+LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
+
+IMAGE_FEATURES += "read-only-rootfs ssh-server-openssh"
+
+# fleet-dev: tools for development images (kas/dev.yml); development *mode* itself is a
+# config.json switch that fleetd applies at boot.
+IMAGE_FEATURES[validitems] += "fleet-dev"
+FEATURE_PACKAGES_fleet-dev = "strace less procps util-linux"
+
+IMAGE_INSTALL = " \
+    packagegroup-core-boot \
+    ${CORE_IMAGE_EXTRA_INSTALL} \
+    fleetd \
+    fleet-filesystems \
+    fleet-grow-data \
+    fleet-supervisor-image \
+    networkmanager \
+    networkmanager-nmcli \
+    modemmanager \
+    docker-moby \
+    ca-certificates \
+    kernel-modules \
+    ${FLEET_IMAGE_BOOTLOADER_TOOLS} \
+"
+# Boot-state tools: fleetd edits the environment itself, these are for people debugging.
+FLEET_IMAGE_BOOTLOADER_TOOLS ?= ""
+FLEET_IMAGE_BOOTLOADER_TOOLS:x86-64 ?= "grub-editenv"
+FLEET_IMAGE_BOOTLOADER_TOOLS:rpi ?= "libubootenv-bin fleet-uboot-env"
+
+IMAGE_LINGUAS = ""
+
+inherit core-image
+
+# Slots are 1 GiB (DESIGN.md); the ext4 root is made to fit them.
+IMAGE_ROOTFS_MAXSIZE ?= "1048576"
+
+# Disk layout: fleet-boot, fleet-rootA, fleet-rootB, fleet-state, fleet-data. Hard
+# assignments: the machine configurations already set their own defaults with ?=.
+IMAGE_FSTYPES = "wic wic.bmap wic.zst"
+WKS_FILE = "fleet-gpt-efi.wks.in"
+WKS_FILE:rpi = "fleet-rpi.wks.in"
+FLEET_BOOT_SIZE ?= "128"
+FLEET_BOOT_SIZE:rpi ?= "256"
+FLEET_ROOT_SIZE ?= "1024"
+FLEET_STATE_SIZE ?= "64"
+FLEET_DATA_SIZE ?= "256"
+
+# x86: fleetOS's own GRUB (A/B script embedded) and its environment block on the ESP.
+# Kernels stay in each slot's /boot, so nothing else goes on fleet-boot.
+IMAGE_BOOT_FILES:x86-64 = " \
+    fleet-grub-efi/BOOTX64.EFI;EFI/BOOT/BOOTX64.EFI \
+    fleet-grub-efi/grubenv;EFI/fleet/grubenv \
+"
+FLEET_IMAGE_BOOT_DEPLOY = ""
+FLEET_IMAGE_BOOT_DEPLOY:x86-64 = "grub-fleet-efi:do_deploy"
+do_image_wic[depends] += "${FLEET_IMAGE_BOOT_DEPLOY}"
+
+# Development images: the dev overlay's allow-empty-password also lifts fleetOS's key-only
+# sshd drop-in, which would otherwise win over the edited sshd_config.
+ROOTFS_POSTPROCESS_COMMAND += "${@bb.utils.contains('IMAGE_FEATURES', 'allow-empty-password', 'fleet_ssh_allow_passwords', '', d)}"
+fleet_ssh_allow_passwords[doc] = "Drops the key-only lines of the fleet sshd drop-in"
+fleet_ssh_allow_passwords() {
+    sed -i -e '/^PasswordAuthentication/d' -e '/^KbdInteractiveAuthentication/d' \
+        ${IMAGE_ROOTFS}${sysconfdir}/ssh/sshd_config.d/50-fleet.conf
+}

@@ -1,0 +1,68 @@
+SUMMARY = "fleetOS device services (fleetd)"
+DESCRIPTION = "One multi-call binary, fleetd, with one subcommand per job (provisioning, network \
+import, supervisor, health, updates), and the systemd units that run it."
+LICENSE = "Apache-2.0"
+LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
+
+# The sources are this repository's Cargo workspace, found relative to the layer (a kas
+# checkout keeps meta-fleet/ and rust-services/ side by side). Point FLEET_SRC_DIR elsewhere
+# to build another checkout. Only the workspace manifest, lock file and crates are taken, so
+# a local target/ directory never ends up in the build.
+FLEET_SRC_DIR ?= "${FLEET_TOPDIR}/rust-services"
+# A recipe-level FILESEXTRAPATHS is the point here: the sources live outside the layer.
+# nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext
+FILESEXTRAPATHS:prepend := "${FLEET_SRC_DIR}:"
+
+require ${BPN}-crates.inc
+
+SRC_URI += " \
+    file://Cargo.toml;subdir=rust-services \
+    file://Cargo.lock;subdir=rust-services \
+    file://crates;subdir=rust-services \
+    file://fleet-provision.service \
+    file://fleet-netimport.service \
+    file://fleet-supervisor.service \
+    file://fleet-health.service \
+    file://fleet-devmode-engine.socket \
+    file://fleet-devmode-engine.service \
+    file://supervisor.conf \
+"
+
+S = "${UNPACKDIR}/rust-services"
+
+# Build only the device binary; the workspace lock file still pins every crate.
+CARGO_SRC_DIR = "crates/fleetd"
+CARGO_LOCK_PATH = "${S}/Cargo.lock"
+
+inherit cargo cargo-update-recipe-crates systemd
+
+do_install:append() {
+    install -d ${D}${systemd_system_unitdir}
+    for unit in ${FLEETD_UNITS}; do
+        install -m 0644 ${UNPACKDIR}/$unit ${D}${systemd_system_unitdir}/
+    done
+    install -d ${D}${sysconfdir}/fleet
+    install -m 0644 ${UNPACKDIR}/supervisor.conf ${D}${sysconfdir}/fleet/supervisor.conf
+}
+
+FLEETD_UNITS = " \
+    fleet-provision.service \
+    fleet-netimport.service \
+    fleet-supervisor.service \
+    fleet-health.service \
+    fleet-devmode-engine.socket \
+    fleet-devmode-engine.service \
+"
+# The development-mode engine socket is started by fleetd provision when config.json asks.
+SYSTEMD_SERVICE:${PN} = " \
+    fleet-provision.service \
+    fleet-netimport.service \
+    fleet-supervisor.service \
+    fleet-health.service \
+"
+SYSTEMD_AUTO_ENABLE:${PN} = "enable"
+
+FILES:${PN} += "${systemd_system_unitdir} ${sysconfdir}/fleet"
+CONFFILES:${PN} = "${sysconfdir}/fleet/supervisor.conf"
+
+RDEPENDS:${PN} = "docker-moby networkmanager"

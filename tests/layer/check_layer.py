@@ -1,0 +1,342 @@
+#!/usr/bin/env python3
+"""Offline checks of the meta-fleet layer and the kas files. One line per case:
+"PASS <case>" or "FAIL <case>: <reason>"; exit status 1 when a case failed.
+
+Usage: check_layer.py TOP                        run every check
+       check_layer.py TOP --write-pinned CLONES  rewrite pinned-layers.txt from local clones
+
+FLEET_YOCTO_CLONES=DIR (clones named like the kas repo ids) adds a check of
+pinned-layers.txt against the real repositories.
+"""
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+from importlib import resources
+
+import jsonschema
+import yaml
+
+HERE = pathlib.Path(__file__).resolve().parent
+PINNED = HERE / "pinned-layers.txt"
+# What DESIGN.md fixes: partition labels in disk order, and default sizes in MiB.
+LABELS = ["fleet-boot", "fleet-rootA", "fleet-rootB", "fleet-state", "fleet-data"]
+SIZES = {"FLEET_ROOT_SIZE": "1024", "FLEET_STATE_SIZE": "64"}
+BOOT_SIZE = {"fleet-gpt-efi.wks.in": "128", "fleet-rpi.wks.in": "256"}
+PTABLE = {"fleet-gpt-efi.wks.in": "gpt", "fleet-rpi.wks.in": "msdos"}
+# The newest kas configuration format every kas 5.x reads (kas 5.0 accepts 1..20).
+KAS5_MAX_FORMAT = 20
+
+failures = 0
+
+
+def report(case, problems):
+    global failures
+    if problems:
+        failures += 1
+        print(f"FAIL {case}: {'; '.join(problems)}")
+    else:
+        print(f"PASS {case}")
+
+
+# ---------------------------------------------------------------- bitbake text helpers
+
+def logical_lines(path):
+    """The file's lines with backslash continuations joined."""
+    out, cur = [], ""
+    for line in path.read_text().splitlines():
+        if line.endswith("\\"):
+            cur += line[:-1] + " "
+            continue
+        out.append(cur + line)
+        cur = ""
+    if cur:
+        out.append(cur)
+    return out
+
+
+ASSIGN = re.compile(r'^([A-Za-z0-9_${}\-./]+)((?::[A-Za-z0-9_${}\-]+)*)\s*(\?\?=|\?=|:=|\+=|=\+|\.=|=\.|=)\s*"(.*)"\s*$')
+
+
+def assignments(path):
+    """(name, overrides, op, value) for every simple assignment in a recipe file."""
+    for line in logical_lines(path):
+        m = ASSIGN.match(line.strip())
+        if m:
+            yield m.group(1), m.group(2), m.group(3), m.group(4)
+
+
+def functions(path):
+    """{function name with overrides: body} for shell functions."""
+    text = path.read_text()
+    return {m.group(1): m.group(2) for m in
+            re.finditer(r"^([a-z_][A-Za-z0-9_:${}\-]*)\s*\(\)\s*\{\n(.*?)^\}", text, re.S | re.M)}
+
+
+def var_values(path, name):
+    vals = []
+    for n, ov, _op, v in assignments(path):
+        if n == name and not ov.startswith(":remove"):
+            vals.append(v)
+    return " ".join(vals)
+
+
+def recipe_name(path):
+    return path.name.split("_")[0].removesuffix(".bb").removesuffix(".bbappend")
+
+
+def search_dirs(path, top):
+    """FILESPATH as bitbake builds it for this recipe, for the variables the layer uses."""
+    subst = {"${THISDIR}": str(path.parent), "${FLEET_SRC_DIR}": str(top / "rust-services")}
+    dirs = []
+    for value in var_values(path, "FILESEXTRAPATHS").split(":"):
+        value = value.strip()
+        for k, v in subst.items():
+            value = value.replace(k, v)
+        if value and "${" not in value:
+            dirs.append(pathlib.Path(value))
+    bpn = recipe_name(path)
+    ver = path.stem.split("_")[1] if "_" in path.stem else ""
+    dirs += [path.parent / f"{bpn}-{ver}", path.parent / bpn, path.parent / "files"]
+    return dirs
+
+
+def file_uris(path):
+    for entry in var_values(path, "SRC_URI").split():
+        if entry.startswith("file://"):
+            yield entry[len("file://"):].split(";")[0]
+
+
+# ---------------------------------------------------------------- checks
+
+def check_oelint(top, layer):
+    files = sorted(p for pat in ("*.bb", "*.bbappend", "*.bbclass") for p in layer.rglob(pat))
+    suppress = []
+    for line in (HERE / "oelint-suppressions").read_text().splitlines():
+        rule = line.split("#")[0].strip()
+        if rule:
+            suppress.append(f"--suppress={rule}")
+    cmd = ["oelint-adv", "--release=wrynose", "--quiet", "--relpaths", "--jobs=1",
+           f"--constantmods=+{HERE / 'oelint-constants.json'}", *suppress,
+           *[str(f.relative_to(layer)) for f in files]]
+    res = subprocess.run(cmd, cwd=layer, capture_output=True, text=True)
+    findings = {}
+    for line in (res.stdout + res.stderr).splitlines():
+        m = re.match(r"^([^:]+):(\d+):(\w+):([^:]+):(.*)$", line)
+        if m:
+            findings.setdefault(m.group(1), []).append(f"line {m.group(2)} {m.group(4)}")
+        elif line.strip():
+            findings.setdefault("(oelint-adv)", []).append(line.strip())
+    names = [str(f.relative_to(layer)) for f in files] + sorted(
+        set(findings) - {str(f.relative_to(layer)) for f in files})
+    for name in names:
+        report(f"oelint {name}", findings.get(name, []))
+
+
+def kas_schema():
+    return json.loads(resources.files("kas").joinpath("schema-kas.json").read_text())
+
+
+def load_kas(top):
+    return {p: yaml.safe_load(p.read_text()) for p in sorted((top / "kas").glob("*.yml"))}
+
+
+def check_kas_schema(top, kasfiles):
+    schema = kas_schema()
+    validator = jsonschema.Draft7Validator(schema)
+    for path, cfg in kasfiles.items():
+        problems = [f"{'/'.join(map(str, e.path)) or '(top)'}: {e.message}"
+                    for e in validator.iter_errors(cfg)]
+        version = (cfg or {}).get("header", {}).get("version")
+        if isinstance(version, int) and version > KAS5_MAX_FORMAT:
+            problems.append(f"header version {version} is newer than kas 5.0 reads ({KAS5_MAX_FORMAT})")
+        for inc in (cfg or {}).get("header", {}).get("includes", []):
+            inc_path = inc if isinstance(inc, str) else inc.get("file", "")
+            if not (top / inc_path).is_file():
+                problems.append(f"include {inc_path} does not exist")
+        report(f"kas schema {path.relative_to(top)}", problems)
+
+
+def read_pinned():
+    pinned = {}
+    for line in PINNED.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            repo, commit, layer = line.split()
+            pinned.setdefault((repo, commit), set()).add(layer)
+    return pinned
+
+
+def check_kas_layers(top, kasfiles):
+    pinned = read_pinned()
+    for path, cfg in kasfiles.items():
+        problems = []
+        for repo_id, repo in ((cfg or {}).get("repos") or {}).items():
+            repo = repo or {}
+            layers = repo.get("layers")
+            wanted = ["."] if layers is None else [
+                name for name, state in layers.items() if state != "disabled"]
+            if repo.get("url") is None:
+                for name in wanted:
+                    if not (top / name / "conf" / "layer.conf").is_file():
+                        problems.append(f"{repo_id}: {name}/conf/layer.conf missing in this repository")
+                continue
+            key = (repo_id, repo.get("commit", ""))
+            if key not in pinned:
+                problems.append(f"{repo_id}@{key[1] or '(no commit)'} is not in {PINNED.name}")
+                continue
+            for name in wanted:
+                if name not in pinned[key]:
+                    problems.append(f"{repo_id}@{key[1][:12]} has no layer {name}")
+        report(f"kas layers {path.relative_to(top)}", problems)
+
+
+def pinned_from_clones(top, clones):
+    """{(repo id, commit): {layer dirs}} read from the clones at the commits kas/fleet.yml pins."""
+    cfg = yaml.safe_load((top / "kas" / "fleet.yml").read_text())
+    result = {}
+    for repo_id, repo in cfg["repos"].items():
+        if not repo or not repo.get("url"):
+            continue
+        commit = repo["commit"]
+        out = subprocess.run(
+            ["git", "-c", "safe.directory=*", "-C", str(clones / repo_id), "ls-tree", "-r",
+             "--name-only", commit], capture_output=True, text=True, check=True).stdout
+        layers = {os.path.dirname(os.path.dirname(f)) or "." for f in out.splitlines()
+                  if f.endswith("conf/layer.conf")}
+        result[(repo_id, commit)] = layers
+    return result
+
+
+def write_pinned(top, clones):
+    lines = ["# Layer directories (those with conf/layer.conf) of each repository at the commit",
+             "# kas/fleet.yml pins. Regenerate: tests/layer/check_layer.py TOP --write-pinned CLONES"]
+    for (repo, commit), layers in sorted(pinned_from_clones(top, clones).items()):
+        lines += [f"{repo} {commit} {layer}" for layer in sorted(layers)]
+    PINNED.write_text("\n".join(lines) + "\n")
+
+
+def check_pinned_against_clones(top, clones):
+    problems = []
+    try:
+        real = pinned_from_clones(top, clones)
+    except subprocess.CalledProcessError as e:
+        problems.append(f"git: {e.stderr.strip()}")
+        real = {}
+    listed = read_pinned()
+    for key in sorted(set(real) | set(listed)):
+        if real.get(key) != listed.get(key):
+            problems.append(f"{key[0]}@{key[1][:12]}: clones have {sorted(real.get(key, []))}, "
+                            f"{PINNED.name} says {sorted(listed.get(key, []))}")
+    report(f"pinned layers match clones in {clones}", problems)
+
+
+def check_crates(top):
+    res = subprocess.run([sys.executable, str(top / "scripts" / "gen-crates-inc"), "--check"],
+                         capture_output=True, text=True)
+    diff = [l for l in res.stdout.splitlines() if l[:1] in "+-" and l[:3] not in ("+++", "---")]
+    report("fleetd-crates.inc in sync with rust-services/Cargo.lock",
+           [] if res.returncode == 0 else
+           [f"{len(diff)} lines differ (run scripts/gen-crates-inc), first: {diff[:1]}"
+            or res.stderr.strip()])
+
+
+def check_src_uri(top, layer, recipes):
+    for path in recipes:
+        problems = []
+        dirs = search_dirs(path, top)
+        for name in file_uris(path):
+            if "${" in name:
+                problems.append(f"file://{name}: unexpanded variable")
+            elif not any((d / name).exists() for d in dirs):
+                problems.append(f"file://{name} not found")
+        report(f"SRC_URI files {path.relative_to(layer)}", problems)
+
+
+def check_units(layer, recipes):
+    for path in recipes:
+        units = var_values(path, "SYSTEMD_SERVICE").split()
+        if not units:
+            continue
+        problems = []
+        sources = {pathlib.PurePath(n).name for n in file_uris(path)}
+        install = " ".join(body for name, body in functions(path).items()
+                           if name.startswith("do_install"))
+        if "${systemd_system_unitdir}" not in install:
+            problems.append("do_install installs nothing into ${systemd_system_unitdir}")
+        for unit in units:
+            if unit not in sources:
+                problems.append(f"{unit} not in SRC_URI")
+            listed_in = [n for n, _ov, _op, v in assignments(path)
+                         if unit in v.split() and "${%s}" % n in install]
+            if unit not in install and not listed_in:
+                problems.append(f"{unit} is not installed by do_install")
+        report(f"units installed {path.relative_to(layer)}", problems)
+
+
+def check_image_packages(layer):
+    image = layer / "recipes-core" / "images" / "fleet-image.bb"
+    ours = {recipe_name(p) for p in layer.rglob("*.bb")}
+    problems = []
+    for pkg in var_values(image, "IMAGE_INSTALL").split():
+        if pkg.startswith("fleet") and pkg not in ours:
+            problems.append(f"{pkg}: no recipe in meta-fleet")
+    report("fleet-image installs existing fleet recipes", problems)
+
+
+def check_wks(layer):
+    image = layer / "recipes-core" / "images" / "fleet-image.bb"
+    defaults = {n: v for n, ov, op, v in assignments(image) if op == "?=" and not ov}
+    for name, boot_size in BOOT_SIZE.items():
+        path = layer / "files" / "wic" / name
+        problems = []
+        parts = [l for l in path.read_text().splitlines() if l.startswith("part ")]
+        labels = [re.search(r"--label (\S+)", p).group(1) if "--label" in p else "?" for p in parts]
+        if labels != LABELS:
+            problems.append(f"labels {labels}, want {LABELS}")
+        if PTABLE[name] == "gpt":
+            names = [re.search(r"--part-name (\S+)", p).group(1) if "--part-name" in p else "?"
+                     for p in parts]
+            if names != LABELS:
+                problems.append(f"GPT partition names {names}, want {LABELS}")
+        if f"--ptable {PTABLE[name]}" not in path.read_text():
+            problems.append(f"partition table is not {PTABLE[name]}")
+        boot_var = "FLEET_BOOT_SIZE"
+        boot_default = defaults.get(boot_var)
+        rpi_boot = next((v for n, ov, _op, v in assignments(image) if n == boot_var and ov == ":rpi"), None)
+        have_boot = rpi_boot if name == "fleet-rpi.wks.in" else boot_default
+        if have_boot != boot_size:
+            problems.append(f"fleet-boot {have_boot} MiB, want {boot_size}")
+        for var, want in SIZES.items():
+            if defaults.get(var) != want:
+                problems.append(f"{var} {defaults.get(var)}, want {want}")
+        report(f"disk layout {name}", problems)
+
+
+def main(argv):
+    if len(argv) < 1:
+        print(__doc__.strip().splitlines()[3], file=sys.stderr)
+        return 2
+    top = pathlib.Path(argv[0]).resolve()
+    if len(argv) == 3 and argv[1] == "--write-pinned":
+        write_pinned(top, pathlib.Path(argv[2]).resolve())
+        return 0
+    layer = top / "meta-fleet"
+    recipes = sorted(p for pat in ("*.bb", "*.bbappend") for p in layer.rglob(pat))
+    kasfiles = load_kas(top)
+    check_oelint(top, layer)
+    check_kas_schema(top, kasfiles)
+    check_kas_layers(top, kasfiles)
+    if os.environ.get("FLEET_YOCTO_CLONES"):
+        check_pinned_against_clones(top, pathlib.Path(os.environ["FLEET_YOCTO_CLONES"]))
+    check_crates(top)
+    check_src_uri(top, layer, recipes)
+    check_units(layer, recipes)
+    check_image_packages(layer)
+    check_wks(layer)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
