@@ -1,0 +1,145 @@
+//! What the supervisor container should look like: image from supervisor.conf or
+//! config.json, the fleetOS binds, env and labels, and a hash of all of it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use fleet_core::{Config, Root};
+use fleet_engine::{CreateContainer, HostConfig, RestartPolicy};
+use sha2::{Digest, Sha256};
+
+pub const CONTAINER_NAME: &str = "fleet_supervisor";
+pub const SUPERVISOR_CONF: &str = "/etc/fleet/supervisor.conf";
+pub const PRELOAD_TARBALL: &str = "/usr/share/fleet/supervisor-image.tar";
+pub const DATA_DIR: &str = "/mnt/data/fleet-supervisor";
+pub const DEFAULT_LISTEN_PORT: u16 = 48484;
+pub const LABEL_MANAGED: &str = "io.fleet.managed";
+pub const LABEL_ROLE: &str = "io.fleet.role";
+pub const LABEL_IMAGE: &str = "io.fleet.image";
+pub const LABEL_CONFIG_HASH: &str = "io.fleet.config-hash";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("{path}: {reason}")]
+    Conf { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Config(#[from] fleet_core::config::ConfigError),
+    #[error(
+        "no supervisor image: neither {conf} sets SUPERVISOR_IMAGE nor config.json sets fleet.supervisor.image"
+    )]
+    NoImage { conf: PathBuf },
+}
+
+/// The desired container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub image: String,
+    pub listen_port: u16,
+    pub create: CreateContainerEq,
+    pub config_hash: String,
+}
+
+/// `CreateContainer` plus equality for tests.
+#[derive(Debug, Clone)]
+pub struct CreateContainerEq(pub CreateContainer);
+
+impl PartialEq for CreateContainerEq {
+    fn eq(&self, other: &Self) -> bool {
+        serde_json::to_vec(&self.0).ok() == serde_json::to_vec(&other.0).ok()
+    }
+}
+impl Eq for CreateContainerEq {}
+
+/// Reads `SUPERVISOR_IMAGE=` from supervisor.conf (`KEY=value` lines, `#` comments).
+pub fn read_conf_image(path: &Path) -> Result<Option<String>, SpecError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(SpecError::Conf {
+                path: path.into(),
+                reason: e.to_string(),
+            });
+        }
+    };
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(SpecError::Conf {
+                path: path.into(),
+                reason: format!("not KEY=value: {line:?}"),
+            });
+        };
+        if key.trim() == "SUPERVISOR_IMAGE" {
+            let value = value.trim().trim_matches('"');
+            if !value.is_empty() {
+                return Ok(Some(value.to_string()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Builds the desired container from the root's config files. `engine_socket` is bound
+/// into the container so the supervisor can manage the application containers.
+pub fn desired(root: &Root, engine_socket: &Path) -> Result<Desired, SpecError> {
+    let conf = root.path(SUPERVISOR_CONF);
+    let config_path = root.config_json();
+    let config = Config::load(&config_path)?.unwrap_or_else(Config::empty);
+    let s = config.settings();
+    let image = match &s.fleet.supervisor_image {
+        Some(i) => i.clone(),
+        None => read_conf_image(&conf)?.ok_or(SpecError::NoImage { conf: conf.clone() })?,
+    };
+    let listen_port = s.supervisor.listen_port.unwrap_or(DEFAULT_LISTEN_PORT);
+    let mut env = vec![format!("FLEET_LISTEN_PORT={listen_port}")];
+    let keys = [
+        ("FLEET_UUID", &s.supervisor.uuid),
+        ("FLEET_API_ENDPOINT", &s.supervisor.api_endpoint),
+        ("FLEET_DEVICE_API_KEY", &s.supervisor.device_api_key),
+        ("FLEET_APPLICATION_ID", &s.supervisor.application_id),
+        ("FLEET_DEVICE_TYPE", &s.supervisor.device_type),
+    ];
+    for (name, value) in keys {
+        if let Some(v) = value {
+            env.push(format!("{name}={v}"));
+        }
+    }
+    let binds = vec![
+        format!("{}:/var/run/docker.sock", engine_socket.display()),
+        format!("{}:/boot/config.json", config_path.display()),
+        format!("{}:/data", root.path(DATA_DIR).display()),
+    ];
+    let mut create = CreateContainer {
+        image: image.clone(),
+        env,
+        labels: BTreeMap::new(),
+        host_config: HostConfig {
+            binds,
+            network_mode: "host".into(),
+            restart_policy: RestartPolicy { name: "no".into() },
+        },
+    };
+    let hash = hex(&Sha256::digest(
+        serde_json::to_vec(&create).unwrap_or_default(),
+    ));
+    create.labels = BTreeMap::from([
+        (LABEL_MANAGED.into(), "true".into()),
+        (LABEL_ROLE.into(), "supervisor".into()),
+        (LABEL_IMAGE.into(), image.clone()),
+        (LABEL_CONFIG_HASH.into(), hash.clone()),
+    ]);
+    Ok(Desired {
+        image,
+        listen_port,
+        create: CreateContainerEq(create),
+        config_hash: hash,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,64 @@
+//! The desired supervisor container built from a root tree.
+
+use fleet_core::Root;
+use fleetd::supervisor::spec::{self, LABEL_CONFIG_HASH};
+
+fn tree(conf: &str, config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc/fleet")).unwrap();
+    std::fs::create_dir_all(dir.path().join("mnt/boot")).unwrap();
+    std::fs::write(dir.path().join("etc/fleet/supervisor.conf"), conf).unwrap();
+    std::fs::write(dir.path().join("mnt/boot/config.json"), config).unwrap();
+    dir
+}
+
+#[test]
+fn image_from_conf_and_override() {
+    let d = tree(
+        "# c\nSUPERVISOR_IMAGE=fleet/supervisor:v1\n",
+        r#"{"uuid":"abc","listenPort":1234}"#,
+    );
+    let root = Root::new(d.path());
+    let want = spec::desired(&root, "/run/docker.sock".as_ref()).unwrap();
+    assert_eq!(want.image, "fleet/supervisor:v1");
+    assert_eq!(want.listen_port, 1234);
+    let c = &want.create.0;
+    assert!(c.env.contains(&"FLEET_UUID=abc".to_string()));
+    assert_eq!(c.host_config.network_mode, "host");
+    assert_eq!(c.host_config.restart_policy.name, "no");
+    assert!(
+        c.host_config
+            .binds
+            .iter()
+            .any(|b| b == "/run/docker.sock:/var/run/docker.sock")
+    );
+    assert_eq!(c.labels.get(LABEL_CONFIG_HASH), Some(&want.config_hash));
+
+    std::fs::write(
+        d.path().join("mnt/boot/config.json"),
+        r#"{"uuid":"abc","listenPort":1234,"fleet":{"supervisor":{"image":"fleet/supervisor:v2"}}}"#,
+    )
+    .unwrap();
+    let changed = spec::desired(&root, "/run/docker.sock".as_ref()).unwrap();
+    assert_eq!(changed.image, "fleet/supervisor:v2");
+    assert_ne!(changed.config_hash, want.config_hash);
+    // Same inputs, same hash: the host leaves the container alone.
+    assert_eq!(
+        changed,
+        spec::desired(&root, "/run/docker.sock".as_ref()).unwrap()
+    );
+}
+
+#[test]
+fn no_image_is_a_clear_error() {
+    let d = tree("", "{}");
+    let err = spec::desired(&Root::new(d.path()), "/s".as_ref()).unwrap_err();
+    assert!(err.to_string().contains("SUPERVISOR_IMAGE"), "{err}");
+}
+
+#[test]
+fn bad_conf_line_names_the_file() {
+    let d = tree("garbage\n", "{}");
+    let err = spec::desired(&Root::new(d.path()), "/s".as_ref()).unwrap_err();
+    assert!(err.to_string().contains("supervisor.conf"), "{err}");
+}
