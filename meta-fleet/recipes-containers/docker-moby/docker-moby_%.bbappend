@@ -5,8 +5,6 @@ FILESEXTRAPATHS:prepend:fleetos := "${THISDIR}/files:"
 
 SRC_URI:append:fleetos = " file://daemon.json"
 
-# conf/distro/fleetos.conf defines DISTRO fleetos; oelint-adv cannot see it from a lone bbappend.
-# nooelint: oelint.func.specific
 do_install:append:fleetos() {
     install -d ${D}${sysconfdir}/docker
     install -m 0644 ${UNPACKDIR}/daemon.json ${D}${sysconfdir}/docker/daemon.json

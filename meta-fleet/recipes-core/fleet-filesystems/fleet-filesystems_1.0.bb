@@ -1,4 +1,3 @@
-# nooelint: oelint.var.mandatoryvar.HOMEPAGE - the layer is its own home (meta-fleet/README.md)
 SUMMARY = "fleetOS boot, state and data mounts and the state binds on the read-only root"
 DESCRIPTION = "Mount units for fleet-boot, fleet-state and fleet-data by label, and one service that binds the writable paths of the read-only root from them, seeding each from the rootfs on first use."
 SECTION = "base"
