@@ -1,1 +1,4 @@
+//! fleetOS disk images without root mounts: partition tables, the FAT boot partition,
+//! decompression and the flash engine. The `fleet image` CLI is a thin layer over this.
 
+pub mod table;
