@@ -7,3 +7,4 @@ pub mod configure;
 pub mod devicetype;
 pub mod inspect;
 pub mod source;
+pub mod flash;

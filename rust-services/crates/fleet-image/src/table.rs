@@ -73,10 +73,11 @@ impl Table {
             disk.read_exact(&mut buf)?;
             Ok(buf)
         };
-        Table::parse(&mut at)
+        Table::parse(&mut at, false)
     }
 
-    /// Parses from an in-memory copy of the start of a disk (must hold every table sector).
+    /// Parses from an in-memory copy of the start of a disk. Logical partitions whose
+    /// extended boot records lie beyond `head` are left out (primaries cover the disk size).
     pub fn from_head(head: &[u8]) -> Result<Table, TableError> {
         let mut at = |offset: u64, len: usize| -> std::io::Result<Vec<u8>> {
             let start = usize::try_from(offset).unwrap_or(usize::MAX);
@@ -84,11 +85,12 @@ impl Table {
                 .map(<[u8]>::to_vec)
                 .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
         };
-        Table::parse(&mut at)
+        Table::parse(&mut at, true)
     }
 
     fn parse(
         at: &mut dyn FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
+        partial: bool,
     ) -> Result<Table, TableError> {
         let mbr = at(0, 512).map_err(|_| TableError::NoSignature)?;
         if mbr[510..512] != [0x55, 0xAA] {
@@ -98,7 +100,7 @@ impl Table {
         let table = if entries.iter().any(|e| e.0 == 0xEE) {
             parse_gpt(at)?
         } else {
-            parse_mbr(at, &entries)?
+            parse_mbr(at, &entries, partial)?
         };
         if table.partitions.is_empty() {
             return Err(TableError::Empty);
@@ -153,6 +155,7 @@ fn is_extended(kind: u8) -> bool {
 fn parse_mbr(
     at: &mut dyn FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
     entries: &[(u8, u64, u64)],
+    partial: bool,
 ) -> Result<Table, TableError> {
     let mut parts = Vec::new();
     let mut min = 0u64;
@@ -176,7 +179,11 @@ fn parse_mbr(
             let mut ebr_lba = lba;
             let mut number = 5;
             for _ in 0..128 {
-                let ebr = at(ebr_lba * SECTOR, 512)?;
+                let ebr = match at(ebr_lba * SECTOR, 512) {
+                    Ok(ebr) => ebr,
+                    Err(_) if partial => break,
+                    Err(e) => return Err(e.into()),
+                };
                 if ebr[510..512] != [0x55, 0xAA] {
                     return Err(TableError::Corrupt(format!(
                         "extended boot record at sector {ebr_lba} has no signature"
