@@ -128,7 +128,9 @@ pub struct Summary {
     pub present: Vec<String>,
 }
 
-fn open<T: Read + Write + Seek>(part: T) -> Result<FileSystem<T>, BootError> {
+fn open<T: Read + Write + Seek>(mut part: T) -> Result<FileSystem<T>, BootError> {
+    // fatfs 0.3 asserts that the stream starts at position 0.
+    part.seek(SeekFrom::Start(0)).map_err(BootError::NotFat)?;
     FileSystem::new(part, FsOptions::new().update_accessed_date(false))
         .map_err(BootError::NotFat)
 }
@@ -292,7 +294,7 @@ impl Edits {
 
     /// Applies the edits to a FAT partition (pass `&mut` handles: fatfs 0.3 keeps what it
     /// is given). Validation happens before the first write. The caller syncs the device.
-    pub fn apply<T: Read + Write + Seek>(&self, part: T) -> Result<(), BootError> {
+    pub fn apply<T: Read + Write + Seek>(&self, mut part: T) -> Result<(), BootError> {
         for (name, _) in &self.connections {
             if name.is_empty() || name.contains('/') || name.starts_with('.') {
                 return Err(BootError::Bad(format!(
@@ -300,21 +302,32 @@ impl Edits {
                 )));
             }
         }
-        let fs = open(part)?;
+        const CONNECTIONS: &str = "system-connections";
+        let fs = open(&mut part)?;
         let current = read_file(&fs, "config.json")?;
         let new_config = self.plan(current.as_deref())?;
+        let missing_dir = !self.connections.is_empty()
+            && match fs.root_dir().open_dir(CONNECTIONS) {
+                Ok(_) => false,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+                Err(e) => return Err(io_err(CONNECTIONS)(e)),
+            };
+        let fs = if missing_dir {
+            fs.root_dir()
+                .create_dir(CONNECTIONS)
+                .map_err(io_err(CONNECTIONS))?;
+            fs.unmount().map_err(io_err("unmount"))?;
+            fix_new_root_dir(&mut part, CONNECTIONS).map_err(io_err(CONNECTIONS))?;
+            open(&mut part)?
+        } else {
+            fs
+        };
         let root = fs.root_dir();
         if let Some(bytes) = new_config {
             replace(&root, "", "config.json", &bytes)?;
         }
         if !self.connections.is_empty() {
-            let dir = match root.open_dir("system-connections") {
-                Ok(d) => d,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => root
-                    .create_dir("system-connections")
-                    .map_err(io_err("system-connections"))?,
-                Err(e) => return Err(io_err("system-connections")(e)),
-            };
+            let dir = root.open_dir(CONNECTIONS).map_err(io_err(CONNECTIONS))?;
             for (name, bytes) in &self.connections {
                 replace(&dir, "system-connections/", name, bytes)?;
             }
@@ -348,4 +361,107 @@ fn replace<T: Read + Write + Seek>(
         Err(e) => return Err(io_err(&path)(e)),
     }
     dir.rename(&tmp, dir, name).map_err(io_err(&path))
+}
+
+/// fatfs 0.3.6 writes a new directory's "." and ".." with long-name entries in front and
+/// points ".." of a root subdirectory at the FAT32 root cluster instead of 0; fsck.vfat
+/// rejects both. This rewrites the (still empty) directory `name` in the root: "." and ".."
+/// as plain short entries in slots 0 and 1, ".." → cluster 0, the rest of the cluster free.
+fn fix_new_root_dir<T: Read + Write + Seek>(part: &mut T, name: &str) -> io::Result<()> {
+    let mut bs = [0u8; 512];
+    part.seek(SeekFrom::Start(0))?;
+    part.read_exact(&mut bs)?;
+    let u16_at = |o: usize| u64::from(u16::from_le_bytes([bs[o], bs[o + 1]]));
+    let u32_at = |o: usize| u64::from(u32::from_le_bytes([bs[o], bs[o + 1], bs[o + 2], bs[o + 3]]));
+    let bps = u16_at(11);
+    let cluster_bytes = bps * u64::from(bs[13]);
+    let reserved = u16_at(14);
+    let nfats = u64::from(bs[16]);
+    let root_entries = u16_at(17);
+    let fat16_size = u16_at(22);
+    let fat_size = if fat16_size != 0 { fat16_size } else { u32_at(36) };
+    let fat_start = reserved * bps;
+    let root_region = fat_start + nfats * fat_size * bps;
+    let data_start = root_region + root_entries * 32;
+    let cluster_at = |c: u64| data_start + (c - 2) * cluster_bytes;
+    // The root directory as (offset, length) extents.
+    let mut extents = Vec::new();
+    if fat16_size != 0 {
+        extents.push((root_region, root_entries * 32));
+    } else {
+        let mut c = u32_at(44);
+        for _ in 0..65536 {
+            if !(2..0x0FFF_FFF8).contains(&c) {
+                break;
+            }
+            extents.push((cluster_at(c), cluster_bytes));
+            let mut next = [0u8; 4];
+            part.seek(SeekFrom::Start(fat_start + c * 4))?;
+            part.read_exact(&mut next)?;
+            c = u64::from(u32::from_le_bytes(next) & 0x0FFF_FFFF);
+        }
+    }
+    let want: Vec<u16> = name.encode_utf16().collect();
+    let mut lfn: Vec<(u8, Vec<u16>)> = Vec::new();
+    let mut found = None;
+    'outer: for (off, len) in extents {
+        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        part.seek(SeekFrom::Start(off))?;
+        part.read_exact(&mut buf)?;
+        for e in buf.chunks_exact(32) {
+            if e[0] == 0 {
+                break 'outer;
+            }
+            if e[0] == 0xE5 {
+                lfn.clear();
+                continue;
+            }
+            if e[11] == 0x0F {
+                let chars = [1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30]
+                    .iter()
+                    .map(|&i| u16::from_le_bytes([e[i], e[i + 1]]))
+                    .collect();
+                lfn.push((e[0] & 0x1F, chars));
+                continue;
+            }
+            lfn.sort_by_key(|(seq, _)| *seq);
+            let long: Vec<u16> = lfn
+                .drain(..)
+                .flat_map(|(_, c)| c)
+                .take_while(|c| *c != 0 && *c != 0xFFFF)
+                .collect();
+            if e[11] & 0x10 != 0 && long == want {
+                let hi = u64::from(u16::from_le_bytes([e[20], e[21]]));
+                let lo = u64::from(u16::from_le_bytes([e[26], e[27]]));
+                found = Some((hi << 16) | lo);
+                break 'outer;
+            }
+        }
+    }
+    let Some(cluster) = found else {
+        return Err(io::Error::other(format!("new directory {name} not found in the root")));
+    };
+    let off = cluster_at(cluster);
+    let mut dir = vec![0u8; usize::try_from(cluster_bytes).unwrap_or(0)];
+    part.seek(SeekFrom::Start(off))?;
+    part.read_exact(&mut dir)?;
+    let short: Vec<[u8; 32]> = dir
+        .chunks_exact(32)
+        .take_while(|e| e[0] != 0)
+        .filter(|e| e[11] != 0x0F && e[0] != 0xE5)
+        .filter_map(|e| e.try_into().ok())
+        .collect();
+    let (Some(dot), Some(dotdot)) = (
+        short.iter().find(|e| &e[..2] == b". "),
+        short.iter().find(|e| &e[..3] == b".. "),
+    ) else {
+        return Err(io::Error::other(format!("{name}: no . and .. entries")));
+    };
+    let mut fixed = vec![0u8; dir.len()];
+    fixed[..32].copy_from_slice(dot);
+    fixed[32..64].copy_from_slice(dotdot);
+    fixed[32 + 20..32 + 22].fill(0);
+    fixed[32 + 26..32 + 28].fill(0);
+    part.seek(SeekFrom::Start(off))?;
+    part.write_all(&fixed)
 }
