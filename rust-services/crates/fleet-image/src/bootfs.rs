@@ -12,7 +12,7 @@ use serde_json::Value;
 pub enum BootError {
     #[error("boot partition: not a FAT filesystem: {0}")]
     NotFat(io::Error),
-    #[error("boot partition: {path}: {source}")]
+    #[error("boot partition: {path}")]
     Io { path: String, source: io::Error },
     #[error("{what}: invalid configuration:\n{}", list(.problems))]
     Invalid { what: String, problems: Vec<Problem> },

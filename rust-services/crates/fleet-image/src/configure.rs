@@ -10,13 +10,13 @@ use crate::table::{Table, TableError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigureError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Table { path: PathBuf, source: TableError },
     #[error("{path}: no FAT boot partition found")]
     NoBoot { path: PathBuf },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Boot { path: PathBuf, source: BootError },
 }
 

@@ -24,13 +24,13 @@ const MAX_BOOT_END: u64 = 1 << 30;
 pub enum FlashError {
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     NotImage { path: PathBuf, source: TableError },
-    #[error("{path}: reading the image failed (truncated or corrupt archive?): {source}")]
+    #[error("{path}: reading the image failed (truncated or corrupt archive?)")]
     Read { path: PathBuf, source: io::Error },
     #[error("{path}: image ends after {have} bytes but its partition table needs {need}: truncated")]
     Truncated { path: PathBuf, have: u64, need: u64 },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Target { path: PathBuf, source: io::Error },
     #[error("{path}: permission denied (block devices need root or the disk group)")]
     Permission { path: PathBuf },
@@ -200,6 +200,23 @@ pub fn flash(
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<Stats, FlashError> {
     let info = check_target(target)?;
+    let created = !target.exists();
+    let result = flash_checked(image, source, target, &info, opts, progress);
+    if result.is_err() && created {
+        // A file this call created holds nothing useful after a failure.
+        let _ = std::fs::remove_file(target);
+    }
+    result
+}
+
+fn flash_checked(
+    image: &Path,
+    source: Source,
+    target: &Path,
+    info: &TargetInfo,
+    opts: &Options,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<Stats, FlashError> {
     let read_err = |source| FlashError::Read {
         path: image.into(),
         source,
@@ -441,10 +458,9 @@ impl Writer<'_> {
     }
 }
 
+static ZEROS: [u8; BLOCK] = [0; BLOCK];
+
+/// A slice compare (memcmp), fast even in unoptimised builds.
 fn is_zero(block: &[u8]) -> bool {
-    let mut words = block.chunks_exact(16);
-    words
-        .by_ref()
-        .all(|c| c.iter().fold(0u8, |acc, b| acc | b) == 0)
-        && words.remainder().iter().all(|b| *b == 0)
+    block.len() <= BLOCK && block == &ZEROS[..block.len()]
 }

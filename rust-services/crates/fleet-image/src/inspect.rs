@@ -12,11 +12,11 @@ use crate::table::{Partition, Table, TableError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Table { path: PathBuf, source: TableError },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Boot {
         path: PathBuf,
         source: bootfs::BootError,

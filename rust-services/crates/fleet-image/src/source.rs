@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Open { path: PathBuf, source: io::Error },
     #[error("{path}: xz images are not supported yet; decompress with `xz -dk` first")]
     Xz { path: PathBuf },
