@@ -289,6 +289,15 @@ impl Edits {
                 .set(&["developmentMode"], Value::Bool(true))
                 .map_err(invalid("--dev"))?;
         }
+        // A replacement alone is written byte for byte, as the user formatted it.
+        if let Some(new) = &self.config
+            && self.hostname.is_none()
+            && self.wifi.is_none()
+            && self.ssh_keys.is_empty()
+            && !self.dev
+        {
+            return Ok(Some(new.clone()));
+        }
         Ok(Some(config.to_bytes()))
     }
 
