@@ -15,7 +15,10 @@ pub enum BootError {
     #[error("boot partition: {path}")]
     Io { path: String, source: io::Error },
     #[error("{what}: invalid configuration:\n{}", list(.problems))]
-    Invalid { what: String, problems: Vec<Problem> },
+    Invalid {
+        what: String,
+        problems: Vec<Problem>,
+    },
     #[error("{0}")]
     Bad(String),
 }
@@ -131,8 +134,7 @@ pub struct Summary {
 fn open<T: Read + Write + Seek>(mut part: T) -> Result<FileSystem<T>, BootError> {
     // fatfs 0.3 asserts that the stream starts at position 0.
     part.seek(SeekFrom::Start(0)).map_err(BootError::NotFat)?;
-    FileSystem::new(part, FsOptions::new().update_accessed_date(false))
-        .map_err(BootError::NotFat)
+    FileSystem::new(part, FsOptions::new().update_accessed_date(false)).map_err(BootError::NotFat)
 }
 
 fn read_file<T: Read + Write + Seek>(
@@ -388,7 +390,11 @@ fn fix_new_root_dir<T: Read + Write + Seek>(part: &mut T, name: &str) -> io::Res
     let nfats = u64::from(bs[16]);
     let root_entries = u16_at(17);
     let fat16_size = u16_at(22);
-    let fat_size = if fat16_size != 0 { fat16_size } else { u32_at(36) };
+    let fat_size = if fat16_size != 0 {
+        fat16_size
+    } else {
+        u32_at(36)
+    };
     let fat_start = reserved * bps;
     let root_region = fat_start + nfats * fat_size * bps;
     let data_start = root_region + root_entries * 32;
@@ -448,7 +454,9 @@ fn fix_new_root_dir<T: Read + Write + Seek>(part: &mut T, name: &str) -> io::Res
         }
     }
     let Some(cluster) = found else {
-        return Err(io::Error::other(format!("new directory {name} not found in the root")));
+        return Err(io::Error::other(format!(
+            "new directory {name} not found in the root"
+        )));
     };
     let off = cluster_at(cluster);
     let mut dir = vec![0u8; usize::try_from(cluster_bytes).unwrap_or(0)];

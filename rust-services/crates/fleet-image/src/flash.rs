@@ -28,7 +28,9 @@ pub enum FlashError {
     NotImage { path: PathBuf, source: TableError },
     #[error("{path}: reading the image failed (truncated or corrupt archive?)")]
     Read { path: PathBuf, source: io::Error },
-    #[error("{path}: image ends after {have} bytes but its partition table needs {need}: truncated")]
+    #[error(
+        "{path}: image ends after {have} bytes but its partition table needs {need}: truncated"
+    )]
     Truncated { path: PathBuf, have: u64, need: u64 },
     #[error("{path}")]
     Target { path: PathBuf, source: io::Error },
@@ -56,6 +58,8 @@ pub struct Options {
     pub sparse: bool,
     pub verify: bool,
     pub edits: Edits,
+    /// Only these (start, len) byte ranges are written (a bmap); edits are added to them.
+    pub map: Option<Vec<(u64, u64)>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -138,7 +142,11 @@ pub fn check_target(path: &Path) -> Result<TargetInfo, FlashError> {
         // A device-mapper or md device counts as on the disk when any member is.
         let mut backing = vec![sys.clone()];
         if let Ok(slaves) = std::fs::read_dir(sys.join("slaves")) {
-            backing.extend(slaves.flatten().filter_map(|s| s.path().canonicalize().ok()));
+            backing.extend(
+                slaves
+                    .flatten()
+                    .filter_map(|s| s.path().canonicalize().ok()),
+            );
         }
         if backing.iter().any(|b| b.starts_with(&target_sys)) {
             if *at == "/" {
@@ -166,9 +174,7 @@ fn sys_path(major: u64, minor: u64) -> io::Result<PathBuf> {
 nix::ioctl_none!(blkflsbuf, 0x12, 97);
 
 /// Decompressed image in chunks from a reader thread, so decompression overlaps writing.
-fn spawn_reader(
-    mut reader: Box<dyn Read + Send>,
-) -> mpsc::Receiver<io::Result<Vec<u8>>> {
+fn spawn_reader(mut reader: Box<dyn Read + Send>) -> mpsc::Receiver<io::Result<Vec<u8>>> {
     let (tx, rx) = mpsc::sync_channel(4);
     std::thread::spawn(move || {
         loop {
@@ -254,6 +260,7 @@ fn flash_checked(
         });
     }
     let mut exhausted = false;
+    let mut edited: Vec<(u64, u64)> = Vec::new();
     if !opts.edits.is_empty() {
         let mut boot = None;
         for p in table.partitions.iter().filter(|p| !p.logical) {
@@ -262,8 +269,7 @@ fn flash_checked(
                 break;
             }
             fill(&mut head, want, &mut next, &mut exhausted)?;
-            let (filesystem, label) =
-                probe_fs(&mut Cursor::new(&head), p).map_err(read_err)?;
+            let (filesystem, label) = probe_fs(&mut Cursor::new(&head), p).map_err(read_err)?;
             let fat = filesystem.as_deref() == Some("vfat");
             let info = PartInfo {
                 part: p.clone(),
@@ -287,9 +293,19 @@ fn flash_checked(
                 need: table.min_disk_size,
             });
         }
-        let slice = Slice::new(Cursor::new(&mut head), boot.start, boot.size).map_err(read_err)?;
+        let mut recorder = Recorder {
+            inner: Cursor::new(&mut head),
+            writes: Vec::new(),
+        };
+        let slice = Slice::new(&mut recorder, boot.start, boot.size).map_err(read_err)?;
         opts.edits.apply(slice)?;
+        edited = recorder.writes;
     }
+    // With a bmap, the edited ranges must be written even where the map has none.
+    let map = opts.map.clone().map(|mut m| {
+        m.extend(edited.iter().copied());
+        merge(m)
+    });
 
     let out = if info.is_block {
         OpenOptions::new()
@@ -313,6 +329,8 @@ fn flash_checked(
         out: &out,
         target,
         sparse,
+        map: map.as_deref(),
+        map_index: 0,
         offset: 0,
         ranges: Vec::new(),
         hash: Sha256::new(),
@@ -395,6 +413,9 @@ struct Writer<'a> {
     out: &'a File,
     target: &'a Path,
     sparse: bool,
+    map: Option<&'a [(u64, u64)]>,
+    /// First map range that may still overlap the data to come.
+    map_index: usize,
     offset: u64,
     /// Written (start, len) ranges, merged when contiguous; verified in this order.
     ranges: Vec<(u64, u64)>,
@@ -404,7 +425,27 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn put(&mut self, data: &[u8]) -> Result<(), FlashError> {
-        if !self.sparse {
+        if let Some(map) = self.map {
+            let end = self.offset + data.len() as u64;
+            while let Some(&(s, l)) = map.get(self.map_index) {
+                if s + l <= self.offset {
+                    self.map_index += 1;
+                    continue;
+                }
+                if s >= end {
+                    break;
+                }
+                let a = s.max(self.offset);
+                let b = (s + l).min(end);
+                let (ra, rb) = ((a - self.offset) as usize, (b - self.offset) as usize);
+                self.write_at_rel(&data[ra..rb], ra)?;
+                if s + l <= end {
+                    self.map_index += 1;
+                } else {
+                    break;
+                }
+            }
+        } else if !self.sparse {
             self.write_run(data)?;
         } else {
             // Write runs of non-zero blocks; zero blocks stay holes in the fresh file.
@@ -463,4 +504,47 @@ static ZEROS: [u8; BLOCK] = [0; BLOCK];
 /// A slice compare (memcmp), fast even in unoptimised builds.
 fn is_zero(block: &[u8]) -> bool {
     block.len() <= BLOCK && block == &ZEROS[..block.len()]
+}
+
+/// Sorts and merges overlapping or touching (start, len) ranges.
+fn merge(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (s, l) in ranges {
+        match out.last_mut() {
+            Some((ps, pl)) if s <= *ps + *pl => *pl = (*pl).max(s + l - *ps),
+            _ => out.push((s, l)),
+        }
+    }
+    out
+}
+
+/// Logs the byte ranges written through it (the boot-partition edits).
+struct Recorder<T> {
+    inner: T,
+    writes: Vec<(u64, u64)>,
+}
+
+impl<T: Read> Read for Recorder<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl<T: io::Write + Seek> io::Write for Recorder<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let at = self.inner.stream_position()?;
+        let n = self.inner.write(buf)?;
+        self.writes.push((at, n as u64));
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<T: Seek> Seek for Recorder<T> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(to)
+    }
 }

@@ -62,13 +62,18 @@ impl<T> Write for ReadOnly<T> {
 }
 
 /// Filesystem type and label from the superblock magic: vfat or ext2/3/4.
-pub fn probe_fs<R: Read + Seek>(disk: &mut R, p: &Partition) -> io::Result<(Option<String>, Option<String>)> {
+pub fn probe_fs<R: Read + Seek>(
+    disk: &mut R,
+    p: &Partition,
+) -> io::Result<(Option<String>, Option<String>)> {
     let mut head = vec![0u8; 2048.min(usize::try_from(p.size).unwrap_or(2048))];
     disk.seek(SeekFrom::Start(p.start))?;
     let n = crate::source::read_up_to(disk, &mut head)?;
     let head = &head[..n];
     let text = |b: &[u8]| {
-        let s = String::from_utf8_lossy(b).trim_end_matches(['\0', ' ']).to_string();
+        let s = String::from_utf8_lossy(b)
+            .trim_end_matches(['\0', ' '])
+            .to_string();
         (!s.is_empty() && s != "NO NAME").then_some(s)
     };
     if head.len() >= 512 && head[510..512] == [0x55, 0xAA] {
@@ -103,7 +108,10 @@ pub fn inspect(path: &Path) -> Result<Report, InspectError> {
     let mut file = File::open(path).map_err(io_err)?;
     let mut magic = [0u8; 4];
     crate::source::read_up_to(&mut file, &mut magic).map_err(io_err)?;
-    if magic == [0x28, 0xB5, 0x2F, 0xFD] || magic[..2] == [0x1F, 0x8B] || magic == [0xFD, b'7', b'z', b'X'] {
+    if magic == [0x28, 0xB5, 0x2F, 0xFD]
+        || magic[..2] == [0x1F, 0x8B]
+        || magic == [0xFD, b'7', b'z', b'X']
+    {
         return Err(InspectError::Compressed { path: path.into() });
     }
     let table = Table::read(&mut file).map_err(|source| InspectError::Table {
@@ -129,10 +137,12 @@ pub fn inspect(path: &Path) -> Result<Report, InspectError> {
     let boot = match boot_number.and_then(|n| table.get(n)) {
         Some(p) => {
             let slice = Slice::new(ReadOnly(&mut file), p.start, p.size).map_err(io_err)?;
-            Some(bootfs::summarize(slice, &probe).map_err(|source| InspectError::Boot {
-                path: path.into(),
-                source,
-            })?)
+            Some(
+                bootfs::summarize(slice, &probe).map_err(|source| InspectError::Boot {
+                    path: path.into(),
+                    source,
+                })?,
+            )
         }
         None => None,
     };
@@ -140,7 +150,11 @@ pub fn inspect(path: &Path) -> Result<Report, InspectError> {
         .as_ref()
         .and_then(|b| b.config.as_ref())
         .and_then(|c| serde_json::from_slice::<Value>(c).ok())
-        .and_then(|v| v.get("deviceType").and_then(Value::as_str).map(str::to_string));
+        .and_then(|v| {
+            v.get("deviceType")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
     let present = boot.as_ref().map(|b| b.present.clone()).unwrap_or_default();
     let device_types = devicetype::recognise(&table, config_type.as_deref(), &present);
     Ok(Report {
@@ -160,7 +174,9 @@ pub fn find_boot(parts: &[PartInfo]) -> Option<u32> {
         .filter(fat)
         .find(|i| {
             i.part.name.as_deref() == Some("fleet-boot")
-                || i.label.as_deref().is_some_and(|l| l.eq_ignore_ascii_case("fleet-boot"))
+                || i.label
+                    .as_deref()
+                    .is_some_and(|l| l.eq_ignore_ascii_case("fleet-boot"))
         })
         .or_else(|| parts.iter().find(fat))
         .map(|i| i.part.number)
@@ -253,7 +269,14 @@ impl Report {
                 );
                 let names: Vec<&str> = b.root.iter().map(|e| e.name.as_str()).collect();
                 out += &format!("  {}\n", names.join(" "));
-                out += &format!("  system-connections: {}\n", if b.connections.is_empty() { "-".to_string() } else { b.connections.join(" ") });
+                out += &format!(
+                    "  system-connections: {}\n",
+                    if b.connections.is_empty() {
+                        "-".to_string()
+                    } else {
+                        b.connections.join(" ")
+                    }
+                );
             }
             _ => out += "boot partition: none found (no FAT partition)\n",
         }
@@ -267,7 +290,11 @@ impl Report {
         }
         out += &format!(
             "device type: {}\n",
-            if self.device_types.is_empty() { "unknown".to_string() } else { self.device_types.join(" or ") }
+            if self.device_types.is_empty() {
+                "unknown".to_string()
+            } else {
+                self.device_types.join(" or ")
+            }
         );
         out
     }
@@ -281,5 +308,9 @@ pub fn human(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

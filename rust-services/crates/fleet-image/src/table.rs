@@ -133,7 +133,11 @@ fn mbr_entries(sector: &[u8]) -> Vec<(u8, u64, u64)> {
     (0..4)
         .map(|i| {
             let e = &sector[446 + i * 16..446 + (i + 1) * 16];
-            (e[4], u64::from(le32(&e[8..12])), u64::from(le32(&e[12..16])))
+            (
+                e[4],
+                u64::from(le32(&e[8..12])),
+                u64::from(le32(&e[12..16])),
+            )
         })
         .collect()
 }
@@ -222,7 +226,9 @@ fn parse_gpt(
 ) -> Result<Table, TableError> {
     let hdr = at(SECTOR, 92)?;
     if &hdr[0..8] != b"EFI PART" {
-        return Err(TableError::Corrupt("protective MBR but no GPT header".into()));
+        return Err(TableError::Corrupt(
+            "protective MBR but no GPT header".into(),
+        ));
     }
     let backup_lba = le64(&hdr[32..40]);
     let entries_lba = le64(&hdr[72..80]);
@@ -243,7 +249,10 @@ fn parse_gpt(
         let first = le64(&e[32..40]);
         let last = le64(&e[40..48]);
         if last < first {
-            return Err(TableError::Corrupt(format!("GPT entry {} ends before it starts", i + 1)));
+            return Err(TableError::Corrupt(format!(
+                "GPT entry {} ends before it starts",
+                i + 1
+            )));
         }
         let name: Vec<u16> = e[56..128]
             .chunks(2)
@@ -286,6 +295,9 @@ fn guid_string(g: &[u8]) -> String {
         g[6],
         g[8],
         g[9],
-        g[10..16].iter().map(|b| format!("{b:02X}")).collect::<String>()
+        g[10..16]
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<String>()
     )
 }

@@ -37,6 +37,12 @@ pub enum Command {
         /// Skip the read-back verification.
         #[arg(long)]
         no_verify: bool,
+        /// Block map to use (default: IMG.bmap or the name without .zst/.gz/.xz + .bmap).
+        #[arg(long, value_name = "FILE")]
+        bmap: Option<PathBuf>,
+        /// Ignore a bmap file next to the image.
+        #[arg(long, conflicts_with = "bmap")]
+        no_bmap: bool,
         #[command(flatten)]
         edits: EditArgs,
     },
@@ -119,7 +125,9 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Configure { image, edits } => {
             let edits = edits.to_edits()?;
             if edits.is_empty() {
-                bail!("nothing to change: pass --config, --hostname, --wifi, --ssh-key, --connection or --dev");
+                bail!(
+                    "nothing to change: pass --config, --hostname, --wifi, --ssh-key, --connection or --dev"
+                );
             }
             configure::configure(&image, &edits)?;
             eprintln!("configured {}", image.display());
@@ -131,8 +139,25 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             yes,
             no_sparse,
             no_verify,
+            bmap,
+            no_bmap,
             edits,
-        } => flash_cmd(&image, &device, yes, no_sparse, no_verify, &edits),
+        } => {
+            let bmap = if no_bmap {
+                None
+            } else {
+                bmap.or_else(|| fleet_image::bmap::find_for(&image))
+            };
+            flash_cmd(
+                &image,
+                &device,
+                yes,
+                no_sparse,
+                no_verify,
+                bmap.as_deref(),
+                &edits,
+            )
+        }
     }
 }
 
@@ -142,9 +167,23 @@ fn flash_cmd(
     yes: bool,
     no_sparse: bool,
     no_verify: bool,
+    bmap: Option<&Path>,
     edits: &EditArgs,
 ) -> anyhow::Result<()> {
     let edits = edits.to_edits()?;
+    let map = match bmap {
+        Some(p) => {
+            let m = fleet_image::bmap::load(p)?;
+            eprintln!(
+                "using block map {} ({} of {} mapped)",
+                p.display(),
+                human(m.ranges.iter().map(|r| r.1).sum()),
+                human(m.image_size)
+            );
+            Some(m.ranges)
+        }
+        None => None,
+    };
     let target = flash::check_target(device)?;
     if (target.is_block || target.exists_with_data) && !yes {
         if !std::io::stdin().is_terminal() {
@@ -180,6 +219,7 @@ fn flash_cmd(
         sparse: !no_sparse,
         verify: !no_verify,
         edits,
+        map,
     };
     let started = Instant::now();
     let result = flash::flash(image, src, device, &opts, &mut |done, _total| {

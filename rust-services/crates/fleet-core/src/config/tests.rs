@@ -183,7 +183,11 @@ fn mutated_corpus() -> impl Strategy<Value = Vec<u8>> {
     let mut seeds: Vec<Vec<u8>> = vec![BALENA_STYLE.as_bytes().to_vec()];
     for sub in ["valid", "invalid", "invalid-beyond-schema"] {
         if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
-            seeds.extend(entries.flatten().filter_map(|e| std::fs::read(e.path()).ok()));
+            seeds.extend(
+                entries
+                    .flatten()
+                    .filter_map(|e| std::fs::read(e.path()).ok()),
+            );
         }
     }
     (
