@@ -161,6 +161,15 @@ pub struct BootState {
 }
 
 impl BootState {
+    /// The same state with no trial armed (rollback, or a slot about to be rewritten).
+    pub fn without_trial(self) -> BootState {
+        BootState {
+            trial: None,
+            tries: 0,
+            ..self
+        }
+    }
+
     /// Reads the variables exactly as `grub-fleet.cfg.in` / `boot.cmd.in` do: anything but
     /// `B` is slot A; an unknown trial slot or tries value means no trial left.
     pub fn from_vars(vars: &Vars) -> BootState {

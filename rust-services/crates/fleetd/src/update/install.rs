@@ -132,12 +132,7 @@ pub fn install(
     if state.trial == Some(slot) {
         // The slot is about to change under an armed trial: drop the trial first.
         let mut vars = env.load()?;
-        BootState {
-            trial: None,
-            tries: 0,
-            ..state
-        }
-        .apply(&mut vars);
+        state.without_trial().apply(&mut vars);
         env.store(&vars)?;
         log::info!(slot = slot.as_str(); "disarmed the pending trial of the slot being rewritten");
     }

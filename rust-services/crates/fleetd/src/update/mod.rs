@@ -200,12 +200,7 @@ pub fn rollback(root: &Root) -> Result<String, UpdateError> {
     if state.trial.is_none() && booted.is_none_or(|b| b == state.active) {
         return Ok(format!("no trial: slot {} stays active", state.active));
     }
-    BootState {
-        trial: None,
-        tries: 0,
-        ..state
-    }
-    .apply(&mut vars);
+    state.without_trial().apply(&mut vars);
     env.store(&vars)?;
     log::info!(slot = state.active.as_str(); "trial dropped");
     Ok(format!("the next boot starts slot {}", state.active))
