@@ -302,13 +302,16 @@ fn refusals_leave_slot_and_boot_state_untouched() {
     ];
     // Slot B holds something already, so "untouched" is meaningful.
     let old = f.image("old.img", 4 << 20, 11);
-    std::fs::write(f.dev(Slot::B), std::fs::read(&old).unwrap()).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(f.dev(Slot::B))
-        .unwrap()
-        .set_len(SLOT_SIZE)
-        .unwrap();
+    let fill_slot_b = || {
+        std::fs::write(f.dev(Slot::B), std::fs::read(&old).unwrap()).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(f.dev(Slot::B))
+            .unwrap()
+            .set_len(SLOT_SIZE)
+            .unwrap();
+    };
+    fill_slot_b();
     for (name, bundle, slot, needle) in cases {
         let before = f.fingerprint();
         let err = f.install(&bundle, slot).expect_err(name).to_string();
@@ -319,13 +322,7 @@ fn refusals_leave_slot_and_boot_state_untouched() {
             assert_eq!(before.1, f.fingerprint().1, "{name}: env changed");
             assert_eq!(before.2, f.fingerprint().2, "{name}: record changed");
             // Restore slot B for the next case.
-            std::fs::write(f.dev(Slot::B), std::fs::read(&old).unwrap()).unwrap();
-            std::fs::File::options()
-                .write(true)
-                .open(f.dev(Slot::B))
-                .unwrap()
-                .set_len(SLOT_SIZE)
-                .unwrap();
+            fill_slot_b();
         } else {
             assert!(before == f.fingerprint(), "{name}: something changed");
         }
