@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use fleet_core::Root;
 use fleet_core::bootenv::{self, BootState};
 
-use crate::update::{self, UpdateError, slots};
+use crate::update::{self, UpdateError, slots, trial};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -42,13 +42,39 @@ pub enum Outcome {
     MarkedGood,
 }
 
-/// Is `unit` active? (`systemctl is-active` exits 0 only for "active".)
-async fn unit_active(unit: &str) -> bool {
-    tokio::process::Command::new("systemctl")
-        .args(["is-active", "--quiet", unit])
-        .status()
-        .await
-        .is_ok_and(|s| s.success())
+/// What a unit's state says about the trial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitState {
+    Active,
+    /// Not active yet; may still get there.
+    Waiting,
+    /// Cannot get there on this boot (masked, not found): fail now, not after the timeout.
+    Never(String),
+}
+
+/// The unit's state from `systemctl show` (LoadState, ActiveState).
+async fn unit_state(unit: &str) -> UnitState {
+    let out = tokio::process::Command::new("systemctl")
+        .args(["show", "--property=LoadState,ActiveState", "--", unit])
+        .output()
+        .await;
+    let Ok(out) = out else {
+        return UnitState::Waiting;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let prop = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or("")
+            .to_string()
+    };
+    match (prop("LoadState").as_str(), prop("ActiveState").as_str()) {
+        (_, "active") => UnitState::Active,
+        (load @ ("masked" | "not-found" | "bad-setting" | "error"), _) => {
+            UnitState::Never(format!("{unit} is {load}"))
+        }
+        _ => UnitState::Waiting,
+    }
 }
 
 /// The decision, with the unit probe passed in so tests can drive it.
@@ -60,7 +86,7 @@ pub async fn check<F, Fut>(
 ) -> Result<Outcome, HealthError>
 where
     F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: std::future::Future<Output = UnitState>,
 {
     let state = BootState::from_vars(&bootenv::open(root)?.load()?);
     let booted = slots::booted(root).map_err(UpdateError::from)?.slot;
@@ -68,13 +94,27 @@ where
         log::info!(slot = booted.as_str(); "not a trial boot: nothing to do");
         return Ok(Outcome::NotTrial);
     }
+    let unhealthy = |reason: String| {
+        trial::settle(
+            root,
+            booted,
+            trial::Recorded::Unhealthy,
+            Some(reason.clone()),
+        );
+        HealthError::Unhealthy {
+            slot: booted.to_string(),
+            reason,
+        }
+    };
     let deadline = Instant::now() + timeout;
     let mut waiting: Vec<String> = units.to_vec();
     loop {
         let mut still = Vec::new();
         for u in waiting {
-            if !probe(u.clone()).await {
-                still.push(u);
+            match probe(u.clone()).await {
+                UnitState::Active => {}
+                UnitState::Waiting => still.push(u),
+                UnitState::Never(reason) => return Err(unhealthy(reason)),
             }
         }
         waiting = still;
@@ -82,14 +122,11 @@ where
             break;
         }
         if Instant::now() >= deadline {
-            return Err(HealthError::Unhealthy {
-                slot: booted.to_string(),
-                reason: format!(
-                    "not active after {}s: {}",
-                    timeout.as_secs(),
-                    waiting.join(", ")
-                ),
-            });
+            return Err(unhealthy(format!(
+                "not active after {}s: {}",
+                timeout.as_secs(),
+                waiting.join(", ")
+            )));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -108,7 +145,7 @@ pub async fn run(root: &Root, args: Args) -> Result<(), HealthError> {
         root,
         &units,
         Duration::from_secs(args.timeout),
-        |u| async move { unit_active(&u).await },
+        |u| async move { unit_state(&u).await },
     )
     .await
     {

@@ -374,10 +374,21 @@ fn boot_loop_rolls_back_after_n_trials_and_mark_good_switches() {
             tries: 0
         }
     );
+    let status = update::status(&f.root).unwrap();
+    assert_eq!(status["last_trial"]["outcome"], "failed", "{status}");
+    assert_eq!(status["last_trial"]["slot"], "B");
     // A good one: the first trial boot is confirmed.
     f.install(&b, None).unwrap();
     assert_eq!(bootloader_boot(&f), Slot::B);
+    assert_eq!(
+        update::status(&f.root).unwrap()["last_trial"]["outcome"],
+        "pending"
+    );
     update::mark_good(&f.root).unwrap();
+    assert_eq!(
+        update::status(&f.root).unwrap()["last_trial"]["outcome"],
+        "good"
+    );
     assert_eq!(
         f.state(),
         BootState {
@@ -472,20 +483,26 @@ fn sigkill_at_random_moments_never_selects_a_half_written_slot() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn health_marks_a_healthy_trial_good_and_leaves_other_boots_alone() {
-    use fleetd::health::{HealthError, Outcome, check};
+    use fleetd::health::{HealthError, Outcome, UnitState, check};
     let units = vec![
         "multi-user.target".to_string(),
         "fleet-supervisor.service".to_string(),
     ];
     let f = Fake::new(Slot::A);
     // Normal boot: nothing happens, whatever the units say.
-    let out = check(&f.root, &units, Duration::from_secs(1), |_| async { false }).await;
+    let out = check(&f.root, &units, Duration::from_secs(1), |_| async {
+        UnitState::Waiting
+    })
+    .await;
     assert_eq!(out.unwrap(), Outcome::NotTrial);
     let img = f.image("v2.img", 1 << 20, 3);
     let b = f.bundle(&img, "v2.fleet", "qemux86-64", Some(&f.key));
     f.install(&b, None).unwrap();
     // Armed but not booted yet: still not a trial boot.
-    let out = check(&f.root, &units, Duration::from_secs(1), |_| async { true }).await;
+    let out = check(&f.root, &units, Duration::from_secs(1), |_| async {
+        UnitState::Active
+    })
+    .await;
     assert_eq!(out.unwrap(), Outcome::NotTrial);
     assert_eq!(f.state().trial, Some(Slot::B));
     bootloader_boot(&f);
@@ -494,7 +511,13 @@ async fn health_marks_a_healthy_trial_good_and_leaves_other_boots_alone() {
         &f.root,
         &units,
         Duration::from_millis(600),
-        |u| async move { u == "multi-user.target" },
+        |u| async move {
+            if u == "multi-user.target" {
+                UnitState::Active
+            } else {
+                UnitState::Waiting
+            }
+        },
     )
     .await;
     match out {
@@ -504,12 +527,34 @@ async fn health_marks_a_healthy_trial_good_and_leaves_other_boots_alone() {
         other => panic!("{other:?}"),
     }
     assert_eq!(f.state().active, Slot::A);
+    // A masked unit fails the trial at once, not after the timeout.
+    let t0 = std::time::Instant::now();
+    let out = check(&f.root, &units, Duration::from_secs(60), |u| async move {
+        UnitState::Never(format!("{u} is masked"))
+    })
+    .await;
+    assert!(matches!(out, Err(HealthError::Unhealthy { .. })), "{out:?}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let status = fleetd::update::status(&f.root).unwrap();
+    assert_eq!(status["last_trial"]["outcome"], "pending");
+    assert!(
+        status["last_trial"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("masked")),
+        "{status}"
+    );
     // Healthy after a while: marked good.
     let calls = std::cell::Cell::new(0);
     let out = check(&f.root, &units, Duration::from_secs(5), |_| {
         calls.set(calls.get() + 1);
         let ready = calls.get() > 3;
-        async move { ready }
+        async move {
+            if ready {
+                UnitState::Active
+            } else {
+                UnitState::Waiting
+            }
+        }
     })
     .await;
     assert_eq!(out.unwrap(), Outcome::MarkedGood);

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::UpdateError;
 use super::slots::{self, SlotRecord};
+use super::trial::{self, Recorded, TrialRecord};
 
 /// Decompressed bytes per pipeline chunk; three chunks in flight plus one compare buffer,
 /// so our buffers stay at 8 MiB (the zstd window adds at most 8 MiB).
@@ -165,6 +166,19 @@ pub fn install(
             sha256: manifest.rootfs.sha256.clone(),
             size: manifest.rootfs.size,
         }),
+    )?;
+
+    // Written before arming: a record without an armed trial reads as "failed", never as
+    // a trial that silently did not happen.
+    trial::write(
+        root,
+        &TrialRecord {
+            slot,
+            version: manifest.version.clone(),
+            tries: opts.tries,
+            recorded: Recorded::Armed,
+            reason: None,
+        },
     )?;
 
     // Arm: the one boot-state change, atomic.

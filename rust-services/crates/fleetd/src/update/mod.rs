@@ -5,6 +5,7 @@
 
 pub mod install;
 pub mod slots;
+pub mod trial;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -167,6 +168,12 @@ pub fn status(root: &Root) -> Result<serde_json::Value, UpdateError> {
         "trial": state.trial,
         "tries_left": state.tries,
         "slots": { "A": slot_info(Slot::A), "B": slot_info(Slot::B) },
+        "last_trial": trial::read(root).map(|t| serde_json::json!({
+            "slot": t.slot,
+            "version": t.version,
+            "outcome": t.outcome(&state),
+            "reason": t.reason,
+        })),
     }))
 }
 
@@ -187,6 +194,7 @@ pub fn mark_good(root: &Root) -> Result<String, UpdateError> {
     }
     .apply(&mut vars);
     env.store(&vars)?;
+    trial::settle(root, booted, trial::Recorded::Good, None);
     log::info!(slot = booted.as_str(); "slot {booted} marked good");
     Ok(format!("slot {booted} is now the known-good slot"))
 }
@@ -202,6 +210,9 @@ pub fn rollback(root: &Root) -> Result<String, UpdateError> {
     }
     state.without_trial().apply(&mut vars);
     env.store(&vars)?;
+    if let Some(dropped) = state.trial.or(booted) {
+        trial::settle(root, dropped, trial::Recorded::RolledBack, None);
+    }
     log::info!(slot = state.active.as_str(); "trial dropped");
     Ok(format!("the next boot starts slot {}", state.active))
 }
