@@ -19,6 +19,7 @@ IMAGE_INSTALL = " \
     fleet-filesystems \
     fleet-grow-data \
     fleet-supervisor-image \
+    fleet-device-config \
     networkmanager \
     networkmanager-nmcli \
     modemmanager \
