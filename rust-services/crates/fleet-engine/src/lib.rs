@@ -2,7 +2,7 @@
 //! fleetOS host needs (ping, version, containers, images, image load). See README.md for
 //! why this is not bollard or hyper.
 
-mod http;
+pub mod http;
 pub mod types;
 
 use std::collections::BTreeMap;

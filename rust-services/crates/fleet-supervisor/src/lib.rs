@@ -4,12 +4,12 @@
 //! - [`labels`]: `io.fleet.` / `io.balena.` / `io.resin.` feature labels → container settings;
 //! - [`target`]: the target-state JSON (close to balena's v3 `/device/v3/<uuid>/state`);
 //! - [`plan`]: the pure planner from current + target state to ordered steps;
-//! - [`lock`]: the per-app update-lock directories and the flock check.
-//!
-//! Executing steps against the container engine lives with the shared Engine API client
-//! (`fleet-engine`), not here.
+//! - [`lock`]: the per-app update-lock directories and the flock check;
+//! - [`daemon`]: `fleet-supervisor run`: target polling, the reconcile loop and the HTTP API,
+//!   driving the engine through its `Reconciler` trait.
 
 pub mod compose;
+pub mod daemon;
 pub mod labels;
 pub mod lock;
 pub mod plan;

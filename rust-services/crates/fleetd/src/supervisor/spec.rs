@@ -13,6 +13,10 @@ pub const SUPERVISOR_CONF: &str = "/etc/fleet/supervisor.conf";
 pub const PRELOAD_TARBALL: &str = "/usr/share/fleet/supervisor-image.tar";
 pub const DATA_DIR: &str = "/mnt/data/fleet-supervisor";
 pub const DEFAULT_LISTEN_PORT: u16 = 48484;
+/// The host's system bus, bound so the supervisor can ask logind to reboot or power off.
+pub const DBUS_SYSTEM_SOCKET: &str = "/run/dbus/system_bus_socket";
+/// The host's journal socket, bound so the supervisor logs with structured fields.
+pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 pub const LABEL_MANAGED: &str = "io.fleet.managed";
 pub const LABEL_ROLE: &str = "io.fleet.role";
 pub const LABEL_IMAGE: &str = "io.fleet.image";
@@ -112,6 +116,12 @@ pub fn desired(root: &Root, engine_socket: &Path) -> Result<Desired, SpecError> 
         format!("{}:/var/run/docker.sock", engine_socket.display()),
         format!("{}:/boot/config.json", config_path.display()),
         format!("{}:/data", root.path(DATA_DIR).display()),
+        // logind (reboot/shutdown API) and the journal, at the paths the container expects.
+        format!(
+            "{}:{DBUS_SYSTEM_SOCKET}",
+            root.path(DBUS_SYSTEM_SOCKET).display()
+        ),
+        format!("{}:{JOURNAL_SOCKET}", root.path(JOURNAL_SOCKET).display()),
     ];
     let mut create = CreateContainer {
         image: image.clone(),

@@ -1,0 +1,331 @@
+//! The supervisor HTTP API (balena's v1/v2 subset): routing, authentication and handlers.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::power::{self, PowerAction};
+use super::server::{Request, Response};
+use super::source;
+use super::state::Shared;
+use super::{ReconcileError, Reconciler, ServiceState};
+
+/// Paths that answer without a key, as on balena: liveness probes.
+const OPEN_PATHS: &[&str] = &["/ping", "/v1/healthy"];
+/// `/v1/healthy` also fails when the engine does not answer this fast.
+const ENGINE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub async fn route<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response {
+    let path = req.path.trim_end_matches('/');
+    if !OPEN_PATHS.contains(&path) && !authorized(&shared.settings.api_key, req) {
+        return Response::text(401, "Unauthorized");
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (req.method.as_str(), segments.as_slice()) {
+        ("GET", ["ping"]) => Response::text(200, "OK"),
+        ("GET", ["v1", "healthy"]) => healthy(shared).await,
+        ("GET", ["v2", "applications", "state"]) => applications_state(shared).await,
+        ("GET", ["v2", "state", "status"]) => state_status(shared).await,
+        ("POST", ["v2", "applications", app_id, action]) => {
+            app_action(shared, app_id, action, &req.body).await
+        }
+        ("POST", ["v1", "update"]) => match body(&req.body) {
+            Ok(b) => {
+                shared.trigger(b.force);
+                Response::text(204, "")
+            }
+            Err(r) => r,
+        },
+        ("POST", ["v1", "reboot"]) => power(shared, PowerAction::Reboot, &req.body).await,
+        ("POST", ["v1", "shutdown"]) => power(shared, PowerAction::PowerOff, &req.body).await,
+        ("GET", ["v2", "local", "target-state"]) => get_local_target(shared),
+        ("POST", ["v2", "local", "target-state"]) => post_local_target(shared, &req.body),
+        (_, ["ping"] | ["v1", "healthy" | "update" | "reboot" | "shutdown"])
+        | (_, ["v2", "applications", "state"] | ["v2", "state", "status"])
+        | (_, ["v2", "applications", _, _] | ["v2", "local", "target-state"]) => {
+            Response::text(405, "Method Not Allowed")
+        }
+        _ => Response::text(404, "Not Found"),
+    }
+}
+
+/// `Authorization: Bearer <key>` or balena's `?apikey=<key>`.
+fn authorized(key: &str, req: &Request) -> bool {
+    let bearer = req.header("authorization").and_then(|v| {
+        let (scheme, token) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    [bearer, req.query("apikey")]
+        .into_iter()
+        .flatten()
+        .any(|given| same(given.as_bytes(), key.as_bytes()))
+}
+
+/// Compares without stopping at the first difference (no timing hint about the key).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, Default)]
+struct ActionBody {
+    force: bool,
+    service_name: Option<String>,
+}
+
+/// The JSON body of the POST endpoints: `force`, `serviceName` (both optional).
+fn body(bytes: &[u8]) -> Result<ActionBody, Response> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ActionBody::default());
+    }
+    let bad = |m: String| Response::json(400, &json!({ "status": "failed", "message": m }));
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("body is not JSON: {e}")))?;
+    let force = match v.get("force") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad("`force` must be true or false".into())),
+    };
+    let service_name = match v.get("serviceName") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(bad("`serviceName` must be a string".into())),
+    };
+    Ok(ActionBody {
+        force,
+        service_name,
+    })
+}
+
+fn failure(e: &ReconcileError) -> Response {
+    let status = match e {
+        ReconcileError::Locked(_) => 423,
+        ReconcileError::NotFound(_) => 404,
+        ReconcileError::Failed(_) => 503,
+    };
+    Response::text(status, &e.to_string())
+}
+
+async fn healthy<R: Reconciler>(shared: &Shared<R>) -> Response {
+    let stalled = shared.heartbeat.get().elapsed();
+    if stalled > shared.timing.stall_limit {
+        return Response::text(
+            500,
+            &format!("Unhealthy: the reconcile loop made no progress for {stalled:?}"),
+        );
+    }
+    match tokio::time::timeout(ENGINE_PROBE_TIMEOUT, shared.reconciler.service_states()).await {
+        Ok(Ok(_)) => Response::text(200, ""),
+        Ok(Err(e)) => Response::text(500, &format!("Unhealthy: engine: {e}")),
+        Err(_) => Response::text(500, "Unhealthy: engine did not answer"),
+    }
+}
+
+async fn services<R: Reconciler>(shared: &Shared<R>) -> Result<Vec<ServiceState>, Response> {
+    shared
+        .reconciler
+        .service_states()
+        .await
+        .map_err(|e| failure(&e))
+}
+
+/// `GET /v2/applications/state`: apps by name, each with its services' current state.
+async fn applications_state<R: Reconciler>(shared: &Shared<R>) -> Response {
+    let states = match services(shared).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let target = shared.target.borrow().clone();
+    let apps = target.as_ref().map(|t| &t.state.apps);
+    let mut out = serde_json::Map::new();
+    let mut by_app: BTreeMap<&str, Vec<&ServiceState>> = BTreeMap::new();
+    for s in &states {
+        by_app.entry(&s.app).or_default().push(s);
+    }
+    if let Some(apps) = apps {
+        for uuid in apps.keys() {
+            by_app.entry(uuid).or_default();
+        }
+    }
+    for (uuid, services) in by_app {
+        let app = apps.and_then(|a| a.get(uuid));
+        let release = app.and_then(|a| a.release.as_ref());
+        let mut svc = serde_json::Map::new();
+        for s in services {
+            let release_id = release.filter(|r| r.uuid == s.release).map(|r| r.id);
+            svc.insert(
+                s.service.clone(),
+                json!({
+                    "status": s.status,
+                    "releaseId": release_id,
+                    "release": s.release,
+                    "image": s.image,
+                    "containerId": s.container_id,
+                    "restartCount": s.restart_count,
+                    "downloadProgress": null,
+                }),
+            );
+        }
+        let name = app.map_or(uuid, |a| a.name.as_str());
+        out.insert(
+            name.to_string(),
+            json!({
+                "appId": app.map(|a| a.id),
+                "appUuid": uuid,
+                "commit": release.map(|r| r.uuid.clone()),
+                "services": svc,
+            }),
+        );
+    }
+    Response::json(200, &Value::Object(out))
+}
+
+/// `GET /v2/state/status`: balena's overall status plus the last apply.
+async fn state_status<R: Reconciler>(shared: &Shared<R>) -> Response {
+    let states = match services(shared).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let target = shared.target.borrow().clone();
+    let last = shared.last_apply.borrow().clone();
+    let settled = last
+        .as_ref()
+        .is_some_and(|l| l.error.is_none() && l.summary.held.is_empty());
+    let app_state = if !shared.applying.get() && settled {
+        "applied"
+    } else {
+        "applying"
+    };
+    let containers: Vec<Value> = states
+        .iter()
+        .map(|s| {
+            let app_id = target
+                .as_ref()
+                .and_then(|t| t.state.apps.get(&s.app))
+                .map(|a| a.id);
+            json!({
+                "appId": app_id,
+                "appUuid": s.app,
+                "serviceName": s.service,
+                "status": s.status,
+                "imageId": s.image,
+                "containerId": s.container_id,
+                "releaseUuid": s.release,
+                "restartCount": s.restart_count,
+            })
+        })
+        .collect();
+    let release = last.as_ref().and_then(|l| l.release.clone());
+    Response::json(
+        200,
+        &json!({
+            "status": "success",
+            "appState": app_state,
+            "overallDownloadProgress": null,
+            "containers": containers,
+            "release": release,
+            "lastApply": last,
+        }),
+    )
+}
+
+async fn app_action<R: Reconciler>(
+    shared: &Shared<R>,
+    app_id: &str,
+    action: &str,
+    raw: &[u8],
+) -> Response {
+    let b = match body(raw) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(app) = shared.app_uuid(app_id) else {
+        return Response::text(
+            404,
+            &format!("Application {app_id} not found in the target"),
+        );
+    };
+    let service = b.service_name.as_deref();
+    let _actions = shared.actions.lock().await;
+    let r = &shared.reconciler;
+    let result = match (action, service) {
+        ("restart", _) => r.restart_app(&app, b.force).await,
+        ("restart-service" | "stop-service" | "start-service", None) => {
+            return Response::text(400, "Missing serviceName");
+        }
+        ("restart-service", Some(s)) => r.restart_service(&app, s, b.force).await,
+        ("stop-service", Some(s)) => r.stop_service(&app, s, b.force).await,
+        ("start-service", Some(s)) => r.start_service(&app, s, b.force).await,
+        _ => return Response::text(404, "Not Found"),
+    };
+    match result {
+        Ok(()) => Response::text(200, "OK"),
+        Err(e) => failure(&e),
+    }
+}
+
+async fn power<R: Reconciler>(shared: &Shared<R>, action: PowerAction, raw: &[u8]) -> Response {
+    let b = match body(raw) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let answer = |status: u16, data: &str, error: Option<String>| {
+        Response::json(status, &json!({ "Data": data, "Error": error }))
+    };
+    if !b.force {
+        match shared.reconciler.current_state().await {
+            Ok(state) if !state.locked_apps.is_empty() => {
+                let apps: Vec<&str> = state.locked_apps.iter().map(String::as_str).collect();
+                return answer(
+                    423,
+                    "",
+                    Some(format!(
+                        "updates are locked by app(s) {}; use force to override",
+                        apps.join(", ")
+                    )),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => return answer(503, "", Some(format!("cannot check update locks: {e}"))),
+        }
+    }
+    match power::request(action).await {
+        Ok(()) => {
+            log::info!("{} requested through the API", action.verb());
+            answer(202, "OK", None)
+        }
+        Err(e) => answer(500, "", Some(e.to_string())),
+    }
+}
+
+fn dev_mode_only<R>(shared: &Shared<R>) -> Option<Response> {
+    (!shared.settings.development_mode).then(|| {
+        Response::json(
+            403,
+            &json!({ "status": "failed", "message": "only available in development mode (config.json developmentMode)" }),
+        )
+    })
+}
+
+fn get_local_target<R>(shared: &Shared<R>) -> Response {
+    if let Some(r) = dev_mode_only(shared) {
+        return r;
+    }
+    let state = shared.target.borrow().as_ref().map(|t| t.document.clone());
+    Response::json(200, &json!({ "status": "success", "state": state }))
+}
+
+fn post_local_target<R>(shared: &Shared<R>, body: &[u8]) -> Response {
+    if let Some(r) = dev_mode_only(shared) {
+        return r;
+    }
+    match source::accept(shared, body) {
+        Ok(changed) => {
+            if changed {
+                log::info!("new target from POST /v2/local/target-state");
+            }
+            shared.wake.notify_one();
+            Response::json(200, &json!({ "status": "success", "message": "OK" }))
+        }
+        Err(e) => Response::json(400, &json!({ "status": "failed", "message": e })),
+    }
+}

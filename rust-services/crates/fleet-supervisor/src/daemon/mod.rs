@@ -1,0 +1,182 @@
+//! The supervisor daemon (`fleet-supervisor run`): keeps a target state (local file or polled
+//! from `<apiEndpoint>/device/v3/<uuid>/state`), reconciles the engine towards it on change
+//! and periodically, and serves the supervisor HTTP API on `listenPort`.
+//!
+//! The daemon drives the engine only through the [`Reconciler`] trait, so the HTTP layer and
+//! the loops do not depend on how steps are executed.
+
+mod api;
+pub mod client;
+mod logging;
+mod power;
+pub mod report;
+mod server;
+mod settings;
+mod source;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+pub use logging::init as init_logging;
+pub use settings::{DEFAULT_LISTEN_PORT, RunArgs, Settings, SettingsError};
+
+use crate::plan::{CurrentState, Held};
+use crate::target::TargetState;
+use state::Shared;
+
+/// What the daemon needs from the engine side. `app` is always the app UUID (the key of
+/// `apps` in the target state, the `io.fleet.app-uuid` label).
+// Current-thread runtime: the futures never cross threads, so no `Send` bound is wanted.
+#[allow(async_fn_in_trait)]
+pub trait Reconciler {
+    /// Supervised containers, images, app volumes/networks and held update locks.
+    async fn current_state(&self) -> Result<CurrentState, ReconcileError>;
+    /// One entry per supervised container, for the state endpoints
+    /// ([`report::from_engine`] reads them from the Engine API).
+    async fn service_states(&self) -> Result<Vec<ServiceState>, ReconcileError>;
+    /// Plans from the current state to `target` and runs the steps.
+    async fn apply(
+        &self,
+        target: &TargetState,
+        force: bool,
+    ) -> Result<ApplySummary, ReconcileError>;
+    async fn restart_service(
+        &self,
+        app: &str,
+        service: &str,
+        force: bool,
+    ) -> Result<(), ReconcileError>;
+    async fn stop_service(
+        &self,
+        app: &str,
+        service: &str,
+        force: bool,
+    ) -> Result<(), ReconcileError>;
+    async fn start_service(
+        &self,
+        app: &str,
+        service: &str,
+        force: bool,
+    ) -> Result<(), ReconcileError>;
+    async fn restart_app(&self, app: &str, force: bool) -> Result<(), ReconcileError>;
+}
+
+/// The outcome of one [`Reconciler::apply`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApplySummary {
+    /// Steps run.
+    pub steps: usize,
+    /// Updates held back by an update lock (retried soon).
+    pub held: Vec<Held>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReconcileError {
+    /// The app holds its update lock and `force` was not given (HTTP 423).
+    #[error("{0}")]
+    Locked(String),
+    /// No such app or service (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A supervised container as the state endpoints report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceState {
+    pub app: String,
+    pub service: String,
+    pub release: String,
+    /// The image reference the container was created with.
+    pub image: String,
+    pub container_id: String,
+    /// The engine's status word: `created`, `running`, `restarting`, `exited`, `paused`, `dead`.
+    pub status: String,
+    /// How often the engine restarted it under its restart policy.
+    pub restart_count: u64,
+}
+
+/// Loop timings; the defaults suit a device, tests shorten them.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Reconcile this often even when the target did not change (heals drift).
+    pub reconcile: Duration,
+    /// Retry this soon after a failed apply or one held by an update lock.
+    pub retry: Duration,
+    /// `/v1/healthy` fails when the loop made no progress for this long.
+    pub stall_limit: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            reconcile: Duration::from_secs(60),
+            retry: Duration::from_secs(10),
+            stall_limit: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot install the signal handlers: {0}")]
+    Signal(std::io::Error),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run<R: Reconciler + 'static>(
+    settings: Settings,
+    reconciler: R,
+    timing: Timing,
+) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    let addr = format!("{}:{}", settings.listen_address, settings.listen_port);
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+    log::info!(
+        "supervisor API on {addr}; target from {}",
+        settings.source_description()
+    );
+    let shared = Rc::new(Shared::new(settings, reconciler, timing));
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            tokio::select! {
+                _ = server::serve(listener, shared.clone()) => {}
+                _ = source::reconcile_loop(shared.clone()) => {}
+                _ = term.recv() => log::info!("SIGTERM: exiting"),
+                _ = int.recv() => log::info!("SIGINT: exiting"),
+            }
+        })
+        .await;
+    Ok(())
+}
+
+/// Serves the API and runs the loops on an already bound listener (tests).
+#[cfg(test)]
+pub(crate) async fn run_on<R: Reconciler + 'static>(listener: TcpListener, shared: Rc<Shared<R>>) {
+    tokio::select! {
+        _ = server::serve(listener, shared.clone()) => {}
+        _ = source::reconcile_loop(shared) => {}
+    }
+}

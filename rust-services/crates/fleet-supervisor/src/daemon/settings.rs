@@ -1,0 +1,165 @@
+//! The daemon's settings: the container contract's environment (`FLEET_*`, set by
+//! `fleetd supervisor` from config.json) first, then config.json itself, then defaults.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use fleet_core::Config;
+use fleet_core::fs::FsError;
+
+use crate::labels::HostContext;
+
+/// Default supervisor API port (balena's).
+pub const DEFAULT_LISTEN_PORT: u16 = 48484;
+/// The target-state file in the data directory (host `/mnt/data/fleet-supervisor`).
+pub const TARGET_FILE: &str = "target.json";
+/// The generated API key when config.json names no `deviceApiKey` (local mode).
+pub const API_KEY_FILE: &str = "api-key";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// The supervisor's data directory (the container sees the host's
+    /// /mnt/data/fleet-supervisor here).
+    #[arg(long, default_value = "/data")]
+    pub data_dir: PathBuf,
+    /// config.json (the container sees the host's /mnt/boot/config.json here).
+    #[arg(long, default_value = "/boot/config.json")]
+    pub config: PathBuf,
+    /// The container engine's API socket as the supervisor sees it.
+    #[arg(long, default_value = "/var/run/docker.sock")]
+    pub engine_socket: PathBuf,
+    /// Address the API listens on (the container uses the host's network).
+    #[arg(long, default_value = "0.0.0.0")]
+    pub listen_address: String,
+    /// Seconds between reconciliations when nothing changed.
+    #[arg(long, default_value_t = 60)]
+    pub reconcile_s: u64,
+    /// Seconds before retrying a failed or lock-held apply.
+    #[arg(long, default_value_t = 10)]
+    pub retry_s: u64,
+    /// `/v1/healthy` fails after this many seconds without progress of the loop.
+    #[arg(long, default_value_t = 1800)]
+    pub stall_limit_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen_address: String,
+    pub listen_port: u16,
+    /// The key API clients present (`Authorization: Bearer`, `?apikey=`).
+    pub api_key: String,
+    pub uuid: Option<String>,
+    pub api_endpoint: Option<String>,
+    pub device_api_key: Option<String>,
+    pub device_type: Option<String>,
+    /// config.json `developmentMode`: enables `/v2/local/target-state`.
+    pub development_mode: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0}")]
+    Config(#[from] fleet_core::config::ConfigError),
+    #[error("FLEET_LISTEN_PORT: not a port number: {0:?}")]
+    Port(String),
+    #[error(transparent)]
+    Write(#[from] FsError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Settings {
+    /// Resolves the settings; `env` reads one environment variable (tests pass a map).
+    pub fn resolve(
+        args: &RunArgs,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError> {
+        let config = Config::load(&args.config)?.unwrap_or_else(Config::empty);
+        let s = config.settings();
+        let pick = |name: &str, fallback: &Option<String>| {
+            env(name).filter(|v| !v.is_empty()).or(fallback.clone())
+        };
+        let listen_port = match env("FLEET_LISTEN_PORT").filter(|v| !v.is_empty()) {
+            Some(v) => v.parse().map_err(|_| SettingsError::Port(v))?,
+            None => s.supervisor.listen_port.unwrap_or(DEFAULT_LISTEN_PORT),
+        };
+        let device_api_key = pick("FLEET_DEVICE_API_KEY", &s.supervisor.device_api_key);
+        let api_key = match &device_api_key {
+            Some(k) => k.clone(),
+            None => local_api_key(&args.data_dir)?,
+        };
+        Ok(Settings {
+            data_dir: args.data_dir.clone(),
+            listen_address: args.listen_address.clone(),
+            listen_port,
+            api_key,
+            uuid: pick("FLEET_UUID", &s.supervisor.uuid),
+            api_endpoint: pick("FLEET_API_ENDPOINT", &s.supervisor.api_endpoint),
+            device_api_key,
+            device_type: pick("FLEET_DEVICE_TYPE", &s.supervisor.device_type),
+            development_mode: s.development_mode,
+        })
+    }
+
+    pub fn target_file(&self) -> PathBuf {
+        self.data_dir.join(TARGET_FILE)
+    }
+
+    /// True when the target is polled from `apiEndpoint`.
+    pub fn remote(&self) -> bool {
+        self.api_endpoint.is_some()
+    }
+
+    pub fn source_description(&self) -> String {
+        match &self.api_endpoint {
+            Some(e) => format!(
+                "{e}/device/v3/{}/state (last good kept in {})",
+                self.uuid.as_deref().unwrap_or("<no uuid>"),
+                self.target_file().display()
+            ),
+            None => format!("local file {}", self.target_file().display()),
+        }
+    }
+
+    /// What the planner needs to know about the host, from these settings. The engine
+    /// socket is the host path the app containers get bound (`features.balena-socket`).
+    pub fn host_context(&self, host_engine_socket: &str) -> HostContext {
+        HostContext {
+            engine_socket: host_engine_socket.to_string(),
+            supervisor_port: self.listen_port,
+            supervisor_api_key: self.api_key.clone(),
+            api_endpoint: self.api_endpoint.clone(),
+            device_api_key: self.device_api_key.clone(),
+            device_type: self.device_type.clone().unwrap_or_default(),
+            ..HostContext::default()
+        }
+    }
+}
+
+/// The API key of a device without `deviceApiKey`: made once from the kernel's random
+/// source and kept in the data directory, so apps and the user see a stable key.
+fn local_api_key(data_dir: &Path) -> Result<String, SettingsError> {
+    let path = data_dir.join(API_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(k) if !k.trim().is_empty() => return Ok(k.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(SettingsError::Io { path, source }),
+    }
+    let mut bytes = [0u8; 16];
+    let random = Path::new("/dev/urandom");
+    std::fs::File::open(random)
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|source| SettingsError::Io {
+            path: random.into(),
+            source,
+        })?;
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    fleet_core::fs::ensure_dir(data_dir)?;
+    fleet_core::fs::atomic_write(&path, key.as_bytes(), 0o600)?;
+    Ok(key)
+}

@@ -1,0 +1,209 @@
+//! Where the target comes from (the local file, the server's `/device/v3/<uuid>/state`) and
+//! the loop that applies it.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::state::{ApplyRecord, Shared, Target, unix_now};
+use super::{Reconciler, client};
+use crate::target;
+
+/// balena's default `SUPERVISOR_POLL_INTERVAL` (15 min) and its lower bound.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(900_000);
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10_000);
+/// A poll that takes longer than this has failed.
+const POLL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The poll interval a target document asks for (`<uuid>.config.SUPERVISOR_POLL_INTERVAL`,
+/// milliseconds, as a string or a number), within bounds.
+pub fn poll_interval(document: Option<&Value>) -> Duration {
+    let ms = document
+        .and_then(|d| d.as_object())
+        .and_then(|d| d.values().next())
+        .and_then(|device| device.get("config"))
+        .and_then(|config| config.get("SUPERVISOR_POLL_INTERVAL"))
+        .and_then(|v| match v {
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            other => other.as_u64(),
+        });
+    ms.map(Duration::from_millis)
+        .unwrap_or(DEFAULT_POLL_INTERVAL)
+        .max(MIN_POLL_INTERVAL)
+}
+
+/// Validates a target document and makes it the target: kept on disk (atomically) and
+/// used from now on. A bad document changes nothing. Returns whether the target changed.
+pub fn accept<R>(shared: &Shared<R>, bytes: &[u8]) -> Result<bool, String> {
+    let state = target::parse(bytes).map_err(|e| e.to_string())?;
+    if let Some(uuid) = &shared.settings.uuid
+        && &state.device_uuid != uuid
+    {
+        return Err(format!(
+            "target is for device {}, this device is {uuid}",
+            state.device_uuid
+        ));
+    }
+    let document: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if shared
+        .target
+        .borrow()
+        .as_ref()
+        .is_some_and(|t| t.document == document)
+    {
+        return Ok(false);
+    }
+    let path = shared.settings.target_file();
+    let saved = fleet_core::fs::ensure_dir(&shared.settings.data_dir)
+        .and_then(|()| fleet_core::fs::atomic_write(&path, bytes, 0o600));
+    if let Err(e) = saved {
+        // Still run it: losing the copy on disk only matters after a restart.
+        log::error!("cannot keep the new target: {e}");
+    }
+    shared.target.replace(Some(Target { state, document }));
+    Ok(true)
+}
+
+/// Loads the target kept on disk, if any.
+fn load_saved<R>(shared: &Shared<R>) {
+    let path = shared.settings.target_file();
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            log::info!("no target yet ({} does not exist)", path.display());
+            return;
+        }
+        Err(e) => {
+            log::error!("{}: {e}", path.display());
+            return;
+        }
+    };
+    let parsed = target::parse(&bytes).and_then(|state| {
+        serde_json::from_slice(&bytes)
+            .map(|document| Target { state, document })
+            .map_err(|e| target::TargetError::Invalid {
+                problems: vec![crate::Problem::new("(file)", e.to_string())],
+            })
+    });
+    match parsed {
+        Ok(t) => {
+            shared.target.replace(Some(t));
+        }
+        Err(e) => log::error!("{}: {e}", path.display()),
+    }
+}
+
+/// Polls the server once; a failure keeps the last good target.
+async fn poll<R>(shared: &Shared<R>) {
+    let s = &shared.settings;
+    let Some(endpoint) = &s.api_endpoint else {
+        return;
+    };
+    let (Some(uuid), Some(key)) = (&s.uuid, &s.device_api_key) else {
+        log::error!("apiEndpoint is set but uuid or deviceApiKey is missing: not polling");
+        return;
+    };
+    let url = format!("{}/device/v3/{uuid}/state", endpoint.trim_end_matches('/'));
+    let auth = format!("Bearer {key}");
+    let result = tokio::time::timeout(
+        POLL_TIMEOUT,
+        client::get(&url, &[("Authorization", auth.as_str())]),
+    )
+    .await;
+    let response = match result {
+        Err(_) => {
+            log::warn!(
+                "target poll {url}: no answer within {POLL_TIMEOUT:?}; keeping the last good target"
+            );
+            return;
+        }
+        Ok(Err(e)) => {
+            log::warn!("target poll: {e}; keeping the last good target");
+            return;
+        }
+        Ok(Ok(r)) => r,
+    };
+    if response.status != 200 {
+        log::warn!(
+            "target poll {url}: HTTP {}; keeping the last good target",
+            response.status
+        );
+        return;
+    }
+    match accept(shared, &response.body) {
+        Ok(true) => log::info!("new target from {url}"),
+        Ok(false) => log::debug!("target unchanged"),
+        Err(e) => log::error!("target from {url} refused, keeping the last good one: {e}"),
+    }
+}
+
+/// Applies the target once; returns how soon to come back.
+async fn apply_once<R: Reconciler>(shared: &Shared<R>, force: bool) -> Duration {
+    let Some(target) = shared.target.borrow().clone() else {
+        return shared.timing.reconcile;
+    };
+    let _actions = shared.actions.lock().await;
+    shared.applying.set(true);
+    let result = shared.reconciler.apply(&target.state, force).await;
+    shared.applying.set(false);
+    let releases: Vec<String> = target
+        .state
+        .apps
+        .values()
+        .filter_map(|a| a.release.as_ref().map(|r| r.uuid.clone()))
+        .collect();
+    let (summary, error) = match result {
+        Ok(summary) => (summary, None),
+        Err(e) => (Default::default(), Some(e.to_string())),
+    };
+    let again = if error.is_some() || !summary.held.is_empty() {
+        shared.timing.retry
+    } else {
+        shared.timing.reconcile
+    };
+    if let Some(e) = &error {
+        log::error!("apply failed: {e}");
+    } else if summary.steps > 0 {
+        log::info!("applied {} step(s)", summary.steps);
+    }
+    for held in &summary.held {
+        log::info!(
+            "update of {}/{} held by its update lock",
+            held.app,
+            held.service
+        );
+    }
+    shared.last_apply.replace(Some(ApplyRecord {
+        finished: unix_now(),
+        release: (!releases.is_empty()).then(|| releases.join(",")),
+        summary,
+        error,
+    }));
+    again
+}
+
+/// Polls (remote mode) and applies, on change, on request and periodically; forever.
+pub async fn reconcile_loop<R: Reconciler>(shared: Rc<Shared<R>>) {
+    load_saved(&shared);
+    let mut next_poll = Instant::now();
+    loop {
+        shared.heartbeat.set(Instant::now());
+        let force = shared.force_pending.replace(false);
+        let poll_now = shared.poll_pending.replace(false);
+        if shared.settings.remote() && (poll_now || Instant::now() >= next_poll) {
+            poll(&shared).await;
+            let document = shared.target.borrow().as_ref().map(|t| t.document.clone());
+            next_poll = Instant::now() + poll_interval(document.as_ref());
+        }
+        let mut delay = apply_once(&shared, force).await;
+        shared.heartbeat.set(Instant::now());
+        if shared.settings.remote() {
+            delay = delay.min(next_poll.saturating_duration_since(Instant::now()));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shared.wake.notified() => {}
+        }
+    }
+}

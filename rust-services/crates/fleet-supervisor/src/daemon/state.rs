@@ -1,0 +1,93 @@
+//! State shared by the API handlers and the reconcile loop (one thread: `RefCell`s).
+
+use std::cell::{Cell, RefCell};
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::{Mutex, Notify};
+
+use super::settings::Settings;
+use super::{ApplySummary, Reconciler, Timing};
+use crate::target::TargetState;
+
+/// The target in force: the validated state and the document it came from.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub state: TargetState,
+    pub document: serde_json::Value,
+}
+
+/// The last apply, as `/v2/state/status` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyRecord {
+    /// Seconds since the Unix epoch when it ended.
+    pub finished: u64,
+    pub release: Option<String>,
+    #[serde(flatten)]
+    pub summary: ApplySummary,
+    pub error: Option<String>,
+}
+
+pub struct Shared<R> {
+    pub settings: Settings,
+    pub reconciler: R,
+    pub timing: Timing,
+    /// Serialises engine actions: an apply and an API restart never interleave.
+    pub actions: Mutex<()>,
+    pub target: RefCell<Option<Target>>,
+    pub applying: Cell<bool>,
+    pub last_apply: RefCell<Option<ApplyRecord>>,
+    /// Last time the reconcile loop made progress (woke up or finished an apply).
+    pub heartbeat: Cell<Instant>,
+    /// Wakes the loop early; `force_pending` says whether the woken apply is forced.
+    pub wake: Notify,
+    pub force_pending: Cell<bool>,
+    /// Poll the server on the next wake even if the poll interval has not passed.
+    pub poll_pending: Cell<bool>,
+}
+
+impl<R: Reconciler> Shared<R> {
+    pub fn new(settings: Settings, reconciler: R, timing: Timing) -> Self {
+        Shared {
+            settings,
+            reconciler,
+            timing,
+            actions: Mutex::new(()),
+            target: RefCell::new(None),
+            applying: Cell::new(false),
+            last_apply: RefCell::new(None),
+            heartbeat: Cell::new(Instant::now()),
+            wake: Notify::new(),
+            force_pending: Cell::new(false),
+            poll_pending: Cell::new(false),
+        }
+    }
+
+    /// Asks the loop to poll (remote mode) and apply now.
+    pub fn trigger(&self, force: bool) {
+        if force {
+            self.force_pending.set(true);
+        }
+        self.poll_pending.set(true);
+        self.wake.notify_one();
+    }
+
+    /// The app UUID for an API `appId`: the numeric id of an app in the target, or its UUID.
+    pub fn app_uuid(&self, app_id: &str) -> Option<String> {
+        let target = self.target.borrow();
+        let apps = &target.as_ref()?.state.apps;
+        if let Ok(id) = app_id.parse::<u64>()
+            && let Some(app) = apps.values().find(|a| a.id == id)
+        {
+            return Some(app.uuid.clone());
+        }
+        apps.contains_key(app_id).then(|| app_id.to_string())
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,660 @@
+//! The daemon over real TCP: the API with an in-memory [`Reconciler`] (the engine side has
+//! its own tests), the local target file, and polling a real HTTP server on loopback.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::state::Shared;
+use super::*;
+use crate::plan::CurrentState;
+
+const EXAMPLE: &str = include_str!("../../doc/target.example.json");
+const DEVICE: &str = "f3a1c2d4e5b6478990a1b2c3d4e5f607";
+const APP: &str = "7d2c9b1e4a5f4c3b8e6d0a1b2c3d4e5f";
+const KEY: &str = "sekrit";
+
+#[derive(Default)]
+struct Memory {
+    calls: RefCell<Vec<String>>,
+    applied: RefCell<Vec<TargetState>>,
+    locked: Cell<bool>,
+    engine_down: Cell<bool>,
+}
+
+impl Memory {
+    fn log(&self, call: String) {
+        self.calls.borrow_mut().push(call);
+    }
+
+    fn gate(&self, app: &str, force: bool) -> Result<(), ReconcileError> {
+        if self.locked.get() && !force {
+            return Err(ReconcileError::Locked(format!(
+                "updates are locked for app {app}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Reconciler for Memory {
+    async fn current_state(&self) -> Result<CurrentState, ReconcileError> {
+        let mut s = CurrentState::default();
+        if self.locked.get() {
+            s.locked_apps.insert(APP.to_string());
+        }
+        Ok(s)
+    }
+
+    async fn service_states(&self) -> Result<Vec<ServiceState>, ReconcileError> {
+        if self.engine_down.get() {
+            return Err(ReconcileError::Failed(
+                "engine socket: connection refused".into(),
+            ));
+        }
+        Ok(vec![ServiceState {
+            app: APP.into(),
+            service: "db".into(),
+            release: "a1b2c3d4e5f60718293a4b5c6d7e8f90".into(),
+            image: "registry.example/greenhouse-db:5521".into(),
+            container_id: "c0ffee".into(),
+            status: "running".into(),
+            restart_count: 3,
+        }])
+    }
+
+    async fn apply(
+        &self,
+        target: &TargetState,
+        force: bool,
+    ) -> Result<ApplySummary, ReconcileError> {
+        self.log(format!("apply force={force}"));
+        self.applied.borrow_mut().push(target.clone());
+        Ok(ApplySummary::default())
+    }
+
+    async fn restart_service(&self, app: &str, s: &str, force: bool) -> Result<(), ReconcileError> {
+        self.gate(app, force)?;
+        if s != "db" {
+            return Err(ReconcileError::NotFound(format!("no service {s}")));
+        }
+        self.log(format!("restart-service {app} {s} {force}"));
+        Ok(())
+    }
+
+    async fn stop_service(&self, app: &str, s: &str, force: bool) -> Result<(), ReconcileError> {
+        self.gate(app, force)?;
+        self.log(format!("stop-service {app} {s} {force}"));
+        Ok(())
+    }
+
+    async fn start_service(&self, app: &str, s: &str, force: bool) -> Result<(), ReconcileError> {
+        self.log(format!("start-service {app} {s} {force}"));
+        Ok(())
+    }
+
+    async fn restart_app(&self, app: &str, force: bool) -> Result<(), ReconcileError> {
+        self.gate(app, force)?;
+        self.log(format!("restart {app} {force}"));
+        Ok(())
+    }
+}
+
+fn settings(dir: &Path) -> Settings {
+    Settings {
+        data_dir: dir.to_path_buf(),
+        listen_address: "127.0.0.1".into(),
+        listen_port: 0,
+        api_key: KEY.into(),
+        uuid: None,
+        api_endpoint: None,
+        device_api_key: None,
+        device_type: None,
+        development_mode: false,
+    }
+}
+
+fn timing() -> Timing {
+    Timing {
+        reconcile: Duration::from_secs(60),
+        retry: Duration::from_millis(100),
+        stall_limit: Duration::from_secs(60),
+    }
+}
+
+/// Runs `body` with the daemon serving on a loopback port.
+async fn with_daemon<F, Fut>(settings: Settings, timing: Timing, body: F)
+where
+    F: FnOnce(SocketAddr, Rc<Shared<Memory>>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let shared = Rc::new(Shared::new(settings, Memory::default(), timing));
+            let daemon = tokio::task::spawn_local(run_on(listener, shared.clone()));
+            body(addr, shared).await;
+            daemon.abort();
+        })
+        .await;
+}
+
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let url = format!("http://{addr}{path}");
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let r = client::request(method, &url, &headers, body.as_bytes())
+        .await
+        .unwrap();
+    (r.status, String::from_utf8_lossy(&r.body).into_owned())
+}
+
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..250 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn write_target(dir: &Path, doc: &str) {
+    std::fs::write(dir.join(settings::TARGET_FILE), doc).unwrap();
+}
+
+#[tokio::test]
+async fn auth_is_required_except_for_the_probes() {
+    let tmp = tempfile::tempdir().unwrap();
+    with_daemon(settings(tmp.path()), timing(), |addr, _| async move {
+        assert_eq!(
+            call(addr, "GET", "/ping", None, "").await,
+            (200, "OK".into())
+        );
+        assert_eq!(call(addr, "GET", "/v1/healthy", None, "").await.0, 200);
+        for path in [
+            "/v2/applications/state",
+            "/v2/state/status",
+            "/v2/local/target-state",
+        ] {
+            assert_eq!(call(addr, "GET", path, None, "").await.0, 401, "{path}");
+            assert_eq!(
+                call(addr, "GET", path, Some("wrong"), "").await.0,
+                401,
+                "{path}"
+            );
+        }
+        for path in [
+            "/v1/update",
+            "/v1/reboot",
+            "/v1/shutdown",
+            "/v2/applications/1804/restart",
+        ] {
+            assert_eq!(call(addr, "POST", path, None, "{}").await.0, 401, "{path}");
+        }
+        assert_eq!(
+            call(addr, "GET", "/v2/state/status", Some(KEY), "").await.0,
+            200
+        );
+        let with_query = format!("/v2/state/status?apikey={KEY}");
+        assert_eq!(call(addr, "GET", &with_query, None, "").await.0, 200);
+        assert_eq!(call(addr, "GET", "/v3/nothing", Some(KEY), "").await.0, 404);
+        assert_eq!(
+            call(addr, "DELETE", "/v1/update", Some(KEY), "").await.0,
+            405
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn local_target_is_applied_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_target(tmp.path(), EXAMPLE);
+    with_daemon(settings(tmp.path()), timing(), |addr, shared| async move {
+        until("first apply", || {
+            !shared.reconciler.applied.borrow().is_empty()
+        })
+        .await;
+        assert_eq!(shared.reconciler.applied.borrow()[0].device_uuid, DEVICE);
+
+        let (status, body) = call(addr, "GET", "/v2/applications/state", Some(KEY), "").await;
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let db = &v["greenhouse"]["services"]["db"];
+        assert_eq!(v["greenhouse"]["appId"], json!(1804));
+        assert_eq!(
+            v["greenhouse"]["commit"],
+            json!("a1b2c3d4e5f60718293a4b5c6d7e8f90")
+        );
+        assert_eq!(db["status"], json!("running"));
+        assert_eq!(db["releaseId"], json!(5521));
+        assert_eq!(db["containerId"], json!("c0ffee"));
+        assert_eq!(db["restartCount"], json!(3));
+        assert_eq!(db["image"], json!("registry.example/greenhouse-db:5521"));
+
+        let (_, body) = call(addr, "GET", "/v2/state/status", Some(KEY), "").await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], json!("success"));
+        assert_eq!(v["appState"], json!("applied"));
+        assert_eq!(v["containers"][0]["serviceName"], json!("db"));
+        assert_eq!(v["containers"][0]["appId"], json!(1804));
+
+        // /v1/update wakes the loop for a forced apply.
+        assert_eq!(
+            call(addr, "POST", "/v1/update", Some(KEY), r#"{"force":true}"#)
+                .await
+                .0,
+            204
+        );
+        until("forced apply", || {
+            shared
+                .reconciler
+                .calls
+                .borrow()
+                .iter()
+                .any(|c| c == "apply force=true")
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn service_actions_map_app_ids_and_honour_locks() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_target(tmp.path(), EXAMPLE);
+    with_daemon(settings(tmp.path()), timing(), |addr, shared| async move {
+        until("target loaded", || shared.target.borrow().is_some()).await;
+        let post =
+            |path: &'static str, body: &'static str| call(addr, "POST", path, Some(KEY), body);
+        let m = &shared.reconciler;
+        assert_eq!(
+            post(
+                "/v2/applications/1804/restart-service",
+                r#"{"serviceName":"db"}"#
+            )
+            .await,
+            (200, "OK".into())
+        );
+        assert_eq!(
+            m.calls.borrow().last().unwrap(),
+            &format!("restart-service {APP} db false")
+        );
+        // The app UUID works as well as balena's numeric id.
+        let by_uuid = format!("/v2/applications/{APP}/stop-service");
+        assert_eq!(
+            call(
+                addr,
+                "POST",
+                &by_uuid,
+                Some(KEY),
+                r#"{"serviceName":"db","force":true}"#
+            )
+            .await
+            .0,
+            200
+        );
+        assert_eq!(
+            m.calls.borrow().last().unwrap(),
+            &format!("stop-service {APP} db true")
+        );
+        assert_eq!(
+            post(
+                "/v2/applications/1804/start-service",
+                r#"{"serviceName":"db"}"#
+            )
+            .await
+            .0,
+            200
+        );
+        assert_eq!(post("/v2/applications/1804/restart", "").await.0, 200);
+        assert_eq!(
+            m.calls.borrow().last().unwrap(),
+            &format!("restart {APP} false")
+        );
+
+        assert_eq!(
+            post("/v2/applications/1804/restart-service", "{}").await.0,
+            400
+        );
+        assert_eq!(
+            post(
+                "/v2/applications/1804/restart-service",
+                r#"{"serviceName":7}"#
+            )
+            .await
+            .0,
+            400
+        );
+        assert_eq!(
+            post("/v2/applications/1804/restart-service", "not json")
+                .await
+                .0,
+            400
+        );
+        assert_eq!(
+            post(
+                "/v2/applications/1804/restart-service",
+                r#"{"serviceName":"nope"}"#
+            )
+            .await
+            .0,
+            404
+        );
+        assert_eq!(post("/v2/applications/99/restart", "").await.0, 404);
+        assert_eq!(post("/v2/applications/1804/explode", "").await.0, 404);
+
+        m.locked.set(true);
+        let (status, body) = post("/v2/applications/1804/restart", "").await;
+        assert_eq!(status, 423, "{body}");
+        assert_eq!(
+            post("/v2/applications/1804/restart", r#"{"force":true}"#)
+                .await
+                .0,
+            200
+        );
+        // A held lock also refuses a reboot without force, before logind is asked.
+        let (status, body) = post("/v1/reboot", "{}").await;
+        assert_eq!(status, 423, "{body}");
+        assert!(body.contains(APP), "{body}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reboot_without_a_bus_reports_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    // SAFETY: no other thread of this test process reads this variable meanwhile; the
+    // tests that talk to D-Bus are all in this one test.
+    unsafe {
+        std::env::set_var(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            format!("unix:path={}", tmp.path().join("no-bus").display()),
+        )
+    };
+    with_daemon(settings(tmp.path()), timing(), |addr, _| async move {
+        let (status, body) =
+            call(addr, "POST", "/v1/shutdown", Some(KEY), r#"{"force":true}"#).await;
+        assert_eq!(status, 500, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            v["Error"].as_str().unwrap().contains("system D-Bus"),
+            "{body}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn local_target_state_endpoint_is_development_mode_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    with_daemon(settings(tmp.path()), timing(), |addr, _| async move {
+        assert_eq!(
+            call(addr, "GET", "/v2/local/target-state", Some(KEY), "")
+                .await
+                .0,
+            403
+        );
+        assert_eq!(
+            call(addr, "POST", "/v2/local/target-state", Some(KEY), EXAMPLE)
+                .await
+                .0,
+            403
+        );
+    })
+    .await;
+    assert!(!tmp.path().join(settings::TARGET_FILE).exists());
+
+    let mut dev = settings(tmp.path());
+    dev.development_mode = true;
+    let target_file = tmp.path().join(settings::TARGET_FILE);
+    with_daemon(dev, timing(), |addr, shared| async move {
+        let (status, body) = call(addr, "GET", "/v2/local/target-state", Some(KEY), "").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, r#"{"status":"success","state":null}"#)
+        );
+        let (status, body) = call(addr, "POST", "/v2/local/target-state", Some(KEY), EXAMPLE).await;
+        assert_eq!(status, 200, "{body}");
+        until("apply of the posted target", || {
+            !shared.reconciler.applied.borrow().is_empty()
+        })
+        .await;
+        assert_eq!(std::fs::read_to_string(&target_file).unwrap(), EXAMPLE);
+
+        // A bad document is refused with its problems; the last good one stays.
+        let bad = EXAMPLE.replace("\"id\": 1804", "\"id\": \"x\"");
+        let (status, body) = call(addr, "POST", "/v2/local/target-state", Some(KEY), &bad).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("failed"), "{body}");
+        assert_eq!(std::fs::read_to_string(&target_file).unwrap(), EXAMPLE);
+        let (_, body) = call(addr, "GET", "/v2/local/target-state", Some(KEY), "").await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["state"][DEVICE]["apps"][APP]["id"], json!(1804));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn healthy_fails_when_the_engine_is_gone_or_the_loop_stalls() {
+    let tmp = tempfile::tempdir().unwrap();
+    with_daemon(settings(tmp.path()), timing(), |addr, shared| async move {
+        shared.reconciler.engine_down.set(true);
+        let (status, body) = call(addr, "GET", "/v1/healthy", None, "").await;
+        assert_eq!(status, 500);
+        assert!(body.contains("connection refused"), "{body}");
+    })
+    .await;
+    let stalling = Timing {
+        stall_limit: Duration::from_millis(1),
+        ..timing()
+    };
+    with_daemon(settings(tmp.path()), stalling, |addr, _| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (status, body) = call(addr, "GET", "/v1/healthy", None, "").await;
+        assert_eq!(status, 500);
+        assert!(body.contains("no progress"), "{body}");
+    })
+    .await;
+}
+
+/// A one-route HTTP server standing in for the API server: answers each request with the
+/// current (status, body) and records the Authorization header it saw.
+async fn target_server(
+    answer: Rc<RefCell<(u16, String)>>,
+    seen: Rc<RefCell<Vec<String>>>,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::task::spawn_local(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let req = server::read_request(&mut s).await.unwrap();
+            seen.borrow_mut().push(format!(
+                "{} {} {}",
+                req.method,
+                req.path,
+                req.header("authorization").unwrap_or("-")
+            ));
+            let (status, body) = answer.borrow().clone();
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(body.as_bytes()).await;
+            let _ = s.shutdown().await;
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn polls_the_server_and_keeps_the_last_good_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let answer = Rc::new(RefCell::new((200, EXAMPLE.to_string())));
+            let seen = Rc::new(RefCell::new(Vec::new()));
+            let server = target_server(answer.clone(), seen.clone()).await;
+            let mut s = settings(tmp.path());
+            s.api_endpoint = Some(format!("http://{server}/"));
+            s.uuid = Some(DEVICE.into());
+            s.device_api_key = Some("devkey".into());
+            let target_file = tmp.path().join(settings::TARGET_FILE);
+            with_daemon(s, timing(), |addr, shared| async move {
+                until("apply of the polled target", || {
+                    !shared.reconciler.applied.borrow().is_empty()
+                })
+                .await;
+                assert_eq!(
+                    seen.borrow()[0],
+                    format!("GET /device/v3/{DEVICE}/state Bearer devkey")
+                );
+                assert_eq!(std::fs::read_to_string(&target_file).unwrap(), EXAMPLE);
+
+                // Server errors, garbage and another device's target keep the last good one.
+                let other = EXAMPLE.replace(DEVICE, "0000");
+                for bad in [
+                    (500, "oops".to_string()),
+                    (200, "{not json".to_string()),
+                    (200, other),
+                ] {
+                    *answer.borrow_mut() = bad;
+                    let polls = seen.borrow().len();
+                    assert_eq!(call(addr, "POST", "/v1/update", Some(KEY), "").await.0, 204);
+                    until("a poll", || seen.borrow().len() > polls).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    assert_eq!(std::fs::read_to_string(&target_file).unwrap(), EXAMPLE);
+                    assert_eq!(
+                        shared.target.borrow().as_ref().unwrap().state.device_uuid,
+                        DEVICE
+                    );
+                }
+
+                // A changed target replaces it.
+                let changed = EXAMPLE.replace("\"SITE\": \"north\"", "\"SITE\": \"south\"");
+                *answer.borrow_mut() = (200, changed.clone());
+                assert_eq!(call(addr, "POST", "/v1/update", Some(KEY), "").await.0, 204);
+                until("the changed target on disk", || {
+                    std::fs::read_to_string(&target_file).unwrap() == changed
+                })
+                .await;
+            })
+            .await;
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_leaves_the_saved_target_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_target(tmp.path(), EXAMPLE);
+    // A port nothing listens on: bind, note it, close.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut s = settings(tmp.path());
+    s.api_endpoint = Some(format!("http://{dead}"));
+    s.uuid = Some(DEVICE.into());
+    s.device_api_key = Some("devkey".into());
+    with_daemon(s, timing(), |_, shared| async move {
+        until("apply of the saved target", || {
+            !shared.reconciler.applied.borrow().is_empty()
+        })
+        .await;
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join(settings::TARGET_FILE)).unwrap(),
+        EXAMPLE
+    );
+}
+
+#[test]
+fn poll_interval_comes_from_the_target_config_within_bounds() {
+    let doc = |v: Value| json!({ DEVICE: { "config": { "SUPERVISOR_POLL_INTERVAL": v } } });
+    assert_eq!(source::poll_interval(None), source::DEFAULT_POLL_INTERVAL);
+    assert_eq!(
+        source::poll_interval(Some(&doc(json!("60000")))),
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        source::poll_interval(Some(&doc(json!(120000)))),
+        Duration::from_secs(120)
+    );
+    assert_eq!(
+        source::poll_interval(Some(&doc(json!("5")))),
+        source::MIN_POLL_INTERVAL
+    );
+    assert_eq!(
+        source::poll_interval(Some(&doc(json!("soon")))),
+        source::DEFAULT_POLL_INTERVAL
+    );
+}
+
+#[test]
+fn settings_prefer_the_environment_and_make_a_stable_local_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"uuid":"c0c0c0","apiEndpoint":"http://api.local","listenPort":50000,"developmentMode":true}"#,
+    )
+    .unwrap();
+    let args = RunArgs {
+        data_dir: tmp.path().join("data"),
+        config: config.clone(),
+        engine_socket: "/var/run/docker.sock".into(),
+        listen_address: "127.0.0.1".into(),
+        reconcile_s: 60,
+        retry_s: 10,
+        stall_limit_s: 1800,
+    };
+    let env = |k: &str| (k == "FLEET_UUID").then(|| "e0e0e0".to_string());
+    let s = Settings::resolve(&args, env).unwrap();
+    assert_eq!(s.uuid.as_deref(), Some("e0e0e0"));
+    assert_eq!(s.api_endpoint.as_deref(), Some("http://api.local"));
+    assert_eq!(s.listen_port, 50000);
+    assert!(s.development_mode);
+    assert_eq!(s.api_key.len(), 32);
+    let again = Settings::resolve(&args, env).unwrap();
+    assert_eq!(again.api_key, s.api_key);
+    assert_eq!(
+        s.host_context("/run/docker.sock").supervisor_api_key,
+        s.api_key
+    );
+
+    let with_key = |k: &str| match k {
+        "FLEET_DEVICE_API_KEY" => Some("devkey".to_string()),
+        "FLEET_LISTEN_PORT" => Some("48485".to_string()),
+        _ => None,
+    };
+    let s = Settings::resolve(&args, with_key).unwrap();
+    assert_eq!((s.api_key.as_str(), s.listen_port), ("devkey", 48485));
+    let bad_port = |k: &str| (k == "FLEET_LISTEN_PORT").then(|| "http".to_string());
+    assert!(Settings::resolve(&args, bad_port).is_err());
+}
