@@ -8,25 +8,43 @@ as_root() {
 }
 
 # need_debian_packages FILE|DIR...: installs the packages listed (one per line, # comments)
-# in each FILE, or in DIR/packages.
+# in each FILE, or in DIR/packages. A second column names the release to take the package
+# from (`qemu-system-x86 bookworm-backports`: the machine's qemu-utils comes from
+# backports, and bookworm's qemu-system breaks against it); that release's source is added.
 need_debian_packages() {
-  local want=() missing=() src list
+  local want=() missing=() from_release=() release=() src list pkg rel
   for src in "$@"; do
     list=$src
     [ -d "$src" ] && list=$src/packages
     [ -f "$list" ] || continue
-    while read -r pkg _; do
-      [ -n "$pkg" ] && [ "${pkg#\#}" = "$pkg" ] && want+=("$pkg")
+    while read -r pkg rel _; do
+      [ -n "$pkg" ] && [ "${pkg#\#}" = "$pkg" ] || continue
+      if [ -n "$rel" ] && [ "${rel#\#}" = "$rel" ]; then from_release+=("$pkg"); release+=("$rel")
+      else want+=("$pkg"); fi
     done <"$list"
   done
-  for pkg in "${want[@]}"; do
+  for pkg in "${want[@]}" "${from_release[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing Debian packages: ${missing[*]}"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  [ ${#missing[@]} -gt 0 ] || return 0
+  echo "installing Debian packages: ${missing[*]}"
+  for rel in $(printf '%s\n' "${release[@]}" | sort -u); do
+    grep -rqs "^deb .* $rel " /etc/apt/sources.list /etc/apt/sources.list.d/ ||
+      echo "deb http://deb.debian.org/debian $rel main" | as_root tee "/etc/apt/sources.list.d/fleet-$rel.list" >/dev/null
+  done
+  as_root apt-get update -qq
+  local plain=()
+  for pkg in "${missing[@]}"; do
+    [[ " ${from_release[*]} " == *" $pkg "* ]] || plain+=("$pkg")
+  done
+  [ ${#plain[@]} -eq 0 ] ||
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${plain[@]}" >/dev/null
+  local i
+  for i in "${!from_release[@]}"; do
+    [[ " ${missing[*]} " == *" ${from_release[$i]} "* ]] || continue
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      -t "${release[$i]}" "${from_release[$i]}" >/dev/null
+  done
 }
 
 # need_python_packages DIR...: a venv in the cache with every DIR/requirements.txt installed;

@@ -85,7 +85,36 @@ impl Nm {
             return Err(NmError::NotRunning);
         }
         let settings = SettingsProxy::new(&bus).await.map_err(call("Settings"))?;
-        Ok(Nm { bus, settings })
+        let nm = Nm { bus, settings };
+        nm.wait_for_settings().await?;
+        Ok(nm)
+    }
+
+    /// NetworkManager takes its bus name before it exports the Settings object (seen on a
+    /// TCG boot: 4 s apart); calls in between fail with UnknownMethod. Waits up to 30 s.
+    async fn wait_for_settings(&self) -> Result<(), NmError> {
+        const NO_SUCH_UUID: &str = "00000000-0000-0000-0000-000000000000";
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match self.settings.get_connection_by_uuid(NO_SUCH_UUID).await {
+                Ok(_) => return Ok(()),
+                Err(zbus::Error::MethodError(name, _, _))
+                    if name.as_str().ends_with(".Settings.InvalidConnection") =>
+                {
+                    return Ok(());
+                }
+                Err(zbus::Error::MethodError(name, _, _))
+                    if matches!(
+                        name.as_str(),
+                        "org.freedesktop.DBus.Error.UnknownMethod"
+                            | "org.freedesktop.DBus.Error.UnknownObject"
+                    ) && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(call("GetConnectionByUuid")(e)),
+            }
+        }
     }
 
     /// The object path of the connection with `uuid`, `None` when NetworkManager has none.
