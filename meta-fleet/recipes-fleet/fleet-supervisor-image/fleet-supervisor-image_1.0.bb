@@ -21,7 +21,8 @@ SRC_URI = "file://make-docker-archive"
 
 S = "${UNPACKDIR}"
 
-inherit python3native
+# image-artifact-names: IMAGE_MACHINE_SUFFIX / IMAGE_NAME_SUFFIX, to find the rootfs tar.
+inherit python3native image-artifact-names
 
 # The archive holds a rootfs built for this machine.
 PACKAGE_ARCH = "${MACHINE_ARCH}"

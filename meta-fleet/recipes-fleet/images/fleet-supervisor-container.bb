@@ -10,9 +10,12 @@ IMAGE_FSTYPES = "tar"
 IMAGE_FEATURES = ""
 IMAGE_LINGUAS = ""
 NO_RECOMMENDATIONS = "1"
-# As meta-virtualization's container images: no run-postinsts and no kernel in a container.
+# As meta-virtualization's container images: no run-postinsts.
 ROOTFS_BOOTSTRAP_INSTALL = ""
 IMAGE_INSTALL = "fleet-supervisor"
+# No kernel in a container: neither its modules' data nor its deployed image.
+KERNELDEPMODDEPEND = ""
+KERNEL_DEPLOY_DEPEND = ""
 
 inherit image
 
