@@ -285,6 +285,17 @@ def check_image_packages(layer):
     report("fleet-image installs existing fleet recipes", problems)
 
 
+def check_supervisor_tag(layer):
+    """The preloaded image must carry the tag fleetd's supervisor.conf tells it to run."""
+    recipe = layer / "recipes-fleet" / "fleet-supervisor-image" / "fleet-supervisor-image_1.0.bb"
+    conf = layer / "recipes-fleet" / "fleetd" / "files" / "supervisor.conf"
+    tag = var_values(recipe, "FLEET_SUPERVISOR_TAG")
+    named = [line.split("=", 1)[1].strip().strip('"') for line in conf.read_text().splitlines()
+             if line.startswith("SUPERVISOR_IMAGE=")]
+    problems = [] if named == [tag] else [f"recipe tags {tag!r}, supervisor.conf runs {named}"]
+    report("supervisor image tag matches supervisor.conf", problems)
+
+
 def check_wks(layer):
     image = layer / "recipes-core" / "images" / "fleet-image.bb"
     defaults = {n: v for n, ov, op, v in assignments(image) if op == "?=" and not ov}
@@ -334,6 +345,7 @@ def main(argv):
     check_src_uri(top, layer, recipes)
     check_units(layer, recipes)
     check_image_packages(layer)
+    check_supervisor_tag(layer)
     check_wks(layer)
     return 1 if failures else 0
 

@@ -1,6 +1,7 @@
-SUMMARY = "fleetOS device services (fleetd)"
+SUMMARY = "fleetOS device services (fleetd) and the fleet supervisor binary"
 DESCRIPTION = "One multi-call binary, fleetd, with one subcommand per job (provisioning, network \
-import, supervisor, health, updates), and the systemd units that run it."
+import, supervisor, health, updates), and the systemd units that run it. The same workspace \
+build also yields fleet-supervisor, packaged on its own for the supervisor container image."
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 
@@ -30,9 +31,11 @@ SRC_URI += " \
 
 S = "${UNPACKDIR}/rust-services"
 
-# Build only the device binary; the workspace lock file still pins every crate.
+# Build the two device binaries in one cargo run (they share most crates); the workspace
+# lock file pins every crate.
 CARGO_SRC_DIR = "crates/fleetd"
 CARGO_LOCK_PATH = "${S}/Cargo.lock"
+CARGO_BUILD_FLAGS:append = " --package fleetd --package fleet-supervisor"
 
 inherit cargo cargo-update-recipe-crates systemd
 
@@ -61,6 +64,10 @@ SYSTEMD_SERVICE:${PN} = " \
     fleet-health.service \
 "
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
+
+# fleet-supervisor runs in its own container (fleet-supervisor-container), not on the host.
+PACKAGES =+ "fleet-supervisor"
+FILES:fleet-supervisor += "${bindir}/fleet-supervisor"
 
 FILES:${PN} += "${systemd_system_unitdir} ${sysconfdir}/fleet"
 CONFFILES:${PN} = "${sysconfdir}/fleet/supervisor.conf"

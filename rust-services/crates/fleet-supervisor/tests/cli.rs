@@ -60,3 +60,76 @@ fn plan_from_empty_state_prints_json_steps() {
     assert_eq!(kinds.iter().filter(|k| **k == "start").count(), 3);
     assert_eq!(kinds[0], "create-network");
 }
+
+/// `run` as a process: it serves the API, `healthcheck` reports the engine it cannot reach,
+/// and SIGTERM ends it cleanly.
+#[test]
+fn run_serves_healthcheck_judges_and_sigterm_stops() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut daemon = bin()
+        .arg("run")
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .arg("--config")
+        .arg(tmp.path().join("config.json"))
+        .arg("--engine-socket")
+        .arg(tmp.path().join("no-engine.sock"))
+        .args(["--listen-address", "127.0.0.1"])
+        .env("FLEET_LISTEN_PORT", port.to_string())
+        .env("FLEET_LOG_STDERR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ping = || -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).ok()?;
+        Some(answer)
+    };
+    let mut answer = None;
+    for _ in 0..100 {
+        answer = ping();
+        if answer.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let answer = answer.expect("the daemon never answered /ping");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nOK"), "{answer}");
+    assert!(tmp.path().join("data/api-key").exists());
+
+    let check = bin()
+        .args(["healthcheck", "--port", &port.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        err.contains("HTTP 500") && err.contains("no-engine.sock"),
+        "{err}"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = daemon.wait().unwrap();
+    let mut log = String::new();
+    daemon
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(status.success(), "{status:?}: {log}");
+    assert!(log.contains("supervisor API on 127.0.0.1"), "{log}");
+}

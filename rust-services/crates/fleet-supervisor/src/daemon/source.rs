@@ -65,13 +65,18 @@ pub fn accept<R>(shared: &Shared<R>, bytes: &[u8]) -> Result<bool, String> {
     Ok(true)
 }
 
-/// Loads the target kept on disk, if any.
-fn load_saved<R>(shared: &Shared<R>) {
+/// Reads the target file when its content changed since `last_seen` (local mode: a tool or
+/// a person may replace it at any time; at start: the last good target). A bad file is
+/// reported once and changes nothing.
+fn reload_file<R>(shared: &Shared<R>, last_seen: &mut Option<Vec<u8>>) {
     let path = shared.settings.target_file();
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            log::info!("no target yet ({} does not exist)", path.display());
+            if last_seen.is_none() {
+                log::info!("no target yet ({} does not exist)", path.display());
+                *last_seen = Some(Vec::new());
+            }
             return;
         }
         Err(e) => {
@@ -79,6 +84,9 @@ fn load_saved<R>(shared: &Shared<R>) {
             return;
         }
     };
+    if last_seen.as_ref() == Some(&bytes) {
+        return;
+    }
     let parsed = target::parse(&bytes).and_then(|state| {
         serde_json::from_slice(&bytes)
             .map(|document| Target { state, document })
@@ -88,10 +96,19 @@ fn load_saved<R>(shared: &Shared<R>) {
     });
     match parsed {
         Ok(t) => {
-            shared.target.replace(Some(t));
+            let changed = shared
+                .target
+                .borrow()
+                .as_ref()
+                .is_none_or(|old| old.document != t.document);
+            if changed {
+                log::info!("target from {}", path.display());
+                shared.target.replace(Some(t));
+            }
         }
-        Err(e) => log::error!("{}: {e}", path.display()),
+        Err(e) => log::error!("{}: {e}; keeping the last good target", path.display()),
     }
+    *last_seen = Some(bytes);
 }
 
 /// Polls the server once; a failure keeps the last good target.
@@ -185,12 +202,16 @@ async fn apply_once<R: Reconciler>(shared: &Shared<R>, force: bool) -> Duration 
 
 /// Polls (remote mode) and applies, on change, on request and periodically; forever.
 pub async fn reconcile_loop<R: Reconciler>(shared: Rc<Shared<R>>) {
-    load_saved(&shared);
+    let mut last_seen = None;
+    reload_file(&shared, &mut last_seen);
     let mut next_poll = Instant::now();
     loop {
         shared.heartbeat.set(Instant::now());
         let force = shared.force_pending.replace(false);
         let poll_now = shared.poll_pending.replace(false);
+        if !shared.settings.remote() {
+            reload_file(&shared, &mut last_seen);
+        }
         if shared.settings.remote() && (poll_now || Instant::now() >= next_poll) {
             poll(&shared).await;
             let document = shared.target.borrow().as_ref().map(|t| t.document.clone());

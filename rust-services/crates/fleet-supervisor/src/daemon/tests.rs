@@ -276,6 +276,44 @@ async fn local_target_is_applied_and_reported() {
 }
 
 #[tokio::test]
+async fn a_replaced_local_file_is_picked_up_and_a_bad_one_ignored() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_target(tmp.path(), EXAMPLE);
+    let dir = tmp.path().to_path_buf();
+    with_daemon(settings(tmp.path()), timing(), |addr, shared| async move {
+        until("first apply", || {
+            !shared.reconciler.applied.borrow().is_empty()
+        })
+        .await;
+        let env_of = |t: &TargetState| {
+            t.apps[APP].release.as_ref().unwrap().compose.services["db"].environment["SITE"].clone()
+        };
+        write_target(&dir, "{ not json");
+        let applies = shared.reconciler.applied.borrow().len();
+        assert_eq!(call(addr, "POST", "/v1/update", Some(KEY), "").await.0, 204);
+        until("an apply after the bad file", || {
+            shared.reconciler.applied.borrow().len() > applies
+        })
+        .await;
+        assert_eq!(
+            env_of(shared.reconciler.applied.borrow().last().unwrap()),
+            "north"
+        );
+
+        write_target(
+            &dir,
+            &EXAMPLE.replace("\"SITE\": \"north\"", "\"SITE\": \"south\""),
+        );
+        assert_eq!(call(addr, "POST", "/v1/update", Some(KEY), "").await.0, 204);
+        until("the replaced target applied", || {
+            env_of(shared.reconciler.applied.borrow().last().unwrap()) == "south"
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn service_actions_map_app_ids_and_honour_locks() {
     let tmp = tempfile::tempdir().unwrap();
     write_target(tmp.path(), EXAMPLE);
