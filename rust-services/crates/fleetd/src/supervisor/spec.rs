@@ -121,7 +121,9 @@ pub fn desired(root: &Root, engine_socket: &Path) -> Result<Desired, SpecError> 
             binds,
             network_mode: "host".into(),
             restart_policy: RestartPolicy { name: "no".into() },
+            ..HostConfig::default()
         },
+        ..CreateContainer::default()
     };
     let hash = hex(&Sha256::digest(
         serde_json::to_vec(&create).unwrap_or_default(),
