@@ -245,7 +245,9 @@ impl Engine {
             encode(repo),
             encode(tag)
         );
-        self.call("POST", &path, Body::Empty, true).await.map(|_| ())
+        self.call("POST", &path, Body::Empty, true)
+            .await
+            .map(|_| ())
     }
 
     /// `docker pull` without registry credentials: `reference` is `repo[:tag]` or
@@ -287,10 +289,7 @@ impl Engine {
     }
 
     /// Networks carrying `label` (`key` or `key=value`).
-    pub async fn list_networks_labelled(
-        &self,
-        label: &str,
-    ) -> Result<Vec<NetworkSummary>, Error> {
+    pub async fn list_networks_labelled(&self, label: &str) -> Result<Vec<NetworkSummary>, Error> {
         self.get_json(&format!("/networks?filters={}", label_filter(label)), true)
             .await
     }

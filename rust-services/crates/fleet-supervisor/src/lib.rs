@@ -1,15 +1,15 @@
-//! fleetOS supervisor core: everything that decides *what* to do, with no engine I/O.
+//! fleetOS supervisor: what to do (pure modules) and doing it on the engine ([`exec`]).
 //!
 //! - [`compose`]: balena's documented subset of Compose v2.1 → typed service specs;
 //! - [`labels`]: `io.fleet.` / `io.balena.` / `io.resin.` feature labels → container settings;
 //! - [`target`]: the target-state JSON (close to balena's v3 `/device/v3/<uuid>/state`);
 //! - [`plan`]: the pure planner from current + target state to ordered steps;
-//! - [`lock`]: the per-app update-lock directories and the flock check.
-//!
-//! Executing steps against the container engine lives with the shared Engine API client
-//! (`fleet-engine`), not here.
+//! - [`lock`]: the per-app update-lock directories and the flock check;
+//! - [`exec`]: the executor, running plans against the engine through the shared Engine
+//!   API client (`fleet-engine`).
 
 pub mod compose;
+pub mod exec;
 pub mod labels;
 pub mod lock;
 pub mod plan;

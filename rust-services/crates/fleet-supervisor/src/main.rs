@@ -1,12 +1,16 @@
-//! `fleet-supervisor`: for now the offline checks and the planner on files; the daemon
-//! (`run`) comes with the engine client.
+//! `fleet-supervisor`: the offline checks, the planner on files, and `apply` (converge the
+//! engine to a target file once).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fleet_supervisor::{compose, labels::HostContext, plan, target};
+use fleet_supervisor::exec::{self, Executor};
+use fleet_supervisor::{compose, labels::HostContext, lock, plan, target};
+
+/// Exit code of `apply` when updates were held back by update locks.
+const EXIT_HELD: u8 = 2;
 
 #[derive(Parser)]
 #[command(version, about = "fleetOS supervisor")]
@@ -32,10 +36,98 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Converge the container engine to a target-state file once, printing each step run.
+    /// Exit 2 when an update lock held some update back.
+    Apply {
+        #[arg(long)]
+        target: PathBuf,
+        /// Update even where an app holds its update lock.
+        #[arg(long)]
+        force: bool,
+        /// Engine socket (default: DOCKER_HOST when it is unix://, else /var/run/docker.sock).
+        #[arg(long)]
+        engine: Option<PathBuf>,
+        /// Host directory of the apps' update-lock directories.
+        #[arg(long, default_value = lock::HOST_LOCK_ROOT)]
+        lock_root: PathBuf,
+        /// Directory of `docker save` tarballs to load images from before pulling.
+        #[arg(long)]
+        images: Option<PathBuf>,
+    },
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn engine_socket(arg: Option<PathBuf>) -> PathBuf {
+    arg.or_else(|| {
+        std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
+    })
+    .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
+}
+
+/// `apply`: returns whether every update ran (nothing held).
+fn apply(
+    target_file: &std::path::Path,
+    force: bool,
+    socket: PathBuf,
+    lock_root: PathBuf,
+    images: Option<PathBuf>,
+) -> anyhow::Result<bool> {
+    let t = target::load(target_file)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    runtime.block_on(async move {
+        let mut engine = fleet_engine::Engine::new(&socket);
+        engine
+            .negotiate()
+            .await
+            .with_context(|| format!("engine at {}", socket.display()))?;
+        let host = HostContext {
+            engine_socket: socket.display().to_string(),
+            ..HostContext::default()
+        };
+        let mut executor = Executor::new(engine, host, lock_root);
+        if let Some(dir) = images {
+            executor = executor.with_image_dir(dir);
+        }
+        let report = executor.apply(&t, force).await?;
+        for step in &report.steps {
+            println!("{}", exec::describe(step));
+        }
+        for warning in &report.warnings {
+            eprintln!("warning: {warning}");
+        }
+        for held in &report.held {
+            eprintln!(
+                "held by update lock: {}/{} ({})",
+                held.app, held.service, held.container
+            );
+        }
+        Ok(report.held.is_empty())
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Apply {
+            target: target_file,
+            force,
+            engine,
+            lock_root,
+            images,
+        } => {
+            if !apply(
+                &target_file,
+                force,
+                engine_socket(engine),
+                lock_root,
+                images,
+            )? {
+                return Ok(ExitCode::from(EXIT_HELD));
+            }
+        }
         Command::CheckCompose { file } => {
             let text =
                 std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
@@ -73,12 +165,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("fleet-supervisor: {e:#}");
             ExitCode::FAILURE

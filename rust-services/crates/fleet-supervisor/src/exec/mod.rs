@@ -1,0 +1,487 @@
+//! Executing plans against the container engine (through the shared `fleet-engine`
+//! client): read the current state back from the engine, plan, run each step with the
+//! effect `plan::simulate` defines, holding the apps' update locks while doing so.
+//!
+//! Nothing is remembered between runs: a supervisor killed mid-apply reads the engine's
+//! real state when it comes back and plans again from there.
+
+mod create;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fleet_engine::{CreateNetwork, CreateVolume, Engine};
+
+pub use create::{CreateRequest, create_request};
+pub use state::{Observed, status as engine_status};
+
+use crate::labels::HostContext;
+use crate::lock::{self, AppLock, LockError};
+use crate::plan::{
+    self, ContainerStatus, CurrentState, Held, LABEL_APP, LABEL_NAME, LABEL_SUPERVISED, Owned,
+    PlanOptions, Step,
+};
+use crate::target::TargetState;
+
+/// How often a hand-over checks for the new container's signal.
+const HANDOVER_POLL: Duration = Duration::from_millis(100);
+/// Plan-and-run rounds per apply: the second one picks up what the engine changed under
+/// the first (a container that died meanwhile); more would only hide a bug.
+const MAX_ROUNDS: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{action}: {source}")]
+    Engine {
+        action: String,
+        #[source]
+        source: fleet_engine::Error,
+    },
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(
+        "image {image}: not on the engine after fetching it (no {tarball} and the pull gave nothing)"
+    )]
+    ImageMissing { image: String, tarball: String },
+    #[error("app {app}: no container of service `{service}`")]
+    NoSuchService { app: String, service: String },
+    #[error("app {app}: no containers")]
+    NoSuchApp { app: String },
+    #[error("app {app} holds its update lock (updates.lock); use force to override")]
+    Locked { app: String },
+}
+
+impl ExecError {
+    fn engine(action: impl Into<String>) -> impl FnOnce(fleet_engine::Error) -> ExecError {
+        let action = action.into();
+        move |source| ExecError::Engine { action, source }
+    }
+}
+
+/// What an [`Executor::apply`] did.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyReport {
+    /// Steps run, in order.
+    pub steps: Vec<Step>,
+    /// Updates held back because the app holds its update lock.
+    pub held: Vec<Held>,
+    /// Steps that could not complete but do not stop the rest (an old image still used by
+    /// a container the supervisor does not own).
+    pub warnings: Vec<String>,
+}
+
+/// A step in one line, for logs and the CLI.
+pub fn describe(step: &Step) -> String {
+    match step {
+        Step::FetchImage { image } => format!("fetch-image {image}"),
+        Step::RemoveImage { image } => format!("remove-image {image}"),
+        Step::CreateNetwork { network } => format!("create-network {}", network.engine_name()),
+        Step::RemoveNetwork { network } => format!("remove-network {}", network.engine_name()),
+        Step::CreateVolume { volume } => format!("create-volume {}", volume.engine_name()),
+        Step::Stop { container } => format!("stop {container}"),
+        Step::Remove { container } => format!("remove {container}"),
+        Step::Create { config } => format!(
+            "create {} ({}/{} release {})",
+            config.name, config.app, config.service, config.release
+        ),
+        Step::Start { container } => format!("start {container}"),
+        Step::HandoverKill {
+            container,
+            timeout_ms,
+        } => format!("handover-kill {container} (timeout {timeout_ms} ms)"),
+    }
+}
+
+/// File name of an image's tarball in the image directory: the reference with `/`, `:`
+/// and `@` turned into `_`, plus `.tar` (`registry.example/app:5521` →
+/// `registry.example_app_5521.tar`).
+pub fn image_tarball_name(reference: &str) -> String {
+    let mut name: String = reference
+        .chars()
+        .map(|c| if matches!(c, '/' | ':' | '@') { '_' } else { c })
+        .collect();
+    name.push_str(".tar");
+    name
+}
+
+pub struct Executor {
+    engine: Engine,
+    host: HostContext,
+    lock_root: PathBuf,
+    image_dir: Option<PathBuf>,
+}
+
+impl Executor {
+    /// `lock_root` holds the apps' lock directories as the engine's host sees them
+    /// (normally [`lock::HOST_LOCK_ROOT`]); they are bound into every container.
+    pub fn new(engine: Engine, host: HostContext, lock_root: PathBuf) -> Self {
+        Executor {
+            engine,
+            host,
+            lock_root,
+            image_dir: None,
+        }
+    }
+
+    /// A directory of `docker save` tarballs ([`image_tarball_name`]) to load images from
+    /// before trying a registry pull (preloaded or side-loaded releases).
+    pub fn with_image_dir(mut self, dir: PathBuf) -> Self {
+        self.image_dir = Some(dir);
+        self
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn host(&self) -> &HostContext {
+        &self.host
+    }
+
+    pub fn lock_dir(&self, app: &str) -> PathBuf {
+        lock::app_lock_dir(&self.lock_root, app)
+    }
+
+    /// The current state, with the apps whose update lock is held by one of their
+    /// processes.
+    pub async fn current_state(&self) -> Result<CurrentState, ExecError> {
+        let (mut state, _) = state::read(&self.engine).await?;
+        let apps: BTreeSet<String> = state.containers.iter().map(|c| c.app.clone()).collect();
+        for app in apps {
+            if lock::is_held(&self.lock_dir(&app))? {
+                state.locked_apps.insert(app);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Supervised containers with their app id and creation time (for the API).
+    pub async fn observed(&self) -> Result<Vec<Observed>, ExecError> {
+        state::containers(&self.engine).await
+    }
+
+    /// Takes the update lock of every app not held by its own processes (kept until the
+    /// returned guards drop, so an app cannot take it mid-update); apps whose lock is held
+    /// go into `locked_apps`.
+    fn take_locks<'a>(
+        &self,
+        apps: impl IntoIterator<Item = &'a String>,
+        state: &mut CurrentState,
+    ) -> Result<Vec<AppLock>, ExecError> {
+        let mut guards = Vec::new();
+        for app in apps {
+            let dir = lock::ensure_app_lock_dir(&self.lock_root, app)?;
+            match lock::try_take(&dir)? {
+                Some(guard) => guards.push(guard),
+                None => {
+                    state.locked_apps.insert(app.clone());
+                }
+            }
+        }
+        Ok(guards)
+    }
+
+    /// Moves the engine to `target` once: plan from the engine's real state, run the steps.
+    /// `force` updates apps that hold their update lock.
+    pub async fn apply(&self, target: &TargetState, force: bool) -> Result<ApplyReport, ExecError> {
+        let mut report = ApplyReport::default();
+        for _ in 0..MAX_ROUNDS {
+            let (mut current, _) = state::read(&self.engine).await?;
+            let apps: BTreeSet<String> = current
+                .containers
+                .iter()
+                .map(|c| c.app.clone())
+                .chain(target.apps.keys().cloned())
+                .collect();
+            let _guards = self.take_locks(&apps, &mut current)?;
+            let p = plan::plan(&current, target, &self.host, PlanOptions { force });
+            report.held = p.held.clone();
+            if p.steps.is_empty() {
+                break;
+            }
+            let apps_of: BTreeMap<String, String> = current
+                .containers
+                .iter()
+                .map(|c| (c.name.clone(), c.app.clone()))
+                .collect();
+            for step in p.steps {
+                self.run_step(&step, &apps_of, &mut report).await?;
+                report.steps.push(step);
+            }
+        }
+        Ok(report)
+    }
+
+    async fn run_step(
+        &self,
+        step: &Step,
+        apps_of: &BTreeMap<String, String>,
+        report: &mut ApplyReport,
+    ) -> Result<(), ExecError> {
+        let what = describe(step);
+        let engine = &self.engine;
+        match step {
+            Step::FetchImage { image } => self.fetch_image(image).await?,
+            Step::RemoveImage { image } => match engine.remove_image(image).await {
+                Err(fleet_engine::Error::Api {
+                    status: 409,
+                    message,
+                    ..
+                }) => {
+                    report.warnings.push(format!("{what}: {message}"));
+                }
+                r => r.map_err(ExecError::engine(what))?,
+            },
+            Step::CreateNetwork { network } => engine
+                .create_network(&CreateNetwork {
+                    name: network.engine_name(),
+                    driver: "bridge".to_string(),
+                    check_duplicate: true,
+                    labels: owned_labels(network),
+                })
+                .await
+                .map_err(ExecError::engine(what))?,
+            Step::RemoveNetwork { network } => engine
+                .remove_network(&network.engine_name())
+                .await
+                .map_err(ExecError::engine(what))?,
+            Step::CreateVolume { volume } => engine
+                .create_volume(&CreateVolume {
+                    name: volume.engine_name(),
+                    driver: "local".to_string(),
+                    labels: owned_labels(volume),
+                })
+                .await
+                .map_err(ExecError::engine(what))?,
+            Step::Stop { container } => engine
+                .stop_container_default(container)
+                .await
+                .map_err(ExecError::engine(what))?,
+            Step::Remove { container } => engine
+                .remove_container(container, false)
+                .await
+                .map_err(ExecError::engine(what))?,
+            Step::Create { config } => {
+                lock::ensure_app_lock_dir(&self.lock_root, &config.app)?;
+                let request = create_request(config, &self.lock_root);
+                engine
+                    .create_container(&config.name, &request.body)
+                    .await
+                    .map_err(ExecError::engine(what.clone()))?;
+                for (network, endpoint) in &request.extra_networks {
+                    engine
+                        .connect_network(network, &config.name, endpoint)
+                        .await
+                        .map_err(ExecError::engine(format!("{what}: connect {network}")))?;
+                }
+            }
+            Step::Start { container } => engine
+                .start_container_idempotent(container)
+                .await
+                .map_err(ExecError::engine(what))?,
+            Step::HandoverKill {
+                container,
+                timeout_ms,
+            } => {
+                let dir = apps_of.get(container).map(|app| self.lock_dir(app));
+                self.wait_for_handover(dir.as_deref(), *timeout_ms).await;
+                engine
+                    .stop_container_default(container)
+                    .await
+                    .map_err(ExecError::engine(what))?;
+                if let Some(dir) = &dir {
+                    lock::clear_handover(dir)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Until the new container signals it took over, or the timeout.
+    async fn wait_for_handover(&self, dir: Option<&Path>, timeout_ms: u64) {
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        while Instant::now() < deadline {
+            if dir.is_some_and(lock::handover_signalled) {
+                return;
+            }
+            tokio::time::sleep(HANDOVER_POLL.min(deadline - Instant::now())).await;
+        }
+    }
+
+    /// Present → nothing; else load `<image_dir>/<tarball>`; else pull.
+    async fn fetch_image(&self, image: &str) -> Result<(), ExecError> {
+        let inspect = |action: &'static str| async move {
+            self.engine
+                .inspect_image(image)
+                .await
+                .map_err(ExecError::engine(format!("{action} {image}")))
+        };
+        if inspect("inspect image").await?.is_some() {
+            return Ok(());
+        }
+        let tarball_name = image_tarball_name(image);
+        let tarball = self.image_dir.as_ref().map(|d| d.join(&tarball_name));
+        match &tarball {
+            Some(path) if path.is_file() => {
+                self.engine
+                    .load_image(path)
+                    .await
+                    .map_err(ExecError::engine(format!("load {}", path.display())))?;
+            }
+            _ => self
+                .engine
+                .pull_image(image)
+                .await
+                .map_err(ExecError::engine(format!("pull {image}")))?,
+        }
+        if inspect("inspect fetched image").await?.is_none() {
+            return Err(ExecError::ImageMissing {
+                image: image.to_string(),
+                tarball: tarball
+                    .map(|p| p.display().to_string())
+                    .unwrap_or(tarball_name),
+            });
+        }
+        Ok(())
+    }
+
+    /// The containers of `app` (UUID or numeric id), optionally of one service, in the
+    /// order they were created (the executor creates them in depends_on order).
+    async fn app_containers(
+        &self,
+        app: &str,
+        service: Option<&str>,
+    ) -> Result<(String, Vec<Observed>), ExecError> {
+        let mut found: Vec<Observed> = self
+            .observed()
+            .await?
+            .into_iter()
+            .filter(|o| o.container.app == app || o.app_id.as_deref() == Some(app))
+            .collect();
+        let Some(uuid) = found.first().map(|o| o.container.app.clone()) else {
+            return Err(match service {
+                Some(s) => ExecError::NoSuchService {
+                    app: app.to_string(),
+                    service: s.to_string(),
+                },
+                None => ExecError::NoSuchApp {
+                    app: app.to_string(),
+                },
+            });
+        };
+        if let Some(s) = service {
+            found.retain(|o| o.container.service == s);
+            if found.is_empty() {
+                return Err(ExecError::NoSuchService {
+                    app: app.to_string(),
+                    service: s.to_string(),
+                });
+            }
+        }
+        found.sort_by(|a, b| a.created.cmp(&b.created));
+        Ok((uuid, found))
+    }
+
+    /// The app's lock for a stop or restart: held by the app → refused unless `force`.
+    fn lock_for_kill(&self, app: &str, force: bool) -> Result<Option<AppLock>, ExecError> {
+        let dir = lock::ensure_app_lock_dir(&self.lock_root, app)?;
+        match lock::try_take(&dir)? {
+            Some(guard) => Ok(Some(guard)),
+            None if force => Ok(None),
+            None => Err(ExecError::Locked {
+                app: app.to_string(),
+            }),
+        }
+    }
+
+    async fn stop_all(&self, containers: &[Observed]) -> Result<(), ExecError> {
+        for o in containers.iter().rev() {
+            if o.container.status == ContainerStatus::Running {
+                self.engine
+                    .stop_container_default(&o.container.name)
+                    .await
+                    .map_err(ExecError::engine(format!("stop {}", o.container.name)))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn start_all(&self, containers: &[Observed]) -> Result<(), ExecError> {
+        for o in containers {
+            self.engine
+                .start_container_idempotent(&o.container.name)
+                .await
+                .map_err(ExecError::engine(format!("start {}", o.container.name)))?;
+        }
+        Ok(())
+    }
+
+    /// Stops a service's containers (they stay stopped until started: the planner leaves
+    /// stopped containers alone). Refused while the app holds its lock, unless `force`.
+    /// Returns the container names.
+    pub async fn stop_service(
+        &self,
+        app: &str,
+        service: &str,
+        force: bool,
+    ) -> Result<Vec<String>, ExecError> {
+        let (uuid, containers) = self.app_containers(app, Some(service)).await?;
+        let _guard = self.lock_for_kill(&uuid, force)?;
+        self.stop_all(&containers).await?;
+        Ok(names(&containers))
+    }
+
+    /// Starts a service's containers (no lock needed: nothing is killed).
+    pub async fn start_service(
+        &self,
+        app: &str,
+        service: &str,
+        _force: bool,
+    ) -> Result<Vec<String>, ExecError> {
+        let (_, containers) = self.app_containers(app, Some(service)).await?;
+        self.start_all(&containers).await?;
+        Ok(names(&containers))
+    }
+
+    pub async fn restart_service(
+        &self,
+        app: &str,
+        service: &str,
+        force: bool,
+    ) -> Result<Vec<String>, ExecError> {
+        let (uuid, containers) = self.app_containers(app, Some(service)).await?;
+        let _guard = self.lock_for_kill(&uuid, force)?;
+        self.stop_all(&containers).await?;
+        self.start_all(&containers).await?;
+        Ok(names(&containers))
+    }
+
+    /// Restarts every container of the app: stopped in reverse creation order, started in
+    /// creation order (= depends_on order).
+    pub async fn restart_app(&self, app: &str, force: bool) -> Result<Vec<String>, ExecError> {
+        let (uuid, containers) = self.app_containers(app, None).await?;
+        let _guard = self.lock_for_kill(&uuid, force)?;
+        self.stop_all(&containers).await?;
+        self.start_all(&containers).await?;
+        Ok(names(&containers))
+    }
+}
+
+fn names(containers: &[Observed]) -> Vec<String> {
+    containers
+        .iter()
+        .map(|o| o.container.name.clone())
+        .collect()
+}
+
+fn owned_labels(o: &Owned) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_SUPERVISED.to_string(), "1".to_string()),
+        (LABEL_APP.to_string(), o.app.clone()),
+        (LABEL_NAME.to_string(), o.name.clone()),
+    ])
+}
