@@ -53,6 +53,10 @@ enum Command {
         /// Directory of `docker save` tarballs to load images from before pulling.
         #[arg(long)]
         images: Option<PathBuf>,
+        /// config.json whose supervisor keys (deviceApiKey, apiEndpoint, listenPort,
+        /// deviceType) feed the feature labels.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -65,15 +69,35 @@ fn engine_socket(arg: Option<PathBuf>) -> PathBuf {
     .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
 }
 
-/// `apply`: returns whether every update ran (nothing held).
-fn apply(
-    target_file: &std::path::Path,
+/// What `apply` is told on the command line.
+struct ApplyArgs {
+    target: PathBuf,
     force: bool,
     socket: PathBuf,
     lock_root: PathBuf,
     images: Option<PathBuf>,
-) -> anyhow::Result<bool> {
-    let t = target::load(target_file)?;
+    config: Option<PathBuf>,
+}
+
+/// `apply`: returns whether every update ran (nothing held).
+fn apply(args: ApplyArgs) -> anyhow::Result<bool> {
+    let ApplyArgs {
+        target: target_file,
+        force,
+        socket,
+        lock_root,
+        images,
+        config,
+    } = args;
+    let t = target::load(&target_file)?;
+    let mut host = match &config {
+        Some(path) => match fleet_core::config::Config::load(path)? {
+            Some(c) => HostContext::from_supervisor_keys(&c.settings().supervisor),
+            None => anyhow::bail!("{}: no such file", path.display()),
+        },
+        None => HostContext::default(),
+    };
+    host.engine_socket = socket.display().to_string();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -84,10 +108,6 @@ fn apply(
             .negotiate()
             .await
             .with_context(|| format!("engine at {}", socket.display()))?;
-        let host = HostContext {
-            engine_socket: socket.display().to_string(),
-            ..HostContext::default()
-        };
         let mut executor = Executor::new(engine, host, lock_root);
         if let Some(dir) = images {
             executor = executor.with_image_dir(dir);
@@ -117,14 +137,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             engine,
             lock_root,
             images,
+            config,
         } => {
-            if !apply(
-                &target_file,
+            let args = ApplyArgs {
+                target: target_file,
                 force,
-                engine_socket(engine),
+                socket: engine_socket(engine),
                 lock_root,
                 images,
-            )? {
+                config,
+            };
+            if !apply(args)? {
                 return Ok(ExitCode::from(EXIT_HELD));
             }
         }

@@ -19,7 +19,7 @@ use fleet_engine::{CreateNetwork, CreateVolume, Engine};
 pub use create::{CreateRequest, create_request};
 pub use state::{Observed, status as engine_status};
 
-use crate::labels::HostContext;
+use crate::labels::{HostContext, UpdateStrategy};
 use crate::lock::{self, AppLock, LockError};
 use crate::plan::{
     self, ContainerStatus, CurrentState, Held, LABEL_APP, LABEL_NAME, LABEL_SUPERVISED, Owned,
@@ -35,11 +35,12 @@ const MAX_ROUNDS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    #[error("{action}: {source}")]
+    /// The engine error is part of the message, not a separate source, so `{:#}` does
+    /// not print it twice.
+    #[error("{action}: {error}")]
     Engine {
         action: String,
-        #[source]
-        source: fleet_engine::Error,
+        error: fleet_engine::Error,
     },
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -58,7 +59,7 @@ pub enum ExecError {
 impl ExecError {
     fn engine(action: impl Into<String>) -> impl FnOnce(fleet_engine::Error) -> ExecError {
         let action = action.into();
-        move |source| ExecError::Engine { action, source }
+        move |error| ExecError::Engine { action, error }
     }
 }
 
@@ -266,7 +267,11 @@ impl Executor {
                 .await
                 .map_err(ExecError::engine(what))?,
             Step::Create { config } => {
-                lock::ensure_app_lock_dir(&self.lock_root, &config.app)?;
+                let dir = lock::ensure_app_lock_dir(&self.lock_root, &config.app)?;
+                if config.strategy == UpdateStrategy::HandOver {
+                    // A signal left from an earlier start must not end this hand-over early.
+                    lock::clear_handover(&dir)?;
+                }
                 let request = create_request(config, &self.lock_root);
                 engine
                     .create_container(&config.name, &request.body)
