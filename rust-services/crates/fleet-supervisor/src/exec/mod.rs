@@ -22,8 +22,8 @@ pub use state::{Observed, status as engine_status};
 use crate::labels::{HostContext, UpdateStrategy};
 use crate::lock::{self, AppLock, LockError};
 use crate::plan::{
-    self, ContainerStatus, CurrentState, Held, LABEL_APP, LABEL_NAME, LABEL_SUPERVISED, Owned,
-    PlanOptions, Step,
+    self, ContainerConfig, ContainerStatus, CurrentState, Held, LABEL_APP, LABEL_NAME,
+    LABEL_SUPERVISED, Owned, PlanOptions, Step,
 };
 use crate::target::TargetState;
 
@@ -50,6 +50,8 @@ pub enum ExecError {
     ImageMissing { image: String, tarball: String },
     #[error("app {app}: no container of service `{service}`")]
     NoSuchService { app: String, service: String },
+    #[error("concurrent create/start task failed: {reason}")]
+    Task { reason: String },
     #[error("app {app}: no containers")]
     NoSuchApp { app: String },
     #[error("app {app} holds its update lock (updates.lock); use force to override")]
@@ -209,12 +211,48 @@ impl Executor {
                 .iter()
                 .map(|c| (c.name.clone(), c.app.clone()))
                 .collect();
-            for step in p.steps {
-                self.run_step(&step, &apps_of, &mut report).await?;
-                report.steps.push(step);
+            let mut rest = p.steps.as_slice();
+            while let Some(step) = rest.first() {
+                let batch = independent_pairs(rest, target);
+                if batch > 0 {
+                    self.run_concurrently(&rest[..batch]).await?;
+                    report.steps.extend_from_slice(&rest[..batch]);
+                    rest = &rest[batch..];
+                } else {
+                    self.run_step(step, &apps_of, &mut report).await?;
+                    report.steps.push(step.clone());
+                    rest = &rest[1..];
+                }
             }
         }
         Ok(report)
+    }
+
+    /// Create+start pairs (see [`independent_pairs`]) at once; the first error wins, after
+    /// every pair has finished.
+    async fn run_concurrently(&self, pairs: &[Step]) -> Result<(), ExecError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for step in pairs {
+            if let Step::Create { config } = step {
+                tasks.spawn(create_and_start(
+                    self.engine.clone(),
+                    self.lock_root.clone(),
+                    (**config).clone(),
+                ));
+            }
+        }
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            let result = joined.unwrap_or_else(|e| {
+                Err(ExecError::Task {
+                    reason: e.to_string(),
+                })
+            });
+            if let (Err(e), None) = (result, &first_error) {
+                first_error = Some(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn run_step(
@@ -266,24 +304,7 @@ impl Executor {
                 .remove_container(container, false)
                 .await
                 .map_err(ExecError::engine(what))?,
-            Step::Create { config } => {
-                let dir = lock::ensure_app_lock_dir(&self.lock_root, &config.app)?;
-                if config.strategy == UpdateStrategy::HandOver {
-                    // A signal left from an earlier start must not end this hand-over early.
-                    lock::clear_handover(&dir)?;
-                }
-                let request = create_request(config, &self.lock_root);
-                engine
-                    .create_container(&config.name, &request.body)
-                    .await
-                    .map_err(ExecError::engine(what.clone()))?;
-                for (network, endpoint) in &request.extra_networks {
-                    engine
-                        .connect_network(network, &config.name, endpoint)
-                        .await
-                        .map_err(ExecError::engine(format!("{what}: connect {network}")))?;
-                }
-            }
+            Step::Create { config } => create(engine, &self.lock_root, config).await?,
             Step::Start { container } => engine
                 .start_container_idempotent(container)
                 .await
@@ -474,6 +495,72 @@ impl Executor {
         self.start_all(&containers).await?;
         Ok(names(&containers))
     }
+}
+
+/// The create step: lock directory, container, further networks.
+async fn create(
+    engine: &Engine,
+    lock_root: &Path,
+    config: &ContainerConfig,
+) -> Result<(), ExecError> {
+    let what = format!("create {}", config.name);
+    let dir = lock::ensure_app_lock_dir(lock_root, &config.app)?;
+    if config.strategy == UpdateStrategy::HandOver {
+        // A signal left from an earlier start must not end this hand-over early.
+        lock::clear_handover(&dir)?;
+    }
+    let request = create_request(config, lock_root);
+    engine
+        .create_container(&config.name, &request.body)
+        .await
+        .map_err(ExecError::engine(what.clone()))?;
+    for (network, endpoint) in &request.extra_networks {
+        engine
+            .connect_network(network, &config.name, endpoint)
+            .await
+            .map_err(ExecError::engine(format!("{what}: connect {network}")))?;
+    }
+    Ok(())
+}
+
+async fn create_and_start(
+    engine: Engine,
+    lock_root: PathBuf,
+    config: ContainerConfig,
+) -> Result<(), ExecError> {
+    create(&engine, &lock_root, &config).await?;
+    engine
+        .start_container_idempotent(&config.name)
+        .await
+        .map_err(ExecError::engine(format!("start {}", config.name)))
+}
+
+/// How many steps from the start of `steps` are create+start pairs of one app's services
+/// that do not depend on one another, so they may run at once (as docker-compose does);
+/// 0 when fewer than two such pairs lead.
+fn independent_pairs(steps: &[Step], target: &TargetState) -> usize {
+    let mut services: BTreeSet<&str> = BTreeSet::new();
+    let mut app: Option<&str> = None;
+    let mut n = 0;
+    while let [Step::Create { config }, Step::Start { container }, ..] = &steps[n..] {
+        if container != &config.name || app.is_some_and(|a| a != config.app) {
+            break;
+        }
+        let depends_on = target
+            .apps
+            .get(&config.app)
+            .and_then(|a| a.release.as_ref())
+            .and_then(|r| r.compose.services.get(&config.service))
+            .map(|s| s.depends_on.as_slice())
+            .unwrap_or_default();
+        if depends_on.iter().any(|d| services.contains(d.as_str())) {
+            break;
+        }
+        services.insert(&config.service);
+        app = Some(&config.app);
+        n += 2;
+    }
+    if n >= 4 { n } else { 0 }
 }
 
 fn names(containers: &[Observed]) -> Vec<String> {
