@@ -201,6 +201,7 @@ impl Executor {
                 .chain(target.apps.keys().cloned())
                 .collect();
             let _guards = self.take_locks(&apps, &mut current)?;
+            self.drop_half_created(&mut current, target).await?;
             let p = plan::plan(&current, target, &self.host, PlanOptions { force });
             report.held = p.held.clone();
             if p.steps.is_empty() {
@@ -226,6 +227,40 @@ impl Executor {
             }
         }
         Ok(report)
+    }
+
+    /// A create step is two engine calls when a service has several networks (create, then
+    /// connect). A supervisor killed between them leaves a created container short of a
+    /// network; the planner would only start it, so it is removed here and created again.
+    async fn drop_half_created(
+        &self,
+        current: &mut CurrentState,
+        target: &TargetState,
+    ) -> Result<(), ExecError> {
+        let desired = plan::desired_containers(target, &self.host);
+        let mut dropped = BTreeSet::new();
+        for c in &current.containers {
+            if c.status != ContainerStatus::Created {
+                continue;
+            }
+            let Some(d) = desired.iter().find(|d| d.name == c.name) else {
+                continue;
+            };
+            let attached: BTreeSet<String> = c
+                .networks
+                .iter()
+                .map(|n| Owned::new(&c.app, n).engine_name())
+                .collect();
+            if d.networks.keys().any(|n| !attached.contains(n)) {
+                self.engine
+                    .remove_container(&c.name, true)
+                    .await
+                    .map_err(ExecError::engine(format!("remove half-created {}", c.name)))?;
+                dropped.insert(c.name.clone());
+            }
+        }
+        current.containers.retain(|c| !dropped.contains(&c.name));
+        Ok(())
     }
 
     /// Create+start pairs (see [`independent_pairs`]) at once; the first error wins, after
