@@ -58,6 +58,31 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Restart an app, or restart/stop/start one of its services, as the supervisor API
+    /// does; prints the containers acted on. Refused while the app holds its update lock
+    /// (stop and restart), unless --force.
+    App {
+        action: AppAction,
+        /// App UUID or numeric id.
+        app: String,
+        /// The service (for the *-service actions).
+        service: Option<String>,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        engine: Option<PathBuf>,
+        #[arg(long, default_value = lock::HOST_LOCK_ROOT)]
+        lock_root: PathBuf,
+    },
+}
+
+/// The supervisor API's app actions (`POST /v2/applications/:appId/<action>`).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AppAction {
+    Restart,
+    RestartService,
+    StopService,
+    StartService,
 }
 
 fn engine_socket(arg: Option<PathBuf>) -> PathBuf {
@@ -67,6 +92,50 @@ fn engine_socket(arg: Option<PathBuf>) -> PathBuf {
             .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
     })
     .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")
+}
+
+async fn negotiated(socket: &std::path::Path) -> anyhow::Result<fleet_engine::Engine> {
+    let mut engine = fleet_engine::Engine::new(socket);
+    engine
+        .negotiate()
+        .await
+        .with_context(|| format!("engine at {}", socket.display()))?;
+    Ok(engine)
+}
+
+fn app_action(
+    action: AppAction,
+    app: &str,
+    service: Option<&str>,
+    force: bool,
+    socket: PathBuf,
+    lock_root: PathBuf,
+) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let host = HostContext {
+            engine_socket: socket.display().to_string(),
+            ..HostContext::default()
+        };
+        let executor = Executor::new(negotiated(&socket).await?, host, lock_root);
+        let service = || service.context("this action needs a SERVICE");
+        let names = match action {
+            AppAction::Restart => executor.restart_app(app, force).await?,
+            AppAction::RestartService => executor.restart_service(app, service()?, force).await?,
+            AppAction::StopService => executor.stop_service(app, service()?, force).await?,
+            AppAction::StartService => executor.start_service(app, service()?, force).await?,
+        };
+        for name in names {
+            println!("{name}");
+        }
+        Ok(())
+    })
 }
 
 /// What `apply` is told on the command line.
@@ -98,16 +167,8 @@ fn apply(args: ApplyArgs) -> anyhow::Result<bool> {
         None => HostContext::default(),
     };
     host.engine_socket = socket.display().to_string();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
-    runtime.block_on(async move {
-        let mut engine = fleet_engine::Engine::new(&socket);
-        engine
-            .negotiate()
-            .await
-            .with_context(|| format!("engine at {}", socket.display()))?;
+    runtime()?.block_on(async move {
+        let engine = negotiated(&socket).await?;
         let mut executor = Executor::new(engine, host, lock_root);
         if let Some(dir) = images {
             executor = executor.with_image_dir(dir);
@@ -131,6 +192,21 @@ fn apply(args: ApplyArgs) -> anyhow::Result<bool> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::App {
+            action,
+            app,
+            service,
+            force,
+            engine,
+            lock_root,
+        } => app_action(
+            action,
+            &app,
+            service.as_deref(),
+            force,
+            engine_socket(engine),
+            lock_root,
+        )?,
         Command::Apply {
             target: target_file,
             force,
