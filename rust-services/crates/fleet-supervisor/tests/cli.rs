@@ -60,3 +60,23 @@ fn plan_from_empty_state_prints_json_steps() {
     assert_eq!(kinds.iter().filter(|k| **k == "start").count(), 3);
     assert_eq!(kinds[0], "create-network");
 }
+
+#[test]
+fn apply_without_an_engine_names_the_socket_and_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("no-engine.sock");
+    let out = bin()
+        .args(["apply", "--target", EXAMPLE, "--engine"])
+        .arg(&socket)
+        .arg("--lock-root")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("engine at {}", socket.display())),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
