@@ -190,22 +190,153 @@ impl Engine {
                 true,
             )
             .await?;
-        // The body is a stream of JSON messages; an `error` in any of them fails the load.
-        let mut lines = Vec::new();
-        let stream = serde_json::Deserializer::from_slice(&r.body).into_iter::<LoadMessage>();
-        for msg in stream {
-            let msg = msg.map_err(|e| Error::Decode {
-                path: "/images/load".into(),
-                source: e,
-            })?;
-            if let Some(err) = msg.error {
-                return Err(Error::Load(err));
-            }
-            if let Some(s) = msg.stream {
-                lines.push(s.trim().to_string());
-            }
+        progress_lines("/images/load", &r.body)
+    }
+
+    /// Containers carrying `label` (`key` or `key=value`), stopped ones included.
+    pub async fn list_containers_labelled(
+        &self,
+        label: &str,
+    ) -> Result<Vec<ContainerSummary>, Error> {
+        self.get_json(
+            &format!("/containers/json?all=1&filters={}", label_filter(label)),
+            true,
+        )
+        .await
+    }
+
+    /// Stops with the container's own stop signal and `StopTimeout` (set at create).
+    /// Already stopped is fine.
+    pub async fn stop_container_default(&self, name: &str) -> Result<(), Error> {
+        let path = format!("/containers/{}/stop", encode(name));
+        match self.call("POST", &path, Body::Empty, true).await {
+            Err(Error::Api { status: 304, .. }) => Ok(()),
+            r => r.map(|_| ()),
         }
-        Ok(lines)
+    }
+
+    /// Starts a created or stopped container; already running is fine.
+    pub async fn start_container_idempotent(&self, name: &str) -> Result<(), Error> {
+        match self.start_container(name).await {
+            Err(Error::Api { status: 304, .. }) => Ok(()),
+            r => r,
+        }
+    }
+
+    pub async fn list_images(&self) -> Result<Vec<ImageSummary>, Error> {
+        self.get_json("/images/json", true).await
+    }
+
+    /// Removes an image reference (the image itself once nothing else refers to it).
+    /// Missing is fine; in use is an error (HTTP 409).
+    pub async fn remove_image(&self, name: &str) -> Result<(), Error> {
+        let path = format!("/images/{}", encode(name));
+        match self.call("DELETE", &path, Body::Empty, true).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    /// Tags `source` (name or ID) as `repo:tag`.
+    pub async fn tag_image(&self, source: &str, repo: &str, tag: &str) -> Result<(), Error> {
+        let path = format!(
+            "/images/{}/tag?repo={}&tag={}",
+            encode(source),
+            encode(repo),
+            encode(tag)
+        );
+        self.call("POST", &path, Body::Empty, true)
+            .await
+            .map(|_| ())
+    }
+
+    /// `docker pull` without registry credentials: `reference` is `repo[:tag]` or
+    /// `repo@digest`. The engine streams progress; an `error` in it fails the pull.
+    pub async fn pull_image(&self, reference: &str) -> Result<(), Error> {
+        let (repo, tag) = split_reference(reference);
+        let path = format!(
+            "/images/create?fromImage={}&tag={}",
+            encode(repo),
+            encode(tag)
+        );
+        let r = self.call("POST", &path, Body::Empty, true).await?;
+        progress_lines(&path, &r.body).map(|_| ())
+    }
+
+    /// Volumes carrying `label` (`key` or `key=value`).
+    pub async fn list_volumes_labelled(&self, label: &str) -> Result<Vec<VolumeSummary>, Error> {
+        let list: VolumeList = self
+            .get_json(&format!("/volumes?filters={}", label_filter(label)), true)
+            .await?;
+        Ok(list.volumes)
+    }
+
+    /// Creates a volume; an existing volume of that name is returned as is by the engine.
+    pub async fn create_volume(&self, spec: &CreateVolume) -> Result<(), Error> {
+        let body = serde_json::to_vec(spec).map_err(|e| Error::Protocol(e.to_string()))?;
+        self.call("POST", "/volumes/create", Body::Json(body), true)
+            .await
+            .map(|_| ())
+    }
+
+    /// Missing is fine.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), Error> {
+        let path = format!("/volumes/{}", encode(name));
+        match self.call("DELETE", &path, Body::Empty, true).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    /// Networks carrying `label` (`key` or `key=value`).
+    pub async fn list_networks_labelled(&self, label: &str) -> Result<Vec<NetworkSummary>, Error> {
+        self.get_json(&format!("/networks?filters={}", label_filter(label)), true)
+            .await
+    }
+
+    /// Creates a network; one of the same name existing already is fine.
+    pub async fn create_network(&self, spec: &CreateNetwork) -> Result<(), Error> {
+        let body = serde_json::to_vec(spec).map_err(|e| Error::Protocol(e.to_string()))?;
+        match self
+            .call("POST", "/networks/create", Body::Json(body), true)
+            .await
+        {
+            Err(Error::Api { status: 409, .. }) => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    /// Missing is fine.
+    pub async fn remove_network(&self, name: &str) -> Result<(), Error> {
+        let path = format!("/networks/{}", encode(name));
+        match self.call("DELETE", &path, Body::Empty, true).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    /// Attaches a (created or running) container to a further network.
+    pub async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        endpoint: &EndpointConfig,
+    ) -> Result<(), Error> {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Connect<'a> {
+            container: &'a str,
+            endpoint_config: &'a EndpointConfig,
+        }
+        let body = serde_json::to_vec(&Connect {
+            container,
+            endpoint_config: endpoint,
+        })
+        .map_err(|e| Error::Protocol(e.to_string()))?;
+        let path = format!("/networks/{}/connect", encode(network));
+        self.call("POST", &path, Body::Json(body), true)
+            .await
+            .map(|_| ())
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str, versioned: bool) -> Result<T, Error> {
@@ -246,6 +377,44 @@ fn decode<T: DeserializeOwned>(path: &str, r: &http::Response) -> Result<T, Erro
         path: path.into(),
         source,
     })
+}
+
+/// A streamed progress answer (a sequence of JSON messages): its text lines, or the first
+/// `error` it reports.
+fn progress_lines(path: &str, body: &[u8]) -> Result<Vec<String>, Error> {
+    let mut lines = Vec::new();
+    let stream = serde_json::Deserializer::from_slice(body).into_iter::<LoadMessage>();
+    for msg in stream {
+        let msg = msg.map_err(|e| Error::Decode {
+            path: path.into(),
+            source: e,
+        })?;
+        if let Some(err) = msg.error {
+            return Err(Error::Load(err));
+        }
+        if let Some(s) = msg.stream.or(msg.status) {
+            lines.push(s.trim().to_string());
+        }
+    }
+    Ok(lines)
+}
+
+/// `{"label":["key=value"]}`, percent-encoded for a query string.
+fn label_filter(label: &str) -> String {
+    let filter = serde_json::json!({ "label": [label] });
+    encode(&filter.to_string())
+}
+
+/// `repo:tag` → (`repo`, `tag`); `repo@sha256:…` keeps the digest as the tag part, as the
+/// pull endpoint wants; a `:` inside a registry host (`host:5000/repo`) is not a tag.
+fn split_reference(reference: &str) -> (&str, &str) {
+    if let Some((repo, digest)) = reference.split_once('@') {
+        return (repo, digest);
+    }
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
 }
 
 fn optional<T>(r: Result<T, Error>) -> Result<Option<T>, Error> {
@@ -290,6 +459,14 @@ mod tests {
     fn versions_compare_numerically() {
         assert!(version_less("1.9", "1.41"));
         assert!(!version_less("1.43", "1.41"));
+    }
+
+    #[test]
+    fn splits_references() {
+        assert_eq!(split_reference("a/b:1"), ("a/b", "1"));
+        assert_eq!(split_reference("host:5000/b"), ("host:5000/b", "latest"));
+        assert_eq!(split_reference("b@sha256:ff"), ("b", "sha256:ff"));
+        assert_eq!(split_reference("host:5000/b:2"), ("host:5000/b", "2"));
     }
 
     #[test]

@@ -27,6 +27,57 @@ pub struct ContainerSummary {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
+pub struct ImageSummary {
+    pub id: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub repo_tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeSummary {
+    pub name: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct VolumeList {
+    #[serde(default, deserialize_with = "null_default")]
+    pub volumes: Vec<VolumeSummary>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkSummary {
+    pub id: String,
+    pub name: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `POST /volumes/create` body.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateVolume {
+    pub name: String,
+    pub driver: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `POST /networks/create` body.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateNetwork {
+    pub name: String,
+    pub driver: String,
+    pub check_duplicate: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct ContainerInspect {
     pub id: String,
     /// The image ID the container was created from.
@@ -35,6 +86,48 @@ pub struct ContainerInspect {
     pub state: ContainerState,
     #[serde(default)]
     pub restart_count: u64,
+    /// `/name` as the engine reports it.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub created: String,
+    #[serde(default)]
+    pub host_config: Option<InspectHostConfig>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub mounts: Vec<MountPoint>,
+    #[serde(default)]
+    pub network_settings: Option<NetworkSettings>,
+}
+
+/// The parts of an inspected container's host configuration fleetOS reads back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InspectHostConfig {
+    #[serde(default)]
+    pub network_mode: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountPoint {
+    /// `bind`, `volume`, `tmpfs`.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub source: String,
+    pub destination: String,
+    #[serde(rename = "RW", default)]
+    pub rw: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkSettings {
+    /// Network name → endpoint.
+    #[serde(default, deserialize_with = "null_default")]
+    pub networks: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,7 +173,8 @@ pub struct ImageInspect {
     pub repo_tags: Vec<String>,
 }
 
-/// `POST /containers/create` body.
+/// `POST /containers/create` body. Optional fields are left out of the JSON when unset,
+/// so a caller that sets only the first four sends (and hashes) the same body as before.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateContainer {
@@ -88,15 +182,137 @@ pub struct CreateContainer {
     pub env: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub host_config: HostConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Seconds between the stop signal and SIGKILL when stopped without a timeout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
+    /// `"80/tcp"` → `{}`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub exposed_ports: BTreeMap<String, Empty>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub networking_config: Option<NetworkingConfig>,
+}
+
+/// A JSON `{}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Empty {}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthConfig {
+    /// `["NONE"]`, `["CMD", ...]` or `["CMD-SHELL", "..."]`.
+    pub test: Vec<String>,
+    /// Nanoseconds; 0 = the engine's default.
+    pub interval: u64,
+    pub timeout: u64,
+    pub start_period: u64,
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkingConfig {
+    /// Network name → endpoint settings. API 1.41 accepts one network at create; connect
+    /// the others with [`crate::Engine::connect_network`] before starting.
+    pub endpoints_config: BTreeMap<String, EndpointConfig>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointConfig {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    #[serde(rename = "IPAMConfig", skip_serializing_if = "Option::is_none")]
+    pub ipam_config: Option<IpamConfig>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IpamConfig {
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HostConfig {
-    /// `host:container[:ro]`
+    /// `host:container[:ro]`, or `volume:container[:ro]` for a named volume.
     pub binds: Vec<String>,
     pub network_mode: String,
     pub restart_policy: RestartPolicy,
+    /// `"80/tcp"` → host bindings.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceMapping>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+    /// Mount point → options.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tmpfs: BTreeMap<String, String>,
+    /// Bytes; absent = unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    /// `host:ip`
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub readonly_rootfs: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortBinding {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host_ip: String,
+    /// Empty: the engine picks a port.
+    pub host_port: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    pub cgroup_permissions: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -123,10 +339,13 @@ pub(crate) struct ErrorMessage {
     pub message: String,
 }
 
+/// One message of a streamed progress answer (image load, image pull).
 #[derive(Debug, Deserialize)]
 pub(crate) struct LoadMessage {
     #[serde(default)]
     pub stream: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
 }

@@ -1,4 +1,4 @@
-//! fleetOS supervisor core: everything that decides *what* to do, with no engine I/O.
+//! fleetOS supervisor: what to do (pure modules) and doing it on the engine ([`exec`]).
 //!
 //! - [`compose`]: balena's documented subset of Compose v2.1 → typed service specs;
 //! - [`labels`]: `io.fleet.` / `io.balena.` / `io.resin.` feature labels → container settings;
@@ -6,10 +6,13 @@
 //! - [`plan`]: the pure planner from current + target state to ordered steps;
 //! - [`lock`]: the per-app update-lock directories and the flock check;
 //! - [`daemon`]: `fleet-supervisor run`: target polling, the reconcile loop and the HTTP API,
-//!   driving the engine through its `Reconciler` trait.
+//!   driving the engine through its `Reconciler` trait (implemented by [`exec`]);
+//! - [`exec`]: the executor, running plans against the engine through the shared Engine
+//!   API client (`fleet-engine`).
 
 pub mod compose;
 pub mod daemon;
+pub mod exec;
 pub mod labels;
 pub mod lock;
 pub mod plan;

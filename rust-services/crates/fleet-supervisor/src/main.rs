@@ -1,5 +1,6 @@
-//! `fleet-supervisor`: the daemon (`run`), its Docker healthcheck, and offline checks and
-//! the planner on files.
+//! `fleet-supervisor`: the daemon (`run`), its Docker healthcheck, `apply` (converge the
+//! engine to a target file once), the API's app actions, and offline checks and the planner
+//! on files.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,9 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fleet_supervisor::daemon::{self, RunArgs, Settings, Timing};
-use fleet_supervisor::{compose, labels::HostContext, plan, target};
+use fleet_supervisor::exec::{self, Executor};
+use fleet_supervisor::{compose, labels::HostContext, lock, plan, target};
 
-mod engine_only;
+/// Exit code of `apply` when updates were held back by update locks.
+const EXIT_HELD: u8 = 2;
 
 #[derive(Parser)]
 #[command(version, about = "fleetOS supervisor")]
@@ -45,6 +48,62 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Converge the container engine to a target-state file once, printing each step run.
+    /// Exit 2 when an update lock held some update back.
+    Apply {
+        #[arg(long)]
+        target: PathBuf,
+        /// Update even where an app holds its update lock.
+        #[arg(long)]
+        force: bool,
+        /// Engine socket (default: DOCKER_HOST when it is unix://, else /var/run/docker.sock).
+        #[arg(long)]
+        engine: Option<PathBuf>,
+        /// Host directory of the apps' update-lock directories.
+        #[arg(long, default_value = lock::HOST_LOCK_ROOT)]
+        lock_root: PathBuf,
+        /// Directory of `docker save` tarballs to load images from before pulling.
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// config.json whose supervisor keys (deviceApiKey, apiEndpoint, listenPort,
+        /// deviceType) feed the feature labels.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Restart an app, or restart/stop/start one of its services, as the supervisor API
+    /// does; prints the containers acted on. Refused while the app holds its update lock
+    /// (stop and restart), unless --force.
+    App {
+        action: AppAction,
+        /// App UUID or numeric id.
+        app: String,
+        /// The service (for the *-service actions).
+        service: Option<String>,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        engine: Option<PathBuf>,
+        #[arg(long, default_value = lock::HOST_LOCK_ROOT)]
+        lock_root: PathBuf,
+    },
+}
+
+/// The supervisor API's app actions (`POST /v2/applications/:appId/<action>`).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AppAction {
+    Restart,
+    RestartService,
+    StopService,
+    StartService,
+}
+
+fn engine_socket(arg: Option<PathBuf>) -> PathBuf {
+    arg.or_else(|| {
+        std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
+    })
+    .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -52,6 +111,95 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+async fn negotiated(socket: &std::path::Path) -> anyhow::Result<fleet_engine::Engine> {
+    let mut engine = fleet_engine::Engine::new(socket);
+    engine
+        .negotiate()
+        .await
+        .with_context(|| format!("engine at {}", socket.display()))?;
+    Ok(engine)
+}
+
+fn app_action(
+    action: AppAction,
+    app: &str,
+    service: Option<&str>,
+    force: bool,
+    socket: PathBuf,
+    lock_root: PathBuf,
+) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let host = HostContext {
+            engine_socket: socket.display().to_string(),
+            ..HostContext::default()
+        };
+        let executor = Executor::new(negotiated(&socket).await?, host, lock_root);
+        let service = || service.context("this action needs a SERVICE");
+        let names = match action {
+            AppAction::Restart => executor.restart_app(app, force).await?,
+            AppAction::RestartService => executor.restart_service(app, service()?, force).await?,
+            AppAction::StopService => executor.stop_service(app, service()?, force).await?,
+            AppAction::StartService => executor.start_service(app, service()?, force).await?,
+        };
+        for name in names {
+            println!("{name}");
+        }
+        Ok(())
+    })
+}
+
+/// What `apply` is told on the command line.
+struct ApplyArgs {
+    target: PathBuf,
+    force: bool,
+    socket: PathBuf,
+    lock_root: PathBuf,
+    images: Option<PathBuf>,
+    config: Option<PathBuf>,
+}
+
+/// `apply`: returns whether every update ran (nothing held).
+fn apply(args: ApplyArgs) -> anyhow::Result<bool> {
+    let ApplyArgs {
+        target: target_file,
+        force,
+        socket,
+        lock_root,
+        images,
+        config,
+    } = args;
+    let t = target::load(&target_file)?;
+    let mut host = match &config {
+        Some(path) => match fleet_core::config::Config::load(path)? {
+            Some(c) => HostContext::from_supervisor_keys(&c.settings().supervisor),
+            None => anyhow::bail!("{}: no such file", path.display()),
+        },
+        None => HostContext::default(),
+    };
+    host.engine_socket = socket.display().to_string();
+    runtime()?.block_on(async move {
+        let engine = negotiated(&socket).await?;
+        let mut executor = Executor::new(engine, host, lock_root);
+        if let Some(dir) = images {
+            executor = executor.with_image_dir(dir);
+        }
+        let report = executor.apply(&t, force).await?;
+        for step in &report.steps {
+            println!("{}", exec::describe(step));
+        }
+        for warning in &report.warnings {
+            eprintln!("warning: {warning}");
+        }
+        for held in &report.held {
+            eprintln!(
+                "held by update lock: {}/{} ({})",
+                held.app, held.service, held.container
+            );
+        }
+        Ok(report.held.is_empty())
+    })
 }
 
 fn run_daemon(args: RunArgs) -> anyhow::Result<()> {
@@ -62,9 +210,22 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<()> {
         retry: Duration::from_secs(args.retry_s.max(1)),
         stall_limit: Duration::from_secs(args.stall_limit_s.max(1)),
     };
-    let reconciler = engine_only::EngineOnly::new(&args.engine_socket);
-    runtime()?.block_on(daemon::run(settings, reconciler, timing))?;
-    Ok(())
+    // App containers get the host's socket path; here it is wherever it is bound.
+    let host = settings.host_context("/var/run/docker.sock");
+    runtime()?.block_on(async move {
+        // Serve the API (and fail /v1/healthy) even when the engine is not up yet; the
+        // version is negotiated when it answers now, else the client's own is used.
+        let engine = match negotiated(&args.engine_socket).await {
+            Ok(engine) => engine,
+            Err(e) => {
+                log::warn!("{e:#}");
+                fleet_engine::Engine::new(&args.engine_socket)
+            }
+        };
+        let executor = Executor::new(engine, host, PathBuf::from(lock::HOST_LOCK_ROOT));
+        daemon::run(settings, executor, timing).await?;
+        anyhow::Ok(())
+    })
 }
 
 /// The healthcheck's verdict: `Ok(true)` for a 200.
@@ -104,6 +265,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             });
+        }
+        Command::App {
+            action,
+            app,
+            service,
+            force,
+            engine,
+            lock_root,
+        } => app_action(
+            action,
+            &app,
+            service.as_deref(),
+            force,
+            engine_socket(engine),
+            lock_root,
+        )?,
+        Command::Apply {
+            target: target_file,
+            force,
+            engine,
+            lock_root,
+            images,
+            config,
+        } => {
+            let args = ApplyArgs {
+                target: target_file,
+                force,
+                socket: engine_socket(engine),
+                lock_root,
+                images,
+                config,
+            };
+            if !apply(args)? {
+                return Ok(ExitCode::from(EXIT_HELD));
+            }
         }
         Command::CheckCompose { file } => {
             let text =

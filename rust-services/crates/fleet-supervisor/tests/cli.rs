@@ -133,3 +133,23 @@ fn run_serves_healthcheck_judges_and_sigterm_stops() {
     assert!(status.success(), "{status:?}: {log}");
     assert!(log.contains("supervisor API on 127.0.0.1"), "{log}");
 }
+
+#[test]
+fn apply_without_an_engine_names_the_socket_and_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("no-engine.sock");
+    let out = bin()
+        .args(["apply", "--target", EXAMPLE, "--engine"])
+        .arg(&socket)
+        .arg("--lock-root")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("engine at {}", socket.display())),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -32,6 +32,15 @@ fn image_from_conf_and_override() {
             .iter()
             .any(|b| b == "/run/docker.sock:/var/run/docker.sock")
     );
+    let lock_bind = format!(
+        "{}/tmp/fleet-supervisor:/tmp/fleet-supervisor",
+        d.path().display()
+    );
+    assert!(
+        c.host_config.binds.contains(&lock_bind),
+        "{:?}",
+        c.host_config.binds
+    );
     assert_eq!(c.labels.get(LABEL_CONFIG_HASH), Some(&want.config_hash));
 
     std::fs::write(

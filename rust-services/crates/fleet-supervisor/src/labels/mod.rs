@@ -114,6 +114,8 @@ pub const RESERVED: &[&str] = &[
     "io.fleet.service-name",
     "io.fleet.release-uuid",
     "io.fleet.service-digest",
+    "io.fleet.app-id",
+    "io.fleet.name",
 ];
 
 fn strip_prefix(key: &str) -> Option<&str> {

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::model::{
-    LABEL_APP, LABEL_DIGEST, LABEL_RELEASE, LABEL_SERVICE, LABEL_SUPERVISED, Owned,
+    LABEL_APP, LABEL_APP_ID, LABEL_DIGEST, LABEL_RELEASE, LABEL_SERVICE, LABEL_SUPERVISED, Owned,
 };
 use crate::compose::{NetworkAttachment, NetworkMode, Service};
 use crate::labels::{self, BindMount, HostContext, UpdateStrategy};
@@ -124,6 +124,7 @@ pub fn desired_containers(target: &TargetState, host: &HostContext) -> Vec<Conta
             let mut all_labels = spec.labels.clone();
             all_labels.insert(LABEL_SUPERVISED.to_string(), "1".to_string());
             all_labels.insert(LABEL_APP.to_string(), app.uuid.clone());
+            all_labels.insert(LABEL_APP_ID.to_string(), app.id.to_string());
             all_labels.insert(LABEL_SERVICE.to_string(), service_name.clone());
             all_labels.insert(LABEL_RELEASE.to_string(), release.uuid.clone());
             all_labels.insert(LABEL_DIGEST.to_string(), digest.clone());

@@ -13,7 +13,7 @@ mod tests;
 
 pub use desired::{ContainerConfig, VolumeBinding, desired_containers};
 pub use model::{
-    Container, ContainerStatus, CurrentState, LABEL_APP, LABEL_DIGEST, LABEL_RELEASE,
-    LABEL_SERVICE, LABEL_SUPERVISED, Owned,
+    Container, ContainerStatus, CurrentState, LABEL_APP, LABEL_APP_ID, LABEL_DIGEST, LABEL_NAME,
+    LABEL_RELEASE, LABEL_SERVICE, LABEL_SUPERVISED, Owned,
 };
 pub use planner::{Held, Plan, PlanOptions, Step, plan};

@@ -11,6 +11,10 @@ pub const LABEL_SERVICE: &str = "io.fleet.service-name";
 pub const LABEL_RELEASE: &str = "io.fleet.release-uuid";
 /// Digest of the container's configuration: equal digest ⇔ nothing to update.
 pub const LABEL_DIGEST: &str = "io.fleet.service-digest";
+/// The app's numeric id (balena's `appId`, as the supervisor API names apps).
+pub const LABEL_APP_ID: &str = "io.fleet.app-id";
+/// Compose name of a volume or network the supervisor created.
+pub const LABEL_NAME: &str = "io.fleet.name";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -36,6 +40,12 @@ pub struct Container {
     /// Compose names of the app networks it is attached to.
     #[serde(default)]
     pub networks: BTreeSet<String>,
+    /// Engine container ID (empty in plain-data states the planner's tests build).
+    #[serde(default)]
+    pub id: String,
+    /// How often the engine restarted it (restart policy).
+    #[serde(default)]
+    pub restart_count: u64,
 }
 
 impl Container {
@@ -58,6 +68,8 @@ impl Container {
             digest: labels.get(LABEL_DIGEST)?.clone(),
             status,
             networks,
+            id: String::new(),
+            restart_count: 0,
         })
     }
 }

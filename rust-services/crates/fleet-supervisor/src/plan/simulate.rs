@@ -96,6 +96,8 @@ pub fn apply(state: &mut CurrentState, step: &Step, target: &TargetState) -> Res
                 digest: config.digest.clone(),
                 status: ContainerStatus::Created,
                 networks,
+                id: String::new(),
+                restart_count: 0,
             });
         }
         Step::Start { container } => {

@@ -760,6 +760,8 @@ fn build(apps: &[GenApp]) -> (TargetState, CurrentState) {
                 digest,
                 status,
                 networks,
+                id: String::new(),
+                restart_count: 0,
             });
         }
     }

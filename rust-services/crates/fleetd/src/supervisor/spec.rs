@@ -17,6 +17,10 @@ pub const DEFAULT_LISTEN_PORT: u16 = 48484;
 pub const DBUS_SYSTEM_SOCKET: &str = "/run/dbus/system_bus_socket";
 /// The host's journal socket, bound so the supervisor logs with structured fields.
 pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+/// The apps' update-lock directories (fleet-supervisor's `lock::HOST_LOCK_ROOT` is below it):
+/// the supervisor flocks them and binds them into app containers by their host path, so it
+/// sees them at the same path.
+pub const APP_LOCK_ROOT: &str = "/tmp/fleet-supervisor";
 pub const LABEL_MANAGED: &str = "io.fleet.managed";
 pub const LABEL_ROLE: &str = "io.fleet.role";
 pub const LABEL_IMAGE: &str = "io.fleet.image";
@@ -122,6 +126,7 @@ pub fn desired(root: &Root, engine_socket: &Path) -> Result<Desired, SpecError> 
             root.path(DBUS_SYSTEM_SOCKET).display()
         ),
         format!("{}:{JOURNAL_SOCKET}", root.path(JOURNAL_SOCKET).display()),
+        format!("{}:{APP_LOCK_ROOT}", root.path(APP_LOCK_ROOT).display()),
     ];
     let mut create = CreateContainer {
         image: image.clone(),
@@ -131,7 +136,9 @@ pub fn desired(root: &Root, engine_socket: &Path) -> Result<Desired, SpecError> 
             binds,
             network_mode: "host".into(),
             restart_policy: RestartPolicy { name: "no".into() },
+            ..HostConfig::default()
         },
+        ..CreateContainer::default()
     };
     let hash = hex(&Sha256::digest(
         serde_json::to_vec(&create).unwrap_or_default(),

@@ -1,0 +1,90 @@
+//! The daemon's engine side: [`Executor`] is the [`Reconciler`] `fleet-supervisor run` drives.
+
+use super::{ExecError, Executor};
+use crate::daemon::{ApplySummary, ReconcileError, Reconciler, ServiceState, report};
+use crate::plan::CurrentState;
+use crate::target::TargetState;
+
+/// Locks become HTTP 423, unknown apps/services 404, everything else 503.
+fn reconcile_error(e: ExecError) -> ReconcileError {
+    match e {
+        ExecError::Locked { .. } => ReconcileError::Locked(e.to_string()),
+        ExecError::NoSuchApp { .. } | ExecError::NoSuchService { .. } => {
+            ReconcileError::NotFound(e.to_string())
+        }
+        other => ReconcileError::Failed(format!("{other:#}")),
+    }
+}
+
+impl Reconciler for Executor {
+    async fn current_state(&self) -> Result<CurrentState, ReconcileError> {
+        Executor::current_state(self).await.map_err(reconcile_error)
+    }
+
+    async fn service_states(&self) -> Result<Vec<ServiceState>, ReconcileError> {
+        report::from_engine(self.engine()).await
+    }
+
+    async fn apply(
+        &self,
+        target: &TargetState,
+        force: bool,
+    ) -> Result<ApplySummary, ReconcileError> {
+        let report = Executor::apply(self, target, force)
+            .await
+            .map_err(reconcile_error)?;
+        for step in &report.steps {
+            log::info!("{}", super::describe(step));
+        }
+        for warning in &report.warnings {
+            log::warn!("{warning}");
+        }
+        Ok(ApplySummary {
+            steps: report.steps.len(),
+            held: report.held,
+        })
+    }
+
+    async fn restart_service(
+        &self,
+        app: &str,
+        service: &str,
+        force: bool,
+    ) -> Result<(), ReconcileError> {
+        Executor::restart_service(self, app, service, force)
+            .await
+            .map(drop)
+            .map_err(reconcile_error)
+    }
+
+    async fn stop_service(
+        &self,
+        app: &str,
+        service: &str,
+        force: bool,
+    ) -> Result<(), ReconcileError> {
+        Executor::stop_service(self, app, service, force)
+            .await
+            .map(drop)
+            .map_err(reconcile_error)
+    }
+
+    async fn start_service(
+        &self,
+        app: &str,
+        service: &str,
+        force: bool,
+    ) -> Result<(), ReconcileError> {
+        Executor::start_service(self, app, service, force)
+            .await
+            .map(drop)
+            .map_err(reconcile_error)
+    }
+
+    async fn restart_app(&self, app: &str, force: bool) -> Result<(), ReconcileError> {
+        Executor::restart_app(self, app, force)
+            .await
+            .map(drop)
+            .map_err(reconcile_error)
+    }
+}

@@ -1,0 +1,135 @@
+use std::path::Path;
+
+use super::*;
+use crate::target;
+
+const APP: &str = "app1";
+
+fn target_of(compose: &str) -> TargetState {
+    let doc = serde_json::json!({
+        "dev": { "apps": { APP: { "id": 7, "name": "a", "releases": {
+            "r1": { "id": 1, "composition": compose } } } } }
+    });
+    target::parse(doc.to_string().as_bytes()).unwrap()
+}
+
+fn request(compose: &str) -> CreateRequest {
+    let t = target_of(compose);
+    let configs = plan::desired_containers(&t, &HostContext::default());
+    create_request(&configs[0], Path::new("/run/locks"))
+}
+
+#[test]
+fn tarball_names() {
+    assert_eq!(
+        image_tarball_name("registry.example/app:5521"),
+        "registry.example_app_5521.tar"
+    );
+}
+
+#[test]
+fn lock_dir_moves_to_the_lock_root_and_volumes_are_named() {
+    let r = request(
+        "volumes: {data: {}}\nservices:\n  web:\n    image: x\n    volumes: ['data:/data:ro']\n",
+    );
+    let binds = &r.body.host_config.binds;
+    assert!(
+        binds.contains(&"/run/locks/app1:/tmp/balena".to_string()),
+        "{binds:?}"
+    );
+    assert!(
+        binds.contains(&"/run/locks/app1:/tmp/resin".to_string()),
+        "{binds:?}"
+    );
+    assert!(
+        binds.contains(&"app1_data:/data:ro".to_string()),
+        "{binds:?}"
+    );
+    assert_eq!(r.body.host_config.network_mode, "app1_default");
+    assert_eq!(r.body.host_config.restart_policy.name, "always");
+    let core = &r.body.host_config.ulimits;
+    assert_eq!((core[0].name.as_str(), core[0].hard), ("core", 0));
+    let endpoints = &r.body.networking_config.as_ref().unwrap().endpoints_config;
+    assert_eq!(endpoints["app1_default"].aliases, ["web"]);
+    assert_eq!(r.body.labels["io.fleet.app-id"], "7");
+}
+
+#[test]
+fn every_host_setting_reaches_the_body() {
+    let r = request(concat!(
+        "networks: {front: {}, back: {}}\n",
+        "services:\n  web:\n    image: x\n    command: [a, b]\n    entrypoint: /e\n",
+        "    ports: ['127.0.0.1:80:8080', '53/udp']\n    expose: [9000]\n",
+        "    networks: {front: {aliases: [www]}, back: {}}\n",
+        "    privileged: true\n    cap_add: [NET_ADMIN]\n    cap_drop: [MKNOD]\n",
+        "    devices: ['/dev/null:/dev/n:r']\n    ulimits: {nofile: {soft: 10, hard: 20}}\n",
+        "    tmpfs: ['/run:size=1m']\n    working_dir: /w\n    user: '1:2'\n",
+        "    stop_signal: SIGINT\n    stop_grace_period: 2500ms\n",
+        "    healthcheck: {test: ['CMD', 'true'], interval: 1s, retries: 2}\n",
+        "    mem_limit: 64m\n    cpu_shares: 512\n    sysctls: {net.core.somaxconn: '1024'}\n",
+        "    dns: [1.1.1.1]\n    extra_hosts: ['h:10.0.0.1']\n    hostname: box\n",
+        "    read_only: true\n    security_opt: ['no-new-privileges']\n    group_add: [dialout]\n",
+        "    init: true\n    restart: on-failure\n",
+    ));
+    let b = &r.body;
+    let h = &b.host_config;
+    assert_eq!(
+        b.cmd.as_deref(),
+        Some(&["a".to_string(), "b".to_string()][..])
+    );
+    assert_eq!(b.entrypoint.as_deref(), Some(&["/e".to_string()][..]));
+    assert_eq!(h.port_bindings["8080/tcp"][0].host_port, "80");
+    assert_eq!(h.port_bindings["8080/tcp"][0].host_ip, "127.0.0.1");
+    assert_eq!(h.port_bindings["53/udp"][0].host_port, "");
+    assert!(b.exposed_ports.contains_key("9000/tcp"));
+    assert!(h.privileged && h.readonly_rootfs);
+    assert_eq!(
+        (h.cap_add[0].as_str(), h.cap_drop[0].as_str()),
+        ("NET_ADMIN", "MKNOD")
+    );
+    assert_eq!(h.devices[0].path_in_container, "/dev/n");
+    assert!(
+        h.ulimits
+            .iter()
+            .any(|u| u.name == "nofile" && u.soft == 10 && u.hard == 20)
+    );
+    assert_eq!(h.tmpfs["/run"], "size=1m");
+    assert_eq!(b.working_dir.as_deref(), Some("/w"));
+    assert_eq!(b.user.as_deref(), Some("1:2"));
+    assert_eq!(b.stop_signal.as_deref(), Some("SIGINT"));
+    assert_eq!(b.stop_timeout, Some(3));
+    let hc = b.healthcheck.as_ref().unwrap();
+    assert_eq!((hc.interval, hc.retries), (1_000_000_000, 2));
+    assert_eq!(h.memory, Some(64 * 1024 * 1024));
+    assert_eq!(h.cpu_shares, Some(512));
+    assert_eq!(h.sysctls["net.core.somaxconn"], "1024");
+    assert_eq!(
+        (h.dns[0].as_str(), h.extra_hosts[0].as_str()),
+        ("1.1.1.1", "h:10.0.0.1")
+    );
+    assert_eq!(b.hostname.as_deref(), Some("box"));
+    assert_eq!(h.security_opt[0], "no-new-privileges");
+    assert_eq!(h.group_add[0], "dialout");
+    assert_eq!(h.init, Some(true));
+    assert_eq!(h.restart_policy.name, "on-failure");
+    // One network at create, the other connected afterwards, both with the service alias.
+    assert_eq!(h.network_mode, "app1_back");
+    assert_eq!(r.extra_networks.len(), 1);
+    assert_eq!(r.extra_networks[0].0, "app1_front");
+    assert_eq!(r.extra_networks[0].1.aliases, ["web", "www"]);
+}
+
+#[test]
+fn host_networking_has_no_endpoints() {
+    let r = request("services:\n  web:\n    image: x\n    network_mode: host\n");
+    assert_eq!(r.body.host_config.network_mode, "host");
+    assert!(r.body.networking_config.is_none() && r.extra_networks.is_empty());
+}
+
+#[test]
+fn engine_statuses() {
+    assert_eq!(engine_status("created"), ContainerStatus::Created);
+    assert_eq!(engine_status("restarting"), ContainerStatus::Running);
+    assert_eq!(engine_status("exited"), ContainerStatus::Exited);
+    assert_eq!(engine_status("dead"), ContainerStatus::Exited);
+}
