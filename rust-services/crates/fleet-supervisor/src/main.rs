@@ -346,7 +346,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // The daemon's logger may be the journal; the one-line reason goes to both.
-            log::error!("{e:#}");
+            if daemon::logs_to_journal() {
+                log::error!("{e:#}");
+            }
             eprintln!("fleet-supervisor: {e:#}");
             ExitCode::FAILURE
         }

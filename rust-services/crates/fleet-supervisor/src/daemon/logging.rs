@@ -7,6 +7,13 @@ use systemd_journal_logger::JournalLog;
 
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
+static TO_JOURNAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True once [`init`] installed the journal logger (stderr then still needs the error).
+pub fn to_journal() -> bool {
+    TO_JOURNAL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Sets up the global logger once; `FLEET_LOG=debug|trace` raises the level.
 pub fn init() {
     let level = match std::env::var("FLEET_LOG").as_deref() {
@@ -19,9 +26,11 @@ pub fn init() {
             || std::path::Path::new(JOURNAL_SOCKET).exists());
     let journal = wants_journal.then(|| JournalLog::new().ok()).flatten();
     let installed = match journal {
-        Some(j) => j
-            .with_syslog_identifier("fleet-supervisor".into())
-            .install(),
+        Some(j) => {
+            TO_JOURNAL.store(true, std::sync::atomic::Ordering::Relaxed);
+            j.with_syslog_identifier("fleet-supervisor".into())
+                .install()
+        }
         None => log::set_boxed_logger(Box::new(Stderr)),
     };
     if installed.is_ok() {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-pub use logging::init as init_logging;
+pub use logging::{init as init_logging, to_journal as logs_to_journal};
 pub use settings::{DEFAULT_LISTEN_PORT, RunArgs, Settings, SettingsError};
 
 use crate::plan::{CurrentState, Held};

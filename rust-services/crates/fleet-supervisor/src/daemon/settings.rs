@@ -59,7 +59,7 @@ pub struct Settings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] fleet_core::config::ConfigError),
     #[error("FLEET_LISTEN_PORT: not a port number: {0:?}")]
     Port(String),
