@@ -5,6 +5,7 @@
 //!   unknown keys in order.
 //! - [`bootenv`]: the A/B boot state in GRUB's or U-Boot's environment.
 //! - `bundle` (feature `bundle`): signed update bundles.
+//! - [`error`]: one line for an error and its causes.
 //! - [`fs`]: power-loss-safe file writes.
 //! - [`root`]: the root prefix (`--root` / `FLEET_ROOT`) and the paths of the fleetOS contract.
 
@@ -12,6 +13,7 @@ pub mod bootenv;
 #[cfg(feature = "bundle")]
 pub mod bundle;
 pub mod config;
+pub mod error;
 pub mod fs;
 pub mod root;
 

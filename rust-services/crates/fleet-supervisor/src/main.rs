@@ -218,7 +218,7 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<()> {
         let engine = match negotiated(&args.engine_socket).await {
             Ok(engine) => engine,
             Err(e) => {
-                log::warn!("{e:#}");
+                log::warn!("{}", fleet_core::error::one_line(e.as_ref()));
                 fleet_engine::Engine::new(&args.engine_socket)
             }
         };
@@ -346,10 +346,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // The daemon's logger may be the journal; the one-line reason goes to both.
+            let line = fleet_core::error::one_line(e.as_ref());
             if daemon::logs_to_journal() {
-                log::error!("{e:#}");
+                log::error!("{line}");
             }
-            eprintln!("fleet-supervisor: {e:#}");
+            eprintln!("fleet-supervisor: {line}");
             ExitCode::FAILURE
         }
     }

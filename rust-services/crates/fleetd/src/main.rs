@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e:#}");
+            log::error!("{}", fleet_core::error::one_line(e.as_ref()));
             if e.downcast_ref::<NotImplemented>().is_some() {
                 ExitCode::from(2)
             } else {
