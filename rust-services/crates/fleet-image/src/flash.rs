@@ -84,7 +84,7 @@ pub struct Stats {
     pub image_size: u64,
     /// Bytes written with data (zero blocks included when the target needed them written).
     pub written: u64,
-    /// All-zero bytes left as holes or zeroed by the device.
+    /// All-zero bytes left as holes or zeroed by the device (not transferred, so not read back).
     pub zeroed: u64,
     pub verified: bool,
 }
@@ -147,6 +147,13 @@ struct Seg {
     zero: bool,
     start: usize,
     end: usize,
+}
+
+/// A writer's read-back progress, polled by the main thread.
+#[derive(Default)]
+struct Counters {
+    to_verify: AtomicU64,
+    verified: AtomicU64,
 }
 
 struct Batch {
@@ -217,7 +224,7 @@ impl Flash<'_> {
         for (t, info) in self.targets.iter().zip(self.infos) {
             opened.push(Target::open(t, info)?);
         }
-        let counters: Vec<Arc<AtomicU64>> = opened.iter().map(|_| Arc::default()).collect();
+        let counters: Vec<Arc<Counters>> = opened.iter().map(|_| Arc::default()).collect();
         let mut senders = Vec::new();
         let mut writers: Vec<JoinHandle<Result<Stats, FlashError>>> = Vec::new();
         for (target, verified) in opened.into_iter().zip(&counters) {
@@ -290,10 +297,12 @@ impl Flash<'_> {
         }
         drop(senders);
         if self.opts.verify {
-            let verify_total = offset * writers.len() as u64;
+            let sum = |f: fn(&Counters) -> &AtomicU64| -> u64 {
+                counters.iter().map(|c| f(c).load(Ordering::Relaxed)).sum()
+            };
             while !writers.iter().all(JoinHandle::is_finished) {
-                let done = counters.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-                progress(Phase::Verifying, done, Some(verify_total));
+                let total = sum(|c| &c.to_verify);
+                progress(Phase::Verifying, sum(|c| &c.verified), Some(total));
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
@@ -460,7 +469,7 @@ fn write_target(
     rx: &mpsc::Receiver<Msg>,
     sparse: bool,
     verify: bool,
-    verified_bytes: &AtomicU64,
+    counters: &Counters,
 ) -> Result<Stats, FlashError> {
     let mut stats = Stats::default();
     // Ranges as (start, len, zero), merged when contiguous; verified in this order.
@@ -481,7 +490,9 @@ fn write_target(
                     .finish(image_size)
                     .map_err(target_err(&target.path))?;
                 if verify {
-                    verify_target(&target, &ranges, &expected, verified_bytes)?;
+                    let total = ranges.iter().map(|r| r.1).sum();
+                    counters.to_verify.store(total, Ordering::Relaxed);
+                    verify_target(&target, &ranges, &expected, &counters.verified)?;
                     stats.verified = true;
                 }
                 return Ok(stats);
@@ -498,15 +509,20 @@ fn write_target(
             } else {
                 target.write_at(data, at).map(|()| true)
             };
+            let len = data.len() as u64;
             match written {
-                Ok(true) => stats.written += data.len() as u64,
-                Ok(false) => stats.zeroed += data.len() as u64,
+                Ok(true) => stats.written += len,
+                Ok(false) => {
+                    // Not transferred (a hole, or the device's own write-zeroes command):
+                    // nothing of ours to read back.
+                    stats.zeroed += len;
+                    continue;
+                }
                 Err(e) => {
                     failed = Some(write_error(&target.path, e, at, data.len()));
                     break;
                 }
             }
-            let len = data.len() as u64;
             match ranges.last_mut() {
                 Some((s, l, z)) if *z == seg.zero && *s + *l == at => *l += len,
                 _ => ranges.push((at, len, seg.zero)),
@@ -528,34 +544,56 @@ fn write_error(path: &Path, e: io::Error, at: u64, len: usize) -> FlashError {
     }
 }
 
-/// Reads back every range: data ranges must hash to `expected`, zero ranges read as zeros.
+/// Reads back every written range: data ranges must hash to `expected`, written zero ranges
+/// read as zeros. Reading runs in its own thread so it overlaps the hashing.
 fn verify_target(
     target: &Target,
     ranges: &[(u64, u64, bool)],
     expected: &[u8],
     done: &AtomicU64,
 ) -> Result<(), FlashError> {
-    let mut buf = AlignedBuf::new(CHUNK).ok_or(FlashError::NoMemory)?;
+    // Filled buffers go to the hasher; emptied ones come back to the reader.
+    let (full_tx, full_rx) = mpsc::sync_channel::<(AlignedBuf, usize, bool)>(2);
+    let (empty_tx, empty_rx) = mpsc::channel::<AlignedBuf>();
+    for _ in 0..3 {
+        let _ = empty_tx.send(AlignedBuf::new(CHUNK).ok_or(FlashError::NoMemory)?);
+    }
     let mut hash = Sha256::new();
     let mut zeros_ok = true;
-    for &(start, len, zero) in ranges {
-        let mut at = start;
-        let end = start + len;
-        while at < end {
-            let n = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
-            let piece = &mut buf.spare()[..n];
-            target
-                .read_at(piece, at)
-                .map_err(target_err(&target.path))?;
+    let read = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> io::Result<()> {
+            for &(start, len, zero) in ranges {
+                let mut at = start;
+                let end = start + len;
+                while at < end {
+                    let Ok(mut buf) = empty_rx.recv() else {
+                        return Ok(());
+                    };
+                    let n = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
+                    target.read_at(&mut buf.spare()[..n], at)?;
+                    if full_tx.send((buf, n, zero)).is_err() {
+                        return Ok(());
+                    }
+                    at += n as u64;
+                }
+            }
+            Ok(())
+        });
+        for (mut buf, n, zero) in full_rx {
+            let piece = &buf.spare()[..n];
             if zero {
                 zeros_ok &= piece.chunks(BLOCK).all(is_zero);
             } else {
-                hash.update(&piece[..]);
+                hash.update(piece);
             }
-            at += n as u64;
             done.fetch_add(n as u64, Ordering::Relaxed);
+            let _ = empty_tx.send(buf);
         }
-    }
+        reader
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("verify reader failed")))
+    });
+    read.map_err(target_err(&target.path))?;
     if !zeros_ok || hash.finalize().as_slice() != expected {
         return Err(FlashError::Verify {
             path: target.path.clone(),
