@@ -19,8 +19,8 @@ use crate::bootfs::{BootError, Edits, Slice};
 use crate::inspect::{PartInfo, find_boot, probe_fs};
 use crate::source::{Source, SourceError, read_up_to};
 use crate::table::{Table, TableError};
-pub use crate::target::{TargetInfo, check_target};
 use crate::target::{Target, target_err};
+pub use crate::target::{TargetInfo, check_target};
 
 /// Unit of decompression, hashing and writing.
 const CHUNK: usize = 8 << 20;
@@ -442,7 +442,11 @@ impl Planner<'_> {
                 // can bypass the page cache; chunks start on page boundaries.
                 let a = (s.max(offset) - offset) as usize / ALIGN * ALIGN;
                 let b = ((s + l).min(end) - offset) as usize;
-                push(false, a, b.div_ceil(ALIGN).saturating_mul(ALIGN).min(data.len()));
+                push(
+                    false,
+                    a,
+                    b.div_ceil(ALIGN).saturating_mul(ALIGN).min(data.len()),
+                );
                 if s + l <= end {
                     self.map_index += 1;
                 } else {
@@ -695,6 +699,9 @@ mod tests {
 
     #[test]
     fn merge_joins_touching_ranges() {
-        assert_eq!(merge(vec![(10, 5), (0, 10), (20, 1)]), vec![(0, 15), (20, 1)]);
+        assert_eq!(
+            merge(vec![(10, 5), (0, 10), (20, 1)]),
+            vec![(0, 15), (20, 1)]
+        );
     }
 }

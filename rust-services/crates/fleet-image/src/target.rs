@@ -181,10 +181,7 @@ impl Target {
                 Some(f) => f,
                 None => open(0, false).map_err(target_err(path))?,
             };
-            let rdev = buffered
-                .metadata()
-                .map_err(target_err(path))?
-                .rdev();
+            let rdev = buffered.metadata().map_err(target_err(path))?.rdev();
             Ok(Target {
                 path: path.into(),
                 is_block: true,
