@@ -442,11 +442,18 @@ impl Planner<'_> {
                 // can bypass the page cache; chunks start on page boundaries.
                 let a = (s.max(offset) - offset) as usize / ALIGN * ALIGN;
                 let b = ((s + l).min(end) - offset) as usize;
-                push(
-                    false,
-                    a,
-                    b.div_ceil(ALIGN).saturating_mul(ALIGN).min(data.len()),
-                );
+                let b = b.div_ceil(ALIGN).saturating_mul(ALIGN).min(data.len());
+                if self.sparse {
+                    // Mapped but all zeros (filesystems map blocks they zeroed): no transfer.
+                    let mut at = a;
+                    while at < b {
+                        let next = ((at / BLOCK + 1) * BLOCK).min(b);
+                        push(is_zero(&data[at..next]), at, next);
+                        at = next;
+                    }
+                } else {
+                    push(false, a, b);
+                }
                 if s + l <= end {
                     self.map_index += 1;
                 } else {
@@ -695,6 +702,21 @@ mod tests {
         let segs = planner(Some(&map), false).plan(&data, 0);
         let spans: Vec<(usize, usize)> = segs.iter().map(|s| (s.start, s.end)).collect();
         assert_eq!(spans, vec![(0, 2 * ALIGN), (3 * ALIGN, 3 * ALIGN + 20)]);
+    }
+
+    #[test]
+    fn sparse_map_plan_leaves_zero_blocks_of_mapped_ranges_untransferred() {
+        let map = [(0u64, 3 * BLOCK as u64)];
+        let mut data = vec![0u8; 4 * BLOCK];
+        data[2 * BLOCK] = 1;
+        data[3 * BLOCK] = 1; // unmapped: not written at all
+        let segs = planner(Some(&map), true).plan(&data, 0);
+        let kinds: Vec<(bool, usize, usize)> =
+            segs.iter().map(|s| (s.zero, s.start, s.end)).collect();
+        assert_eq!(
+            kinds,
+            vec![(true, 0, 2 * BLOCK), (false, 2 * BLOCK, 3 * BLOCK)]
+        );
     }
 
     #[test]
