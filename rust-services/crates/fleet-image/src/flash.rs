@@ -1,24 +1,35 @@
-//! The write engine: decompress in one thread, write (skipping zero blocks on fresh files),
-//! apply boot-partition edits in memory before they are written, sync, read back and compare.
+//! The write engine. One thread decompresses into page-aligned chunks; this thread finds the
+//! ranges to write (bmap, or data vs all-zero blocks), hashes them once and hands each chunk to
+//! one writer thread per target, so several targets are written in parallel from a single
+//! decompression. Boot-partition edits are applied in memory before the first write. Each
+//! writer then syncs, reads back what it wrote and compares it with the hash.
 
-use std::fs::{File, OpenOptions};
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::aligned::{ALIGN, AlignedBuf, Chunk, Pool};
 use crate::bootfs::{BootError, Edits, Slice};
 use crate::inspect::{PartInfo, find_boot, probe_fs};
 use crate::source::{Source, SourceError, read_up_to};
 use crate::table::{Table, TableError};
+use crate::target::{Target, target_err};
+pub use crate::target::{TargetInfo, check_target};
 
-const CHUNK: usize = 4 << 20;
-/// Granularity of zero-block skipping.
+/// Unit of decompression, hashing and writing.
+const CHUNK: usize = 8 << 20;
+/// Granularity of zero-block detection.
 const BLOCK: usize = 64 << 10;
 /// Edits need the image up to the end of the boot partition in memory.
 const MAX_BOOT_END: u64 = 1 << 30;
+/// Chunks queued per writer: enough to ride out a slow write without holding much memory.
+const QUEUE: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlashError {
@@ -44,6 +55,12 @@ pub enum FlashError {
     TooSmall { path: PathBuf, have: u64, need: u64 },
     #[error("{path}: verification failed: what was read back differs from what was written")]
     Verify { path: PathBuf },
+    #[error("{path}: given twice")]
+    Duplicate { path: PathBuf },
+    #[error("{path}: aborted: another error stopped the flash")]
+    Aborted { path: PathBuf },
+    #[error("out of memory for the flash buffers")]
+    NoMemory,
     #[error("boot partition ends at {0} bytes, too far to edit while flashing")]
     BootTooFar(u64),
     #[error("image has no FAT boot partition to apply --config etc. to")]
@@ -54,7 +71,7 @@ pub enum FlashError {
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Skip all-zero blocks when the target is a fresh regular file.
+    /// Skip all-zero blocks: holes in fresh files, offloaded zeroing on block devices.
     pub sparse: bool,
     pub verify: bool,
     pub edits: Edits,
@@ -65,211 +82,258 @@ pub struct Options {
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     pub image_size: u64,
+    /// Bytes written with data (zero blocks included when the target needed them written).
     pub written: u64,
+    /// All-zero bytes left as holes or zeroed by the device (not transferred, so not read back).
+    pub zeroed: u64,
     pub verified: bool,
 }
 
-/// What the target is, found before anything is written.
-#[derive(Debug, Clone)]
-pub struct TargetInfo {
-    pub is_block: bool,
-    /// Block device size; `None` for files.
-    pub size: Option<u64>,
-    /// Whether a regular file that already holds data would be overwritten.
-    pub exists_with_data: bool,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Writing,
+    Verifying,
 }
 
-fn target_err(path: &Path) -> impl FnOnce(io::Error) -> FlashError + '_ {
-    move |source| {
-        if source.kind() == io::ErrorKind::PermissionDenied {
-            FlashError::Permission { path: path.into() }
-        } else {
-            FlashError::Target {
-                path: path.into(),
-                source,
-            }
-        }
-    }
-}
-
-/// Checks a target before any write: refuses mounted devices and the disk holding `/`.
-pub fn check_target(path: &Path) -> Result<TargetInfo, FlashError> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(TargetInfo {
-                is_block: false,
-                size: None,
-                exists_with_data: false,
-            });
-        }
-        Err(e) => return Err(target_err(path)(e)),
-    };
-    if !meta.file_type().is_block_device() {
-        if !meta.is_file() {
-            return Err(FlashError::Target {
-                path: path.into(),
-                source: io::Error::other("neither a block device nor a regular file"),
-            });
-        }
-        return Ok(TargetInfo {
-            is_block: false,
-            size: None,
-            exists_with_data: meta.len() > 0,
-        });
-    }
-    let rdev = meta.rdev();
-    let target_sys = sys_path(nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev))
-        .map_err(target_err(path))?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(target_err(path))?;
-    for line in mountinfo.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let (Some(dev), Some(at)) = (fields.get(2), fields.get(4)) else {
-            continue;
-        };
-        let Some((maj, min)) = dev.split_once(':') else {
-            continue;
-        };
-        let (Ok(maj), Ok(min)) = (maj.parse::<u64>(), min.parse::<u64>()) else {
-            continue;
-        };
-        if maj == 0 {
-            continue;
-        }
-        let Ok(sys) = sys_path(maj, min) else {
-            continue;
-        };
-        // A device-mapper or md device counts as on the disk when any member is.
-        let mut backing = vec![sys.clone()];
-        if let Ok(slaves) = std::fs::read_dir(sys.join("slaves")) {
-            backing.extend(
-                slaves
-                    .flatten()
-                    .filter_map(|s| s.path().canonicalize().ok()),
-            );
-        }
-        if backing.iter().any(|b| b.starts_with(&target_sys)) {
-            if *at == "/" {
-                return Err(FlashError::HostDisk { path: path.into() });
-            }
-            return Err(FlashError::Mounted {
-                path: path.into(),
-                at: at.replace("\\040", " "),
-            });
-        }
-    }
-    let mut f = File::open(path).map_err(target_err(path))?;
-    let size = f.seek(SeekFrom::End(0)).map_err(target_err(path))?;
-    Ok(TargetInfo {
-        is_block: true,
-        size: Some(size),
-        exists_with_data: true,
-    })
-}
-
-fn sys_path(major: u64, minor: u64) -> io::Result<PathBuf> {
-    Path::new(&format!("/sys/dev/block/{major}:{minor}")).canonicalize()
-}
-
-nix::ioctl_none!(blkflsbuf, 0x12, 97);
-
-/// Decompressed image in chunks from a reader thread, so decompression overlaps writing.
-fn spawn_reader(mut reader: Box<dyn Read + Send>) -> mpsc::Receiver<io::Result<Vec<u8>>> {
-    let (tx, rx) = mpsc::sync_channel(4);
-    std::thread::spawn(move || {
-        loop {
-            let mut buf = vec![0u8; CHUNK];
-            match read_up_to(&mut reader, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    buf.truncate(n);
-                    if tx.send(Ok(buf)).is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    break;
-                }
-            }
-        }
-    });
-    rx
-}
-
-/// Flashes `source` (opened from `image`) to `target`. `progress(written_offset, total)`.
+/// Flashes `source` (opened from `image`) to every target. Errors that concern the image or
+/// any target's checks stop everything before the first write; errors while writing or
+/// verifying one target are returned for that target alone.
+/// `progress(phase, done, total)` is called from this thread.
 pub fn flash(
     image: &Path,
     source: Source,
-    target: &Path,
+    targets: &[PathBuf],
     opts: &Options,
-    progress: &mut dyn FnMut(u64, Option<u64>),
-) -> Result<Stats, FlashError> {
-    let info = check_target(target)?;
-    let created = !target.exists();
-    let result = flash_checked(image, source, target, &info, opts, progress);
-    if result.is_err() && created {
-        // A file this call created holds nothing useful after a failure.
-        let _ = std::fs::remove_file(target);
+    progress: &mut dyn FnMut(Phase, u64, Option<u64>),
+) -> Result<Vec<Result<Stats, FlashError>>, FlashError> {
+    let mut infos = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        if targets[..i].contains(t) {
+            return Err(FlashError::Duplicate { path: t.clone() });
+        }
+        infos.push(check_target(t)?);
+    }
+    let created: Vec<bool> = targets.iter().map(|t| !t.exists()).collect();
+    let result = Flash {
+        image,
+        targets,
+        infos: &infos,
+        opts,
+    }
+    .run(source, progress);
+    // A file this call created holds nothing useful after a failure.
+    let failed = |i: usize| match &result {
+        Err(_) => true,
+        Ok(r) => r.get(i).is_none_or(Result::is_err),
+    };
+    for (i, t) in targets.iter().enumerate() {
+        if created[i] && failed(i) {
+            let _ = std::fs::remove_file(t);
+        }
     }
     result
 }
 
-fn flash_checked(
-    image: &Path,
-    source: Source,
-    target: &Path,
-    info: &TargetInfo,
-    opts: &Options,
-    progress: &mut dyn FnMut(u64, Option<u64>),
-) -> Result<Stats, FlashError> {
-    let read_err = |source| FlashError::Read {
-        path: image.into(),
-        source,
-    };
-    let total_hint = source.size;
-    let chunks = spawn_reader(source.reader);
-    let mut next = || -> Result<Option<Vec<u8>>, FlashError> {
-        match chunks.recv() {
-            Ok(Ok(c)) => Ok(Some(c)),
-            Ok(Err(e)) => Err(read_err(e)),
-            Err(_) => Ok(None),
-        }
-    };
+struct Flash<'a> {
+    image: &'a Path,
+    targets: &'a [PathBuf],
+    infos: &'a [TargetInfo],
+    opts: &'a Options,
+}
 
-    // The head: enough for the table and, with edits, the whole boot partition.
-    let mut head: Vec<u8> = Vec::new();
-    while head.len() < (1 << 20) {
-        match next()? {
-            Some(c) => head.extend_from_slice(&c),
-            None => break,
+/// A planned piece of a chunk: `[start, end)` relative to the chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seg {
+    zero: bool,
+    start: usize,
+    end: usize,
+}
+
+/// A writer's read-back progress, polled by the main thread.
+#[derive(Default)]
+struct Counters {
+    to_verify: AtomicU64,
+    verified: AtomicU64,
+}
+
+struct Batch {
+    chunk: Chunk,
+    offset: u64,
+    segs: Vec<Seg>,
+}
+
+enum Msg {
+    Batch(Arc<Batch>),
+    End { expected: Vec<u8>, image_size: u64 },
+}
+
+impl Flash<'_> {
+    fn read_err(&self) -> impl Fn(io::Error) -> FlashError + '_ {
+        |source| FlashError::Read {
+            path: self.image.into(),
+            source,
         }
     }
-    let table = Table::from_head(&head).map_err(|source| FlashError::NotImage {
-        path: image.into(),
-        source,
-    })?;
-    let need = table.min_disk_size.max(total_hint.unwrap_or(0));
-    if let Some(have) = info.size
-        && have < need
-    {
-        return Err(FlashError::TooSmall {
-            path: target.into(),
-            have,
-            need,
+
+    fn run(
+        &self,
+        source: Source,
+        progress: &mut dyn FnMut(Phase, u64, Option<u64>),
+    ) -> Result<Vec<Result<Stats, FlashError>>, FlashError> {
+        let chunks = spawn_reader(source.reader);
+        let mut exhausted = false;
+        let mut next = || -> Result<Option<Chunk>, FlashError> {
+            match chunks.recv() {
+                Ok(Ok(c)) => Ok(Some(c)),
+                Ok(Err(e)) => Err(self.read_err()(e)),
+                Err(_) => Ok(None),
+            }
+        };
+
+        // The head: enough for the table and, with edits, the whole boot partition.
+        let mut head: Vec<u8> = Vec::new();
+        fill(&mut head, 1 << 20, &mut next, &mut exhausted)?;
+        let table = Table::from_head(&head).map_err(|source| FlashError::NotImage {
+            path: self.image.into(),
+            source,
+        })?;
+        let need = table.min_disk_size.max(source.size.unwrap_or(0));
+        for (t, info) in self.targets.iter().zip(self.infos) {
+            if let Some(have) = info.size
+                && have < need
+            {
+                return Err(FlashError::TooSmall {
+                    path: t.clone(),
+                    have,
+                    need,
+                });
+            }
+        }
+        let edited = if self.opts.edits.is_empty() {
+            Vec::new()
+        } else {
+            self.edit_head(&mut head, &table, &mut next, &mut exhausted)?
+        };
+        // With a bmap, the edited ranges must be written even where the map has none.
+        let map = self.opts.map.clone().map(|mut m| {
+            m.extend(edited.iter().copied());
+            merge(m)
         });
+
+        let mut opened = Vec::new();
+        for (t, info) in self.targets.iter().zip(self.infos) {
+            opened.push(Target::open(t, info)?);
+        }
+        let counters: Vec<Arc<Counters>> = opened.iter().map(|_| Arc::default()).collect();
+        let mut senders = Vec::new();
+        let mut writers: Vec<JoinHandle<Result<Stats, FlashError>>> = Vec::new();
+        for (target, verified) in opened.into_iter().zip(&counters) {
+            let (tx, rx) = mpsc::sync_channel(QUEUE);
+            senders.push(tx);
+            let (sparse, verify, verified) = (self.opts.sparse, self.opts.verify, verified.clone());
+            writers.push(std::thread::spawn(move || {
+                write_target(target, &rx, sparse, verify, &verified)
+            }));
+        }
+        let total = source.size.or(Some(table.min_disk_size));
+        let mut planner = Planner {
+            map: map.as_deref(),
+            map_index: 0,
+            sparse: self.opts.sparse,
+            hash: Sha256::new(),
+        };
+        let mut offset = 0u64;
+        let mut send = |chunk: Chunk, offset: &mut u64| {
+            let segs = planner.plan(&chunk, *offset);
+            let len = chunk.len() as u64;
+            let batch = Arc::new(Batch {
+                chunk,
+                offset: *offset,
+                segs,
+            });
+            for tx in &senders {
+                // A writer that failed keeps draining; one that is gone reports its error.
+                let _ = tx.send(Msg::Batch(batch.clone()));
+            }
+            *offset += len;
+            progress(Phase::Writing, *offset, total);
+        };
+        let streamed = (|| -> Result<(), FlashError> {
+            for piece in head.chunks(CHUNK) {
+                let mut buf = AlignedBuf::new(piece.len()).ok_or(FlashError::NoMemory)?;
+                buf.spare()[..piece.len()].copy_from_slice(piece);
+                buf.set_len(piece.len());
+                send(Chunk::standalone(buf), &mut offset);
+            }
+            drop(std::mem::take(&mut head));
+            if !exhausted {
+                while let Some(chunk) = next()? {
+                    send(chunk, &mut offset);
+                }
+            }
+            if offset < table.min_disk_size {
+                return Err(FlashError::Truncated {
+                    path: self.image.into(),
+                    have: offset,
+                    need: table.min_disk_size,
+                });
+            }
+            Ok(())
+        })();
+        if let Err(e) = streamed {
+            // Closing the channels without End makes every writer stop.
+            drop(senders);
+            for w in writers {
+                let _ = w.join();
+            }
+            return Err(e);
+        }
+        let expected = planner.hash.finalize().to_vec();
+        for tx in &senders {
+            let _ = tx.send(Msg::End {
+                expected: expected.clone(),
+                image_size: offset,
+            });
+        }
+        drop(senders);
+        if self.opts.verify {
+            let sum = |f: fn(&Counters) -> &AtomicU64| -> u64 {
+                counters.iter().map(|c| f(c).load(Ordering::Relaxed)).sum()
+            };
+            while !writers.iter().all(JoinHandle::is_finished) {
+                let total = sum(|c| &c.to_verify);
+                progress(Phase::Verifying, sum(|c| &c.verified), Some(total));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(writers
+            .into_iter()
+            .zip(self.targets)
+            .map(|(w, t)| {
+                w.join()
+                    .unwrap_or_else(|_| Err(FlashError::Aborted { path: t.clone() }))
+            })
+            .collect())
     }
-    let mut exhausted = false;
-    let mut edited: Vec<(u64, u64)> = Vec::new();
-    if !opts.edits.is_empty() {
+
+    /// Reads the image up to the end of its boot partition into `head` and applies the
+    /// edits there; returns the byte ranges they changed.
+    fn edit_head(
+        &self,
+        head: &mut Vec<u8>,
+        table: &Table,
+        next: &mut dyn FnMut() -> Result<Option<Chunk>, FlashError>,
+        exhausted: &mut bool,
+    ) -> Result<Vec<(u64, u64)>, FlashError> {
         let mut boot = None;
         for p in table.partitions.iter().filter(|p| !p.logical) {
             let want = p.start + 2048;
             if want > MAX_BOOT_END {
                 break;
             }
-            fill(&mut head, want, &mut next, &mut exhausted)?;
-            let (filesystem, label) = probe_fs(&mut Cursor::new(&head), p).map_err(read_err)?;
+            fill(head, want, next, exhausted)?;
+            let (filesystem, label) =
+                probe_fs(&mut Cursor::new(&head), p).map_err(self.read_err())?;
             let fat = filesystem.as_deref() == Some("vfat");
             let info = PartInfo {
                 part: p.clone(),
@@ -285,119 +349,58 @@ fn flash_checked(
         if boot.end() > MAX_BOOT_END {
             return Err(FlashError::BootTooFar(boot.end()));
         }
-        fill(&mut head, boot.end(), &mut next, &mut exhausted)?;
+        fill(head, boot.end(), next, exhausted)?;
         if (head.len() as u64) < boot.end() {
             return Err(FlashError::Truncated {
-                path: image.into(),
+                path: self.image.into(),
                 have: head.len() as u64,
                 need: table.min_disk_size,
             });
         }
         let mut recorder = Recorder {
-            inner: Cursor::new(&mut head),
+            inner: Cursor::new(head),
             writes: Vec::new(),
         };
-        let slice = Slice::new(&mut recorder, boot.start, boot.size).map_err(read_err)?;
-        opts.edits.apply(slice)?;
-        edited = recorder.writes;
+        let slice = Slice::new(&mut recorder, boot.start, boot.size).map_err(self.read_err())?;
+        self.opts.edits.apply(slice)?;
+        Ok(recorder.writes)
     }
-    // With a bmap, the edited ranges must be written even where the map has none.
-    let map = opts.map.clone().map(|mut m| {
-        m.extend(edited.iter().copied());
-        merge(m)
-    });
+}
 
-    let out = if info.is_block {
-        OpenOptions::new()
-            .write(true)
-            .read(true)
-            // On a block device O_EXCL fails while anything has it mounted or claimed.
-            .custom_flags(nix::libc::O_EXCL)
-            .open(target)
-    } else {
-        OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create(true)
-            .truncate(true)
-            .open(target)
-    }
-    .map_err(target_err(target))?;
-    let sparse = opts.sparse && !info.is_block;
-
-    let mut writer = Writer {
-        out: &out,
-        target,
-        sparse,
-        map: map.as_deref(),
-        map_index: 0,
-        offset: 0,
-        ranges: Vec::new(),
-        hash: Sha256::new(),
-        written: 0,
-    };
-    writer.put(&head)?;
-    progress(writer.offset, total_hint);
-    if !exhausted {
-        while let Some(chunk) = next()? {
-            writer.put(&chunk)?;
-            progress(writer.offset, total_hint);
-        }
-    }
-    let image_size = writer.offset;
-    let written = writer.written;
-    let ranges = std::mem::take(&mut writer.ranges);
-    let expected = writer.hash.finalize();
-    if image_size < table.min_disk_size {
-        return Err(FlashError::Truncated {
-            path: image.into(),
-            have: image_size,
-            need: table.min_disk_size,
-        });
-    }
-    if !info.is_block {
-        out.set_len(image_size).map_err(target_err(target))?;
-    }
-    out.sync_all().map_err(target_err(target))?;
-    if info.is_block {
-        use std::os::fd::AsRawFd;
-        // Drop cached pages so the read-back below comes from the device.
-        // SAFETY: BLKFLSBUF takes no argument; the fd is open for the whole call.
-        unsafe { blkflsbuf(out.as_raw_fd()) }.map_err(|e| target_err(target)(e.into()))?;
-    }
-    let mut verified = false;
-    if opts.verify {
-        let mut hash = Sha256::new();
-        let mut buf = vec![0u8; CHUNK];
-        for (start, len) in &ranges {
-            let mut at = *start;
-            let end = start + len;
-            while at < end {
-                let n = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
-                out.read_exact_at(&mut buf[..n], at)
-                    .map_err(target_err(target))?;
-                hash.update(&buf[..n]);
-                at += n as u64;
+/// Decompressed image in aligned chunks from a reader thread, so decompression overlaps
+/// hashing and writing.
+fn spawn_reader(mut reader: Box<dyn Read + Send>) -> mpsc::Receiver<io::Result<Chunk>> {
+    let (tx, rx) = mpsc::sync_channel(QUEUE);
+    std::thread::spawn(move || {
+        let pool = Pool::new(CHUNK);
+        loop {
+            let Some(mut buf) = pool.get() else {
+                let _ = tx.send(Err(io::Error::from(io::ErrorKind::OutOfMemory)));
+                break;
+            };
+            let want = CHUNK.min(buf.capacity());
+            match read_up_to(&mut reader, &mut buf.spare()[..want]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.set_len(n);
+                    if tx.send(Ok(pool.chunk(buf))).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    break;
+                }
             }
         }
-        if hash.finalize() != expected {
-            return Err(FlashError::Verify {
-                path: target.into(),
-            });
-        }
-        verified = true;
-    }
-    Ok(Stats {
-        image_size,
-        written,
-        verified,
-    })
+    });
+    rx
 }
 
 fn fill(
     head: &mut Vec<u8>,
     want: u64,
-    next: &mut dyn FnMut() -> Result<Option<Vec<u8>>, FlashError>,
+    next: &mut dyn FnMut() -> Result<Option<Chunk>, FlashError>,
     exhausted: &mut bool,
 ) -> Result<(), FlashError> {
     while (head.len() as u64) < want && !*exhausted {
@@ -409,36 +412,48 @@ fn fill(
     Ok(())
 }
 
-struct Writer<'a> {
-    out: &'a File,
-    target: &'a Path,
-    sparse: bool,
+/// Decides what of each chunk is written, and hashes it (once for all targets).
+struct Planner<'a> {
     map: Option<&'a [(u64, u64)]>,
     /// First map range that may still overlap the data to come.
     map_index: usize,
-    offset: u64,
-    /// Written (start, len) ranges, merged when contiguous; verified in this order.
-    ranges: Vec<(u64, u64)>,
+    sparse: bool,
     hash: Sha256,
-    written: u64,
 }
 
-impl Writer<'_> {
-    fn put(&mut self, data: &[u8]) -> Result<(), FlashError> {
+impl Planner<'_> {
+    fn plan(&mut self, data: &[u8], offset: u64) -> Vec<Seg> {
+        let mut segs: Vec<Seg> = Vec::new();
+        let mut push = |zero: bool, start: usize, end: usize| match segs.last_mut() {
+            Some(last) if last.zero == zero && last.end >= start => last.end = last.end.max(end),
+            _ => segs.push(Seg { zero, start, end }),
+        };
+        let end = offset + data.len() as u64;
         if let Some(map) = self.map {
-            let end = self.offset + data.len() as u64;
             while let Some(&(s, l)) = map.get(self.map_index) {
-                if s + l <= self.offset {
+                if s + l <= offset {
                     self.map_index += 1;
                     continue;
                 }
                 if s >= end {
                     break;
                 }
-                let a = s.max(self.offset);
-                let b = (s + l).min(end);
-                let (ra, rb) = ((a - self.offset) as usize, (b - self.offset) as usize);
-                self.write_at_rel(&data[ra..rb], ra)?;
+                // Widened to whole pages (unmapped bytes are "don't care") so the writes
+                // can bypass the page cache; chunks start on page boundaries.
+                let a = (s.max(offset) - offset) as usize / ALIGN * ALIGN;
+                let b = ((s + l).min(end) - offset) as usize;
+                let b = b.div_ceil(ALIGN).saturating_mul(ALIGN).min(data.len());
+                if self.sparse {
+                    // Mapped but all zeros (filesystems map blocks they zeroed): no transfer.
+                    let mut at = a;
+                    while at < b {
+                        let next = ((at / BLOCK + 1) * BLOCK).min(b);
+                        push(is_zero(&data[at..next]), at, next);
+                        at = next;
+                    }
+                } else {
+                    push(false, a, b);
+                }
                 if s + l <= end {
                     self.map_index += 1;
                 } else {
@@ -446,57 +461,156 @@ impl Writer<'_> {
                 }
             }
         } else if !self.sparse {
-            self.write_run(data)?;
+            push(false, 0, data.len());
         } else {
-            // Write runs of non-zero blocks; zero blocks stay holes in the fresh file.
-            let mut run_start: Option<usize> = None;
-            let mut i = 0;
-            while i < data.len() {
-                let end = (i + BLOCK).min(data.len());
-                let zero = is_zero(&data[i..end]);
-                match (zero, run_start) {
-                    (false, None) => run_start = Some(i),
-                    (true, Some(s)) => {
-                        self.write_at_rel(&data[s..i], s)?;
-                        run_start = None;
-                    }
-                    _ => {}
-                }
-                i = end;
-            }
-            if let Some(s) = run_start {
-                self.write_at_rel(&data[s..], s)?;
+            for (i, block) in data.chunks(BLOCK).enumerate() {
+                push(is_zero(block), i * BLOCK, i * BLOCK + block.len());
             }
         }
-        self.offset += data.len() as u64;
-        Ok(())
+        for s in segs.iter().filter(|s| !s.zero) {
+            self.hash.update(&data[s.start..s.end]);
+        }
+        segs
     }
+}
 
-    fn write_run(&mut self, data: &[u8]) -> Result<(), FlashError> {
-        self.write_at_rel(data, 0)
-    }
-
-    fn write_at_rel(&mut self, data: &[u8], rel: usize) -> Result<(), FlashError> {
-        let at = self.offset + rel as u64;
-        self.out.write_all_at(data, at).map_err(|e| {
-            if e.raw_os_error() == Some(nix::libc::ENOSPC) {
-                FlashError::TooSmall {
-                    path: self.target.into(),
-                    have: at,
-                    need: at + data.len() as u64,
+/// One target's thread: write every batch, then sync and verify when `End` arrives.
+fn write_target(
+    mut target: Target,
+    rx: &mpsc::Receiver<Msg>,
+    sparse: bool,
+    verify: bool,
+    counters: &Counters,
+) -> Result<Stats, FlashError> {
+    let mut stats = Stats::default();
+    // Ranges as (start, len, zero), merged when contiguous; verified in this order.
+    let mut ranges: Vec<(u64, u64, bool)> = Vec::new();
+    let mut failed: Option<FlashError> = None;
+    for msg in rx {
+        let batch = match msg {
+            Msg::Batch(b) => b,
+            Msg::End {
+                expected,
+                image_size,
+            } => {
+                if let Some(e) = failed {
+                    return Err(e);
                 }
+                stats.image_size = image_size;
+                target
+                    .finish(image_size)
+                    .map_err(target_err(&target.path))?;
+                if verify {
+                    let total = ranges.iter().map(|r| r.1).sum();
+                    counters.to_verify.store(total, Ordering::Relaxed);
+                    verify_target(&target, &ranges, &expected, &counters.verified)?;
+                    stats.verified = true;
+                }
+                return Ok(stats);
+            }
+        };
+        if failed.is_some() {
+            continue;
+        }
+        for seg in &batch.segs {
+            let data = &batch.chunk[seg.start..seg.end];
+            let at = batch.offset + seg.start as u64;
+            let written = if seg.zero {
+                target.zero(data, at, sparse)
             } else {
-                target_err(self.target)(e)
+                target.write_at(data, at).map(|()| true)
+            };
+            let len = data.len() as u64;
+            match written {
+                Ok(true) => stats.written += len,
+                Ok(false) => {
+                    // Not transferred (a hole, or the device's own write-zeroes command):
+                    // nothing of ours to read back.
+                    stats.zeroed += len;
+                    continue;
+                }
+                Err(e) => {
+                    failed = Some(write_error(&target.path, e, at, data.len()));
+                    break;
+                }
             }
-        })?;
-        self.hash.update(data);
-        self.written += data.len() as u64;
-        match self.ranges.last_mut() {
-            Some((s, l)) if *s + *l == at => *l += data.len() as u64,
-            _ => self.ranges.push((at, data.len() as u64)),
+            match ranges.last_mut() {
+                Some((s, l, z)) if *z == seg.zero && *s + *l == at => *l += len,
+                _ => ranges.push((at, len, seg.zero)),
+            }
         }
-        Ok(())
     }
+    Err(failed.unwrap_or(FlashError::Aborted { path: target.path }))
+}
+
+fn write_error(path: &Path, e: io::Error, at: u64, len: usize) -> FlashError {
+    if e.raw_os_error() == Some(nix::libc::ENOSPC) {
+        FlashError::TooSmall {
+            path: path.into(),
+            have: at,
+            need: at + len as u64,
+        }
+    } else {
+        target_err(path)(e)
+    }
+}
+
+/// Reads back every written range: data ranges must hash to `expected`, written zero ranges
+/// read as zeros. Reading runs in its own thread so it overlaps the hashing.
+fn verify_target(
+    target: &Target,
+    ranges: &[(u64, u64, bool)],
+    expected: &[u8],
+    done: &AtomicU64,
+) -> Result<(), FlashError> {
+    // Filled buffers go to the hasher; emptied ones come back to the reader.
+    let (full_tx, full_rx) = mpsc::sync_channel::<(AlignedBuf, usize, bool)>(2);
+    let (empty_tx, empty_rx) = mpsc::channel::<AlignedBuf>();
+    for _ in 0..3 {
+        let _ = empty_tx.send(AlignedBuf::new(CHUNK).ok_or(FlashError::NoMemory)?);
+    }
+    let mut hash = Sha256::new();
+    let mut zeros_ok = true;
+    let read = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> io::Result<()> {
+            for &(start, len, zero) in ranges {
+                let mut at = start;
+                let end = start + len;
+                while at < end {
+                    let Ok(mut buf) = empty_rx.recv() else {
+                        return Ok(());
+                    };
+                    let n = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
+                    target.read_at(&mut buf.spare()[..n], at)?;
+                    if full_tx.send((buf, n, zero)).is_err() {
+                        return Ok(());
+                    }
+                    at += n as u64;
+                }
+            }
+            Ok(())
+        });
+        for (mut buf, n, zero) in full_rx {
+            let piece = &buf.spare()[..n];
+            if zero {
+                zeros_ok &= piece.chunks(BLOCK).all(is_zero);
+            } else {
+                hash.update(piece);
+            }
+            done.fetch_add(n as u64, Ordering::Relaxed);
+            let _ = empty_tx.send(buf);
+        }
+        reader
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("verify reader failed")))
+    });
+    read.map_err(target_err(&target.path))?;
+    if !zeros_ok || hash.finalize().as_slice() != expected {
+        return Err(FlashError::Verify {
+            path: target.path.clone(),
+        });
+    }
+    Ok(())
 }
 
 static ZEROS: [u8; BLOCK] = [0; BLOCK];
@@ -546,5 +660,70 @@ impl<T: io::Write + Seek> io::Write for Recorder<T> {
 impl<T: Seek> Seek for Recorder<T> {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         self.inner.seek(to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planner(map: Option<&[(u64, u64)]>, sparse: bool) -> Planner<'_> {
+        Planner {
+            map,
+            map_index: 0,
+            sparse,
+            hash: Sha256::new(),
+        }
+    }
+
+    #[test]
+    fn sparse_plan_splits_zero_blocks() {
+        let mut data = vec![0u8; 4 * BLOCK];
+        data[BLOCK + 7] = 1;
+        data[3 * BLOCK] = 1;
+        let segs = planner(None, true).plan(&data, 0);
+        let kinds: Vec<(bool, usize, usize)> =
+            segs.iter().map(|s| (s.zero, s.start, s.end)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (true, 0, BLOCK),
+                (false, BLOCK, 2 * BLOCK),
+                (true, 2 * BLOCK, 3 * BLOCK),
+                (false, 3 * BLOCK, 4 * BLOCK)
+            ]
+        );
+    }
+
+    #[test]
+    fn map_plan_widens_to_pages_and_keeps_the_tail() {
+        let map = [(100u64, 10u64), (5000, 100), (3 * ALIGN as u64 + 10, 5)];
+        let data = vec![1u8; 3 * ALIGN + 20];
+        let segs = planner(Some(&map), false).plan(&data, 0);
+        let spans: Vec<(usize, usize)> = segs.iter().map(|s| (s.start, s.end)).collect();
+        assert_eq!(spans, vec![(0, 2 * ALIGN), (3 * ALIGN, 3 * ALIGN + 20)]);
+    }
+
+    #[test]
+    fn sparse_map_plan_leaves_zero_blocks_of_mapped_ranges_untransferred() {
+        let map = [(0u64, 3 * BLOCK as u64)];
+        let mut data = vec![0u8; 4 * BLOCK];
+        data[2 * BLOCK] = 1;
+        data[3 * BLOCK] = 1; // unmapped: not written at all
+        let segs = planner(Some(&map), true).plan(&data, 0);
+        let kinds: Vec<(bool, usize, usize)> =
+            segs.iter().map(|s| (s.zero, s.start, s.end)).collect();
+        assert_eq!(
+            kinds,
+            vec![(true, 0, 2 * BLOCK), (false, 2 * BLOCK, 3 * BLOCK)]
+        );
+    }
+
+    #[test]
+    fn merge_joins_touching_ranges() {
+        assert_eq!(
+            merge(vec![(10, 5), (0, 10), (20, 1)]),
+            vec![(0, 15), (20, 1)]
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! fleetOS disk images without root mounts: partition tables, the FAT boot partition,
 //! decompression and the flash engine. The `fleet image` CLI is a thin layer over this.
 
+pub mod aligned;
 pub mod bmap;
 pub mod bootfs;
 pub mod configure;
@@ -9,3 +10,4 @@ pub mod flash;
 pub mod inspect;
 pub mod source;
 pub mod table;
+pub mod target;

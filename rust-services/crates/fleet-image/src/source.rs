@@ -1,4 +1,4 @@
-//! Image sources: raw, zstd or gzip, recognised by their magic bytes (not the file name).
+//! Image sources: raw, zstd, xz or gzip, recognised by their magic bytes (not the file name).
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 pub enum SourceError {
     #[error("{path}")]
     Open { path: PathBuf, source: io::Error },
-    #[error("{path}: xz images are not supported yet; decompress with `xz -dk` first")]
-    Xz { path: PathBuf },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +15,7 @@ pub enum Compression {
     None,
     Zstd,
     Gzip,
+    Xz,
 }
 
 impl Compression {
@@ -25,6 +24,7 @@ impl Compression {
             Compression::None => "raw",
             Compression::Zstd => "zstd",
             Compression::Gzip => "gzip",
+            Compression::Xz => "xz",
         }
     }
 }
@@ -74,7 +74,12 @@ pub fn open(path: &Path) -> Result<Source, SourceError> {
         });
     }
     if magic.starts_with(&XZ_MAGIC) {
-        return Err(SourceError::Xz { path: path.into() });
+        // Multi-stream like `xz -dc`: concatenated .xz files decode as one image.
+        return Ok(Source {
+            reader: Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(buffered)),
+            compression: Compression::Xz,
+            size: None,
+        });
     }
     Ok(Source {
         reader: Box::new(buffered),

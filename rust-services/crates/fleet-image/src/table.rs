@@ -1,9 +1,7 @@
-//! Partition tables, read only: GPT and MBR with the extended/logical chain.
-//!
-//! Parsed by hand (a few dozen lines) because every caller needs only offsets, sizes, names
-//! and types, and the same parser must work on an in-memory head of a stream while flashing.
+//! Partition tables, read only: GPT through the `gpt` crate, MBR with the extended/logical
+//! chain through `mbrman`, mapped to the few facts callers need (offsets, sizes, names, types).
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
 
 use serde_json::{Value, json};
 
@@ -67,40 +65,30 @@ pub struct Table {
 impl Table {
     /// Reads the table of a disk or image.
     pub fn read<R: Read + Seek>(disk: &mut R) -> Result<Table, TableError> {
-        let mut at = |offset: u64, len: usize| -> std::io::Result<Vec<u8>> {
-            let mut buf = vec![0u8; len];
-            disk.seek(SeekFrom::Start(offset))?;
-            disk.read_exact(&mut buf)?;
-            Ok(buf)
-        };
-        Table::parse(&mut at, false)
+        Table::parse(&mut NoWrite(disk), false)
     }
 
     /// Parses from an in-memory copy of the start of a disk. Logical partitions whose
-    /// extended boot records lie beyond `head` are left out (primaries cover the disk size).
+    /// extended boot records lie beyond `head` are left out (primaries cover the disk size),
+    /// and so is the GPT backup header (the primary one is in the head).
     pub fn from_head(head: &[u8]) -> Result<Table, TableError> {
-        let mut at = |offset: u64, len: usize| -> std::io::Result<Vec<u8>> {
-            let start = usize::try_from(offset).unwrap_or(usize::MAX);
-            head.get(start..start.saturating_add(len))
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
-        };
-        Table::parse(&mut at, true)
+        Table::parse(&mut NoWrite(Cursor::new(head)), true)
     }
 
-    fn parse(
-        at: &mut dyn FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
+    fn parse<D: Read + Seek + Write + std::fmt::Debug>(
+        disk: &mut D,
         partial: bool,
     ) -> Result<Table, TableError> {
-        let mbr = at(0, 512).map_err(|_| TableError::NoSignature)?;
-        if mbr[510..512] != [0x55, 0xAA] {
+        let mut mbr = [0u8; 512];
+        disk.seek(SeekFrom::Start(0))?;
+        if crate::source::read_up_to(disk, &mut mbr)? < 512 || mbr[510..512] != [0x55, 0xAA] {
             return Err(TableError::NoSignature);
         }
-        let entries = mbr_entries(&mbr);
-        let table = if entries.iter().any(|e| e.0 == 0xEE) {
-            parse_gpt(at)?
+        let protective = (0..4).any(|i| mbr[446 + i * 16 + 4] == 0xEE);
+        let table = if protective {
+            parse_gpt(disk)?
         } else {
-            parse_mbr(at, &entries, partial)?
+            parse_mbr(disk, partial)?
         };
         if table.partitions.is_empty() {
             return Err(TableError::Empty);
@@ -128,143 +116,110 @@ impl Table {
     }
 }
 
-/// (type, first LBA, sector count) of the four slots of an MBR or EBR.
-fn mbr_entries(sector: &[u8]) -> Vec<(u8, u64, u64)> {
-    (0..4)
-        .map(|i| {
-            let e = &sector[446 + i * 16..446 + (i + 1) * 16];
-            (
-                e[4],
-                u64::from(le32(&e[8..12])),
-                u64::from(le32(&e[12..16])),
-            )
-        })
-        .collect()
+/// The crates want a writable device even to read; this one refuses writes.
+struct NoWrite<T>(T);
+
+impl<T> std::fmt::Debug for NoWrite<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("disk")
+    }
 }
 
-fn le32(b: &[u8]) -> u32 {
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+impl<T: Read> Read for NoWrite<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+impl<T: Seek> Seek for NoWrite<T> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.0.seek(to)
+    }
+}
+impl<T> Write for NoWrite<T> {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::other("partition tables are read only here"))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
-fn le64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_le_bytes(a)
+fn parse_mbr<D: Read + Seek>(disk: &mut D, partial: bool) -> Result<Table, TableError> {
+    let corrupt = |e: mbrman::Error| TableError::Corrupt(format!("MBR: {e}"));
+    let mbr = match mbrman::MBR::read_from(disk, SECTOR as u32) {
+        Ok(mbr) => mbr,
+        // A head that ends before a later extended boot record: the primaries only.
+        Err(_) if partial => {
+            let header = mbrman::MBRHeader::read_from(disk).map_err(corrupt)?;
+            return Ok(mbr_table(header.iter(), 0));
+        }
+        Err(e) => return Err(corrupt(e)),
+    };
+    Ok(mbr_table(mbr.iter(), 4))
 }
 
-fn is_extended(kind: u8) -> bool {
-    matches!(kind, 0x05 | 0x0F | 0x85)
-}
-
-fn parse_mbr(
-    at: &mut dyn FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
-    entries: &[(u8, u64, u64)],
-    partial: bool,
-) -> Result<Table, TableError> {
+/// `entries` as `mbrman` numbers them (primaries 1-4, logicals from 5 in chain order);
+/// `primaries` = 4 when logicals may follow. Empty slots and empty EBRs are left out, and
+/// logicals renumbered from 5 the way the kernel does.
+fn mbr_table<'a>(
+    entries: impl Iterator<Item = (usize, &'a mbrman::MBRPartitionEntry)>,
+    primaries: usize,
+) -> Table {
     let mut parts = Vec::new();
-    let mut min = 0u64;
-    for (i, &(kind, lba, count)) in entries.iter().enumerate() {
-        if kind == 0 || count == 0 {
+    let mut next_logical = 5;
+    for (i, e) in entries {
+        if e.is_unused() || e.sectors == 0 {
             continue;
         }
-        let number = u32::try_from(i + 1).unwrap_or(0);
+        let logical = primaries > 0 && i > primaries;
+        let number = if logical {
+            next_logical += 1;
+            next_logical - 1
+        } else {
+            u32::try_from(i).unwrap_or(0)
+        };
         parts.push(Partition {
             number,
-            start: lba * SECTOR,
-            size: count * SECTOR,
+            start: u64::from(e.starting_lba) * SECTOR,
+            size: u64::from(e.sectors) * SECTOR,
             name: None,
-            type_id: format!("{kind:02x}"),
-            logical: false,
+            type_id: format!("{:02x}", e.sys),
+            logical,
         });
-        min = min.max((lba + count) * SECTOR);
-        if is_extended(kind) {
-            // Each EBR holds one logical partition (relative to itself) and a link to the
-            // next EBR (relative to the extended partition's start).
-            let mut ebr_lba = lba;
-            let mut number = 5;
-            for _ in 0..128 {
-                let ebr = match at(ebr_lba * SECTOR, 512) {
-                    Ok(ebr) => ebr,
-                    Err(_) if partial => break,
-                    Err(e) => return Err(e.into()),
-                };
-                if ebr[510..512] != [0x55, 0xAA] {
-                    return Err(TableError::Corrupt(format!(
-                        "extended boot record at sector {ebr_lba} has no signature"
-                    )));
-                }
-                let e = mbr_entries(&ebr);
-                let (lkind, lrel, lcount) = e[0];
-                if lkind != 0 && lcount != 0 {
-                    parts.push(Partition {
-                        number,
-                        start: (ebr_lba + lrel) * SECTOR,
-                        size: lcount * SECTOR,
-                        name: None,
-                        type_id: format!("{lkind:02x}"),
-                        logical: true,
-                    });
-                    number += 1;
-                }
-                let (nkind, nrel, _) = e[1];
-                if nkind == 0 || nrel == 0 {
-                    break;
-                }
-                ebr_lba = lba + nrel;
-            }
-        }
     }
-    Ok(Table {
+    let min = parts.iter().map(Partition::end).max().unwrap_or(0);
+    Table {
         kind: Kind::Mbr,
         partitions: parts,
         min_disk_size: min,
-    })
+    }
 }
 
-fn parse_gpt(
-    at: &mut dyn FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
-) -> Result<Table, TableError> {
-    let hdr = at(SECTOR, 92)?;
-    if &hdr[0..8] != b"EFI PART" {
-        return Err(TableError::Corrupt(
-            "protective MBR but no GPT header".into(),
-        ));
-    }
-    let backup_lba = le64(&hdr[32..40]);
-    let entries_lba = le64(&hdr[72..80]);
-    let count = le32(&hdr[80..84]);
-    let entry_size = le32(&hdr[84..88]) as usize;
-    if !(128..=4096).contains(&entry_size) || count > 1024 {
-        return Err(TableError::Corrupt(format!(
-            "GPT header: {count} entries of {entry_size} bytes"
-        )));
-    }
-    let raw = at(entries_lba * SECTOR, entry_size * count as usize)?;
+fn parse_gpt<D: Read + Seek + Write + std::fmt::Debug>(disk: &mut D) -> Result<Table, TableError> {
+    let gpt = gpt::GptConfig::new()
+        .writable(false)
+        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+        .open_from_device(disk)
+        .map_err(|e| TableError::Corrupt(format!("GPT: {e}")))?;
+    let header = gpt
+        .primary_header()
+        .or_else(|_| gpt.backup_header())
+        .map_err(|e| TableError::Corrupt(format!("GPT: {e}")))?;
+    // The backup header sits in the disk's last sector: the disk is at least that big.
+    let backup_end = (header.backup_lba.max(header.current_lba) + 1) * SECTOR;
     let mut parts = Vec::new();
-    for (i, e) in raw.chunks(entry_size).enumerate() {
-        let type_guid = &e[0..16];
-        if type_guid.iter().all(|b| *b == 0) {
-            continue;
-        }
-        let first = le64(&e[32..40]);
-        let last = le64(&e[40..48]);
-        if last < first {
+    for (&number, p) in gpt.partitions() {
+        if p.last_lba < p.first_lba {
             return Err(TableError::Corrupt(format!(
-                "GPT entry {} ends before it starts",
-                i + 1
+                "GPT entry {number} ends before it starts"
             )));
         }
-        let name: Vec<u16> = e[56..128]
-            .chunks(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .take_while(|c| *c != 0)
-            .collect();
         parts.push(Partition {
-            number: u32::try_from(i + 1).unwrap_or(0),
-            start: first * SECTOR,
-            size: (last - first + 1) * SECTOR,
-            name: Some(String::from_utf16_lossy(&name)),
-            type_id: guid_string(type_guid),
+            number,
+            start: p.first_lba * SECTOR,
+            size: (p.last_lba - p.first_lba + 1) * SECTOR,
+            name: Some(p.name.clone()),
+            type_id: p.part_type_guid.guid.to_string().to_uppercase(),
             logical: false,
         });
     }
@@ -273,31 +228,10 @@ fn parse_gpt(
         .map(Partition::end)
         .max()
         .unwrap_or(0)
-        .max((backup_lba + 1) * SECTOR);
+        .max(backup_end);
     Ok(Table {
         kind: Kind::Gpt,
         partitions: parts,
         min_disk_size: min,
     })
-}
-
-/// GUID in its usual text form (the first three fields are little-endian on disk).
-fn guid_string(g: &[u8]) -> String {
-    format!(
-        "{:02X}{:02X}{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}-{}",
-        g[3],
-        g[2],
-        g[1],
-        g[0],
-        g[5],
-        g[4],
-        g[7],
-        g[6],
-        g[8],
-        g[9],
-        g[10..16]
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<String>()
-    )
 }

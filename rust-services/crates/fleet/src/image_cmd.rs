@@ -24,14 +24,18 @@ pub enum Command {
         #[command(flatten)]
         edits: EditArgs,
     },
-    /// Write an image (raw, .zst or .gz) to a device or file, verify it by reading back.
+    /// Write an image (raw, .zst, .xz or .gz) to one or more devices or files at once, verify
+    /// each by reading back.
     Flash {
         image: PathBuf,
-        device: PathBuf,
+        /// Block devices or image files; several are written in parallel.
+        #[arg(required = true, value_name = "DEVICE")]
+        devices: Vec<PathBuf>,
         /// Do not ask for confirmation.
         #[arg(long, short)]
         yes: bool,
-        /// Write zero blocks too (by default they are skipped on fresh regular files).
+        /// Write zero blocks too (by default they are holes in fresh files and zeroed by the
+        /// device where it can, without transferring them).
         #[arg(long)]
         no_sparse: bool,
         /// Skip the read-back verification.
@@ -135,7 +139,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Flash {
             image,
-            device,
+            devices,
             yes,
             no_sparse,
             no_verify,
@@ -150,7 +154,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             };
             flash_cmd(
                 &image,
-                &device,
+                &devices,
                 yes,
                 no_sparse,
                 no_verify,
@@ -163,7 +167,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
 
 fn flash_cmd(
     image: &Path,
-    device: &Path,
+    devices: &[PathBuf],
     yes: bool,
     no_sparse: bool,
     no_verify: bool,
@@ -180,66 +184,110 @@ fn flash_cmd(
                 human(m.ranges.iter().map(|r| r.1).sum()),
                 human(m.image_size)
             );
-            Some(m.ranges)
+            Some(m)
         }
         None => None,
     };
-    let target = flash::check_target(device)?;
-    if (target.is_block || target.exists_with_data) && !yes {
-        if !std::io::stdin().is_terminal() {
-            bail!(
-                "{}: refusing to overwrite without confirmation; pass --yes",
-                device.display()
-            );
-        }
-        let what = match target.size {
-            Some(s) => format!("{} ({})", device.display(), human(s)),
-            None => device.display().to_string(),
-        };
-        eprint!("Everything on {what} will be overwritten. Continue? [y/N] ");
-        std::io::stderr().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            bail!("aborted");
+    let mut to_confirm = Vec::new();
+    for device in devices {
+        let target = flash::check_target(device)?;
+        if target.is_block || target.exists_with_data {
+            to_confirm.push(match target.size {
+                Some(s) => format!("{} ({})", device.display(), human(s)),
+                None => device.display().to_string(),
+            });
         }
     }
-    let src = source::open(image)?;
+    if !to_confirm.is_empty() && !yes {
+        confirm(&to_confirm)?;
+    }
+    let mut src = source::open(image)?;
     let compression = src.compression;
-    let bar = std::io::stderr().is_terminal().then(|| {
+    if let Some(m) = &map {
+        // Checks the data against the bmap's checksums as it is decompressed.
+        src = m.checking(src, image);
+    }
+    let quiet = !std::io::stderr().is_terminal();
+    let bar = (!quiet).then(|| {
         let bar = indicatif::ProgressBar::new(src.size.unwrap_or(0));
-        let style = indicatif::ProgressStyle::with_template(
-            "{spinner} {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        bar.set_style(style);
+        bar.set_style(bar_style("writing"));
         bar
     });
     let opts = flash::Options {
         sparse: !no_sparse,
         verify: !no_verify,
         edits,
-        map,
+        map: map.map(|m| m.ranges),
     };
     let started = Instant::now();
-    let result = flash::flash(image, src, device, &opts, &mut |done, _total| {
+    let mut phase = flash::Phase::Writing;
+    let result = flash::flash(image, src, devices, &opts, &mut |now, done, total| {
         if let Some(b) = &bar {
+            if now != phase {
+                phase = now;
+                b.set_style(bar_style("verifying"));
+                b.reset();
+            }
+            if let Some(t) = total {
+                b.set_length(t);
+            }
             b.set_position(done);
         }
     });
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let stats = result?;
+    let results = result?;
     let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "flashed {} ({}, {}) to {}: {} written in {secs:.1} s{}",
-        image.display(),
-        compression.as_str(),
-        human(stats.image_size),
-        device.display(),
-        human(stats.written),
-        if stats.verified { ", verified" } else { "" }
+    let mut failed = 0;
+    for (device, r) in devices.iter().zip(results) {
+        match r {
+            Ok(stats) => eprintln!(
+                "flashed {} ({}, {}) to {}: {} written, {} zeroed, in {secs:.1} s{}",
+                image.display(),
+                compression.as_str(),
+                human(stats.image_size),
+                device.display(),
+                human(stats.written),
+                human(stats.zeroed),
+                if stats.verified { ", verified" } else { "" }
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {:#}", anyhow::Error::from(e));
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} targets failed", devices.len());
+    }
+    Ok(())
+}
+
+fn bar_style(what: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(&format!(
+        "{what:9} {{bytes}}/{{total_bytes}} {{wide_bar}} {{bytes_per_sec}} ETA {{eta}}"
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+}
+
+/// Asks on the terminal; without one (a script, a pipe) refuses, since nobody can answer.
+fn confirm(targets: &[String]) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "{}: refusing to overwrite without confirmation; pass --yes",
+            targets.join(", ")
+        );
+    }
+    eprint!(
+        "Everything on {} will be overwritten. Continue? [y/N] ",
+        targets.join(", ")
     );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        bail!("aborted");
+    }
     Ok(())
 }
