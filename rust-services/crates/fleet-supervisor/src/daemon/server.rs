@@ -140,17 +140,7 @@ pub async fn read_request(stream: &mut (impl AsyncReadExt + Unpin)) -> Result<Re
         if raw.len() > MAX_HEAD {
             return Err(Response::text(413, "request header too large"));
         }
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| Response::text(400, &e.to_string()))?;
-        if n == 0 {
-            return Err(Response::text(
-                400,
-                "connection closed before the request ended",
-            ));
-        }
-        raw.extend_from_slice(&buf[..n]);
+        read_more(stream, &mut buf, &mut raw, "request").await?;
     };
     let mut request = parse_head(&raw[..head_end])?;
     let length = match request.header("content-length") {
@@ -170,21 +160,32 @@ pub async fn read_request(stream: &mut (impl AsyncReadExt + Unpin)) -> Result<Re
     }
     let mut body = raw[head_end + 4..].to_vec();
     while body.len() < length {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| Response::text(400, &e.to_string()))?;
-        if n == 0 {
-            return Err(Response::text(
-                400,
-                "connection closed before the body ended",
-            ));
-        }
-        body.extend_from_slice(&buf[..n]);
+        read_more(stream, &mut buf, &mut body, "body").await?;
     }
     body.truncate(length);
     request.body = body;
     Ok(request)
+}
+
+/// Appends the next read to `into`; a closed connection ends the request with a 400.
+async fn read_more<S: AsyncReadExt + Unpin>(
+    stream: &mut S,
+    buf: &mut [u8],
+    into: &mut Vec<u8>,
+    what: &str,
+) -> Result<(), Response> {
+    let n = stream
+        .read(buf)
+        .await
+        .map_err(|e| Response::text(400, &e.to_string()))?;
+    if n == 0 {
+        return Err(Response::text(
+            400,
+            &format!("connection closed before the {what} ended"),
+        ));
+    }
+    into.extend_from_slice(&buf[..n]);
+    Ok(())
 }
 
 fn parse_head(head: &[u8]) -> Result<Request, Response> {
