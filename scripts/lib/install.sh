@@ -12,38 +12,33 @@ as_root() {
 # from (`qemu-system-x86 bookworm-backports`: the machine's qemu-utils comes from
 # backports, and bookworm's qemu-system breaks against it); that release's source is added.
 need_debian_packages() {
-  local want=() missing=() from_release=() release=() src list pkg rel
+  # missing: packages from the default release; missing_from: "PKG RELEASE" pairs.
+  local missing=() missing_from=() releases=() src list pkg rel
   for src in "$@"; do
     list=$src
     [ -d "$src" ] && list=$src/packages
     [ -f "$list" ] || continue
     while read -r pkg rel _; do
       [ -n "$pkg" ] && [ "${pkg#\#}" = "$pkg" ] || continue
-      if [ -n "$rel" ] && [ "${rel#\#}" = "$rel" ]; then from_release+=("$pkg"); release+=("$rel")
-      else want+=("$pkg"); fi
+      [ "${rel#\#}" = "$rel" ] || rel=
+      [ -z "$rel" ] || releases+=("$rel")
+      dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' && continue
+      if [ -n "$rel" ]; then missing_from+=("$pkg $rel"); else missing+=("$pkg"); fi
     done <"$list"
   done
-  for pkg in "${want[@]}" "${from_release[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-  done
-  [ ${#missing[@]} -gt 0 ] || return 0
-  echo "installing Debian packages: ${missing[*]}"
-  for rel in $(printf '%s\n' "${release[@]}" | sort -u); do
+  [ $(( ${#missing[@]} + ${#missing_from[@]} )) -gt 0 ] || return 0
+  echo "installing Debian packages: ${missing[*]} ${missing_from[*]%% *}"
+  for rel in $(printf '%s\n' "${releases[@]}" | sort -u); do
     grep -rqs "^deb .* $rel " /etc/apt/sources.list /etc/apt/sources.list.d/ ||
       echo "deb http://deb.debian.org/debian $rel main" | as_root tee "/etc/apt/sources.list.d/fleet-$rel.list" >/dev/null
   done
   as_root apt-get update -qq
-  local plain=()
-  for pkg in "${missing[@]}"; do
-    [[ " ${from_release[*]} " == *" $pkg "* ]] || plain+=("$pkg")
-  done
-  [ ${#plain[@]} -eq 0 ] ||
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${plain[@]}" >/dev/null
-  local i
-  for i in "${!from_release[@]}"; do
-    [[ " ${missing[*]} " == *" ${from_release[$i]} "* ]] || continue
+  [ ${#missing[@]} -eq 0 ] ||
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  local pair
+  for pair in "${missing_from[@]}"; do
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      -t "${release[$i]}" "${from_release[$i]}" >/dev/null
+      -t "${pair#* }" "${pair%% *}" >/dev/null
   done
 }
 
