@@ -56,12 +56,8 @@ enum Command {
         /// Update even where an app holds its update lock.
         #[arg(long)]
         force: bool,
-        /// Engine socket (default: DOCKER_HOST when it is unix://, else /var/run/docker.sock).
-        #[arg(long)]
-        engine: Option<PathBuf>,
-        /// Host directory of the apps' update-lock directories.
-        #[arg(long, default_value = lock::HOST_LOCK_ROOT)]
-        lock_root: PathBuf,
+        #[command(flatten)]
+        on: EngineArgs,
         /// Directory of `docker save` tarballs to load images from before pulling.
         #[arg(long)]
         images: Option<PathBuf>,
@@ -81,11 +77,20 @@ enum Command {
         service: Option<String>,
         #[arg(long)]
         force: bool,
-        #[arg(long)]
-        engine: Option<PathBuf>,
-        #[arg(long, default_value = lock::HOST_LOCK_ROOT)]
-        lock_root: PathBuf,
+        #[command(flatten)]
+        on: EngineArgs,
     },
+}
+
+/// The engine and lock directories `apply` and `app` act on.
+#[derive(clap::Args)]
+struct EngineArgs {
+    /// Engine socket (default: DOCKER_HOST when it is unix://, else /var/run/docker.sock).
+    #[arg(long)]
+    engine: Option<PathBuf>,
+    /// Host directory of the apps' update-lock directories.
+    #[arg(long, default_value = lock::HOST_LOCK_ROOT)]
+    lock_root: PathBuf,
 }
 
 /// The supervisor API's app actions (`POST /v2/applications/:appId/<action>`).
@@ -271,29 +276,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app,
             service,
             force,
-            engine,
-            lock_root,
+            on,
         } => app_action(
             action,
             &app,
             service.as_deref(),
             force,
-            engine_socket(engine),
-            lock_root,
+            engine_socket(on.engine),
+            on.lock_root,
         )?,
         Command::Apply {
             target: target_file,
             force,
-            engine,
-            lock_root,
+            on,
             images,
             config,
         } => {
             let args = ApplyArgs {
                 target: target_file,
                 force,
-                socket: engine_socket(engine),
-                lock_root,
+                socket: engine_socket(on.engine),
+                lock_root: on.lock_root,
                 images,
                 config,
             };
