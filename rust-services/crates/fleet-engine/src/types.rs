@@ -146,6 +146,9 @@ pub struct ContainerConfig {
 pub struct ContainerState {
     pub status: String,
     pub running: bool,
+    /// The engine is waiting to restart it by its restart policy (`running` is true then too).
+    #[serde(default)]
+    pub restarting: bool,
     #[serde(default)]
     pub exit_code: i64,
     #[serde(default)]
@@ -248,8 +251,13 @@ pub struct IpamConfig {
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HostConfig {
-    /// `host:container[:ro]`, or `volume:container[:ro]` for a named volume.
+    /// `host:container[:ro]`, or `volume:container[:ro]` for a named volume. A missing host
+    /// path is created as a directory by the engine.
     pub binds: Vec<String>,
+    /// Binds of host paths that must exist: the engine refuses to start the container when
+    /// one is missing instead of creating a directory in its place.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<BindMount>,
     pub network_mode: String,
     pub restart_policy: RestartPolicy,
     /// `"80/tcp"` → host bindings.
@@ -288,6 +296,29 @@ pub struct HostConfig {
     pub group_add: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<bool>,
+}
+
+/// A `HostConfig.Mounts` entry of type `bind`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BindMount {
+    #[serde(rename = "Type")]
+    pub kind: &'static str,
+    pub source: String,
+    pub target: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+}
+
+impl BindMount {
+    pub fn new(source: impl Into<String>, target: impl Into<String>) -> Self {
+        BindMount {
+            kind: "bind",
+            source: source.into(),
+            target: target.into(),
+            read_only: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

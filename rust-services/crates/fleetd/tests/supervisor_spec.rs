@@ -25,7 +25,16 @@ fn image_from_conf_and_override() {
     let c = &want.create.0;
     assert!(c.env.contains(&"FLEET_UUID=abc".to_string()));
     assert_eq!(c.host_config.network_mode, "host");
-    assert_eq!(c.host_config.restart_policy.name, "no");
+    assert_eq!(c.host_config.restart_policy.name, "always");
+    let config_src = format!("{}/mnt/boot/config.json", d.path().display());
+    assert!(
+        c.host_config
+            .mounts
+            .iter()
+            .any(|m| m.source == config_src && m.target == "/boot/config.json"),
+        "{:?}",
+        c.host_config.mounts
+    );
     assert!(
         c.host_config
             .binds
@@ -70,4 +79,34 @@ fn bad_conf_line_names_the_file() {
     let d = tree("garbage\n", "{}");
     let err = spec::desired(&Root::new(d.path()), "/s".as_ref()).unwrap_err();
     assert!(err.to_string().contains("supervisor.conf"), "{err}");
+}
+
+#[test]
+fn missing_config_json_is_not_bound() {
+    let d = tree("SUPERVISOR_IMAGE=fleet/supervisor:v1\n", "{}");
+    let root = Root::new(d.path());
+    let with = spec::desired(&root, "/s".as_ref()).unwrap();
+    std::fs::remove_file(d.path().join("mnt/boot/config.json")).unwrap();
+    let without = spec::desired(&root, "/s".as_ref()).unwrap();
+    // Never a `Binds` entry (the engine would create a directory named config.json).
+    assert!(
+        !without
+            .create
+            .0
+            .host_config
+            .binds
+            .iter()
+            .chain(with.create.0.host_config.binds.iter())
+            .any(|b| b.contains("config.json"))
+    );
+    assert!(
+        !without
+            .create
+            .0
+            .host_config
+            .mounts
+            .iter()
+            .any(|m| m.target == "/boot/config.json")
+    );
+    assert_ne!(with.config_hash, without.config_hash);
 }

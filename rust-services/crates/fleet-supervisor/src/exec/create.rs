@@ -135,6 +135,7 @@ pub fn create_request(config: &ContainerConfig, lock_root: &Path) -> CreateReque
         networking_config,
         host_config: HostConfig {
             binds,
+            mounts: Vec::new(),
             network_mode,
             restart_policy: RestartPolicy {
                 name: restart.to_string(),

@@ -251,6 +251,14 @@ impl Host {
     }
 
     async fn check_health(&mut self, c: &ContainerInspect, port: u16) -> Duration {
+        if c.state.restarting {
+            // Crashed; the engine restarts it by the restart policy (with its own backoff).
+            self.set_status(format!(
+                "{CONTAINER_NAME} exited (code {}); the engine restarts it",
+                c.state.exit_code
+            ));
+            return self.timing.check;
+        }
         let healthy = match &c.state.health {
             Some(h) if h.status == "starting" => None,
             Some(h) => Some(h.status == "healthy"),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use fleet_core::{Config, Root};
-use fleet_engine::{CreateContainer, HostConfig, RestartPolicy};
+use fleet_engine::{BindMount, CreateContainer, HostConfig, RestartPolicy};
 use sha2::{Digest, Sha256};
 
 pub const CONTAINER_NAME: &str = "fleet_supervisor";
@@ -116,26 +116,49 @@ pub fn desired(root: &Root, engine_socket: &Path) -> Result<Desired, SpecError> 
             env.push(format!("{name}={v}"));
         }
     }
+    // Directories the engine may create when missing.
     let binds = vec![
         format!("{}:/var/run/docker.sock", engine_socket.display()),
-        format!("{}:/boot/config.json", config_path.display()),
         format!("{}:/data", root.path(DATA_DIR).display()),
-        // logind (reboot/shutdown API) and the journal, at the paths the container expects.
-        format!(
-            "{}:{DBUS_SYSTEM_SOCKET}",
-            root.path(DBUS_SYSTEM_SOCKET).display()
-        ),
-        format!("{}:{JOURNAL_SOCKET}", root.path(JOURNAL_SOCKET).display()),
         format!("{}:{APP_LOCK_ROOT}", root.path(APP_LOCK_ROOT).display()),
     ];
+    // Files and sockets: as `Mounts`, so a missing one fails the start instead of becoming
+    // a directory (a directory named config.json on fleet-boot would break provisioning).
+    // The engine starts the container at boot by itself, before fleetd looks.
+    let mut mounts = vec![
+        // logind (reboot/shutdown API) and the journal, at the paths the container expects.
+        BindMount::new(
+            root.path(DBUS_SYSTEM_SOCKET).display().to_string(),
+            DBUS_SYSTEM_SOCKET,
+        ),
+        BindMount::new(
+            root.path(JOURNAL_SOCKET).display().to_string(),
+            JOURNAL_SOCKET,
+        ),
+    ];
+    // Without config.json the supervisor runs in local mode with defaults; the hash changes
+    // once the file appears, and the container is recreated with it.
+    if config_path.is_file() {
+        mounts.push(BindMount::new(
+            config_path.display().to_string(),
+            "/boot/config.json",
+        ));
+    }
     let mut create = CreateContainer {
         image: image.clone(),
         env,
         labels: BTreeMap::new(),
         host_config: HostConfig {
             binds,
+            mounts,
             network_mode: "host".into(),
-            restart_policy: RestartPolicy { name: "no".into() },
+            // The engine starts it as soon as it is up at boot, as balenaOS does with its
+            // supervisor: fleetd's start comes later (after the engine's READY) and only
+            // adopts it. A container stopped by fleetd (unhealthy, SIGTERM) stays stopped
+            // until fleetd or an engine restart starts it.
+            restart_policy: RestartPolicy {
+                name: "always".into(),
+            },
             ..HostConfig::default()
         },
         ..CreateContainer::default()
