@@ -122,13 +122,12 @@ async fn poll<R>(shared: &Shared<R>) {
         return;
     };
     let url = format!("{}/device/v3/{uuid}/state", endpoint.trim_end_matches('/'));
-    let tls = match &shared.tls {
-        Some(Err(e)) => {
-            log::warn!("target poll {url}: TLS: {e}; keeping the last good target");
+    let tls = match shared.endpoint_tls() {
+        Ok(tls) => tls,
+        Err(e) => {
+            log::warn!("target poll failed: {url}: TLS: {e}; keeping the last good target");
             return;
         }
-        Some(Ok(tls)) => Some(tls),
-        None => None,
     };
     let auth = format!("Bearer {key}");
     let result = tokio::time::timeout(

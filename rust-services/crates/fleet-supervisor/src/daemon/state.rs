@@ -124,6 +124,18 @@ impl<R: Reconciler> Shared<R> {
     }
 }
 
+impl<R> Shared<R> {
+    /// The TLS configuration for requests to the apiEndpoint: `None` for `http://`, an error
+    /// (why nothing can be trusted) for an `https://` endpoint without usable roots.
+    pub fn endpoint_tls(&self) -> Result<Option<&Tls>, &str> {
+        match &self.tls {
+            None => Ok(None),
+            Some(Ok(tls)) => Ok(Some(tls)),
+            Some(Err(e)) => Err(e),
+        }
+    }
+}
+
 /// The trust roots for an `https://` apiEndpoint: the system bundle under the root prefix
 /// (`FLEET_ROOT`, `/` in the container) plus config.json's CA.
 fn load_tls(settings: &Settings) -> Result<Tls, String> {

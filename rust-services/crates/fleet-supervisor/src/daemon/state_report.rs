@@ -128,9 +128,16 @@ pub async fn send_if_due<R: Reconciler>(shared: &Shared<R>) {
         }
     }
     let url = format!("{}/device/v3/state", endpoint.trim_end_matches('/'));
+    let tls = match shared.endpoint_tls() {
+        Ok(tls) => tls,
+        Err(e) => {
+            let e = format!("{url}: TLS: {e}");
+            failed(shared, &e);
+            return;
+        }
+    };
     let auth = format!("Bearer {key}");
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    let tls = shared.tls.as_ref().and_then(|t| t.as_ref().ok());
     let headers = [
         ("Authorization", auth.as_str()),
         ("Content-Type", "application/json"),
@@ -146,21 +153,25 @@ pub async fn send_if_due<R: Reconciler>(shared: &Shared<R>) {
         Ok(Ok(r)) if (200..300).contains(&r.status) => None,
         Ok(Ok(r)) => Some(format!("{url}: HTTP {}", r.status)),
     };
-    let mut report = shared.report.borrow_mut();
     match problem {
         None => {
             log::debug!("state reported to {url}");
+            let mut report = shared.report.borrow_mut();
             report.last_sent = Some(body);
             report.sent_at = Some(Instant::now());
             report.backoff = Duration::ZERO;
         }
-        Some(problem) => {
-            report.backoff = (report.backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_CAP);
-            report.not_before = Instant::now() + report.backoff;
-            log::warn!(
-                "state report failed: {problem}; next try in {}s",
-                report.backoff.as_secs()
-            );
-        }
+        Some(problem) => failed(shared, &problem),
     }
+}
+
+/// Logs a failed report and backs off.
+fn failed<R>(shared: &Shared<R>, problem: &str) {
+    let mut report = shared.report.borrow_mut();
+    report.backoff = (report.backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_CAP);
+    report.not_before = Instant::now() + report.backoff;
+    log::warn!(
+        "state report failed: {problem}; next try in {}s",
+        report.backoff.as_secs()
+    );
 }
