@@ -1,7 +1,7 @@
 SUMMARY = "Root filesystem of the fleetOS supervisor container"
-DESCRIPTION = "The fleet-supervisor binary and the C library it links, nothing else: no \
-shell, no package manager, no init. fleet-supervisor-image packs this tarball into the \
-container image that fleetOS preloads."
+DESCRIPTION = "The fleet-supervisor binary, the C library it links and the CA certificates \
+it trusts for an https:// apiEndpoint; no package manager, no init. fleet-supervisor-image \
+packs this tarball into the container image that fleetOS preloads."
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 
@@ -12,7 +12,9 @@ IMAGE_LINGUAS = ""
 NO_RECOMMENDATIONS = "1"
 # As meta-virtualization's container images: no run-postinsts.
 ROOTFS_BOOTSTRAP_INSTALL = ""
-IMAGE_INSTALL = "fleet-supervisor"
+# ca-certificates: /etc/ssl/certs/ca-certificates.crt, the trust roots of an https://
+# apiEndpoint (its postinst builds the bundle at rootfs time; it brings openssl-bin along).
+IMAGE_INSTALL = "fleet-supervisor ca-certificates"
 # No kernel in a container: neither its modules' data nor its deployed image.
 KERNELDEPMODDEPEND = ""
 KERNEL_DEPLOY_DEPEND = ""

@@ -294,6 +294,11 @@ impl Engine {
             .await
     }
 
+    /// Every network the engine has (with driver and IPAM subnets).
+    pub async fn list_networks(&self) -> Result<Vec<NetworkSummary>, Error> {
+        self.get_json("/networks", true).await
+    }
+
     /// Creates a network; one of the same name existing already is fine.
     pub async fn create_network(&self, spec: &CreateNetwork) -> Result<(), Error> {
         let body = serde_json::to_vec(spec).map_err(|e| Error::Protocol(e.to_string()))?;

@@ -55,6 +55,29 @@ pub struct NetworkSummary {
     pub name: String,
     #[serde(default, deserialize_with = "null_default")]
     pub labels: BTreeMap<String, String>,
+    /// `bridge`, `host`, `null`, `macvlan`, …
+    #[serde(default)]
+    pub driver: String,
+    #[serde(default, rename = "IPAM", deserialize_with = "null_default")]
+    pub ipam: NetworkIpam,
+}
+
+/// A network's address management: the subnets the engine hands out addresses from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkIpam {
+    #[serde(default, deserialize_with = "null_default")]
+    pub config: Vec<NetworkIpamPool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkIpamPool {
+    /// CIDR, e.g. `172.17.0.0/16`; empty when the engine has not chosen one.
+    #[serde(default)]
+    pub subnet: String,
+    #[serde(default)]
+    pub gateway: String,
 }
 
 /// `POST /volumes/create` body.

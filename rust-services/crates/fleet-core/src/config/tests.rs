@@ -84,6 +84,15 @@ fn warnings_do_not_refuse() {
 }
 
 #[test]
+fn supervisor_root_ca_keys_are_known() {
+    let c = Config::from_slice(
+        br#"{"balenaRootCA":"LS0t","fleet":{"supervisor":{"image":"a/b:1","rootCA":"LS0t"}}}"#,
+    )
+    .unwrap();
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+}
+
+#[test]
 fn duplicate_keys_utf8_size_and_syntax() {
     let dup = Config::from_slice(br#"{"a":1,"os":{"sshKeys":[],"sshKeys":[]},"a":2}"#).unwrap_err();
     let paths: Vec<_> = dup.iter().map(|p| p.path.as_str()).collect();

@@ -430,7 +430,7 @@ fn check_fleet(c: &mut Checker, fleet: &Map<String, Value>, s: &mut Settings) {
                 );
             }
         }
-        c.unknown_keys("fleet.supervisor", sup, &["image"]);
+        c.unknown_keys("fleet.supervisor", sup, &["image", "rootCA"]);
     }
     if let Some(log) = c.object("fleet.logging", fleet.get("logging")) {
         if let Some(max) = c.string("fleet.logging.maxUse", log.get("maxUse")) {

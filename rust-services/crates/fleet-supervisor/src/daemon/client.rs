@@ -1,9 +1,11 @@
-//! A minimal HTTP/1.1 client over TCP for the target poll and the healthcheck: one request
-//! per connection (`Connection: close`), response parsing shared with `fleet-engine`.
-//! Plain `http://` only: see the crate README ("HTTPS") for why `https://` is refused.
+//! A minimal HTTP/1.1 client over TCP (or TLS, for `https://`) for the target poll, the
+//! state report and the healthcheck: one request per connection (`Connection: close`),
+//! response parsing shared with `fleet-engine`.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::tls::{self, Tls};
 
 pub use fleet_engine::http::Response;
 
@@ -14,17 +16,18 @@ const MAX_RESPONSE: usize = crate::target::MAX_TARGET_BYTES + 64 * 1024;
 pub enum ClientError {
     #[error("{url}: {reason}")]
     Url { url: String, reason: String },
-    #[error(
-        "{url}: https is not supported by this build (plain http only; see the fleet-supervisor README)"
-    )]
-    Https { url: String },
+    #[error("{url}: no TLS trust roots ({reason})")]
+    NoTls { url: String, reason: String },
     #[error("{url}: {reason}")]
     Io { url: String, reason: String },
 }
 
-/// An `http://host[:port][/base]` URL taken apart.
+/// An `http[s]://host[:port][/base]` URL taken apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    pub https: bool,
+    /// The host name or address the certificate must be valid for (no brackets).
+    pub host: String,
     /// `host:port` to connect to (IPv6 literals in brackets).
     pub authority: String,
     /// The `Host` header value.
@@ -39,15 +42,14 @@ pub fn parse_url(url: &str) -> Result<Url, ClientError> {
         reason: reason.to_string(),
     };
     let lower = url.to_ascii_lowercase();
-    if lower.starts_with("https://") {
-        return Err(ClientError::Https {
-            url: url.to_string(),
-        });
-    }
-    let rest = url
-        .get(7..)
-        .filter(|_| lower.starts_with("http://"))
-        .ok_or_else(|| bad("not an http:// URL"))?;
+    let https = lower.starts_with("https://");
+    let rest = if https {
+        &url[8..]
+    } else {
+        url.get(7..)
+            .filter(|_| lower.starts_with("http://"))
+            .ok_or_else(|| bad("not an http:// or https:// URL"))?
+    };
     let (host_port, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -68,19 +70,29 @@ pub fn parse_url(url: &str) -> Result<Url, ClientError> {
     }
     let has_port = port.is_some();
     Ok(Url {
+        https,
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
         authority: if has_port {
             host_port.to_string()
         } else {
-            format!("{host_port}:80")
+            format!("{host_port}:{}", if https { 443 } else { 80 })
         },
         host_header: host_port.to_string(),
         path: path.to_string(),
     })
 }
 
-/// `GET url` with extra headers; the whole response, whatever its status.
-pub async fn get(url: &str, headers: &[(&str, &str)]) -> Result<Response, ClientError> {
-    request("GET", url, headers, b"").await
+/// `GET url` with extra headers; the whole response, whatever its status. `tls` is needed
+/// for `https://` URLs only.
+pub async fn get(
+    url: &str,
+    headers: &[(&str, &str)],
+    tls: Option<&Tls>,
+) -> Result<Response, ClientError> {
+    request("GET", url, headers, b"", tls).await
 }
 
 pub async fn request(
@@ -88,13 +100,16 @@ pub async fn request(
     url: &str,
     headers: &[(&str, &str)],
     body: &[u8],
+    tls: Option<&Tls>,
 ) -> Result<Response, ClientError> {
     let u = parse_url(url)?;
-    let io = |e: std::io::Error| ClientError::Io {
+    let io = |reason: String| ClientError::Io {
         url: url.to_string(),
-        reason: e.to_string(),
+        reason,
     };
-    let mut stream = TcpStream::connect(&u.authority).await.map_err(io)?;
+    let stream = TcpStream::connect(&u.authority)
+        .await
+        .map_err(|e| io(e.to_string()))?;
     let mut head = format!(
         "{method} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n",
         u.path,
@@ -105,28 +120,59 @@ pub async fn request(
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.map_err(io)?;
-    stream.write_all(body).await.map_err(io)?;
-    stream.flush().await.map_err(io)?;
+    let raw = if u.https {
+        let tls = tls.ok_or_else(|| ClientError::NoTls {
+            url: url.to_string(),
+            reason: "none configured".into(),
+        })?;
+        let name = rustls::pki_types::ServerName::try_from(u.host.clone())
+            .map_err(|e| io(format!("bad TLS server name {}: {e}", u.host)))?;
+        let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+        let stream = connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| io(tls::describe_failure(&e, &u.host)))?;
+        exchange(stream, head.as_bytes(), body)
+            .await
+            .map_err(|e| io(tls::describe_failure(&e, &u.host)))?
+    } else {
+        exchange(stream, head.as_bytes(), body)
+            .await
+            .map_err(|e| io(e.to_string()))?
+    };
+    fleet_engine::http::parse_response(&raw).map_err(|e| io(e.to_string()))
+}
+
+/// Sends the request and reads the response until the server closes the connection.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    head: &[u8],
+    body: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    stream.write_all(head).await?;
+    stream.write_all(body).await?;
+    stream.flush().await?;
     let mut raw = Vec::with_capacity(4096);
     let mut buf = [0u8; 8192];
     loop {
-        let n = stream.read(&mut buf).await.map_err(io)?;
+        let n = match stream.read(&mut buf).await {
+            Ok(n) => n,
+            // Many servers close a TLS connection without close_notify once the response is
+            // out; the response parser still refuses a truncated body.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => 0,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             break;
         }
         if raw.len() + n > MAX_RESPONSE {
-            return Err(ClientError::Io {
-                url: url.to_string(),
-                reason: format!("response larger than {MAX_RESPONSE} bytes"),
-            });
+            return Err(std::io::Error::other(format!(
+                "response larger than {MAX_RESPONSE} bytes"
+            )));
         }
         raw.extend_from_slice(&buf[..n]);
     }
-    fleet_engine::http::parse_response(&raw).map_err(|e| ClientError::Io {
-        url: url.to_string(),
-        reason: e.to_string(),
-    })
+    Ok(raw)
 }
 
 #[cfg(test)]
@@ -149,9 +195,17 @@ mod tests {
     }
 
     #[test]
-    fn refuses_https_and_junk_with_the_reason() {
-        let e = parse_url("https://api.balena-cloud.com").unwrap_err();
-        assert!(e.to_string().contains("https is not supported"), "{e}");
+    fn takes_https_urls_apart() {
+        let u = parse_url("https://api.balena-cloud.com").unwrap();
+        assert!(u.https);
+        assert_eq!(u.authority, "api.balena-cloud.com:443");
+        assert_eq!(u.host, "api.balena-cloud.com");
+        let u = parse_url("HTTPS://[::1]:8443/x").unwrap();
+        assert_eq!((u.host.as_str(), u.path.as_str()), ("::1", "/x"));
+    }
+
+    #[test]
+    fn refuses_junk_with_the_reason() {
         assert!(parse_url("ftp://x").is_err());
         assert!(parse_url("http://:80/").is_err());
         assert!(parse_url("http:///").is_err());

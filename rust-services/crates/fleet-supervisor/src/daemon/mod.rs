@@ -5,6 +5,7 @@
 //! The daemon drives the engine only through the [`Reconciler`] trait, so the HTTP layer and
 //! the loops do not depend on how steps are executed.
 
+mod access;
 mod api;
 pub mod client;
 mod logging;
@@ -14,8 +15,10 @@ mod server;
 mod settings;
 mod source;
 mod state;
+mod state_report;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -23,6 +26,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+pub use access::Subnet;
 pub use logging::{init as init_logging, to_journal as logs_to_journal};
 pub use settings::{DEFAULT_LISTEN_PORT, RunArgs, Settings, SettingsError};
 
@@ -65,6 +69,11 @@ pub trait Reconciler {
         force: bool,
     ) -> Result<(), ReconcileError>;
     async fn restart_app(&self, app: &str, force: bool) -> Result<(), ReconcileError>;
+    /// Subnets of the engine's bridge networks (the default bridge and the apps'), whose
+    /// containers may reach the API ([`report::bridge_subnets`] reads them).
+    async fn bridge_subnets(&self) -> Result<Vec<Subnet>, ReconcileError> {
+        Ok(Vec::new())
+    }
 }
 
 /// The outcome of one [`Reconciler::apply`].

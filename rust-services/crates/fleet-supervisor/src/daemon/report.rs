@@ -4,7 +4,7 @@
 
 use fleet_engine::Engine;
 
-use super::{ReconcileError, ServiceState};
+use super::{ReconcileError, ServiceState, Subnet};
 use crate::plan::{LABEL_APP, LABEL_RELEASE, LABEL_SERVICE, LABEL_SUPERVISED};
 
 pub async fn from_engine(engine: &Engine) -> Result<Vec<ServiceState>, ReconcileError> {
@@ -32,5 +32,24 @@ pub async fn from_engine(engine: &Engine) -> Result<Vec<ServiceState>, Reconcile
         });
     }
     out.sort_by(|a, b| (&a.app, &a.service, &a.release).cmp(&(&b.app, &b.service, &b.release)));
+    Ok(out)
+}
+
+/// Subnets of the engine's `bridge` networks. Other drivers are left out on purpose: a
+/// macvlan or ipvlan network's subnet is the LAN itself.
+pub async fn bridge_subnets(engine: &Engine) -> Result<Vec<Subnet>, ReconcileError> {
+    let networks = engine
+        .list_networks()
+        .await
+        .map_err(|e| ReconcileError::Failed(e.to_string()))?;
+    let mut out = Vec::new();
+    for n in networks.iter().filter(|n| n.driver == "bridge") {
+        for pool in n.ipam.config.iter().filter(|p| !p.subnet.is_empty()) {
+            match pool.subnet.parse() {
+                Ok(s) => out.push(s),
+                Err(e) => log::warn!("network {}: subnet {e}", n.name),
+            }
+        }
+    }
     Ok(out)
 }

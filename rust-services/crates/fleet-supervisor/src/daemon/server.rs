@@ -9,8 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::Reconciler;
-use super::api;
 use super::state::Shared;
+use super::{access, api};
 
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = crate::target::MAX_TARGET_BYTES;
@@ -119,6 +119,25 @@ pub async fn serve<R: Reconciler + 'static>(listener: TcpListener, shared: Rc<Sh
 }
 
 async fn handle<R: Reconciler>(mut stream: TcpStream, shared: &Shared<R>) {
+    let peers = stream
+        .peer_addr()
+        .and_then(|p| Ok((p, stream.local_addr()?)));
+    let allowed = match peers {
+        Ok((peer, local)) => access::allowed(shared, peer.ip(), local.ip()).await,
+        Err(e) => {
+            log::debug!("API: connection without addresses: {e}");
+            false
+        }
+    };
+    if !allowed {
+        let refused = Response::text(
+            403,
+            "Forbidden: the supervisor API accepts the host and its containers only",
+        );
+        let _ = stream.write_all(&refused.to_bytes()).await;
+        let _ = stream.shutdown().await;
+        return;
+    }
     let response = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut stream)).await {
         Err(_) => Response::text(408, "request not received in time"),
         Ok(Err(response)) => response,

@@ -53,8 +53,14 @@ pub struct Settings {
     pub api_endpoint: Option<String>,
     pub device_api_key: Option<String>,
     pub device_type: Option<String>,
-    /// config.json `developmentMode`: enables `/v2/local/target-state`.
+    /// config.json `developmentMode`: enables `/v2/local/target-state` and lets any peer
+    /// reach the API.
     pub development_mode: bool,
+    /// An extra CA for an `https://` apiEndpoint: (config.json key, value), from
+    /// `balenaRootCA` (base64 of PEM) or `fleet.supervisor.rootCA` (PEM or base64).
+    pub root_ca: Option<(String, String)>,
+    /// `FLEET_OS_VERSION` (fleetd sets it from the host's os-release), for the state report.
+    pub os_version: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +108,8 @@ impl Settings {
             device_api_key,
             device_type: pick("FLEET_DEVICE_TYPE", &s.supervisor.device_type),
             development_mode: s.development_mode,
+            root_ca: root_ca(config.document()),
+            os_version: env("FLEET_OS_VERSION").filter(|v| !v.is_empty()),
         })
     }
 
@@ -138,6 +146,24 @@ impl Settings {
             ..HostContext::default()
         }
     }
+}
+
+/// `fleet.supervisor.rootCA` wins over balenaOS's `balenaRootCA` when both are set.
+fn root_ca(doc: &serde_json::Map<String, serde_json::Value>) -> Option<(String, String)> {
+    let fleet = doc
+        .get("fleet")
+        .and_then(|f| f.get("supervisor"))
+        .and_then(|s| s.get("rootCA"))
+        .and_then(|v| v.as_str())
+        .map(|v| ("fleet.supervisor.rootCA", v));
+    let balena = doc
+        .get("balenaRootCA")
+        .and_then(|v| v.as_str())
+        .map(|v| ("balenaRootCA", v));
+    fleet
+        .or(balena)
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
 }
 
 /// The API key of a device without `deviceApiKey`: made once from the kernel's random

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::state::{ApplyRecord, Shared, Target, unix_now};
-use super::{Reconciler, client};
+use super::{Reconciler, client, state_report};
 use crate::target;
 
 /// balena's default `SUPERVISOR_POLL_INTERVAL` (15 min) and its lower bound.
@@ -122,10 +122,17 @@ async fn poll<R>(shared: &Shared<R>) {
         return;
     };
     let url = format!("{}/device/v3/{uuid}/state", endpoint.trim_end_matches('/'));
+    let tls = match shared.endpoint_tls() {
+        Ok(tls) => tls,
+        Err(e) => {
+            log::warn!("target poll failed: {url}: TLS: {e}; keeping the last good target");
+            return;
+        }
+    };
     let auth = format!("Bearer {key}");
     let result = tokio::time::timeout(
         POLL_TIMEOUT,
-        client::get(&url, &[("Authorization", auth.as_str())]),
+        client::get(&url, &[("Authorization", auth.as_str())], tls),
     )
     .await;
     let response = match result {
@@ -136,7 +143,7 @@ async fn poll<R>(shared: &Shared<R>) {
             return;
         }
         Ok(Err(e)) => {
-            log::warn!("target poll: {e}; keeping the last good target");
+            log::warn!("target poll failed: {e}; keeping the last good target");
             return;
         }
         Ok(Ok(r)) => r,
@@ -219,6 +226,9 @@ pub async fn reconcile_loop<R: Reconciler>(shared: Rc<Shared<R>>) {
         }
         let mut delay = apply_once(&shared, force).await;
         shared.heartbeat.set(Instant::now());
+        if shared.settings.remote() {
+            state_report::send_if_due(&shared).await;
+        }
         if shared.settings.remote() {
             delay = delay.min(next_poll.saturating_duration_since(Instant::now()));
         }

@@ -1,13 +1,14 @@
 //! State shared by the API handlers and the reconcile loop (one thread: `RefCell`s).
 
 use std::cell::{Cell, RefCell};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::{Mutex, Notify};
 
 use super::settings::Settings;
-use super::{ApplySummary, Reconciler, Timing};
+use super::tls::{Tls, TrustSource};
+use super::{ApplySummary, Reconciler, Subnet, Timing};
 use crate::target::TargetState;
 
 /// The target in force: the validated state and the document it came from.
@@ -44,10 +45,37 @@ pub struct Shared<R> {
     pub force_pending: Cell<bool>,
     /// Poll the server on the next wake even if the poll interval has not passed.
     pub poll_pending: Cell<bool>,
+    /// TLS for an `https://` apiEndpoint (`None` for `http://` or local mode); an error
+    /// says why no connection can be trusted and is reported at each poll.
+    pub tls: Option<Result<Tls, String>>,
+    /// The engine's bridge subnets as last read, and when (API access).
+    pub subnets: RefCell<Vec<Subnet>>,
+    pub subnets_read: Cell<Option<Instant>>,
+    /// Rate limit of the "refused a connection" log line.
+    pub refusal_logged: Cell<Option<Instant>>,
+    pub refusals_unlogged: Cell<u64>,
+    /// The state report to the server: what was sent last and when the next may go.
+    pub report: RefCell<ReportState>,
+}
+
+/// Bookkeeping of `PATCH /device/v3/state`.
+#[derive(Debug, Clone)]
+pub struct ReportState {
+    pub last_sent: Option<serde_json::Value>,
+    pub sent_at: Option<Instant>,
+    /// No report before this (backoff after a failure).
+    pub not_before: Instant,
+    /// The current backoff; zero after a success.
+    pub backoff: Duration,
 }
 
 impl<R: Reconciler> Shared<R> {
     pub fn new(settings: Settings, reconciler: R, timing: Timing) -> Self {
+        let tls = settings
+            .api_endpoint
+            .as_ref()
+            .filter(|e| e.to_ascii_lowercase().starts_with("https://"))
+            .map(|_| load_tls(&settings));
         Shared {
             settings,
             reconciler,
@@ -60,6 +88,17 @@ impl<R: Reconciler> Shared<R> {
             wake: Notify::new(),
             force_pending: Cell::new(false),
             poll_pending: Cell::new(false),
+            tls,
+            subnets: RefCell::new(Vec::new()),
+            subnets_read: Cell::new(None),
+            refusal_logged: Cell::new(None),
+            refusals_unlogged: Cell::new(0),
+            report: RefCell::new(ReportState {
+                last_sent: None,
+                sent_at: None,
+                not_before: Instant::now(),
+                backoff: Duration::ZERO,
+            }),
         }
     }
 
@@ -82,6 +121,44 @@ impl<R: Reconciler> Shared<R> {
             return Some(app.uuid.clone());
         }
         apps.contains_key(app_id).then(|| app_id.to_string())
+    }
+}
+
+impl<R> Shared<R> {
+    /// The TLS configuration for requests to the apiEndpoint: `None` for `http://`, an error
+    /// (why nothing can be trusted) for an `https://` endpoint without usable roots.
+    pub fn endpoint_tls(&self) -> Result<Option<&Tls>, &str> {
+        match &self.tls {
+            None => Ok(None),
+            Some(Ok(tls)) => Ok(Some(tls)),
+            Some(Err(e)) => Err(e),
+        }
+    }
+}
+
+/// The trust roots for an `https://` apiEndpoint: the system bundle under the root prefix
+/// (`FLEET_ROOT`, `/` in the container) plus config.json's CA.
+fn load_tls(settings: &Settings) -> Result<Tls, String> {
+    let root = fleet_core::Root::from_arg_or_env(None);
+    let source = TrustSource::new(root.dir(), settings.root_ca.clone());
+    match Tls::load(&source) {
+        Ok(tls) => {
+            log::info!(
+                "TLS trust roots: {} from {}, {} from config.json{}",
+                tls.bundle_roots,
+                source.system_bundle.display(),
+                tls.config_roots,
+                source
+                    .extra_ca
+                    .as_ref()
+                    .map_or(String::new(), |(k, _)| format!(" {k}"))
+            );
+            Ok(tls)
+        }
+        Err(e) => {
+            log::error!("TLS: {e}");
+            Err(e.to_string())
+        }
     }
 }
 

@@ -118,6 +118,8 @@ fn settings(dir: &Path) -> Settings {
         device_api_key: None,
         device_type: None,
         development_mode: false,
+        root_ca: None,
+        os_version: None,
     }
 }
 
@@ -158,7 +160,7 @@ async fn call(
     let url = format!("http://{addr}{path}");
     let auth = key.map(|k| format!("Bearer {k}"));
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-    let r = client::request(method, &url, &headers, body.as_bytes())
+    let r = client::request(method, &url, &headers, body.as_bytes(), None)
         .await
         .unwrap();
     (r.status, String::from_utf8_lossy(&r.body).into_owned())
@@ -571,6 +573,12 @@ async fn polls_the_server_and_keeps_the_last_good_target() {
                     format!("GET /device/v3/{DEVICE}/state Bearer devkey")
                 );
                 assert_eq!(std::fs::read_to_string(&target_file).unwrap(), EXAMPLE);
+                until("a state report after the apply", || {
+                    seen.borrow()
+                        .iter()
+                        .any(|s| s == "PATCH /device/v3/state Bearer devkey")
+                })
+                .await;
 
                 // Server errors, garbage and another device's target keep the last good one.
                 let other = EXAMPLE.replace(DEVICE, "0000");
@@ -629,6 +637,35 @@ async fn an_unreachable_server_leaves_the_saved_target_running() {
     assert_eq!(
         std::fs::read_to_string(tmp.path().join(settings::TARGET_FILE)).unwrap(),
         EXAMPLE
+    );
+}
+
+#[tokio::test]
+async fn the_state_report_names_services_status_and_release() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = settings(tmp.path());
+    s.listen_port = 48484;
+    let shared = Shared::new(s, Memory::default(), timing());
+    source::accept(&shared, EXAMPLE.as_bytes()).unwrap();
+    let states = shared.reconciler.service_states().await.unwrap();
+    let body = state_report::body(&shared, DEVICE, &states);
+    let device = &body[DEVICE];
+    assert_eq!(device["api_port"], json!(48484));
+    assert_eq!(
+        device["supervisor_version"],
+        json!(env!("CARGO_PKG_VERSION"))
+    );
+    // Not applied yet.
+    assert_eq!(device["update_pending"], json!(true));
+    assert_eq!(device["update_failed"], json!(false));
+    let app = &device["apps"][APP];
+    assert_eq!(
+        app["release_uuid"],
+        json!("a1b2c3d4e5f60718293a4b5c6d7e8f90")
+    );
+    assert_eq!(
+        app["services"]["db"],
+        json!({ "image": "registry.example/greenhouse-db:5521", "status": "Running", "download_progress": null })
     );
 }
 

@@ -1,7 +1,7 @@
 //! The daemon's engine side: [`Executor`] is the [`Reconciler`] `fleet-supervisor run` drives.
 
 use super::{ExecError, Executor};
-use crate::daemon::{ApplySummary, ReconcileError, Reconciler, ServiceState, report};
+use crate::daemon::{ApplySummary, ReconcileError, Reconciler, ServiceState, Subnet, report};
 use crate::plan::CurrentState;
 use crate::target::TargetState;
 
@@ -23,6 +23,10 @@ impl Reconciler for Executor {
 
     async fn service_states(&self) -> Result<Vec<ServiceState>, ReconcileError> {
         report::from_engine(self.engine()).await
+    }
+
+    async fn bridge_subnets(&self) -> Result<Vec<Subnet>, ReconcileError> {
+        report::bridge_subnets(self.engine()).await
     }
 
     async fn apply(

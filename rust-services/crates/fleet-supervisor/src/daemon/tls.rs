@@ -1,0 +1,208 @@
+//! TLS for `https://` apiEndpoints: rustls with the `ring` provider, trusting the system
+//! bundle plus the CA config.json names (`balenaRootCA`, `fleet.supervisor.rootCA`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use rustls::{ClientConfig, RootCertStore};
+
+/// The Debian/OE `ca-certificates` bundle, relative to the root prefix.
+pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Where trust comes from: the system bundle path and config.json's extra CA (PEM text, or
+/// base64 of it as balenaOS writes `balenaRootCA`), with the key it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TrustSource {
+    pub system_bundle: PathBuf,
+    pub extra_ca: Option<(String, String)>,
+}
+
+/// A client configuration and what went into it.
+#[derive(Clone)]
+pub struct Tls {
+    pub config: Arc<ClientConfig>,
+    /// Certificates trusted, from the bundle and from config.json.
+    pub bundle_roots: usize,
+    pub config_roots: usize,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TlsError {
+    #[error("config.json {key}: {reason}")]
+    ExtraCa { key: String, reason: String },
+    #[error(
+        "no trusted certificates: {bundle} {why} and config.json has no balenaRootCA",
+        bundle = bundle.display()
+    )]
+    NoRoots { bundle: PathBuf, why: String },
+    #[error("TLS setup: {0}")]
+    Setup(String),
+}
+
+impl Tls {
+    /// Reads the trust roots. A missing or unreadable system bundle is not an error while
+    /// config.json supplies a CA (a self-hosted server); an unusable config.json CA is.
+    pub fn load(source: &TrustSource) -> Result<Tls, TlsError> {
+        let mut roots = RootCertStore::empty();
+        let (bundle_roots, bundle_problem) = match std::fs::read(&source.system_bundle) {
+            Ok(pem) => {
+                let (added, _ignored) =
+                    roots.add_parsable_certificates(CertificateDer::pem_slice_iter(&pem).flatten());
+                (
+                    added,
+                    (added == 0).then(|| "holds no certificate".to_string()),
+                )
+            }
+            Err(e) => (0, Some(e.to_string())),
+        };
+        let mut config_roots = 0;
+        if let Some((key, value)) = &source.extra_ca {
+            let extra = |reason: String| TlsError::ExtraCa {
+                key: key.clone(),
+                reason,
+            };
+            let pem = decode_ca(value).map_err(extra)?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| extra(format!("bad PEM: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| extra(format!("not a usable CA certificate: {e}")))?;
+                config_roots += 1;
+            }
+            if config_roots == 0 {
+                return Err(extra("holds no PEM certificate".into()));
+            }
+        }
+        if roots.is_empty() {
+            return Err(TlsError::NoRoots {
+                bundle: source.system_bundle.clone(),
+                why: bundle_problem.unwrap_or_else(|| "holds no certificate".into()),
+            });
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Setup(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Tls {
+            config: Arc::new(config),
+            bundle_roots,
+            config_roots,
+        })
+    }
+}
+
+impl TrustSource {
+    /// The bundle below `root` (`/` in the container) and the CA from config.json.
+    pub fn new(root: &Path, extra_ca: Option<(String, String)>) -> TrustSource {
+        TrustSource {
+            system_bundle: root.join(SYSTEM_BUNDLE.trim_start_matches('/')),
+            extra_ca,
+        }
+    }
+}
+
+/// PEM text as is; anything else is taken as base64 of PEM (balenaOS's `balenaRootCA`).
+fn decode_ca(value: &str) -> Result<Vec<u8>, String> {
+    if value.contains("-----BEGIN") {
+        return Ok(value.as_bytes().to_vec());
+    }
+    base64_decode(value).ok_or_else(|| "neither PEM text nor base64 of PEM".to_string())
+}
+
+/// Standard base64 (padding optional, whitespace ignored): the one place the supervisor
+/// needs it, so no crate for it.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let digits: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    let digits = digits
+        .strip_suffix(b"==")
+        .or_else(|| digits.strip_suffix(b"="))
+        .unwrap_or(&digits);
+    if digits.is_empty() || digits.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for &c in digits {
+        acc = (acc << 6) | u32::from(value(c)?);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// The reason of a failed handshake in words, naming the host for a name mismatch.
+pub fn describe_failure(e: &std::io::Error, host: &str) -> String {
+    use rustls::{CertificateError, Error};
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) else {
+        return e.to_string();
+    };
+    match tls {
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "TLS: the server's certificate is not trusted (its issuer is neither in the system bundle nor config.json's balenaRootCA)".into()
+        }
+        Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => format!("TLS: the server's certificate is not valid for the name {host}"),
+        Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "TLS: the server's certificate has expired (or the device clock is wrong)".into(),
+        Error::InvalidCertificate(
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+        ) => "TLS: the server's certificate is not valid yet (is the device clock set?)".into(),
+        other => format!("TLS: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_base64_as_balena_writes_it() {
+        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(base64_decode("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(base64_decode("aGVs\nbG8h").unwrap(), b"hello!");
+        assert!(base64_decode("a").is_none());
+        assert!(base64_decode("a*b=").is_none());
+        assert!(base64_decode("").is_none());
+    }
+
+    #[test]
+    fn a_bad_config_ca_is_an_error_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = TrustSource::new(
+            dir.path(),
+            Some(("balenaRootCA".into(), "bm90IGEgY2VydA==".into())),
+        );
+        let e = Tls::load(&source).err().unwrap();
+        assert!(
+            e.to_string().starts_with("config.json balenaRootCA:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn no_roots_at_all_is_an_error_naming_the_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Tls::load(&TrustSource::new(dir.path(), None))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("ca-certificates.crt"), "{e}");
+    }
+}
