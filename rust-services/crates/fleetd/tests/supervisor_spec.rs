@@ -9,6 +9,11 @@ fn tree(conf: &str, config: &str) -> tempfile::TempDir {
     std::fs::create_dir_all(dir.path().join("mnt/boot")).unwrap();
     std::fs::write(dir.path().join("etc/fleet/supervisor.conf"), conf).unwrap();
     std::fs::write(dir.path().join("mnt/boot/config.json"), config).unwrap();
+    std::fs::write(
+        dir.path().join("etc/os-release"),
+        "NAME=fleetOS\nVERSION_ID=\"2.1.0\"\n",
+    )
+    .unwrap();
     dir
 }
 
@@ -24,6 +29,7 @@ fn image_from_conf_and_override() {
     assert_eq!(want.listen_port, 1234);
     let c = &want.create.0;
     assert!(c.env.contains(&"FLEET_UUID=abc".to_string()));
+    assert!(c.env.contains(&"FLEET_OS_VERSION=2.1.0".to_string()));
     assert_eq!(c.host_config.network_mode, "host");
     assert_eq!(c.host_config.restart_policy.name, "always");
     let config_src = format!("{}/mnt/boot/config.json", d.path().display());

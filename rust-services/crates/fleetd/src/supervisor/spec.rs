@@ -116,6 +116,10 @@ pub fn desired(root: &Root, engine_socket: &Path) -> Result<Desired, SpecError> 
             env.push(format!("{name}={v}"));
         }
     }
+    // The state report's os_version; a new OS version recreates the container once.
+    if let Some(v) = crate::update::slots::running_version(root) {
+        env.push(format!("FLEET_OS_VERSION={v}"));
+    }
     // Directories the engine may create when missing.
     let binds = vec![
         format!("{}:/var/run/docker.sock", engine_socket.display()),
