@@ -72,8 +72,8 @@ pub enum FlashError {
     BootTooFar(u64),
     #[error("image has no FAT boot partition to apply --config etc. to")]
     NoBoot,
-    #[error("{0}")]
-    Boot(#[from] BootError),
+    #[error("{path}: {source}")]
+    Boot { path: PathBuf, source: BootError },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -370,7 +370,13 @@ impl Flash<'_> {
             writes: Vec::new(),
         };
         let slice = Slice::new(&mut recorder, boot.start, boot.size).map_err(self.read_err())?;
-        self.opts.edits.apply(slice)?;
+        self.opts
+            .edits
+            .apply(slice)
+            .map_err(|source| FlashError::Boot {
+                path: self.image.into(),
+                source,
+            })?;
         Ok(recorder.writes)
     }
 }
