@@ -633,57 +633,123 @@ fn write_error(path: &Path, e: io::Error, at: u64, len: usize) -> FlashError {
     }
 }
 
+/// What the verifier's reader hands its hasher.
+enum ReadBack {
+    /// `n` bytes read into the buffer; `zero` pieces must read as zeros.
+    Piece {
+        buf: AlignedBuf,
+        n: usize,
+        zero: bool,
+    },
+    /// The batch whose pieces came before is complete: compare.
+    End {
+        hash: Digest256,
+        start: u64,
+        end: u64,
+    },
+}
+
 /// The verifier: for each window, `settle` (fdatasync, drop the cached pages), then read
 /// every transferred piece back from the target; data must hash to its batch's hash,
-/// written zero pieces must read as zeros. Stops at the first difference.
+/// written zero pieces must read as zeros. Reading and hashing run in two threads (the
+/// next piece is read while one is hashed). Stops at the first difference.
 fn verify_windows(
     target: &Target,
     windows: &mpsc::Receiver<Window>,
     counters: &Counters,
 ) -> Result<(), FlashError> {
-    let mut buf = AlignedBuf::new(CHUNK).ok_or(FlashError::NoMemory)?;
-    for window in windows {
-        if window.bytes == 0 {
-            // Only batches with nothing transferred: their (empty) hash needs no read.
-            continue;
-        }
-        target
-            .settle(window.start, window.end)
-            .map_err(target_err(&target.path))?;
-        for check in &window.checks {
+    // Filled buffers go to the hasher; emptied ones come back.
+    let (full_tx, full_rx) = mpsc::sync_channel::<ReadBack>(2);
+    let (empty_tx, empty_rx) = mpsc::channel::<AlignedBuf>();
+    for _ in 0..3 {
+        let _ = empty_tx.send(AlignedBuf::new(CHUNK).ok_or(FlashError::NoMemory)?);
+    }
+    let path = &target.path;
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || -> Result<(), FlashError> {
             let mut hash = Sha256::new();
             let mut zeros_ok = true;
-            for &(start, len, zero) in &check.pieces {
-                let mut at = start;
-                while at < start + len {
-                    let n = usize::try_from(start + len - at)
-                        .unwrap_or(CHUNK)
-                        .min(CHUNK);
-                    let piece = &mut buf.spare()[..n];
-                    target
-                        .read_at(piece, at)
-                        .map_err(target_err(&target.path))?;
-                    if zero {
-                        zeros_ok &= piece.chunks(BLOCK).all(is_zero);
-                    } else {
-                        hash.update(&*piece);
+            for msg in full_rx {
+                match msg {
+                    ReadBack::Piece { mut buf, n, zero } => {
+                        let piece = &buf.spare()[..n];
+                        if zero {
+                            zeros_ok &= piece.chunks(BLOCK).all(is_zero);
+                        } else {
+                            hash.update(piece);
+                        }
+                        counters.verified.fetch_add(n as u64, Ordering::Relaxed);
+                        let _ = empty_tx.send(buf);
                     }
-                    counters.verified.fetch_add(n as u64, Ordering::Relaxed);
-                    at += n as u64;
+                    ReadBack::End {
+                        hash: expected,
+                        start,
+                        end,
+                    } => {
+                        let got: Digest256 = std::mem::take(&mut hash).finalize().into();
+                        if !std::mem::replace(&mut zeros_ok, true) || got != expected {
+                            return Err(FlashError::Verify {
+                                path: path.clone(),
+                                start,
+                                end,
+                            });
+                        }
+                    }
                 }
             }
-            if !zeros_ok || Digest256::from(hash.finalize()) != check.hash {
-                let start = check.pieces.first().map_or(0, |p| p.0);
-                let end = check.pieces.last().map_or(0, |p| p.0 + p.1);
-                return Err(FlashError::Verify {
-                    path: target.path.clone(),
-                    start,
-                    end,
-                });
+            Ok(())
+        });
+        let read = (|| -> Result<(), FlashError> {
+            for window in windows {
+                if window.bytes == 0 {
+                    // Only batches with nothing transferred: nothing to read.
+                    continue;
+                }
+                target
+                    .settle(window.start, window.end)
+                    .map_err(target_err(path))?;
+                for check in window.checks {
+                    for &(start, len, zero) in &check.pieces {
+                        let mut at = start;
+                        while at < start + len {
+                            // The hasher stopped (a difference): its error is the result.
+                            let Ok(mut buf) = empty_rx.recv() else {
+                                return Ok(());
+                            };
+                            let n = usize::try_from(start + len - at)
+                                .unwrap_or(CHUNK)
+                                .min(CHUNK);
+                            target
+                                .read_at(&mut buf.spare()[..n], at)
+                                .map_err(target_err(path))?;
+                            if full_tx.send(ReadBack::Piece { buf, n, zero }).is_err() {
+                                return Ok(());
+                            }
+                            at += n as u64;
+                        }
+                    }
+                    let (start, end) = match (check.pieces.first(), check.pieces.last()) {
+                        (Some(f), Some(l)) => (f.0, l.0 + l.1),
+                        _ => (0, 0),
+                    };
+                    let end_msg = ReadBack::End {
+                        hash: check.hash,
+                        start,
+                        end,
+                    };
+                    if full_tx.send(end_msg).is_err() {
+                        return Ok(());
+                    }
+                }
             }
-        }
-    }
-    Ok(())
+            Ok(())
+        })();
+        drop(full_tx);
+        let hashed = hasher
+            .join()
+            .unwrap_or_else(|_| Err(FlashError::Aborted { path: path.clone() }));
+        hashed.and(read)
+    })
 }
 
 static ZEROS: [u8; BLOCK] = [0; BLOCK];
@@ -789,6 +855,67 @@ mod tests {
             kinds,
             vec![(true, 0, 2 * BLOCK), (false, 2 * BLOCK, 3 * BLOCK)]
         );
+    }
+
+    /// Writes a window to a real file through `Target`, optionally changes one byte of the
+    /// file behind its back, and runs the verifier over it.
+    fn verify_after_write(corrupt_at: Option<u64>) -> Result<(), FlashError> {
+        let path = std::env::temp_dir().join(format!(
+            "fleet-verify-test-{}-{}",
+            std::process::id(),
+            corrupt_at.unwrap_or(0)
+        ));
+        let _ = std::fs::remove_file(&path);
+        let info = check_target(&path).expect("check target");
+        let target = Target::open(&path, &info).expect("open target");
+        let mut checks = Vec::new();
+        let mut window = Window::default();
+        for i in 0..3u8 {
+            let mut data = AlignedBuf::new(2 * BLOCK).expect("buffer");
+            data.spare().fill(i + 1);
+            data.set_len(2 * BLOCK);
+            let at = u64::from(i) * 2 * BLOCK as u64;
+            target.write_at(&data, at).expect("write");
+            let segs = [Seg {
+                zero: false,
+                start: 0,
+                end: 2 * BLOCK,
+            }];
+            checks.push(Check {
+                pieces: vec![(at, 2 * BLOCK as u64, false)],
+                hash: hash_data(&data, &segs),
+            });
+            window.end = at + 2 * BLOCK as u64;
+            window.bytes += 2 * BLOCK as u64;
+        }
+        window.checks = checks;
+        target.finish(window.end).expect("finish");
+        if let Some(at) = corrupt_at {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("reopen");
+            std::os::unix::fs::FileExt::write_all_at(&f, b"X", at).expect("corrupt");
+            f.sync_all().expect("sync");
+        }
+        let (tx, rx) = mpsc::channel();
+        tx.send(window).expect("send");
+        drop(tx);
+        let result = verify_windows(&target, &rx, &Counters::default());
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    #[test]
+    fn verifier_reads_back_and_names_the_batch_that_differs() {
+        assert!(verify_after_write(None).is_ok());
+        let at = 2 * BLOCK as u64 + 1000;
+        match verify_after_write(Some(at)) {
+            Err(FlashError::Verify { start, end, .. }) => {
+                assert_eq!((start, end), (2 * BLOCK as u64, 4 * BLOCK as u64));
+            }
+            other => panic!("expected a verify error, got {other:?}"),
+        }
     }
 
     #[test]
