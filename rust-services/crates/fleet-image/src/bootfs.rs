@@ -21,6 +21,21 @@ pub enum BootError {
     },
     #[error("{0}")]
     Bad(String),
+    #[error(
+        "boot partition labelled {label:?} has no config.json: not a fleetOS image, fleetOS \
+         settings would have no effect there; nothing was changed (to set up Raspberry Pi OS \
+         use rpi-imager)"
+    )]
+    NotFleet { label: String },
+}
+
+/// The FAT label (and GPT name) of fleetOS's boot partition (DESIGN.md).
+pub const FLEET_BOOT_LABEL: &str = "fleet-boot";
+
+/// Whether a boot partition is fleetOS's: it is labelled `fleet-boot` or holds config.json.
+/// Other systems' boot partitions (Raspberry Pi OS's `bootfs`, ...) read none of its settings.
+pub fn is_fleet_boot(label: Option<&str>, has_config: bool) -> bool {
+    has_config || label.is_some_and(|l| l.trim_end().eq_ignore_ascii_case(FLEET_BOOT_LABEL))
 }
 
 fn list(problems: &[Problem]) -> String {
@@ -316,6 +331,12 @@ impl Edits {
         const CONNECTIONS: &str = "system-connections";
         let fs = open(&mut part)?;
         let current = read_file(&fs, "config.json")?;
+        let label = fs.volume_label();
+        if !is_fleet_boot(Some(&label), current.is_some()) {
+            return Err(BootError::NotFleet {
+                label: label.trim_end().to_string(),
+            });
+        }
         let new_config = self.plan(current.as_deref())?;
         let missing_dir = !self.connections.is_empty()
             && match fs.root_dir().open_dir(CONNECTIONS) {

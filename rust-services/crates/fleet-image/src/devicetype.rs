@@ -49,8 +49,14 @@ pub fn probe_files() -> Vec<String> {
 
 /// The device types an image can be: `deviceType` in config.json wins; otherwise those whose
 /// partition table kind matches and whose boot-state file is on the boot partition (or, when
-/// none has it, every one with the matching table kind).
-pub fn recognise(table: &Table, config_type: Option<&str>, present: &[String]) -> Vec<String> {
+/// none has it, every one with the matching table kind, but only for a fleetOS boot partition
+/// (`fleet_boot`): another system's MBR image, Raspberry Pi OS say, is none of them).
+pub fn recognise(
+    table: &Table,
+    config_type: Option<&str>,
+    present: &[String],
+    fleet_boot: bool,
+) -> Vec<String> {
     let types = all();
     if let Some(t) = config_type
         && types.iter().any(|d| d.slug == t)
@@ -67,10 +73,12 @@ pub fn recognise(table: &Table, config_type: Option<&str>, present: &[String]) -
         .copied()
         .filter(|d| present.contains(&d.boot_state_file))
         .collect();
-    let chosen = if with_file.is_empty() {
+    let chosen = if !with_file.is_empty() {
+        with_file
+    } else if fleet_boot {
         same_table
     } else {
-        with_file
+        Vec::new()
     };
     chosen.into_iter().map(|d| d.slug.clone()).collect()
 }

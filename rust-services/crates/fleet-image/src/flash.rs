@@ -1,8 +1,10 @@
 //! The write engine. One thread decompresses into page-aligned chunks; this thread finds the
 //! ranges to write (bmap, or data vs all-zero blocks), hashes them once and hands each chunk to
 //! one writer thread per target, so several targets are written in parallel from a single
-//! decompression. Boot-partition edits are applied in memory before the first write. Each
-//! writer then syncs, reads back what it wrote and compares it with the hash.
+//! decompression. Boot-partition edits are applied in memory before the first write. Behind
+//! each writer a verifier thread syncs every window of written batches, drops it from the
+//! page cache, reads it back from the target and compares it with the batch hashes, so the
+//! read-back overlaps decompression and writing instead of following them.
 
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -30,6 +32,9 @@ const BLOCK: usize = 64 << 10;
 const MAX_BOOT_END: u64 = 1 << 30;
 /// Chunks queued per writer: enough to ride out a slow write without holding much memory.
 const QUEUE: usize = 4;
+/// Written bytes synced and handed to the verifier at a time: large enough that the
+/// `fdatasync` per window costs little, small enough that the read-back trails closely.
+const WINDOW: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlashError {
@@ -53,8 +58,10 @@ pub enum FlashError {
     HostDisk { path: PathBuf },
     #[error("{path}: target too small: {have} bytes, the image needs {need}")]
     TooSmall { path: PathBuf, have: u64, need: u64 },
-    #[error("{path}: verification failed: what was read back differs from what was written")]
-    Verify { path: PathBuf },
+    #[error(
+        "{path}: verification failed: bytes {start}..{end} read back differ from what was written"
+    )]
+    Verify { path: PathBuf, start: u64, end: u64 },
     #[error("{path}: given twice")]
     Duplicate { path: PathBuf },
     #[error("{path}: aborted: another error stopped the flash")]
@@ -65,8 +72,8 @@ pub enum FlashError {
     BootTooFar(u64),
     #[error("image has no FAT boot partition to apply --config etc. to")]
     NoBoot,
-    #[error("{0}")]
-    Boot(#[from] BootError),
+    #[error("{path}: {source}")]
+    Boot { path: PathBuf, source: BootError },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -160,11 +167,15 @@ struct Batch {
     chunk: Chunk,
     offset: u64,
     segs: Vec<Seg>,
+    /// SHA-256 of the batch's data segments (not the zero ones), in order.
+    hash: Digest256,
 }
+
+type Digest256 = [u8; 32];
 
 enum Msg {
     Batch(Arc<Batch>),
-    End { expected: Vec<u8>, image_size: u64 },
+    End { image_size: u64 },
 }
 
 impl Flash<'_> {
@@ -240,16 +251,17 @@ impl Flash<'_> {
             map: map.as_deref(),
             map_index: 0,
             sparse: self.opts.sparse,
-            hash: Sha256::new(),
         };
         let mut offset = 0u64;
         let mut send = |chunk: Chunk, offset: &mut u64| {
             let segs = planner.plan(&chunk, *offset);
+            let hash = hash_data(&chunk, &segs);
             let len = chunk.len() as u64;
             let batch = Arc::new(Batch {
                 chunk,
                 offset: *offset,
                 segs,
+                hash,
             });
             for tx in &senders {
                 // A writer that failed keeps draining; one that is gone reports its error.
@@ -288,12 +300,8 @@ impl Flash<'_> {
             }
             return Err(e);
         }
-        let expected = planner.hash.finalize().to_vec();
         for tx in &senders {
-            let _ = tx.send(Msg::End {
-                expected: expected.clone(),
-                image_size: offset,
-            });
+            let _ = tx.send(Msg::End { image_size: offset });
         }
         drop(senders);
         if self.opts.verify {
@@ -362,7 +370,13 @@ impl Flash<'_> {
             writes: Vec::new(),
         };
         let slice = Slice::new(&mut recorder, boot.start, boot.size).map_err(self.read_err())?;
-        self.opts.edits.apply(slice)?;
+        self.opts
+            .edits
+            .apply(slice)
+            .map_err(|source| FlashError::Boot {
+                path: self.image.into(),
+                source,
+            })?;
         Ok(recorder.writes)
     }
 }
@@ -412,13 +426,12 @@ fn fill(
     Ok(())
 }
 
-/// Decides what of each chunk is written, and hashes it (once for all targets).
+/// Decides what of each chunk is written.
 struct Planner<'a> {
     map: Option<&'a [(u64, u64)]>,
     /// First map range that may still overlap the data to come.
     map_index: usize,
     sparse: bool,
-    hash: Sha256,
 }
 
 impl Planner<'_> {
@@ -467,51 +480,108 @@ impl Planner<'_> {
                 push(is_zero(block), i * BLOCK, i * BLOCK + block.len());
             }
         }
-        for s in segs.iter().filter(|s| !s.zero) {
-            self.hash.update(&data[s.start..s.end]);
-        }
         segs
     }
 }
 
-/// One target's thread: write every batch, then sync and verify when `End` arrives.
+/// The hash each target's read-back of a batch must match (computed once for all targets).
+fn hash_data(data: &[u8], segs: &[Seg]) -> Digest256 {
+    let mut hash = Sha256::new();
+    for s in segs.iter().filter(|s| !s.zero) {
+        hash.update(&data[s.start..s.end]);
+    }
+    hash.finalize().into()
+}
+
+/// What the verifier checks for one batch on one target: the pieces that were transferred
+/// (`(start, len, zero)`, absolute), and the hash its data pieces must have.
+struct Check {
+    pieces: Vec<(u64, u64, bool)>,
+    hash: Digest256,
+}
+
+/// Written batches not yet handed to the verifier.
+#[derive(Default)]
+struct Window {
+    checks: Vec<Check>,
+    start: u64,
+    end: u64,
+    bytes: u64,
+}
+
+/// One target's thread: writes every batch and, with `verify`, hands each window of written
+/// batches to a verifier thread that trails it; at `End` syncs and waits for the verifier.
 fn write_target(
-    mut target: Target,
+    target: Target,
     rx: &mpsc::Receiver<Msg>,
     sparse: bool,
     verify: bool,
     counters: &Counters,
 ) -> Result<Stats, FlashError> {
+    std::thread::scope(|scope| {
+        let (check_tx, check_rx) = mpsc::channel::<Window>();
+        let verifier = verify.then(|| {
+            let target = &target;
+            scope.spawn(move || verify_windows(target, &check_rx, counters))
+        });
+        let check_tx = verifier.is_some().then_some(check_tx);
+        let written = write_batches(&target, rx, sparse, &check_tx, counters);
+        // Closing the channel ends the verifier after the windows it has.
+        drop(check_tx);
+        let verified = match verifier {
+            Some(v) => v.join().unwrap_or_else(|_| {
+                Err(FlashError::Aborted {
+                    path: target.path.clone(),
+                })
+            }),
+            None => Ok(()),
+        };
+        // The verifier's error first: a writer stopped by it only says "aborted".
+        verified?;
+        let mut stats = written?;
+        stats.verified = verify;
+        Ok(stats)
+    })
+}
+
+fn write_batches(
+    target: &Target,
+    rx: &mpsc::Receiver<Msg>,
+    sparse: bool,
+    check_tx: &Option<mpsc::Sender<Window>>,
+    counters: &Counters,
+) -> Result<Stats, FlashError> {
     let mut stats = Stats::default();
-    // Ranges as (start, len, zero), merged when contiguous; verified in this order.
-    let mut ranges: Vec<(u64, u64, bool)> = Vec::new();
-    let mut failed: Option<FlashError> = None;
+    let mut window = Window::default();
+    let hand_over = |window: &mut Window| match check_tx {
+        Some(tx) => {
+            counters
+                .to_verify
+                .fetch_add(window.bytes, Ordering::Relaxed);
+            // A verifier that stopped early has failed: stop writing, its error says why.
+            tx.send(std::mem::take(window))
+                .map_err(|_| FlashError::Aborted {
+                    path: target.path.clone(),
+                })
+        }
+        None => Ok(()),
+    };
     for msg in rx {
         let batch = match msg {
             Msg::Batch(b) => b,
-            Msg::End {
-                expected,
-                image_size,
-            } => {
-                if let Some(e) = failed {
-                    return Err(e);
-                }
+            Msg::End { image_size } => {
                 stats.image_size = image_size;
                 target
                     .finish(image_size)
                     .map_err(target_err(&target.path))?;
-                if verify {
-                    let total = ranges.iter().map(|r| r.1).sum();
-                    counters.to_verify.store(total, Ordering::Relaxed);
-                    verify_target(&target, &ranges, &expected, &counters.verified)?;
-                    stats.verified = true;
-                }
+                hand_over(&mut window)?;
                 return Ok(stats);
             }
         };
-        if failed.is_some() {
-            continue;
-        }
+        let mut check = Check {
+            pieces: Vec::new(),
+            hash: batch.hash,
+        };
         for seg in &batch.segs {
             let data = &batch.chunk[seg.start..seg.end];
             let at = batch.offset + seg.start as u64;
@@ -523,24 +593,32 @@ fn write_target(
             let len = data.len() as u64;
             match written {
                 Ok(true) => stats.written += len,
+                // Not transferred (a hole, or the device's own write-zeroes command):
+                // nothing of ours to read back.
                 Ok(false) => {
-                    // Not transferred (a hole, or the device's own write-zeroes command):
-                    // nothing of ours to read back.
                     stats.zeroed += len;
                     continue;
                 }
-                Err(e) => {
-                    failed = Some(write_error(&target.path, e, at, data.len()));
-                    break;
-                }
+                Err(e) => return Err(write_error(&target.path, e, at, data.len())),
             }
-            match ranges.last_mut() {
+            match check.pieces.last_mut() {
                 Some((s, l, z)) if *z == seg.zero && *s + *l == at => *l += len,
-                _ => ranges.push((at, len, seg.zero)),
+                _ => check.pieces.push((at, len, seg.zero)),
             }
+            if window.bytes == 0 {
+                window.start = at;
+            }
+            window.end = at + len;
+            window.bytes += len;
+        }
+        window.checks.push(check);
+        if window.bytes >= WINDOW {
+            hand_over(&mut window)?;
         }
     }
-    Err(failed.unwrap_or(FlashError::Aborted { path: target.path }))
+    Err(FlashError::Aborted {
+        path: target.path.clone(),
+    })
 }
 
 fn write_error(path: &Path, e: io::Error, at: u64, len: usize) -> FlashError {
@@ -555,62 +633,123 @@ fn write_error(path: &Path, e: io::Error, at: u64, len: usize) -> FlashError {
     }
 }
 
-/// Reads back every written range: data ranges must hash to `expected`, written zero ranges
-/// read as zeros. Reading runs in its own thread so it overlaps the hashing.
-fn verify_target(
+/// What the verifier's reader hands its hasher.
+enum ReadBack {
+    /// `n` bytes read into the buffer; `zero` pieces must read as zeros.
+    Piece {
+        buf: AlignedBuf,
+        n: usize,
+        zero: bool,
+    },
+    /// The batch whose pieces came before is complete: compare.
+    End {
+        hash: Digest256,
+        start: u64,
+        end: u64,
+    },
+}
+
+/// The verifier: for each window, `settle` (fdatasync, drop the cached pages), then read
+/// every transferred piece back from the target; data must hash to its batch's hash,
+/// written zero pieces must read as zeros. Reading and hashing run in two threads (the
+/// next piece is read while one is hashed). Stops at the first difference.
+fn verify_windows(
     target: &Target,
-    ranges: &[(u64, u64, bool)],
-    expected: &[u8],
-    done: &AtomicU64,
+    windows: &mpsc::Receiver<Window>,
+    counters: &Counters,
 ) -> Result<(), FlashError> {
-    // Filled buffers go to the hasher; emptied ones come back to the reader.
-    let (full_tx, full_rx) = mpsc::sync_channel::<(AlignedBuf, usize, bool)>(2);
+    // Filled buffers go to the hasher; emptied ones come back.
+    let (full_tx, full_rx) = mpsc::sync_channel::<ReadBack>(2);
     let (empty_tx, empty_rx) = mpsc::channel::<AlignedBuf>();
     for _ in 0..3 {
         let _ = empty_tx.send(AlignedBuf::new(CHUNK).ok_or(FlashError::NoMemory)?);
     }
-    let mut hash = Sha256::new();
-    let mut zeros_ok = true;
-    let read = std::thread::scope(|scope| {
-        let reader = scope.spawn(move || -> io::Result<()> {
-            for &(start, len, zero) in ranges {
-                let mut at = start;
-                let end = start + len;
-                while at < end {
-                    let Ok(mut buf) = empty_rx.recv() else {
-                        return Ok(());
-                    };
-                    let n = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
-                    target.read_at(&mut buf.spare()[..n], at)?;
-                    if full_tx.send((buf, n, zero)).is_err() {
-                        return Ok(());
+    let path = &target.path;
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || -> Result<(), FlashError> {
+            let mut hash = Sha256::new();
+            let mut zeros_ok = true;
+            for msg in full_rx {
+                match msg {
+                    ReadBack::Piece { mut buf, n, zero } => {
+                        let piece = &buf.spare()[..n];
+                        if zero {
+                            zeros_ok &= piece.chunks(BLOCK).all(is_zero);
+                        } else {
+                            hash.update(piece);
+                        }
+                        counters.verified.fetch_add(n as u64, Ordering::Relaxed);
+                        let _ = empty_tx.send(buf);
                     }
-                    at += n as u64;
+                    ReadBack::End {
+                        hash: expected,
+                        start,
+                        end,
+                    } => {
+                        let got: Digest256 = std::mem::take(&mut hash).finalize().into();
+                        if !std::mem::replace(&mut zeros_ok, true) || got != expected {
+                            return Err(FlashError::Verify {
+                                path: path.clone(),
+                                start,
+                                end,
+                            });
+                        }
+                    }
                 }
             }
             Ok(())
         });
-        for (mut buf, n, zero) in full_rx {
-            let piece = &buf.spare()[..n];
-            if zero {
-                zeros_ok &= piece.chunks(BLOCK).all(is_zero);
-            } else {
-                hash.update(piece);
+        let read = (|| -> Result<(), FlashError> {
+            for window in windows {
+                if window.bytes == 0 {
+                    // Only batches with nothing transferred: nothing to read.
+                    continue;
+                }
+                target
+                    .settle(window.start, window.end)
+                    .map_err(target_err(path))?;
+                for check in window.checks {
+                    for &(start, len, zero) in &check.pieces {
+                        let mut at = start;
+                        while at < start + len {
+                            // The hasher stopped (a difference): its error is the result.
+                            let Ok(mut buf) = empty_rx.recv() else {
+                                return Ok(());
+                            };
+                            let n = usize::try_from(start + len - at)
+                                .unwrap_or(CHUNK)
+                                .min(CHUNK);
+                            target
+                                .read_at(&mut buf.spare()[..n], at)
+                                .map_err(target_err(path))?;
+                            if full_tx.send(ReadBack::Piece { buf, n, zero }).is_err() {
+                                return Ok(());
+                            }
+                            at += n as u64;
+                        }
+                    }
+                    let (start, end) = match (check.pieces.first(), check.pieces.last()) {
+                        (Some(f), Some(l)) => (f.0, l.0 + l.1),
+                        _ => (0, 0),
+                    };
+                    let end_msg = ReadBack::End {
+                        hash: check.hash,
+                        start,
+                        end,
+                    };
+                    if full_tx.send(end_msg).is_err() {
+                        return Ok(());
+                    }
+                }
             }
-            done.fetch_add(n as u64, Ordering::Relaxed);
-            let _ = empty_tx.send(buf);
-        }
-        reader
+            Ok(())
+        })();
+        drop(full_tx);
+        let hashed = hasher
             .join()
-            .unwrap_or_else(|_| Err(io::Error::other("verify reader failed")))
-    });
-    read.map_err(target_err(&target.path))?;
-    if !zeros_ok || hash.finalize().as_slice() != expected {
-        return Err(FlashError::Verify {
-            path: target.path.clone(),
-        });
-    }
-    Ok(())
+            .unwrap_or_else(|_| Err(FlashError::Aborted { path: path.clone() }));
+        hashed.and(read)
+    })
 }
 
 static ZEROS: [u8; BLOCK] = [0; BLOCK];
@@ -672,7 +811,6 @@ mod tests {
             map,
             map_index: 0,
             sparse,
-            hash: Sha256::new(),
         }
     }
 
@@ -717,6 +855,67 @@ mod tests {
             kinds,
             vec![(true, 0, 2 * BLOCK), (false, 2 * BLOCK, 3 * BLOCK)]
         );
+    }
+
+    /// Writes a window to a real file through `Target`, optionally changes one byte of the
+    /// file behind its back, and runs the verifier over it.
+    fn verify_after_write(corrupt_at: Option<u64>) -> Result<(), FlashError> {
+        let path = std::env::temp_dir().join(format!(
+            "fleet-verify-test-{}-{}",
+            std::process::id(),
+            corrupt_at.unwrap_or(0)
+        ));
+        let _ = std::fs::remove_file(&path);
+        let info = check_target(&path).expect("check target");
+        let target = Target::open(&path, &info).expect("open target");
+        let mut checks = Vec::new();
+        let mut window = Window::default();
+        for i in 0..3u8 {
+            let mut data = AlignedBuf::new(2 * BLOCK).expect("buffer");
+            data.spare().fill(i + 1);
+            data.set_len(2 * BLOCK);
+            let at = u64::from(i) * 2 * BLOCK as u64;
+            target.write_at(&data, at).expect("write");
+            let segs = [Seg {
+                zero: false,
+                start: 0,
+                end: 2 * BLOCK,
+            }];
+            checks.push(Check {
+                pieces: vec![(at, 2 * BLOCK as u64, false)],
+                hash: hash_data(&data, &segs),
+            });
+            window.end = at + 2 * BLOCK as u64;
+            window.bytes += 2 * BLOCK as u64;
+        }
+        window.checks = checks;
+        target.finish(window.end).expect("finish");
+        if let Some(at) = corrupt_at {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("reopen");
+            std::os::unix::fs::FileExt::write_all_at(&f, b"X", at).expect("corrupt");
+            f.sync_all().expect("sync");
+        }
+        let (tx, rx) = mpsc::channel();
+        tx.send(window).expect("send");
+        drop(tx);
+        let result = verify_windows(&target, &rx, &Counters::default());
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    #[test]
+    fn verifier_reads_back_and_names_the_batch_that_differs() {
+        assert!(verify_after_write(None).is_ok());
+        let at = 2 * BLOCK as u64 + 1000;
+        match verify_after_write(Some(at)) {
+            Err(FlashError::Verify { start, end, .. }) => {
+                assert_eq!((start, end), (2 * BLOCK as u64, 4 * BLOCK as u64));
+            }
+            other => panic!("expected a verify error, got {other:?}"),
+        }
     }
 
     #[test]

@@ -156,7 +156,10 @@ pub fn inspect(path: &Path) -> Result<Report, InspectError> {
                 .map(str::to_string)
         });
     let present = boot.as_ref().map(|b| b.present.clone()).unwrap_or_default();
-    let device_types = devicetype::recognise(&table, config_type.as_deref(), &present);
+    let fleet_boot = boot
+        .as_ref()
+        .is_some_and(|b| bootfs::is_fleet_boot(Some(&b.label), b.config.is_some()));
+    let device_types = devicetype::recognise(&table, config_type.as_deref(), &present, fleet_boot);
     Ok(Report {
         table,
         parts,
@@ -173,10 +176,10 @@ pub fn find_boot(parts: &[PartInfo]) -> Option<u32> {
         .iter()
         .filter(fat)
         .find(|i| {
-            i.part.name.as_deref() == Some("fleet-boot")
+            i.part.name.as_deref() == Some(bootfs::FLEET_BOOT_LABEL)
                 || i.label
                     .as_deref()
-                    .is_some_and(|l| l.eq_ignore_ascii_case("fleet-boot"))
+                    .is_some_and(|l| l.eq_ignore_ascii_case(bootfs::FLEET_BOOT_LABEL))
         })
         .or_else(|| parts.iter().find(fat))
         .map(|i| i.part.number)
@@ -291,7 +294,15 @@ impl Report {
         out += &format!(
             "device type: {}\n",
             if self.device_types.is_empty() {
-                "unknown".to_string()
+                match &self.boot {
+                    Some(b) if !bootfs::is_fleet_boot(Some(&b.label), b.config.is_some()) => {
+                        format!(
+                            "unknown (boot partition {:?} without config.json: not a fleetOS image)",
+                            b.label
+                        )
+                    }
+                    _ => "unknown".to_string(),
+                }
             } else {
                 self.device_types.join(" or ")
             }

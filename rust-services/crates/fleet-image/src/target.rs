@@ -6,6 +6,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::aligned::ALIGN;
 use crate::flash::FlashError;
@@ -142,14 +143,21 @@ fn offloads_zeroing(rdev: u64) -> bool {
 nix::ioctl_none!(blkflsbuf, 0x12, 97);
 nix::ioctl_write_ptr_bad!(blkzeroout, nix::request_code_none!(0x12, 127), [u64; 2]);
 
-/// An open target. Aligned writes and reads go through the `O_DIRECT` handle (no page-cache
-/// copy, no huge dirty cache to flush at the end); the unaligned tail through the other.
+/// An open target, shared by its writer and its verifier thread. Reads go through the
+/// `O_DIRECT` handle when aligned (from the device, never from the page cache). Writes to a
+/// block device do too (no page-cache copy, no huge dirty cache to flush at the end); writes
+/// to a file go through the page cache, which lets the filesystem allocate and write back in
+/// large extents (`O_DIRECT` writes to a fresh ext4 file were slower, see the README).
 pub(crate) struct Target {
     pub path: PathBuf,
     pub is_block: bool,
     /// Fresh regular file: unwritten ranges read back as zeros (holes).
     pub fresh_file: bool,
     direct: Option<File>,
+    /// Cleared when the filesystem refuses an `O_DIRECT` request: buffered from then on.
+    direct_ok: AtomicBool,
+    /// Writes use `direct` (block devices).
+    direct_writes: bool,
     buffered: File,
     zeroout: bool,
 }
@@ -186,7 +194,9 @@ impl Target {
                 path: path.into(),
                 is_block: true,
                 fresh_file: false,
+                direct_ok: AtomicBool::new(direct.is_some()),
                 direct,
+                direct_writes: true,
                 buffered,
                 zeroout: offloads_zeroing(rdev),
             })
@@ -198,7 +208,9 @@ impl Target {
                 path: path.into(),
                 is_block: false,
                 fresh_file: true,
+                direct_ok: AtomicBool::new(direct.is_some()),
                 direct,
+                direct_writes: false,
                 buffered,
                 zeroout: false,
             })
@@ -211,23 +223,34 @@ impl Target {
             && at.is_multiple_of(ALIGN as u64)
     }
 
-    pub fn write_at(&mut self, data: &[u8], at: u64) -> io::Result<()> {
-        if let Some(d) = &self.direct
-            && Self::aligned(data, at)
-        {
-            match d.write_all_at(data, at) {
-                // A filesystem that wants larger alignment: fall back to buffered writes.
-                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => self.direct = None,
+    /// Whether the `O_DIRECT` handle may serve this request.
+    fn direct_usable(&self, data: &[u8], at: u64) -> bool {
+        self.direct.is_some() && self.direct_ok.load(Ordering::Relaxed) && Self::aligned(data, at)
+    }
+
+    /// Runs `op` on the `O_DIRECT` handle when `direct`, else (or when the filesystem wants a
+    /// larger alignment and says EINVAL) on the buffered one.
+    fn io<T>(&self, direct: bool, mut op: impl FnMut(&File) -> io::Result<T>) -> io::Result<T> {
+        if let Some(d) = self.direct.as_ref().filter(|_| direct) {
+            match op(d) {
+                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                    self.direct_ok.store(false, Ordering::Relaxed);
+                }
                 other => return other,
             }
         }
-        self.buffered.write_all_at(data, at)
+        op(&self.buffered)
+    }
+
+    pub fn write_at(&self, data: &[u8], at: u64) -> io::Result<()> {
+        let direct = self.direct_writes && self.direct_usable(data, at);
+        self.io(direct, |f| f.write_all_at(data, at))
     }
 
     /// Makes `data` (all zeros) read back at `at`: a hole in a fresh file, an offloaded
     /// zero-out on a device that has one, otherwise an ordinary write.
     /// Returns whether the bytes were written rather than zeroed.
-    pub fn zero(&mut self, data: &[u8], at: u64, sparse: bool) -> io::Result<bool> {
+    pub fn zero(&self, data: &[u8], at: u64, sparse: bool) -> io::Result<bool> {
         if sparse && self.fresh_file {
             return Ok(false);
         }
@@ -258,10 +281,27 @@ impl Target {
         Ok(())
     }
 
+    /// Makes `[start, end)` ready to be read back from the device: `fdatasync` (data written
+    /// through the page cache reaches the device, and the device flushes its cache), then
+    /// drops the range's cached pages so no read can be answered from memory.
+    pub fn settle(&self, start: u64, end: u64) -> io::Result<()> {
+        // Both handles are the same inode: one fdatasync covers what either wrote.
+        self.buffered.sync_data()?;
+        let len = i64::try_from(end - start).unwrap_or(0);
+        let start = i64::try_from(start).unwrap_or(0);
+        nix::fcntl::posix_fadvise(
+            &self.buffered,
+            start,
+            len,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        )
+        .map_err(io::Error::from)
+    }
+
+    /// Reads from the device: `O_DIRECT` when aligned, otherwise through the page cache,
+    /// which `settle` emptied for this range.
     pub fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<()> {
-        match &self.direct {
-            Some(d) if Self::aligned(buf, at) => d.read_exact_at(buf, at),
-            _ => self.buffered.read_exact_at(buf, at),
-        }
+        let direct = self.direct_usable(buf, at);
+        self.io(direct, |f| f.read_exact_at(buf, at))
     }
 }
