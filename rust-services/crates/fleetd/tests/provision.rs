@@ -352,8 +352,8 @@ fn skipped_effects_are_logged_at_debug_level() {
     for effect in [
         "sethostname edge-01",
         "udevadm control --reload",
-        "systemctl restart systemd-journald.service",
-        "journalctl --flush",
+        // At boot the journal switch is queued in a transient unit, off the boot path.
+        "systemd-run --no-block --collect --unit=fleet-journal-persist",
         "systemctl --no-block start fleet-devmode-engine.socket",
         "systemctl --no-block try-reload-or-restart NetworkManager.service",
     ] {
@@ -365,6 +365,14 @@ fn skipped_effects_are_logged_at_debug_level() {
             run.stderr
         );
     }
+    assert!(
+        run.lines("debug")
+            .iter()
+            .any(|l| l.contains("fleet-journal-persist")
+                && l.contains("systemctl restart systemd-journald.service && journalctl --flush")),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

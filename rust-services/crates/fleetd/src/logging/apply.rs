@@ -70,15 +70,39 @@ pub fn is_persistent(root: &Root) -> bool {
         .is_ok_and(|t| t.lines().any(|l| l.trim() == "Storage=persistent"))
 }
 
-pub fn apply(root: &Root, effects: Effects, settings: &Settings) -> Result<(), ItemError> {
+/// How the switch to the persistent journal happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// Before returning (`fleetd logging apply`: what the caller logs next must persist).
+    Now,
+    /// In a transient unit queued with `systemd-run --no-block` (boot: provisioning runs
+    /// before the network, and a daemon-reload, a journald restart and a flush there would
+    /// hold up everything after it; the boot still waits for the queued unit).
+    Queued,
+}
+
+/// The transient unit that switches the journal at boot.
+pub const SWITCH_UNIT: &str = "fleet-journal-persist";
+
+pub fn apply(
+    root: &Root,
+    effects: Effects,
+    settings: &Settings,
+    switch: Switch,
+) -> Result<(), ItemError> {
     if settings.persistent_logging {
-        enable(root, effects, settings)
+        enable(root, effects, settings, switch)
     } else {
         disable(root, effects, settings)
     }
 }
 
-fn enable(root: &Root, effects: Effects, settings: &Settings) -> Result<(), ItemError> {
+fn enable(
+    root: &Root,
+    effects: Effects,
+    settings: &Settings,
+    switch: Switch,
+) -> Result<(), ItemError> {
     let state_dir = root.path(STATE_JOURNAL);
     let created = !state_dir.is_dir();
     ensure_dir(&state_dir)?;
@@ -94,7 +118,33 @@ fn enable(root: &Root, effects: Effects, settings: &Settings) -> Result<(), Item
     }
     log::info!(FLEET_KEY = KEY, FLEET_PATH = PERSISTENT_JOURNAL;
         "persistent journal on the state partition ({STATE_JOURNAL}), capped at {}", settings.logging_max_use());
-    if unit == Change::Written {
+    let reload = if unit == Change::Written {
+        "systemctl daemon-reload && "
+    } else {
+        ""
+    };
+    if switch == Switch::Queued {
+        let script = format!(
+            "{reload}systemctl start {} && systemctl restart systemd-journald.service && journalctl --flush",
+            mount.name
+        );
+        let unit_arg = format!("--unit={SWITCH_UNIT}");
+        effects.run(
+            KEY,
+            "systemd-run",
+            &[
+                "--no-block",
+                "--collect",
+                &unit_arg,
+                "--description=fleetOS: persistent journal on the state partition",
+                "/bin/sh",
+                "-c",
+                &script,
+            ],
+        )?;
+        return Ok(());
+    }
+    if !reload.is_empty() {
         effects.systemctl(KEY, &["daemon-reload"])?;
     }
     effects.systemctl(KEY, &["start", &mount.name])?;

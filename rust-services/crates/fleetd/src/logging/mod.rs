@@ -38,7 +38,12 @@ pub async fn run(root: &Root, cmd: Command) -> Result<(), LoggingError> {
     match cmd {
         Command::Apply => {
             let config = load::load(root)?;
-            apply::apply(root, Effects::for_root(root), config.settings())?;
+            apply::apply(
+                root,
+                Effects::for_root(root),
+                config.settings(),
+                apply::Switch::Now,
+            )?;
             Ok(())
         }
         Command::Status { json } => {

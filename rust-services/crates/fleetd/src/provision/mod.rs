@@ -86,7 +86,12 @@ pub fn apply_all(root: &Root, effects: Effects, settings: &Settings) -> Result<(
     record("developmentMode", devmode::apply(root, effects, settings));
     record(
         "persistentLogging",
-        crate::logging::apply::apply(root, effects, settings),
+        crate::logging::apply::apply(
+            root,
+            effects,
+            settings,
+            crate::logging::apply::Switch::Queued,
+        ),
     );
     if failed.is_empty() {
         Ok(())
