@@ -9,6 +9,7 @@
 //! - [`fs`]: power-loss-safe file writes.
 //! - [`root`]: the root prefix (`--root` / `FLEET_ROOT`) and the paths of the fleetOS contract.
 
+pub mod base64;
 pub mod bootenv;
 #[cfg(feature = "bundle")]
 pub mod bundle;

@@ -548,7 +548,7 @@ fn ssh_key_problem(k: &str) -> Option<String> {
     if !SSH_KEY_TYPES.contains(&kind) {
         return Some(format!("unknown SSH key type {kind:?}"));
     }
-    let Some(raw) = base64_decode(blob) else {
+    let Some(raw) = crate::base64::decode(blob) else {
         return Some("key data is not valid base64".into());
     };
     // The blob starts with the key type as an SSH string: u32 length, then the name.
@@ -560,29 +560,6 @@ fn ssh_key_problem(k: &str) -> Option<String> {
         return Some(format!("key data does not hold a {kind} key"));
     }
     None
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for b in s.bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
 }
 
 fn is_safe_file_stem(name: &str) -> bool {

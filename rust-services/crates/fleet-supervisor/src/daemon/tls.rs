@@ -110,40 +110,9 @@ fn decode_ca(value: &str) -> Result<Vec<u8>, String> {
     if value.contains("-----BEGIN") {
         return Ok(value.as_bytes().to_vec());
     }
-    base64_decode(value).ok_or_else(|| "neither PEM text nor base64 of PEM".to_string())
-}
-
-/// Standard base64 (padding optional, whitespace ignored): the one place the supervisor
-/// needs it, so no crate for it.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let digits: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    let digits = digits
-        .strip_suffix(b"==")
-        .or_else(|| digits.strip_suffix(b"="))
-        .unwrap_or(&digits);
-    if digits.is_empty() || digits.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for &c in digits {
-        acc = (acc << 6) | u32::from(value(c)?);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
+    fleet_core::base64::decode(value)
+        .filter(|pem| !pem.is_empty())
+        .ok_or_else(|| "neither PEM text nor base64 of PEM".to_string())
 }
 
 /// The reason of a failed handshake in words, naming the host for a name mismatch.
@@ -175,12 +144,12 @@ mod tests {
 
     #[test]
     fn decodes_base64_as_balena_writes_it() {
-        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode("aGVsbG8").unwrap(), b"hello");
-        assert_eq!(base64_decode("aGVs\nbG8h").unwrap(), b"hello!");
-        assert!(base64_decode("a").is_none());
-        assert!(base64_decode("a*b=").is_none());
-        assert!(base64_decode("").is_none());
+        assert_eq!(decode_ca("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(decode_ca("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(decode_ca("aGVs\nbG8h").unwrap(), b"hello!");
+        assert!(decode_ca("a").is_err());
+        assert!(decode_ca("a*b=").is_err());
+        assert!(decode_ca("").is_err());
     }
 
     #[test]
