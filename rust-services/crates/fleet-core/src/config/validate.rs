@@ -624,6 +624,11 @@ mod unit {
             .is_some()
         );
         assert!(ssh_key_problem("ssh-ed25519 !!!").is_some());
+        // One stray character past a whole key: a length no encoder produces (a paste error).
+        assert_eq!(
+            ssh_key_problem(&good.replace("3y7Q ", "3y7Qx ")).as_deref(),
+            Some("key data is not valid base64")
+        );
         assert!(ssh_key_problem("hello").is_some());
     }
 
