@@ -63,6 +63,20 @@ fn call(name: &'static str) -> impl FnOnce(zbus::Error) -> NmError {
     move |error| NmError::Call { call: name, error }
 }
 
+/// The reply of a service that owns its name but has not exported the object yet. zbus
+/// reports the standard D-Bus error names as `Error::FDO`, never as `MethodError`.
+fn not_exported_yet(error: &zbus::Error) -> bool {
+    use zbus::fdo::Error as Fdo;
+    match error {
+        zbus::Error::FDO(e) => matches!(**e, Fdo::UnknownMethod(_) | Fdo::UnknownObject(_)),
+        zbus::Error::MethodError(name, _, _) => matches!(
+            name.as_str(),
+            "org.freedesktop.DBus.Error.UnknownMethod" | "org.freedesktop.DBus.Error.UnknownObject"
+        ),
+        _ => false,
+    }
+}
+
 /// A connection to NetworkManager's settings service on the system bus
 /// (`DBUS_SYSTEM_BUS_ADDRESS` when set).
 pub struct Nm {
@@ -103,13 +117,7 @@ impl Nm {
                 {
                     return Ok(());
                 }
-                Err(zbus::Error::MethodError(name, _, _))
-                    if matches!(
-                        name.as_str(),
-                        "org.freedesktop.DBus.Error.UnknownMethod"
-                            | "org.freedesktop.DBus.Error.UnknownObject"
-                    ) && std::time::Instant::now() < deadline =>
-                {
+                Err(e) if not_exported_yet(&e) && std::time::Instant::now() < deadline => {
                     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 }
                 Err(e) => return Err(call("GetConnectionByUuid")(e)),
@@ -178,5 +186,27 @@ impl Nm {
             .build()
             .await
             .map_err(call("Settings.Connection"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_exported_yet_matches_how_zbus_reports_it() {
+        let unknown_method = zbus::fdo::Error::UnknownMethod(
+            "Object does not exist at path \"/org/freedesktop/NetworkManager/Settings\"".into(),
+        );
+        assert!(not_exported_yet(&zbus::Error::FDO(Box::new(
+            unknown_method
+        ))));
+        let unknown_object = zbus::fdo::Error::UnknownObject("no".into());
+        assert!(not_exported_yet(&zbus::Error::FDO(Box::new(
+            unknown_object
+        ))));
+        let denied = zbus::fdo::Error::AccessDenied("no".into());
+        assert!(!not_exported_yet(&zbus::Error::FDO(Box::new(denied))));
+        assert!(!not_exported_yet(&zbus::Error::InvalidReply));
     }
 }
