@@ -89,8 +89,13 @@ set_grubenv() { # KEY=VALUE...
   grub-editenv "$work/grubenv" set "$@"
   mcopy -o -i "$(esp)" "$work/grubenv" ::/EFI/fleet/grubenv
 }
-# Kernel arguments that boot the image without fleetd's units: the boot-cost baseline.
-mask_fleet_units="systemd.mask=fleet-supervisor.service systemd.mask=fleet-provision.service systemd.mask=fleet-netimport.service systemd.mask=fleet-health.service"
+# fleetd's boot units, and the kernel arguments that boot the image without them (the
+# boot-cost baseline; the layout's mounts and state binds stay: both variants have them).
+fleet_services="fleet-supervisor fleet-provision fleet-netimport fleet-health"
+mask_fleet_units=$(printf 'systemd.mask=%s.service ' $fleet_services)
+mask_fleet_units=${mask_fleet_units% }
+# ...and the transient unit fleet-provision queues at boot (masked with it).
+fleet_services_at_boot="$fleet_services fleet-journal-persist"
 
 # Guest seconds from kernel start to the supervisor's API being up (its journal line), and to
 # fleet-supervisor.service's READY (the container passed its Docker health check).
@@ -105,14 +110,12 @@ supervisor_ready_at() {
 # They run beside the engine's start of the supervisor, not before it, so on two vCPUs this is
 # an upper bound of the time they can take from it.
 fleet_units_cpu() {
-  guest 'for u in fleet-provision fleet-netimport fleet-supervisor fleet-health fleet-journal-persist; do
-      systemctl show -P CPUUsageNSec "$u.service"; done' |
+  guest "for u in $fleet_services_at_boot; do systemctl show -P CPUUsageNSec \$u.service; done" |
     awk '$1 ~ /^[0-9]+$/ { s += $1 } END { printf "%.2f", s / 1e9 }'
 }
 # The fleetOS services on the engine's critical chain at this boot (empty when none is).
 fleet_units_on_engine_chain() {
   guest 'systemd-analyze critical-chain docker.service --no-pager' |
-    { grep -oE 'fleet-(provision|netimport|supervisor|health|journal-persist)[a-z-]*\.service' || true; } |
-    sort -u | tr '\n' ' '
+    { grep -oE "(${fleet_services_at_boot// /|})\.service" || true; } | sort -u | tr '\n' ' '
 }
 

@@ -118,38 +118,42 @@ fn enable(
     }
     log::info!(FLEET_KEY = KEY, FLEET_PATH = PERSISTENT_JOURNAL;
         "persistent journal on the state partition ({STATE_JOURNAL}), capped at {}", settings.logging_max_use());
-    let reload = if unit == Change::Written {
-        "systemctl daemon-reload && "
-    } else {
-        ""
-    };
-    if switch == Switch::Queued {
-        let script = format!(
-            "{reload}systemctl start {} && systemctl restart systemd-journald.service && journalctl --flush",
-            mount.name
-        );
-        let unit_arg = format!("--unit={SWITCH_UNIT}");
-        effects.run(
-            KEY,
-            "systemd-run",
-            &[
-                "--no-block",
-                "--collect",
-                &unit_arg,
-                "--description=fleetOS: persistent journal on the state partition",
-                "/bin/sh",
-                "-c",
-                &script,
-            ],
-        )?;
-        return Ok(());
+    // The switch, in order: run here (Now) or as one shell line in a transient unit (Queued).
+    let mut steps: Vec<Vec<&str>> = Vec::with_capacity(4);
+    if unit == Change::Written {
+        steps.push(vec!["systemctl", "daemon-reload"]);
     }
-    if !reload.is_empty() {
-        effects.systemctl(KEY, &["daemon-reload"])?;
+    steps.push(vec!["systemctl", "start", &mount.name]);
+    steps.push(vec!["systemctl", "restart", "systemd-journald.service"]);
+    steps.push(vec!["journalctl", "--flush"]);
+    match switch {
+        Switch::Now => {
+            for step in &steps {
+                effects.run(KEY, step[0], &step[1..])?;
+            }
+        }
+        Switch::Queued => {
+            let script = steps
+                .iter()
+                .map(|step| step.join(" "))
+                .collect::<Vec<_>>()
+                .join(" && ");
+            let unit_arg = format!("--unit={SWITCH_UNIT}");
+            effects.run(
+                KEY,
+                "systemd-run",
+                &[
+                    "--no-block",
+                    "--collect",
+                    &unit_arg,
+                    "--description=fleetOS: persistent journal on the state partition",
+                    "/bin/sh",
+                    "-c",
+                    &script,
+                ],
+            )?;
+        }
     }
-    effects.systemctl(KEY, &["start", &mount.name])?;
-    effects.systemctl(KEY, &["restart", "systemd-journald.service"])?;
-    effects.run(KEY, "journalctl", &["--flush"])?;
     Ok(())
 }
 
