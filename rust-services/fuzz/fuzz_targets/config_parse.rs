@@ -5,8 +5,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(config) = fleet_core::Config::from_slice(data) {
-        let again = fleet_core::Config::from_slice(&config.to_bytes())
+    if let Ok(config) = fleet_config::Config::from_slice(data) {
+        let again = fleet_config::Config::from_slice(&config.to_bytes())
             .expect("a serialised valid config must stay valid");
         assert_eq!(again.settings(), config.settings());
         assert_eq!(again.document(), config.document());

@@ -5,7 +5,7 @@
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use fatfs::{FileSystem, FsOptions};
-use fleet_core::{Config, Problem};
+use fleet_config::{Config, Problem};
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]

@@ -177,7 +177,7 @@ fn apply(args: ApplyArgs) -> anyhow::Result<bool> {
     } = args;
     let t = target::load(&target_file)?;
     let mut host = match &config {
-        Some(path) => match fleet_core::config::Config::load(path)? {
+        Some(path) => match fleet_config::Config::load(path)? {
             Some(c) => HostContext::from_supervisor_keys(&c.settings().supervisor),
             None => anyhow::bail!("{}: no such file", path.display()),
         },
@@ -223,7 +223,7 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<()> {
         let engine = match negotiated(&args.engine_socket).await {
             Ok(engine) => engine,
             Err(e) => {
-                log::warn!("{}", fleet_core::error::one_line(e.as_ref()));
+                log::warn!("{}", fleet_log::error::one_line(e.as_ref()));
                 fleet_engine::Engine::new(&args.engine_socket)
             }
         };
@@ -353,7 +353,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // The daemon's logger may be the journal; the one-line reason goes to both.
-            let line = fleet_core::error::one_line(e.as_ref());
+            let line = fleet_log::error::one_line(e.as_ref());
             if daemon::logs_to_journal() {
                 log::error!("{line}");
             }

@@ -1,12 +1,12 @@
-//! `fleet bundle keygen|create|sign|verify`: OS update bundles (format in fleet-core's
-//! `bundle` module; the device installs them with `fleetd update install`).
+//! `fleet bundle keygen|create|sign|verify`: OS update bundles (format in the fleet-bundle
+//! crate; the device installs them with `fleetd update install`).
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use fleet_core::bundle::{self, CreateOptions, keys};
+use fleet_bundle::{CreateOptions, keys};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -85,7 +85,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             output,
         } => {
             let key = key.map(|k| keys::read_private(&k)).transpose()?;
-            let manifest = bundle::create(
+            let manifest = fleet_bundle::create(
                 &rootfs,
                 &output,
                 &CreateOptions {
@@ -112,7 +112,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         } => {
             let key = keys::read_private(&key)?;
             let out = output.unwrap_or_else(|| path.clone());
-            let manifest = bundle::sign(&path, &key, &out)?;
+            let manifest = fleet_bundle::sign(&path, &key, &out)?;
             println!("{}: signed version {}", out.display(), manifest.version);
             Ok(())
         }
@@ -136,7 +136,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
                     std::fs::File::open(&path).with_context(|| path.display().to_string())?,
                 ))
             };
-            let (manifest, signer) = bundle::verify(&mut input, &trusted)?;
+            let (manifest, signer) = fleet_bundle::verify(&mut input, &trusted)?;
             println!(
                 "{}: OK, version {}, for {}, signed by {}",
                 path.display(),

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use fleet_core::{Config, Severity};
+use fleet_config::{Config, Severity};
 
 use crate::Reported;
 
@@ -75,7 +75,7 @@ fn init(output: Option<PathBuf>, force: bool) -> anyhow::Result<()> {
             if path.exists() && !force {
                 bail!("{}: exists; pass --force to overwrite", path.display());
             }
-            fleet_core::fs::atomic_write(&path, SAMPLE.as_bytes(), 0o644)?;
+            fleet_fs::atomic_write(&path, SAMPLE.as_bytes(), 0o644)?;
             eprintln!("wrote {}", path.display());
             Ok(())
         }
@@ -86,7 +86,7 @@ fn init(output: Option<PathBuf>, force: bool) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn sample_is_valid_without_warnings() {
-        let c = fleet_core::Config::from_slice(super::SAMPLE.as_bytes()).unwrap();
+        let c = fleet_config::Config::from_slice(super::SAMPLE.as_bytes()).unwrap();
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
     }
 }

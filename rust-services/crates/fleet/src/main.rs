@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<Reported>().is_some() => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("fleet: error: {}", fleet_core::error::one_line(e.as_ref()));
+            eprintln!("fleet: error: {}", fleet_log::error::one_line(e.as_ref()));
             if e.downcast_ref::<NotImplemented>().is_some() {
                 ExitCode::from(2)
             } else {

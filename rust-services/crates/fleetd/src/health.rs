@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use fleet_core::Root;
-use fleet_core::bootenv::{self, BootState};
+use fleet_bootenv::BootState;
+use fleet_fs::Root;
 
 use crate::update::{self, UpdateError, slots, trial};
 
@@ -28,7 +28,7 @@ pub enum HealthError {
     #[error(transparent)]
     Update(#[from] UpdateError),
     #[error(transparent)]
-    Env(#[from] bootenv::EnvError),
+    Env(#[from] fleet_bootenv::EnvError),
     #[error("trial boot of slot {slot} unhealthy: {reason}")]
     Unhealthy { slot: String, reason: String },
     #[error("cannot reboot: {0}")]
@@ -88,7 +88,7 @@ where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = UnitState>,
 {
-    let state = BootState::from_vars(&bootenv::open(root)?.load()?);
+    let state = BootState::from_vars(&fleet_bootenv::open(root)?.load()?);
     let booted = slots::booted(root).map_err(UpdateError::from)?.slot;
     if state.trial != Some(booted) {
         log::info!(slot = booted.as_str(); "not a trial boot: nothing to do");
@@ -160,9 +160,9 @@ pub async fn run(root: &Root, args: Args) -> Result<(), HealthError> {
 
 /// `health-units=` of `/etc/fleet/update.conf` (space-separated), else the contract's pair.
 pub fn default_units(root: &Root) -> Vec<String> {
-    std::fs::read_to_string(root.path(bootenv::UPDATE_CONF))
+    std::fs::read_to_string(root.path(fleet_bootenv::UPDATE_CONF))
         .ok()
-        .and_then(|t| bootenv::conf_value(&t, "health-units").map(str::to_string))
+        .and_then(|t| fleet_bootenv::conf_value(&t, "health-units").map(str::to_string))
         .map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| {

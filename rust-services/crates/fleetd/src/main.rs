@@ -10,7 +10,7 @@ use fleetd::{NotImplemented, health, journal, logging, net, provision, superviso
 fn main() -> ExitCode {
     let cli = Cli::parse();
     journal::init(cli.command.name());
-    let root = fleet_core::Root::from_arg_or_env(cli.root.clone());
+    let root = fleet_fs::Root::from_arg_or_env(cli.root.clone());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{}", fleet_core::error::one_line(e.as_ref()));
+            log::error!("{}", fleet_log::error::one_line(e.as_ref()));
             if e.downcast_ref::<NotImplemented>().is_some() {
                 ExitCode::from(2)
             } else {

@@ -6,7 +6,7 @@ mod provision_support;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use fleet_core::Config;
+use fleet_config::Config;
 use provision_support::{TestRoot, content, data_dir, repo_top};
 use serde_json::{Value, json};
 
@@ -187,7 +187,7 @@ fn invalid_config_changes_nothing_in_the_tree() {
         let problems = Config::from_slice(&bytes).unwrap_err();
         let errors = problems
             .iter()
-            .filter(|p| p.severity == fleet_core::Severity::Error)
+            .filter(|p| p.severity == fleet_config::Severity::Error)
             .count();
         let lines = run.lines("error");
         assert_eq!(

@@ -1,6 +1,6 @@
 //! The desired supervisor container built from a root tree.
 
-use fleet_core::Root;
+use fleet_fs::Root;
 use fleetd::supervisor::spec::{self, LABEL_CONFIG_HASH};
 
 fn tree(conf: &str, config: &str) -> tempfile::TempDir {

@@ -8,9 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use fleet_core::Root;
-use fleet_core::bootenv::{self, BootState, Slot, grub};
-use fleet_core::bundle::{self, CreateOptions, keys};
+use fleet_bootenv::{BootState, Slot, grub};
+use fleet_bundle::{CreateOptions, keys};
+use fleet_fs::Root;
 use fleetd::update::{self, UpdateError, install};
 use sha2::{Digest, Sha256};
 
@@ -82,11 +82,11 @@ impl Fake {
     }
 
     fn env_path(&self) -> PathBuf {
-        self.root.path(bootenv::GRUB_ENV)
+        self.root.path(fleet_bootenv::GRUB_ENV)
     }
 
     fn state(&self) -> BootState {
-        BootState::from_vars(&bootenv::open(&self.root).unwrap().load().unwrap())
+        BootState::from_vars(&fleet_bootenv::open(&self.root).unwrap().load().unwrap())
     }
 
     fn boot(&self, slot: Slot) {
@@ -130,7 +130,7 @@ impl Fake {
         key: Option<&SigningKey>,
     ) -> PathBuf {
         let out = self.top.join(name);
-        bundle::create(
+        fleet_bundle::create(
             image,
             &out,
             &CreateOptions {
@@ -171,11 +171,11 @@ impl Fake {
 }
 
 fn hash_file(p: &Path) -> String {
-    bundle::hex(&Sha256::digest(std::fs::read(p).unwrap()))
+    fleet_bundle::hex(&Sha256::digest(std::fs::read(p).unwrap()))
 }
 
 fn hash_prefix(p: &Path, n: usize) -> String {
-    bundle::hex(&Sha256::digest(&std::fs::read(p).unwrap()[..n]))
+    fleet_bundle::hex(&Sha256::digest(&std::fs::read(p).unwrap()[..n]))
 }
 
 #[test]
@@ -343,7 +343,7 @@ fn trial_on_an_unconfirmed_slot_protects_the_good_one() {
 
 /// The bootloader's rules, applied to the env file: what grub-fleet.cfg.in does at each boot.
 fn bootloader_boot(f: &Fake) -> Slot {
-    let env = bootenv::open(&f.root).unwrap();
+    let env = fleet_bootenv::open(&f.root).unwrap();
     let mut vars = env.load().unwrap();
     let state = BootState::from_vars(&vars);
     let (slot, next) = state.next_boot();

@@ -4,8 +4,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use fleet_core::Config;
-use fleet_core::fs::FsError;
+use fleet_config::Config;
+use fleet_fs::FsError;
 
 use crate::labels::HostContext;
 
@@ -66,7 +66,7 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error(transparent)]
-    Config(#[from] fleet_core::config::ConfigError),
+    Config(#[from] fleet_config::ConfigError),
     #[error("FLEET_LISTEN_PORT: not a port number: {0:?}")]
     Port(String),
     #[error(transparent)]
@@ -185,7 +185,7 @@ fn local_api_key(data_dir: &Path) -> Result<String, SettingsError> {
             source,
         })?;
     let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    fleet_core::fs::ensure_dir(data_dir)?;
-    fleet_core::fs::atomic_write(&path, key.as_bytes(), 0o600)?;
+    fleet_fs::ensure_dir(data_dir)?;
+    fleet_fs::atomic_write(&path, key.as_bytes(), 0o600)?;
     Ok(key)
 }

@@ -55,8 +55,8 @@ pub fn accept<R>(shared: &Shared<R>, bytes: &[u8]) -> Result<bool, String> {
         return Ok(false);
     }
     let path = shared.settings.target_file();
-    let saved = fleet_core::fs::ensure_dir(&shared.settings.data_dir)
-        .and_then(|()| fleet_core::fs::atomic_write(&path, bytes, 0o600));
+    let saved = fleet_fs::ensure_dir(&shared.settings.data_dir)
+        .and_then(|()| fleet_fs::atomic_write(&path, bytes, 0o600));
     if let Err(e) = saved {
         // Still run it: losing the copy on disk only matters after a restart.
         log::error!("cannot keep the new target: {e}");

@@ -139,7 +139,7 @@ impl<R> Shared<R> {
 /// The trust roots for an `https://` apiEndpoint: the system bundle under the root prefix
 /// (`FLEET_ROOT`, `/` in the container) plus config.json's CA.
 fn load_tls(settings: &Settings) -> Result<Tls, String> {
-    let root = fleet_core::Root::from_arg_or_env(None);
+    let root = fleet_fs::Root::from_arg_or_env(None);
     let source = TrustSource::new(root.dir(), settings.root_ca.clone());
     match Tls::load(&source) {
         Ok(tls) => {

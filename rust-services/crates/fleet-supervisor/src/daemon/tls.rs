@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use base64::Engine;
+use base64::alphabet::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, RootCertStore};
@@ -105,12 +108,22 @@ impl TrustSource {
     }
 }
 
+/// `balenaRootCA` as the balena supervisor reads it (Node's `Buffer.from(v, 'base64')`):
+/// padding optional.
+const CA_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 /// PEM text as is; anything else is taken as base64 of PEM (balenaOS's `balenaRootCA`).
 fn decode_ca(value: &str) -> Result<Vec<u8>, String> {
     if value.contains("-----BEGIN") {
         return Ok(value.as_bytes().to_vec());
     }
-    fleet_core::base64::decode(value)
+    let digits: String = value.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    CA_BASE64
+        .decode(digits)
+        .ok()
         .filter(|pem| !pem.is_empty())
         .ok_or_else(|| "neither PEM text nor base64 of PEM".to_string())
 }

@@ -238,7 +238,7 @@ impl Default for HostContext {
 
 impl HostContext {
     /// From config.json's supervisor keys; the rest keeps its defaults.
-    pub fn from_supervisor_keys(keys: &fleet_core::config::SupervisorKeys) -> Self {
+    pub fn from_supervisor_keys(keys: &fleet_config::SupervisorKeys) -> Self {
         let default = HostContext::default();
         HostContext {
             supervisor_port: keys.listen_port.unwrap_or(default.supervisor_port),

@@ -179,7 +179,7 @@ fn every_feature_adds_something() {
 
 #[test]
 fn host_context_from_config_keys() {
-    let keys = fleet_core::config::SupervisorKeys {
+    let keys = fleet_config::SupervisorKeys {
         listen_port: Some(1234),
         api_endpoint: Some("https://api.example".into()),
         device_type: Some("raspberrypi5".into()),

@@ -12,8 +12,8 @@ mod tests;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fleet_core::Root;
-use fleet_core::fs::FsError;
+use fleet_fs::FsError;
+use fleet_fs::Root;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -166,9 +166,9 @@ pub fn save_local(root: &Root, bytes: &[u8]) -> Result<TargetState, TargetError>
     let state = parse(bytes)?;
     let path = root.path(LOCAL_TARGET_FILE);
     if let Some(dir) = path.parent() {
-        fleet_core::fs::ensure_dir(dir)?;
+        fleet_fs::ensure_dir(dir)?;
     }
-    fleet_core::fs::atomic_write(&path, bytes, 0o600)?;
+    fleet_fs::atomic_write(&path, bytes, 0o600)?;
     Ok(state)
 }
 

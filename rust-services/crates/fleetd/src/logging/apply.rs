@@ -8,9 +8,9 @@
 
 use std::fs;
 
-use fleet_core::Root;
-use fleet_core::config::Settings;
-use fleet_core::fs::{Change, ensure_dir, write_if_changed};
+use fleet_config::Settings;
+use fleet_fs::Root;
+use fleet_fs::{Change, ensure_dir, write_if_changed};
 
 use super::mountpoint::{canonical_in_root, unit_name};
 use crate::provision::files::{GENERATED, remove_if_exists};
@@ -58,7 +58,7 @@ impl MountUnit {
             "{GENERATED}\n[Unit]\nDescription=Persistent journal on the state partition\n\
              RequiresMountsFor={}\n\n[Mount]\nWhat={STATE_JOURNAL}\nWhere={}\n\
              Type=none\nOptions=bind\n",
-            fleet_core::root::STATE_MOUNT,
+            fleet_fs::root::STATE_MOUNT,
             self.mount_point
         )
     }

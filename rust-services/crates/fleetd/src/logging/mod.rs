@@ -8,7 +8,7 @@ pub mod apply;
 pub mod mountpoint;
 pub mod status;
 
-use fleet_core::Root;
+use fleet_fs::Root;
 
 use crate::provision::{Effects, ProvisionError, load};
 

@@ -5,7 +5,7 @@
 
 use std::fs;
 
-use fleet_core::Root;
+use fleet_fs::Root;
 
 /// `path` with every symlink resolved inside `root` (absolute link targets are taken
 /// relative to the root, as the device would see them).

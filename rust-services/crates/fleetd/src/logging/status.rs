@@ -4,7 +4,8 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use fleet_core::{Config, Root};
+use fleet_config::Config;
+use fleet_fs::Root;
 
 use super::apply::{
     JOURNALD_DROPIN, PERSISTENT_JOURNAL, STATE_JOURNAL, VOLATILE_JOURNAL, VOLATILE_MAX_USE,

@@ -18,9 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use fleet_core::fs::{Change, FsError};
-use fleet_core::root::BOOT_CONNECTIONS;
-use fleet_core::{Config, ConfigError, Root};
+use fleet_config::{Config, ConfigError};
+use fleet_fs::Root;
+use fleet_fs::root::BOOT_CONNECTIONS;
+use fleet_fs::{Change, FsError};
 
 use keyfile::{Keyfile, MAX_KEYFILE_BYTES};
 use nm::{Nm, NmError};
@@ -105,7 +106,7 @@ pub async fn import(root: &Root) -> Result<Summary, NetError> {
         owned.keyfiles.insert(name.clone(), kf.uuid.clone());
         // Ownership is recorded before the write, so a crash in between cannot orphan a file.
         owned.save(&state_path)?;
-        let change = fleet_core::fs::write_if_changed(&target, kf.text.as_bytes(), 0o600)?;
+        let change = fleet_fs::write_if_changed(&target, kf.text.as_bytes(), 0o600)?;
         if change == Change::Written {
             summary.keyfiles_written += 1;
             log::info!(file = name.as_str(), uuid = kf.uuid.as_str(); "installed keyfile {} ({}, {})", target.display(), kf.id, kf.kind);
@@ -120,7 +121,7 @@ pub async fn import(root: &Root) -> Result<Summary, NetError> {
         .collect();
     for name in gone.keys() {
         let target = nm_dir.join(name);
-        if fleet_core::fs::remove_if_exists(&target)? == Change::Written {
+        if fleet_fs::remove_if_exists(&target)? == Change::Written {
             log::info!(file = name.as_str(); "removed {}: gone from the boot partition", target.display());
         }
     }

@@ -22,7 +22,7 @@ pub enum StateError {
         error: serde_json::Error,
     },
     #[error(transparent)]
-    Write(#[from] fleet_core::fs::FsError),
+    Write(#[from] fleet_fs::FsError),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +71,7 @@ impl OwnedConnections {
             error,
         })?;
         bytes.push(b'\n');
-        fleet_core::fs::write_if_changed(path, &bytes, 0o600)?;
+        fleet_fs::write_if_changed(path, &bytes, 0o600)?;
         Ok(())
     }
 }

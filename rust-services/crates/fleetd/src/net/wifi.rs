@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use fleet_core::config::WifiNetwork;
+use fleet_config::WifiNetwork;
 use sha2::{Digest, Sha256};
 use zbus::Variant;
 

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use fleet_core::Root;
+use fleet_fs::Root;
 
 /// An external effect that failed; the setting it belongs to fails alone.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! Errors of `fleetd provision`.
 
-use fleet_core::fs::FsError;
+use fleet_fs::FsError;
 
 use super::effects::EffectError;
 

@@ -1,4 +1,4 @@
-//! File helpers on top of `fleet_core::fs` for the shapes provisioning writes: files that are
+//! File helpers on top of `fleet_fs` for the shapes provisioning writes: files that are
 //! bind mounts of a single file, runtime symlinks, managed directories.
 
 use std::fs;
@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use fleet_core::fs::{Change, FsError, IoContext, ensure_dir, sync_dir, write_if_changed};
+use fleet_fs::{Change, FsError, IoContext, ensure_dir, sync_dir, write_if_changed};
 
 /// Like `write_if_changed`, for paths that may be a bind mount of one file (`/etc/hostname`,
 /// `/etc/machine-id` on the read-only root). A rename cannot replace a mount point, and a new
@@ -66,7 +66,7 @@ pub fn symlink_if_changed(link: &Path, target: &Path) -> Result<Change, FsError>
 
 /// Removes a file or symlink if present (never a directory).
 pub fn remove_if_exists(path: &Path) -> Result<Change, FsError> {
-    fleet_core::fs::remove_if_exists(path)
+    fleet_fs::remove_if_exists(path)
 }
 
 /// Creates `dir` with exactly `mode`, or corrects the mode of an existing one.

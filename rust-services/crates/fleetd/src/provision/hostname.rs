@@ -3,9 +3,9 @@
 //! Unset, the hostname is `fleet-` and the first 7 hex digits of the `uuid` key (the balena
 //! device UUID, as balenaOS names devices) or, without one, of the machine-id.
 
-use fleet_core::Root;
-use fleet_core::config::Settings;
-use fleet_core::fs::Change;
+use fleet_config::Settings;
+use fleet_fs::Change;
+use fleet_fs::Root;
 
 use super::effects::Effects;
 use super::error::ItemError;

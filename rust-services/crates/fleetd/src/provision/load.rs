@@ -1,7 +1,8 @@
 //! Reading config.json, and the copy of the last configuration that applied cleanly.
 
-use fleet_core::fs::{Change, FsError, write_if_changed};
-use fleet_core::{Config, ConfigError, Root, Severity};
+use fleet_config::{Config, ConfigError, Severity};
+use fleet_fs::Root;
+use fleet_fs::{Change, FsError, write_if_changed};
 
 use super::error::ProvisionError;
 
@@ -20,7 +21,7 @@ pub fn load(root: &Root) -> Result<Config, ProvisionError> {
             Ok(config)
         }
         Ok(None) => {
-            log::warn!(FLEET_PATH = fleet_core::root::CONFIG_JSON; "config.json not found, applying defaults");
+            log::warn!(FLEET_PATH = fleet_fs::root::CONFIG_JSON; "config.json not found, applying defaults");
             Ok(Config::empty())
         }
         Err(ConfigError::Invalid { problems, .. }) => {
@@ -29,13 +30,13 @@ pub fn load(root: &Root) -> Result<Config, ProvisionError> {
                 log::error!(FLEET_KEY = p.path.as_str(); "config.json: {p}");
             }
             Err(ProvisionError::Invalid {
-                path: fleet_core::root::CONFIG_JSON.into(),
+                path: fleet_fs::root::CONFIG_JSON.into(),
                 count: errors.count(),
                 kept: false,
             })
         }
         Err(ConfigError::Io { source, .. }) => Err(ProvisionError::Unreadable {
-            path: fleet_core::root::CONFIG_JSON.into(),
+            path: fleet_fs::root::CONFIG_JSON.into(),
             reason: source.to_string(),
             kept: false,
         }),

@@ -8,8 +8,8 @@
 use std::fs;
 use std::io::Read;
 
-use fleet_core::Root;
-use fleet_core::fs::Change;
+use fleet_fs::Change;
+use fleet_fs::Root;
 
 use super::error::ItemError;
 use super::files::write_file_maybe_bound;
@@ -49,9 +49,8 @@ pub fn apply(root: &Root) -> Result<String, ItemError> {
     }
     let id = match read_id(&root.path(TRANSIENT_MACHINE_ID)) {
         Some(id) => id,
-        None => random_id().map_err(|e| {
-            fleet_core::fs::FsError::new("/dev/urandom", "read random machine-id", e)
-        })?,
+        None => random_id()
+            .map_err(|e| fleet_fs::FsError::new("/dev/urandom", "read random machine-id", e))?,
     };
     if write_file_maybe_bound(&path, format!("{id}\n").as_bytes(), 0o444)? == Change::Written {
         log::info!(FLEET_KEY = "machine-id", FLEET_PATH = MACHINE_ID; "machine-id {id} made persistent");

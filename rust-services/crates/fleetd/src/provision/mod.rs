@@ -18,8 +18,8 @@ pub mod ssh;
 pub mod timesync;
 pub mod udev;
 
-use fleet_core::Root;
-use fleet_core::config::Settings;
+use fleet_config::Settings;
+use fleet_fs::Root;
 
 pub use effects::Effects;
 pub use error::{ItemError, ProvisionError};

@@ -5,9 +5,9 @@
 //! servers DHCP or a connection provides). Unset or balenaOS's `"null"`: no file, the
 //! connections' own servers are used.
 
-use fleet_core::Root;
-use fleet_core::config::{Connectivity, Settings};
-use fleet_core::fs::{Change, write_if_changed};
+use fleet_config::{Connectivity, Settings};
+use fleet_fs::Root;
+use fleet_fs::{Change, write_if_changed};
 
 use super::effects::Effects;
 use super::error::ItemError;

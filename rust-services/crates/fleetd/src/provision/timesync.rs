@@ -1,8 +1,8 @@
 //! `ntpServers` → a runtime drop-in for systemd-timesyncd.
 
-use fleet_core::Root;
-use fleet_core::config::Settings;
-use fleet_core::fs::{Change, write_if_changed};
+use fleet_config::Settings;
+use fleet_fs::Root;
+use fleet_fs::{Change, write_if_changed};
 
 use super::effects::Effects;
 use super::error::ItemError;

@@ -6,9 +6,9 @@
 use std::fs;
 use std::path::PathBuf;
 
-use fleet_core::Root;
-use fleet_core::config::Settings;
-use fleet_core::fs::{Change, FsError, IoContext, write_if_changed};
+use fleet_config::Settings;
+use fleet_fs::Root;
+use fleet_fs::{Change, FsError, IoContext, write_if_changed};
 
 use super::effects::Effects;
 use super::error::ItemError;

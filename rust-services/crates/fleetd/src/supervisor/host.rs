@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use fleet_core::Root;
 use fleet_engine::{ContainerInspect, Engine};
+use fleet_fs::Root;
 use sd_notify::NotifyState;
 
 use super::spec::{self, CONTAINER_NAME, Desired, LABEL_CONFIG_HASH, PRELOAD_TARBALL};
@@ -193,7 +193,7 @@ impl Host {
 
     async fn create_and_start(&mut self, desired: &Desired) -> Result<(), StepError> {
         let data = self.root.path(spec::DATA_DIR);
-        if let Err(e) = fleet_core::fs::ensure_dir(&data) {
+        if let Err(e) = fleet_fs::ensure_dir(&data) {
             log::warn!("{e}");
         }
         self.engine

@@ -7,7 +7,7 @@ pub mod spec;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fleet_core::Root;
+use fleet_fs::Root;
 pub use host::{Host, Timing};
 
 #[derive(Debug, Clone, clap::Args)]

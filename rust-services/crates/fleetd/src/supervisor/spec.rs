@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fleet_core::{Config, Root};
+use fleet_config::Config;
 use fleet_engine::{BindMount, CreateContainer, HostConfig, RestartPolicy};
+use fleet_fs::Root;
 use sha2::{Digest, Sha256};
 
 pub const CONTAINER_NAME: &str = "fleet_supervisor";
@@ -31,7 +32,7 @@ pub enum SpecError {
     #[error("{path}: {reason}")]
     Conf { path: PathBuf, reason: String },
     #[error("{0}")]
-    Config(#[from] fleet_core::config::ConfigError),
+    Config(#[from] fleet_config::ConfigError),
     #[error(
         "no supervisor image: neither {conf} sets SUPERVISOR_IMAGE nor config.json sets fleet.supervisor.image"
     )]

@@ -13,9 +13,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use fleet_core::Root;
-use fleet_core::bootenv::{self, BootState, Slot};
-use fleet_core::bundle::{self, BundleError, BundleReader, Manifest, keys};
+use fleet_bootenv::{BootState, Slot};
+use fleet_bundle::{BundleError, BundleReader, Manifest, keys};
+use fleet_fs::Root;
 use sha2::{Digest, Sha256};
 
 use super::UpdateError;
@@ -80,7 +80,7 @@ pub fn install(
     input: Box<dyn Read + Send>,
     opts: &Options,
 ) -> Result<Report, UpdateError> {
-    let env = bootenv::open(root)?;
+    let env = fleet_bootenv::open(root)?;
     let state = BootState::from_vars(&env.load()?);
     let booted = slots::booted(root)?;
     let slot = opts.slot.unwrap_or(booted.slot.other());
@@ -109,7 +109,7 @@ pub fn install(
     let keys_dir = opts
         .keys
         .clone()
-        .unwrap_or_else(|| root.path(bundle::KEYS_DIR));
+        .unwrap_or_else(|| root.path(fleet_bundle::KEYS_DIR));
     let trusted = keys::read_public_dir(&keys_dir)?;
 
     // Nothing below this point may run for an unsigned or foreign bundle.
@@ -305,7 +305,7 @@ fn write_chunks(
         offset += n as u64;
         let _ = empty.send(buf);
     }
-    bundle::check_rootfs(manifest, offset, &bundle::hex(&hasher.finalize()))?;
+    fleet_bundle::check_rootfs(manifest, offset, &fleet_bundle::hex(&hasher.finalize()))?;
     Ok(written)
 }
 
@@ -327,7 +327,7 @@ fn verify_slot(dev: &File, target: &Path, manifest: &Manifest) -> Result<(), Upd
         hasher.update(&buf[..n]);
         offset += n as u64;
     }
-    let got = bundle::hex(&hasher.finalize());
+    let got = fleet_bundle::hex(&hasher.finalize());
     if got != manifest.rootfs.sha256 {
         return Err(UpdateError::VerifyFailed {
             path: target.to_path_buf(),

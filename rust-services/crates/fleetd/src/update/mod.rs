@@ -1,6 +1,6 @@
 //! `fleetd update install|status|mark-good|rollback` — A/B root filesystem updates.
 //!
-//! Boot state: [`fleet_core::bootenv`] (GRUB env block on x86, `uboot.env` on the Pi).
+//! Boot state: [`fleet_bootenv`] (GRUB env block on x86, `uboot.env` on the Pi).
 //! Running slot: [`slots`] (kernel command line + sysfs). Writing a slot: [`install`].
 
 pub mod install;
@@ -10,9 +10,9 @@ pub mod trial;
 use std::io::Read;
 use std::path::PathBuf;
 
-use fleet_core::Root;
-use fleet_core::bootenv::{self, BootState, EnvError, Slot};
-use fleet_core::bundle::BundleError;
+use fleet_bootenv::{BootState, EnvError, Slot};
+use fleet_bundle::BundleError;
+use fleet_fs::Root;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -53,7 +53,7 @@ pub enum UpdateError {
     #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error(transparent)]
-    Fs(#[from] fleet_core::fs::FsError),
+    Fs(#[from] fleet_fs::FsError),
     #[error("refusing to write slot {0}: it is the running slot")]
     TargetRunning(Slot),
     #[error(
@@ -142,7 +142,7 @@ pub async fn run(root: &Root, cmd: Command) -> Result<(), UpdateError> {
 
 /// The boot state, the running slot and what each slot holds.
 pub fn status(root: &Root) -> Result<serde_json::Value, UpdateError> {
-    let env = bootenv::open(root)?;
+    let env = fleet_bootenv::open(root)?;
     let state = BootState::from_vars(&env.load()?);
     let booted = slots::booted(root).ok();
     let records = slots::read_records(root);
@@ -180,7 +180,7 @@ pub fn status(root: &Root) -> Result<serde_json::Value, UpdateError> {
 /// Makes the running slot the known-good one. Leaves an armed trial of the other slot alone
 /// when the running slot already is the good one.
 pub fn mark_good(root: &Root) -> Result<String, UpdateError> {
-    let env = bootenv::open(root)?;
+    let env = fleet_bootenv::open(root)?;
     let mut vars = env.load()?;
     let state = BootState::from_vars(&vars);
     let booted = slots::booted(root)?.slot;
@@ -201,7 +201,7 @@ pub fn mark_good(root: &Root) -> Result<String, UpdateError> {
 
 /// Clears the trial so the next boot starts the known-good slot.
 pub fn rollback(root: &Root) -> Result<String, UpdateError> {
-    let env = bootenv::open(root)?;
+    let env = fleet_bootenv::open(root)?;
     let mut vars = env.load()?;
     let state = BootState::from_vars(&vars);
     let booted = slots::booted(root).ok().map(|b| b.slot);

@@ -7,9 +7,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use fleet_core::Root;
-use fleet_core::bootenv::Slot;
-use fleet_core::bootenv::crc::crc32c_raw;
+use fleet_bootenv::Slot;
+use fleet_bootenv::crc::crc32c_raw;
+use fleet_fs::Root;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlotError {
@@ -246,7 +246,7 @@ pub fn write_record(
     root: &Root,
     slot: Slot,
     record: Option<SlotRecord>,
-) -> Result<(), fleet_core::fs::FsError> {
+) -> Result<(), fleet_fs::FsError> {
     let mut all: BTreeMap<String, SlotRecord> = read_records(root)
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -257,7 +257,7 @@ pub fn write_record(
     };
     let mut bytes = serde_json::to_vec_pretty(&all).unwrap_or_default();
     bytes.push(b'\n');
-    fleet_core::fs::write_if_changed(&root.path(SLOTS_RECORD), &bytes, 0o644).map(|_| ())
+    fleet_fs::write_if_changed(&root.path(SLOTS_RECORD), &bytes, 0o644).map(|_| ())
 }
 
 /// `VERSION_ID` of the running system.

@@ -3,8 +3,8 @@
 //! trial without telling anyone; this record plus the boot state tells it apart from a
 //! trial that is still running or one that was marked good.
 
-use fleet_core::Root;
-use fleet_core::bootenv::{BootState, Slot};
+use fleet_bootenv::{BootState, Slot};
+use fleet_fs::Root;
 
 pub const TRIAL_RECORD: &str = "/var/lib/fleet/trial.json";
 
@@ -62,10 +62,10 @@ pub fn read(root: &Root) -> Option<TrialRecord> {
     serde_json::from_slice(&bytes).ok()
 }
 
-pub fn write(root: &Root, record: &TrialRecord) -> Result<(), fleet_core::fs::FsError> {
+pub fn write(root: &Root, record: &TrialRecord) -> Result<(), fleet_fs::FsError> {
     let mut bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
     bytes.push(b'\n');
-    fleet_core::fs::write_if_changed(&root.path(TRIAL_RECORD), &bytes, 0o644).map(|_| ())
+    fleet_fs::write_if_changed(&root.path(TRIAL_RECORD), &bytes, 0o644).map(|_| ())
 }
 
 /// Updates the record of `slot`'s trial, if that is the one on record. Failing to write it

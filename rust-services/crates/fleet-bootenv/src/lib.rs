@@ -12,8 +12,8 @@ pub mod uboot;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::Root;
-use crate::fs::FsError;
+use fleet_fs::FsError;
+use fleet_fs::Root;
 
 /// GRUB's environment block on the ESP (the GRUB script reads `($esp)/EFI/fleet/grubenv`).
 pub const GRUB_ENV: &str = "/mnt/boot/EFI/fleet/grubenv";

@@ -5,6 +5,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use super::BundleError;
@@ -19,7 +21,7 @@ const PKCS8_PREFIX: [u8; 16] = [
 fn pem(label: &str, der: &[u8]) -> String {
     format!(
         "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        crate::base64::encode(der)
+        STANDARD.encode(der)
     )
 }
 
@@ -28,7 +30,11 @@ fn unpem(text: &str, label: &str) -> Option<Vec<u8>> {
     let end = format!("-----END {label}-----");
     let start = text.find(&begin)? + begin.len();
     let stop = text[start..].find(&end)? + start;
-    crate::base64::decode(&text[start..stop])
+    let digits: String = text[start..stop]
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    STANDARD.decode(digits).ok()
 }
 
 pub fn private_pem(key: &SigningKey) -> String {

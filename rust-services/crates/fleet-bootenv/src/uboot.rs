@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::crc::crc32;
 use super::{BootEnv, EnvError, Line, Vars};
-use crate::fs::{FsError, atomic_write};
+use fleet_fs::{FsError, atomic_write};
 
 /// A `uboot.env` file.
 #[derive(Debug, Clone)]

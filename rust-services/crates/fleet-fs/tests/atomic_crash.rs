@@ -18,7 +18,7 @@ fn crash_writer_child() {
     let target = Path::new(&target);
     for i in 0.. {
         let bytes = if i % 2 == 0 { A } else { B };
-        fleet_core::fs::atomic_write(target, bytes, 0o644).unwrap();
+        fleet_fs::atomic_write(target, bytes, 0o644).unwrap();
     }
 }
 
@@ -26,7 +26,7 @@ fn crash_writer_child() {
 fn killed_writer_never_leaves_a_mix() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("config.json");
-    fleet_core::fs::atomic_write(&target, A, 0o644).unwrap();
+    fleet_fs::atomic_write(&target, A, 0o644).unwrap();
     let exe = std::env::current_exe().unwrap();
     // A cheap xorshift so every run kills at different moments without a rand dependency.
     let mut seed = std::process::id() as u64 | 1;

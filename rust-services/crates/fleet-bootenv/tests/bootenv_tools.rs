@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use fleet_core::bootenv::{BootEnv, Vars, grub, uboot};
+use fleet_bootenv::{BootEnv, Vars, grub, uboot};
 
 struct Rng(u64);
 impl Rng {

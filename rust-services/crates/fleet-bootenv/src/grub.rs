@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{BootEnv, EnvError, Line, Vars};
-use crate::fs::{IoContext, atomic_write, ensure_dir};
+use fleet_fs::{IoContext, atomic_write, ensure_dir};
 
 pub const SIGNATURE: &str = "# GRUB Environment Block\n";
 /// The comment `grub-editenv create` puts after the signature.
@@ -47,7 +47,7 @@ impl BootEnv for GrubEnv {
                 reason,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(new_block()),
-            Err(e) => Err(EnvError::Fs(crate::fs::FsError::new(&self.path, "read", e))),
+            Err(e) => Err(EnvError::Fs(fleet_fs::FsError::new(&self.path, "read", e))),
         }
     }
 

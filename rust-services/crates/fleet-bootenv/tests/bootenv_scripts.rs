@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use fleet_core::bootenv::{BootState, Slot, VAR_ACTIVE, VAR_TRIES, VAR_TRY};
+use fleet_bootenv::{BootState, Slot, VAR_ACTIVE, VAR_TRIES, VAR_TRY};
 
 fn layer_file(rel: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

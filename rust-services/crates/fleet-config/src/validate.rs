@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
 use super::settings::{Connectivity, Settings, WifiNetwork};
@@ -548,7 +550,9 @@ fn ssh_key_problem(k: &str) -> Option<String> {
     if !SSH_KEY_TYPES.contains(&kind) {
         return Some(format!("unknown SSH key type {kind:?}"));
     }
-    let Some(raw) = crate::base64::decode(blob) else {
+    // Canonical padding, as sshd's decoder (b64_pton) demands: a key stripped of its `=` or
+    // with one appended is refused here as sshd would refuse it.
+    let Ok(raw) = STANDARD.decode(blob) else {
         return Some("key data is not valid base64".into());
     };
     // The blob starts with the key type as an SSH string: u32 length, then the name.
@@ -630,6 +634,29 @@ mod unit {
             Some("key data is not valid base64")
         );
         assert!(ssh_key_problem("hello").is_some());
+    }
+
+    /// Padding as sshd's decoder wants it (checked with `ssh-keygen -l`, which shares it):
+    /// an ECDSA key stripped of its `=` and an ed25519 key with one appended are refused.
+    #[test]
+    fn ssh_key_padding_as_sshd() {
+        let ecdsa = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBLnwQTlqkNgnBQT/UgnMuIuEJSSnp0IsjdSUFs+oKMtxl/LitP/AV1p6BsbU2mjYiSTUYwqyiQjeLoJPTXyloxo= root@vm";
+        let ed25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILudUZMPMhCnHZo+f7/CKQA2jzsy7jpgbAEg93Ee2C8u root@vm";
+        assert_eq!(ssh_key_problem(ecdsa), None);
+        assert_eq!(ssh_key_problem(ed25519), None);
+        let invalid = Some("key data is not valid base64");
+        assert_eq!(
+            ssh_key_problem(&ecdsa.replace("o= ", "o ")).as_deref(),
+            invalid
+        );
+        assert_eq!(
+            ssh_key_problem(&ed25519.replace("u ", "u= ")).as_deref(),
+            invalid
+        );
+        assert_eq!(
+            ssh_key_problem(&ecdsa.replace("o= ", "o== ")).as_deref(),
+            invalid
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fleet_core::{Config, Severity};
+use fleet_config::{Config, Severity};
 
 fn corpus(dir: &str) -> Vec<PathBuf> {
     let base = Path::new(env!("CARGO_MANIFEST_DIR"))

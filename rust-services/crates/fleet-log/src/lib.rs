@@ -1,0 +1,3 @@
+//! How fleetOS programs report.
+
+pub mod error;
