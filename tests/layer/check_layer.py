@@ -21,7 +21,7 @@ import yaml
 
 HERE = pathlib.Path(__file__).resolve().parent
 PINNED = HERE / "pinned-layers.txt"
-# What DESIGN.md fixes: partition labels in disk order, and default sizes in MiB.
+# What DESIGN.md §2 "Disk layout" fixes: partition labels in disk order, and default sizes in MiB.
 LABELS = ["fleet-boot", "fleet-rootA", "fleet-rootB", "fleet-state", "fleet-data"]
 SIZES = {"FLEET_ROOT_SIZE": "1024", "FLEET_STATE_SIZE": "64"}
 BOOT_SIZE = {"fleet-gpt-efi.wks.in": "128", "fleet-rpi.wks.in": "256"}

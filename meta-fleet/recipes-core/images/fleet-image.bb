@@ -37,7 +37,7 @@ IMAGE_LINGUAS = ""
 
 inherit core-image
 
-# Slots are 1 GiB (DESIGN.md); the ext4 root is made to fit them.
+# Slots are 1 GiB (DESIGN.md §2 "Disk layout"); the ext4 root is made to fit them.
 IMAGE_ROOTFS_MAXSIZE ?= "1048576"
 
 # Disk layout: fleet-boot, fleet-rootA, fleet-rootB, fleet-state, fleet-data. Hard

@@ -1,6 +1,6 @@
-//! The root prefix every service runs against, and the fixed paths of the fleetOS contract
-//! (`shared/DESIGN.md`). Tests point services at a directory tree with `--root DIR` or
-//! `FLEET_ROOT`; on a device the root is `/`.
+//! The root prefix every service runs against, and the fixed paths of the fleetOS design
+//! (`DESIGN.md` §4 "State binds" and §6). Tests point services at a directory tree with
+//! `--root DIR` or `FLEET_ROOT`; on a device the root is `/`.
 
 use std::path::{Path, PathBuf};
 

@@ -29,7 +29,7 @@ pub enum BootError {
     NotFleet { label: String },
 }
 
-/// The FAT label (and GPT name) of fleetOS's boot partition (DESIGN.md).
+/// The FAT label (and GPT name) of fleetOS's boot partition (DESIGN.md §2 "Disk layout").
 pub const FLEET_BOOT_LABEL: &str = "fleet-boot";
 
 /// Whether a boot partition is fleetOS's: it is labelled `fleet-boot` or holds config.json.

@@ -1,5 +1,5 @@
 //! `fleetd supervisor`: keeps the supervisor container present, running, healthy and at the
-//! configured image and config (see shared/DESIGN.md, "Services", and README.md).
+//! configured image and config (see DESIGN.md §5 "Services and ordering", and README.md).
 
 mod host;
 pub mod spec;
