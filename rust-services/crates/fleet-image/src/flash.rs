@@ -21,7 +21,7 @@ use crate::bootfs::{BootError, Edits, Slice};
 use crate::inspect::{PartInfo, find_boot, probe_fs};
 use crate::source::{Source, SourceError, read_up_to};
 use crate::table::{Table, TableError};
-use crate::target::{Target, target_err};
+use crate::target::{Target, TargetError, target_err};
 pub use crate::target::{TargetInfo, check_target};
 
 /// Unit of decompression, hashing and writing.
@@ -48,14 +48,8 @@ pub enum FlashError {
         "{path}: image ends after {have} bytes but its partition table needs {need}: truncated"
     )]
     Truncated { path: PathBuf, have: u64, need: u64 },
-    #[error("{path}")]
-    Target { path: PathBuf, source: io::Error },
-    #[error("{path}: permission denied (block devices need root or the disk group)")]
-    Permission { path: PathBuf },
-    #[error("{path}: refused: mounted at {at} (unmount it first)")]
-    Mounted { path: PathBuf, at: String },
-    #[error("{path}: refused: this disk holds the running system (/)")]
-    HostDisk { path: PathBuf },
+    #[error(transparent)]
+    Target(#[from] TargetError),
     #[error("{path}: target too small: {have} bytes, the image needs {need}")]
     TooSmall { path: PathBuf, have: u64, need: u64 },
     #[error(
@@ -629,7 +623,7 @@ fn write_error(path: &Path, e: io::Error, at: u64, len: usize) -> FlashError {
             need: at + len as u64,
         }
     } else {
-        target_err(path)(e)
+        target_err(path)(e).into()
     }
 }
 

@@ -9,7 +9,25 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::aligned::ALIGN;
-use crate::flash::FlashError;
+
+/// A target refused or failed before or while it is written; each names the target.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: permission denied (block devices need root or the disk group)")]
+    Permission { path: PathBuf },
+    #[error("{path}: neither a block device nor a regular file")]
+    NotDeviceOrFile { path: PathBuf },
+    #[error("{path}: refused: mounted at {at} (unmount it first)")]
+    Mounted { path: PathBuf, at: String },
+    #[error("{path}: refused: this disk holds the running system (/)")]
+    HostDisk { path: PathBuf },
+}
 
 /// What the target is, found before anything is written.
 #[derive(Debug, Clone)]
@@ -21,12 +39,12 @@ pub struct TargetInfo {
     pub exists_with_data: bool,
 }
 
-pub(crate) fn target_err(path: &Path) -> impl FnOnce(io::Error) -> FlashError + '_ {
+pub(crate) fn target_err(path: &Path) -> impl FnOnce(io::Error) -> TargetError + '_ {
     move |source| {
         if source.kind() == io::ErrorKind::PermissionDenied {
-            FlashError::Permission { path: path.into() }
+            TargetError::Permission { path: path.into() }
         } else {
-            FlashError::Target {
+            TargetError::Io {
                 path: path.into(),
                 source,
             }
@@ -35,7 +53,7 @@ pub(crate) fn target_err(path: &Path) -> impl FnOnce(io::Error) -> FlashError + 
 }
 
 /// Checks a target before any write: refuses mounted devices and the disk holding `/`.
-pub fn check_target(path: &Path) -> Result<TargetInfo, FlashError> {
+pub fn check_target(path: &Path) -> Result<TargetInfo, TargetError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -49,10 +67,7 @@ pub fn check_target(path: &Path) -> Result<TargetInfo, FlashError> {
     };
     if !meta.file_type().is_block_device() {
         if !meta.is_file() {
-            return Err(FlashError::Target {
-                path: path.into(),
-                source: io::Error::other("neither a block device nor a regular file"),
-            });
+            return Err(TargetError::NotDeviceOrFile { path: path.into() });
         }
         return Ok(TargetInfo {
             is_block: false,
@@ -81,13 +96,13 @@ pub fn check_target(path: &Path) -> Result<TargetInfo, FlashError> {
         }
         if backing.iter().any(|b| b.starts_with(&target_sys)) {
             if at == "/" {
-                return Err(FlashError::HostDisk { path: path.into() });
+                return Err(TargetError::HostDisk { path: path.into() });
             }
             mounted_at.get_or_insert(at);
         }
     }
     if let Some(at) = mounted_at {
-        return Err(FlashError::Mounted {
+        return Err(TargetError::Mounted {
             path: path.into(),
             at,
         });
@@ -163,7 +178,7 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    pub fn open(path: &Path, info: &TargetInfo) -> Result<Target, FlashError> {
+    pub fn open(path: &Path, info: &TargetInfo) -> Result<Target, TargetError> {
         let err = target_err(path);
         let open = |custom: i32, create: bool| {
             OpenOptions::new()

@@ -1,6 +1,7 @@
 //! fleetd's jobs as a library, so tests call them without a process.
 //! Each module owns one subcommand: its clap arguments and its `run`.
 
+pub mod apply;
 pub mod cli;
 pub mod health;
 pub mod journal;

@@ -13,8 +13,8 @@ use fleet_fs::Root;
 use fleet_fs::{Change, ensure_dir, write_if_changed};
 
 use super::mountpoint::{canonical_in_root, unit_name};
-use crate::provision::files::{GENERATED, remove_if_exists};
-use crate::provision::{Effects, ItemError};
+use crate::apply::files::{GENERATED, remove_if_exists};
+use crate::apply::{Effects, ItemError};
 
 pub const JOURNALD_DROPIN: &str = "/run/systemd/journald.conf.d/50-fleet-logging.conf";
 pub const RUNTIME_UNITS: &str = "/run/systemd/system";

@@ -10,7 +10,7 @@ pub mod status;
 
 use fleet_fs::Root;
 
-use crate::provision::{Effects, ProvisionError, load};
+use crate::apply::{Effects, LoadError, load};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -27,9 +27,9 @@ pub enum Command {
 #[derive(Debug, thiserror::Error)]
 pub enum LoggingError {
     #[error(transparent)]
-    Config(#[from] ProvisionError),
+    Config(#[from] LoadError),
     #[error("persistentLogging: {0}")]
-    Apply(#[from] crate::provision::ItemError),
+    Apply(#[from] crate::apply::ItemError),
     #[error("cannot print the status: {0}")]
     Print(#[from] std::io::Error),
 }

@@ -10,9 +10,9 @@ use fleet_config::Settings;
 use fleet_fs::Root;
 use fleet_fs::{Change, write_if_changed};
 
-use super::effects::Effects;
-use super::error::ItemError;
-use super::files::{GENERATED, remove_if_exists, symlink_if_changed, vendor_unit};
+use crate::apply::effects::Effects;
+use crate::apply::error::ItemError;
+use crate::apply::files::{GENERATED, remove_if_exists, symlink_if_changed, vendor_unit};
 
 pub const RUNTIME_UNITS: &str = "/run/systemd/system";
 pub const ENGINE_SOCKET: &str = "fleet-devmode-engine.socket";

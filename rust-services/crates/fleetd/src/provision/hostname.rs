@@ -7,9 +7,9 @@ use fleet_config::Settings;
 use fleet_fs::Change;
 use fleet_fs::Root;
 
-use super::effects::Effects;
-use super::error::ItemError;
-use super::files::write_file_maybe_bound;
+use crate::apply::effects::Effects;
+use crate::apply::error::ItemError;
+use crate::apply::files::write_file_maybe_bound;
 
 pub const HOSTNAME: &str = "/etc/hostname";
 

@@ -11,8 +11,8 @@ use std::io::Read;
 use fleet_fs::Change;
 use fleet_fs::Root;
 
-use super::error::ItemError;
-use super::files::write_file_maybe_bound;
+use crate::apply::error::ItemError;
+use crate::apply::files::write_file_maybe_bound;
 
 pub const MACHINE_ID: &str = "/etc/machine-id";
 const TRANSIENT_MACHINE_ID: &str = "/run/machine-id";

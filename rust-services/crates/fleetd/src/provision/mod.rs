@@ -7,11 +7,8 @@
 //! `/run` after a reboot and changes nothing otherwise.
 
 pub mod devmode;
-pub mod effects;
 pub mod error;
-pub mod files;
 pub mod hostname;
-pub mod load;
 pub mod machine_id;
 pub mod networkmanager;
 pub mod ssh;
@@ -21,7 +18,7 @@ pub mod udev;
 use fleet_config::Settings;
 use fleet_fs::Root;
 
-pub use effects::Effects;
+use crate::apply::{Effects, load};
 pub use error::{ItemError, ProvisionError};
 
 #[derive(Debug, clap::Args)]
@@ -41,13 +38,13 @@ pub async fn run(root: &Root, _args: Args) -> Result<(), ProvisionError> {
         }
         Err(err) => {
             let Some(good) = load::last_good(root) else {
-                return Err(err);
+                return Err(err.into());
             };
             log::warn!(FLEET_PATH = load::LAST_GOOD; "config.json refused, keeping the last good configuration");
             if let Err(e) = apply_all(root, effects, good.settings()) {
                 log::error!("last good configuration: {e}");
             }
-            Err(err.kept_last_good())
+            Err(err.kept_last_good().into())
         }
     }
 }

@@ -9,9 +9,9 @@ use fleet_config::{Connectivity, Settings};
 use fleet_fs::Root;
 use fleet_fs::{Change, write_if_changed};
 
-use super::effects::Effects;
-use super::error::ItemError;
-use super::files::{GENERATED, remove_if_exists};
+use crate::apply::effects::Effects;
+use crate::apply::error::ItemError;
+use crate::apply::files::{GENERATED, remove_if_exists};
 
 pub const DNS_CONF: &str = "/run/NetworkManager/conf.d/50-fleet-dns.conf";
 pub const CONNECTIVITY_CONF: &str = "/run/NetworkManager/conf.d/50-fleet-connectivity.conf";

@@ -10,8 +10,8 @@ use fleet_config::Settings;
 use fleet_fs::Root;
 use fleet_fs::{Change, write_if_changed};
 
-use super::error::ItemError;
-use super::files::{dir_with_mode, remove_if_exists};
+use crate::apply::error::ItemError;
+use crate::apply::files::{dir_with_mode, remove_if_exists};
 
 pub const SSH_DIR: &str = "/home/root/.ssh";
 pub const AUTHORIZED_KEYS: &str = "/home/root/.ssh/authorized_keys";

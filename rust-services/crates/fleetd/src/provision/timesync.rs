@@ -4,9 +4,9 @@ use fleet_config::Settings;
 use fleet_fs::Root;
 use fleet_fs::{Change, write_if_changed};
 
-use super::effects::Effects;
-use super::error::ItemError;
-use super::files::{GENERATED, remove_if_exists};
+use crate::apply::effects::Effects;
+use crate::apply::error::ItemError;
+use crate::apply::files::{GENERATED, remove_if_exists};
 
 pub const TIMESYNCD_DROPIN: &str = "/run/systemd/timesyncd.conf.d/50-fleet-ntp.conf";
 

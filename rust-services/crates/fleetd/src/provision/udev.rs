@@ -10,9 +10,9 @@ use fleet_config::Settings;
 use fleet_fs::Root;
 use fleet_fs::{Change, FsError, IoContext, write_if_changed};
 
-use super::effects::Effects;
-use super::error::ItemError;
-use super::files::remove_if_exists;
+use crate::apply::effects::Effects;
+use crate::apply::error::ItemError;
+use crate::apply::files::remove_if_exists;
 
 pub const RULES_DIR: &str = "/run/udev/rules.d";
 const MARKER: &str = "# fleetOS os.udevRules.";

@@ -4,14 +4,14 @@ use fleet_config::{Config, ConfigError, Severity};
 use fleet_fs::Root;
 use fleet_fs::{Change, FsError, write_if_changed};
 
-use super::error::ProvisionError;
+use super::error::LoadError;
 
 /// The last configuration that applied without a failure (0600: it holds `deviceApiKey`).
 pub const LAST_GOOD: &str = "/var/lib/fleet/config.last-good.json";
 
 /// Loads config.json: missing → defaults with a warning; unreadable or invalid → one error
 /// line per problem and an error, so nothing of it is applied.
-pub fn load(root: &Root) -> Result<Config, ProvisionError> {
+pub fn load(root: &Root) -> Result<Config, LoadError> {
     let path = root.config_json();
     match Config::load(&path) {
         Ok(Some(config)) => {
@@ -29,13 +29,13 @@ pub fn load(root: &Root) -> Result<Config, ProvisionError> {
             for p in errors.clone() {
                 log::error!(FLEET_KEY = p.path.as_str(); "config.json: {p}");
             }
-            Err(ProvisionError::Invalid {
+            Err(LoadError::Invalid {
                 path: fleet_fs::root::CONFIG_JSON.into(),
                 count: errors.count(),
                 kept: false,
             })
         }
-        Err(ConfigError::Io { source, .. }) => Err(ProvisionError::Unreadable {
+        Err(ConfigError::Io { source, .. }) => Err(LoadError::Unreadable {
             path: fleet_fs::root::CONFIG_JSON.into(),
             reason: source.to_string(),
             kept: false,
