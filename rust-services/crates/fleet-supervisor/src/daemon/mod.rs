@@ -10,7 +10,6 @@ mod api;
 pub mod client;
 mod logging;
 mod power;
-pub mod report;
 mod server;
 mod settings;
 mod source;
@@ -42,7 +41,7 @@ pub trait Reconciler {
     /// Supervised containers, images, app volumes/networks and held update locks.
     async fn current_state(&self) -> Result<CurrentState, ReconcileError>;
     /// One entry per supervised container, for the state endpoints
-    /// ([`report::from_engine`] reads them from the Engine API).
+    /// ([`crate::exec::report::from_engine`] reads them from the Engine API).
     async fn service_states(&self) -> Result<Vec<ServiceState>, ReconcileError>;
     /// Plans from the current state to `target` and runs the steps.
     async fn apply(
@@ -70,7 +69,7 @@ pub trait Reconciler {
     ) -> Result<(), ReconcileError>;
     async fn restart_app(&self, app: &str, force: bool) -> Result<(), ReconcileError>;
     /// Subnets of the engine's bridge networks (the default bridge and the apps'), whose
-    /// containers may reach the API ([`report::bridge_subnets`] reads them).
+    /// containers may reach the API ([`crate::exec::report::bridge_subnets`] reads them).
     async fn bridge_subnets(&self) -> Result<Vec<Subnet>, ReconcileError> {
         Ok(Vec::new())
     }

@@ -7,6 +7,7 @@
 
 mod create;
 mod reconciler;
+pub mod report;
 mod state;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The daemon's engine side: [`Executor`] is the [`Reconciler`] `fleet-supervisor run` drives.
 
-use super::{ExecError, Executor};
-use crate::daemon::{ApplySummary, ReconcileError, Reconciler, ServiceState, Subnet, report};
+use super::{ExecError, Executor, report};
+use crate::daemon::{ApplySummary, ReconcileError, Reconciler, ServiceState, Subnet};
 use crate::plan::CurrentState;
 use crate::target::TargetState;
 

@@ -1,10 +1,10 @@
-//! Service states read from the Engine API, for a [`super::Reconciler`] to return from
+//! Service states read from the Engine API, for a [`crate::daemon::Reconciler`] to return from
 //! `service_states`: one list call plus one inspect per supervised container (the restart
 //! count is only in the inspect answer).
 
 use fleet_engine::Engine;
 
-use super::{ReconcileError, ServiceState, Subnet};
+use crate::daemon::{ReconcileError, ServiceState, Subnet};
 use crate::plan::{LABEL_APP, LABEL_RELEASE, LABEL_SERVICE, LABEL_SUPERVISED};
 
 pub async fn from_engine(engine: &Engine) -> Result<Vec<ServiceState>, ReconcileError> {
