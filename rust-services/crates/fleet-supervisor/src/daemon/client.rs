@@ -12,14 +12,47 @@ pub use fleet_engine::http::Response;
 /// Largest response accepted (a target state is at most 4 MiB).
 const MAX_RESPONSE: usize = crate::target::MAX_TARGET_BYTES + 64 * 1024;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{url}: {reason}")]
     Url { url: String, reason: String },
     #[error("{url}: no TLS trust roots ({reason})")]
     NoTls { url: String, reason: String },
-    #[error("{url}: {reason}")]
-    Io { url: String, reason: String },
+    #[error("{url}: cannot connect to {authority}")]
+    Connect {
+        url: String,
+        authority: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url}: {host} is not a valid TLS server name")]
+    TlsName {
+        url: String,
+        host: String,
+        #[source]
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    /// `what` says what went wrong in words (an untrusted certificate, a name mismatch).
+    #[error("{url}: {what}")]
+    Tls {
+        url: String,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url}: the exchange with {authority} failed")]
+    Exchange {
+        url: String,
+        authority: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url}: bad response")]
+    Response {
+        url: String,
+        #[source]
+        source: fleet_engine::Error,
+    },
 }
 
 /// An `http[s]://host[:port][/base]` URL taken apart.
@@ -103,13 +136,18 @@ pub async fn request(
     tls: Option<&Tls>,
 ) -> Result<Response, ClientError> {
     let u = parse_url(url)?;
-    let io = |reason: String| ClientError::Io {
-        url: url.to_string(),
-        reason,
-    };
     let stream = TcpStream::connect(&u.authority)
         .await
-        .map_err(|e| io(e.to_string()))?;
+        .map_err(|source| ClientError::Connect {
+            url: url.to_string(),
+            authority: u.authority.clone(),
+            source,
+        })?;
+    let tls_failure = |source: std::io::Error| ClientError::Tls {
+        url: url.to_string(),
+        what: tls::describe_failure(&source, &u.host),
+        source,
+    };
     let mut head = format!(
         "{method} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n",
         u.path,
@@ -125,22 +163,31 @@ pub async fn request(
             url: url.to_string(),
             reason: "none configured".into(),
         })?;
-        let name = rustls::pki_types::ServerName::try_from(u.host.clone())
-            .map_err(|e| io(format!("bad TLS server name {}: {e}", u.host)))?;
+        let name = rustls::pki_types::ServerName::try_from(u.host.clone()).map_err(|source| {
+            ClientError::TlsName {
+                url: url.to_string(),
+                host: u.host.clone(),
+                source,
+            }
+        })?;
         let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-        let stream = connector
-            .connect(name, stream)
-            .await
-            .map_err(|e| io(tls::describe_failure(&e, &u.host)))?;
+        let stream = connector.connect(name, stream).await.map_err(tls_failure)?;
         exchange(stream, head.as_bytes(), body)
             .await
-            .map_err(|e| io(tls::describe_failure(&e, &u.host)))?
+            .map_err(tls_failure)?
     } else {
         exchange(stream, head.as_bytes(), body)
             .await
-            .map_err(|e| io(e.to_string()))?
+            .map_err(|source| ClientError::Exchange {
+                url: url.to_string(),
+                authority: u.authority.clone(),
+                source,
+            })?
     };
-    fleet_engine::http::parse_response(&raw).map_err(|e| io(e.to_string()))
+    fleet_engine::http::parse_response(&raw).map_err(|source| ClientError::Response {
+        url: url.to_string(),
+        source,
+    })
 }
 
 /// Sends the request and reads the response until the server closes the connection.
@@ -211,5 +258,26 @@ mod tests {
         assert!(parse_url("http:///").is_err());
         assert!(parse_url("http://host:99999/").is_err());
         assert!(parse_url("http://user@host/").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_names_the_url_and_chains_the_cause() {
+        // A port just bound and released: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/v1/healthy");
+        let Err(e) = get(&url, &[], None).await else {
+            panic!("{url} answered");
+        };
+        assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!("{url}: cannot connect to 127.0.0.1:{port}")
+        );
+        let line = fleet_log::error::one_line(&e);
+        assert!(line.len() > e.to_string().len(), "{line}");
     }
 }

@@ -170,7 +170,7 @@ pub async fn run<R: Reconciler + 'static>(
     local
         .run_until(async {
             tokio::select! {
-                _ = server::serve(listener, shared.clone()) => {}
+                _ = server::serve(listener, shared.clone(), server::limits()) => {}
                 _ = source::reconcile_loop(shared.clone()) => {}
                 _ = term.recv() => log::info!("SIGTERM: exiting"),
                 _ = int.recv() => log::info!("SIGINT: exiting"),
@@ -184,7 +184,7 @@ pub async fn run<R: Reconciler + 'static>(
 #[cfg(test)]
 pub(crate) async fn run_on<R: Reconciler + 'static>(listener: TcpListener, shared: Rc<Shared<R>>) {
     tokio::select! {
-        _ = server::serve(listener, shared.clone()) => {}
+        _ = server::serve(listener, shared.clone(), server::limits()) => {}
         _ = source::reconcile_loop(shared) => {}
     }
 }

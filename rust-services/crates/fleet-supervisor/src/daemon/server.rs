@@ -1,228 +1,98 @@
-//! A minimal HTTP/1.1 server: one request per connection (`Connection: close`), bodies by
-//! `Content-Length`, bounded sizes and time. The API has a dozen small JSON endpoints and a
-//! handful of clients on the device; see the crate README for why not hyper/axum.
+//! The API's HTTP server: fleet-http's serve loop (hyper: keep-alive, header-read timeout,
+//! strict `Content-Length`), the peer filter per connection, and hyper's request turned
+//! into the API's own [`Request`] (whole body, at most [`MAX_BODY`] bytes).
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use fleet_http::server::{self, BodyError, Limits, Peers};
+use fleet_http::{Bytes, Full, Incoming};
+use tokio::net::TcpListener;
 
 use super::Reconciler;
+use super::access;
+use super::api::{self, Request, Response};
 use super::state::Shared;
-use super::{access, api};
 
-const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = crate::target::MAX_TARGET_BYTES;
-/// A client gets this long to send its request.
+/// A client gets this long to send a request's header, and again its body.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The API has a handful of clients on the device; more connections wait to be accepted.
+const MAX_CONNECTIONS: usize = 16;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    pub method: String,
-    pub path: String,
-    /// Decoded query parameters, in order.
-    pub query: Vec<(String, String)>,
-    /// Header names lower-cased.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Request {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn json(status: u16, value: &serde_json::Value) -> Response {
-        Response {
-            status,
-            content_type: "application/json",
-            body: serde_json::to_vec(value).unwrap_or_default(),
-        }
-    }
-
-    pub fn text(status: u16, text: &str) -> Response {
-        Response {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: text.as_bytes().to_vec(),
-        }
-    }
-
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut out = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.status,
-            reason(self.status),
-            self.content_type,
-            self.body.len()
-        )
-        .into_bytes();
-        out.extend_from_slice(&self.body);
-        out
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        202 => "Accepted",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Payload Too Large",
-        423 => "Locked",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "",
+/// The limits the daemon serves with.
+pub fn limits() -> Limits {
+    Limits {
+        max_connections: MAX_CONNECTIONS,
+        header_read_timeout: READ_TIMEOUT,
+        // One request per connection, as before hyper: clients that read the answer to EOF
+        // (scripts, the CLI test) get it without `Connection: close`.
+        keep_alive: false,
     }
 }
 
 /// Accepts connections forever, one task per connection.
-pub async fn serve<R: Reconciler + 'static>(listener: TcpListener, shared: Rc<Shared<R>>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
+pub async fn serve<R: Reconciler + 'static>(
+    listener: TcpListener,
+    shared: Rc<Shared<R>>,
+    limits: Limits,
+) {
+    server::serve(listener, limits, move |peers: Peers| {
+        let shared = shared.clone();
+        async move {
+            let allowed = access::allowed(&shared, peers.peer.ip(), peers.local.ip()).await;
+            move |req: fleet_http::Request<Incoming>| {
                 let shared = shared.clone();
-                tokio::task::spawn_local(async move { handle(stream, &shared).await });
+                async move {
+                    if !allowed {
+                        let refused = Response::text(
+                            403,
+                            "Forbidden: the supervisor API accepts the host and its containers only",
+                        );
+                        let mut r = to_hyper(refused);
+                        r.headers_mut().insert(
+                            fleet_http::header::CONNECTION,
+                            fleet_http::header::HeaderValue::from_static("close"),
+                        );
+                        return r;
+                    }
+                    let response = match from_hyper(req).await {
+                        Ok(request) => api::route(&shared, &request).await,
+                        Err(response) => response,
+                    };
+                    to_hyper(response)
+                }
             }
-            Err(e) => {
-                // Out of file descriptors and the like: wait instead of spinning.
-                log::warn!("API accept: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
         }
-    }
+    })
+    .await
 }
 
-async fn handle<R: Reconciler>(mut stream: TcpStream, shared: &Shared<R>) {
-    let peers = stream
-        .peer_addr()
-        .and_then(|p| Ok((p, stream.local_addr()?)));
-    let allowed = match peers {
-        Ok((peer, local)) => access::allowed(shared, peer.ip(), local.ip()).await,
-        Err(e) => {
-            log::debug!("API: connection without addresses: {e}");
-            false
-        }
-    };
-    if !allowed {
-        let refused = Response::text(
-            403,
-            "Forbidden: the supervisor API accepts the host and its containers only",
-        );
-        let _ = stream.write_all(&refused.to_bytes()).await;
-        let _ = stream.shutdown().await;
-        return;
-    }
-    let response = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut stream)).await {
-        Err(_) => Response::text(408, "request not received in time"),
-        Ok(Err(response)) => response,
-        Ok(Ok(request)) => api::route(shared, &request).await,
-    };
-    // The client may be gone; nothing to do about it.
-    let _ = stream.write_all(&response.to_bytes()).await;
-    let _ = stream.shutdown().await;
+fn to_hyper(r: Response) -> fleet_http::Response<Full<Bytes>> {
+    server::response(r.status, r.content_type, r.body)
 }
 
-/// Reads one request; an error is the response to send.
-pub async fn read_request(stream: &mut (impl AsyncReadExt + Unpin)) -> Result<Request, Response> {
-    let mut raw = Vec::with_capacity(1024);
-    let mut buf = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        if raw.len() > MAX_HEAD {
-            return Err(Response::text(413, "request header too large"));
-        }
-        read_more(stream, &mut buf, &mut raw, "request").await?;
-    };
-    let mut request = parse_head(&raw[..head_end])?;
-    let length = match request.header("content-length") {
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| Response::text(400, "bad Content-Length"))?,
-        None => 0,
-    };
-    if request.header("transfer-encoding").is_some() {
-        return Err(Response::text(
-            400,
-            "chunked request bodies are not supported",
-        ));
-    }
-    if length > MAX_BODY {
-        return Err(Response::text(413, "request body too large"));
-    }
-    let mut body = raw[head_end + 4..].to_vec();
-    while body.len() < length {
-        read_more(stream, &mut buf, &mut body, "body").await?;
-    }
-    body.truncate(length);
-    request.body = body;
-    Ok(request)
-}
-
-/// Appends the next read to `into`; a closed connection ends the request with a 400.
-async fn read_more<S: AsyncReadExt + Unpin>(
-    stream: &mut S,
-    buf: &mut [u8],
-    into: &mut Vec<u8>,
-    what: &str,
-) -> Result<(), Response> {
-    let n = stream
-        .read(buf)
+/// The API's request from hyper's, body read whole; an error is the response to send.
+async fn from_hyper(req: fleet_http::Request<Incoming>) -> Result<Request, Response> {
+    let (head, body) = req.into_parts();
+    let body = server::read_body(body, MAX_BODY, READ_TIMEOUT)
         .await
-        .map_err(|e| Response::text(400, &e.to_string()))?;
-    if n == 0 {
-        return Err(Response::text(
-            400,
-            &format!("connection closed before the {what} ended"),
-        ));
+        .map_err(|e| match e {
+            BodyError::TooLarge { .. } => Response::text(413, "request body too large"),
+            BodyError::Timeout(_) => Response::text(408, "request not received in time"),
+            BodyError::Read(_) => Response::text(400, &e.to_string()),
+        })?;
+    let mut headers = Vec::new();
+    for (name, value) in &head.headers {
+        let value = value
+            .to_str()
+            .map_err(|_| Response::text(400, "bad header value"))?;
+        headers.push((name.as_str().to_string(), value.trim().to_string()));
     }
-    into.extend_from_slice(&buf[..n]);
-    Ok(())
-}
-
-fn parse_head(head: &[u8]) -> Result<Request, Response> {
-    let bad = |m: &str| Response::text(400, m);
-    let head = std::str::from_utf8(head).map_err(|_| bad("request header is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let line = lines.next().unwrap_or_default();
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad("bad request line"));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(bad("only HTTP/1.x is spoken here"));
-    }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let query = query
+    let query = head
+        .uri
+        .query()
+        .unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -230,17 +100,12 @@ fn parse_head(head: &[u8]) -> Result<Request, Response> {
             (percent_decode(k), percent_decode(v))
         })
         .collect();
-    let mut headers = Vec::new();
-    for line in lines {
-        let (name, value) = line.split_once(':').ok_or_else(|| bad("bad header line"))?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
     Ok(Request {
-        method: method.to_string(),
-        path: percent_decode(path),
+        method: head.method.as_str().to_string(),
+        path: percent_decode(head.uri.path()),
         query,
         headers,
-        body: Vec::new(),
+        body: body.to_vec(),
     })
 }
 
@@ -269,46 +134,4 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn read(raw: &[u8]) -> Result<Request, Response> {
-        let mut r = raw;
-        read_request(&mut r).await
-    }
-
-    #[tokio::test]
-    async fn parses_a_request_with_query_and_body() {
-        let r = read(
-            b"POST /v2/applications/12/restart-service?apikey=a%2Fb HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nAuthorization: Bearer k\r\n\r\n{\"a\"}extra",
-        )
-        .await
-        .unwrap();
-        assert_eq!(r.method, "POST");
-        assert_eq!(r.path, "/v2/applications/12/restart-service");
-        assert_eq!(r.query("apikey"), Some("a/b"));
-        assert_eq!(r.header("authorization"), Some("Bearer k"));
-        assert_eq!(r.body, b"{\"a\"}");
-    }
-
-    #[tokio::test]
-    async fn refuses_bad_requests() {
-        assert_eq!(read(b"GET /\r\n\r\n").await.unwrap_err().status, 400);
-        assert_eq!(read(b"GET / HTTP/1.1\r\n").await.unwrap_err().status, 400);
-        let big = format!(
-            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
-            MAX_BODY + 1
-        );
-        assert_eq!(read(big.as_bytes()).await.unwrap_err().status, 413);
-        assert_eq!(
-            read(b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\nabc")
-                .await
-                .unwrap_err()
-                .status,
-            400
-        );
-    }
 }

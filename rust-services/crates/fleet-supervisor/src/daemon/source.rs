@@ -143,6 +143,7 @@ async fn poll<R>(shared: &Shared<R>) {
             return;
         }
         Ok(Err(e)) => {
+            let e = fleet_log::error::one_line(&e);
             log::warn!("target poll failed: {e}; keeping the last good target");
             return;
         }

@@ -149,7 +149,7 @@ pub async fn send_if_due<R: Reconciler>(shared: &Shared<R>) {
     .await;
     let problem = match sent {
         Err(_) => Some(format!("{url}: no answer within {REPORT_TIMEOUT:?}")),
-        Ok(Err(e)) => Some(e.to_string()),
+        Ok(Err(e)) => Some(fleet_log::error::one_line(&e)),
         Ok(Ok(r)) if (200..300).contains(&r.status) => None,
         Ok(Ok(r)) => Some(format!("{url}: HTTP {}", r.status)),
     };

@@ -522,30 +522,26 @@ async fn target_server(
 ) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::task::spawn_local(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            let req = server::read_request(&mut s).await.unwrap();
-            seen.borrow_mut().push(format!(
-                "{} {} {}",
-                req.method,
-                req.path,
-                req.header("authorization").unwrap_or("-")
-            ));
-            let (status, body) = answer.borrow().clone();
-            let head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s.write_all(head.as_bytes()).await;
-            let _ = s.write_all(body.as_bytes()).await;
-            let _ = s.shutdown().await;
-            let mut rest = Vec::new();
-            let _ = s.read_to_end(&mut rest).await;
-        }
-    });
+    let handler = move |req: fleet_http::Request<fleet_http::Incoming>| {
+        let auth = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        seen.borrow_mut()
+            .push(format!("{} {} {auth}", req.method(), req.uri().path()));
+        let (status, body) = answer.borrow().clone();
+        async move { fleet_http::server::response(status, "application/json", body.into_bytes()) }
+    };
+    let handler = Rc::new(handler);
+    tokio::task::spawn_local(fleet_http::server::serve(
+        listener,
+        Default::default(),
+        move |_| {
+            let handler = handler.clone();
+            async move { move |req| handler(req) }
+        },
+    ));
     addr
 }
 
@@ -732,4 +728,119 @@ fn settings_prefer_the_environment_and_make_a_stable_local_key() {
     assert_eq!((s.api_key.as_str(), s.listen_port), ("devkey", 48485));
     let bad_port = |k: &str| (k == "FLEET_LISTEN_PORT").then(|| "http".to_string());
     assert!(Settings::resolve(&args, bad_port).is_err());
+}
+
+/// Runs `body` with the API server alone (no loops) serving with `limits`.
+async fn with_server<F, Fut>(limits: fleet_http::server::Limits, body: F)
+where
+    F: FnOnce(SocketAddr) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let shared = Rc::new(Shared::new(
+                settings(tmp.path()),
+                Memory::default(),
+                timing(),
+            ));
+            let server = tokio::task::spawn_local(server::serve(listener, shared, limits));
+            body(addr).await;
+            server.abort();
+        })
+        .await;
+}
+
+/// Sends `raw` and reads until the server closes the connection (or 5 s pass).
+async fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server kept the connection open");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn ambiguous_content_lengths_are_refused() {
+    with_server(server::limits(), |addr| async move {
+        for raw in [
+            "POST /v1/update HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+            "POST /v1/update HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n{}   ",
+        ] {
+            let answer = raw_exchange(addr, raw.as_bytes()).await;
+            assert!(answer.starts_with("HTTP/1.1 400 "), "{raw:?}: {answer:?}");
+        }
+        // The same request with one valid length reaches the API (401: no key).
+        let answer = raw_exchange(
+            addr,
+            b"POST /v1/update HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 401 "), "{answer:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_header_is_dropped() {
+    let limits = fleet_http::server::Limits {
+        header_read_timeout: Duration::from_millis(300),
+        ..server::limits()
+    };
+    with_server(limits, |addr| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "the connection was not closed");
+        // hyper closes without an answer, or with a 408.
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{answer:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let limits = fleet_http::server::Limits {
+        max_connections: 2,
+        ..server::limits()
+    };
+    with_server(limits, |addr| async move {
+        // Two connections sending a header that has not ended yet: both slots taken.
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            held.push(s);
+        }
+        // A third is not served while they are open...
+        let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+        third
+            .write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let early =
+            tokio::time::timeout(Duration::from_millis(300), third.read_to_end(&mut answer)).await;
+        assert!(early.is_err(), "served beyond the limit: {answer:?}");
+        // ...and is once one closes.
+        drop(held.pop());
+        let late =
+            tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut answer)).await;
+        assert!(late.is_ok(), "never served");
+        assert!(answer.starts_with(b"HTTP/1.1 200 "), "{answer:?}");
+    })
+    .await;
 }

@@ -31,7 +31,7 @@ pub struct Tls {
     pub config_roots: usize,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("config.json {key}: {reason}")]
     ExtraCa { key: String, reason: String },
@@ -40,8 +40,8 @@ pub enum TlsError {
         bundle = bundle.display()
     )]
     NoRoots { bundle: PathBuf, why: String },
-    #[error("TLS setup: {0}")]
-    Setup(String),
+    #[error("TLS setup: the ring provider offers no safe protocol version")]
+    Setup(#[source] rustls::Error),
 }
 
 impl Tls {
@@ -87,7 +87,7 @@ impl Tls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Setup(e.to_string()))?
+            .map_err(TlsError::Setup)?
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(Tls {
@@ -132,7 +132,7 @@ fn decode_ca(value: &str) -> Result<Vec<u8>, String> {
 pub fn describe_failure(e: &std::io::Error, host: &str) -> String {
     use rustls::{CertificateError, Error};
     let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) else {
-        return e.to_string();
+        return format!("TLS connection to {host} failed");
     };
     match tls {
         Error::InvalidCertificate(CertificateError::UnknownIssuer) => {

@@ -1,0 +1,11 @@
+//! The workspace's HTTP/1.1 stack, on hyper 1: a server loop with a connection limit and a
+//! header-read timeout ([`server`]). hyper does the parsing: it answers `100-continue`,
+//! refuses duplicate or invalid `Content-Length` (`+5`, `5, 6`) and request smuggling
+//! (`Transfer-Encoding` with `Content-Length`) with 400 before a handler runs.
+
+pub mod server;
+
+pub use bytes::Bytes;
+pub use http_body_util::Full;
+pub use hyper::body::Incoming;
+pub use hyper::{Request, Response, StatusCode, header};
