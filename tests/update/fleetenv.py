@@ -35,7 +35,7 @@ def current(boot):
     seqs = [int(e["fleet_seq"], 16) & 0xFFFF if e else None for e in envs]
     if envs[0] and envs[1]:
         d = (seqs[0] - seqs[1]) & 0xFFFF
-        i = 0 if d < 0x8000 else 1
+        i = 0 if 0 < d < 0x8000 else 1  # equal: b, as boot.cmd.in decides
     elif envs[0] or envs[1]:
         i = 0 if envs[0] else 1
     else:

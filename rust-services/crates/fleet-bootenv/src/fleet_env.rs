@@ -82,7 +82,8 @@ fn only_fleet(vars: &Vars) -> Vars {
 pub fn current(copies: &[Copy; 2]) -> Option<usize> {
     match copies {
         [Copy::Valid { seq: a, .. }, Copy::Valid { seq: b, .. }] => {
-            Some(if newer(*a, *b) || a == b { 0 } else { 1 })
+            // Equal numbers (never written so): b, as the script decides.
+            Some(if newer(*a, *b) { 0 } else { 1 })
         }
         [Copy::Valid { .. }, _] => Some(0),
         [_, Copy::Valid { .. }] => Some(1),
@@ -180,6 +181,17 @@ mod tests {
         assert!(!newer(5, 5));
         assert!(newer(0x7fff, 0));
         assert!(!newer(0x8000, 0));
+        let copy = |seq| Copy::Valid {
+            seq,
+            vars: Vars::default(),
+        };
+        assert_eq!(current(&[copy(3), copy(3)]), Some(1));
+        assert_eq!(current(&[copy(0), copy(0xffff)]), Some(0));
+        assert_eq!(current(&[Copy::Missing, copy(1)]), Some(1));
+        assert_eq!(
+            current(&[Copy::Missing, Copy::Invalid(String::new())]),
+            None
+        );
     }
 
     #[test]
