@@ -1,6 +1,7 @@
 SUMMARY = "fleetOS U-Boot boot script for Raspberry Pi (A/B slot selection)"
-DESCRIPTION = "boot.scr that picks the A or B root slot from U-Boot's environment (fleet_active, \
-fleet_try, fleet_tries), counting trial boots down and rolling back."
+DESCRIPTION = "boot.scr that picks the A or B root slot from fleetOS's two-copy boot state \
+(fleet-a.env/fleet-b.env: fleet_active, fleet_try, fleet_tries), counting trial boots down and \
+rolling back. Only boot.scr is deployed: the state files are created by the first write."
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 COMPATIBLE_MACHINE = "^rpi$"

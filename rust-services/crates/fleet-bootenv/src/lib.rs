@@ -1,11 +1,14 @@
 //! Boot state shared with the bootloader: which slot is known-good (`fleet_active`), which is
 //! on trial (`fleet_try`) and how many trial boots are left (`fleet_tries`).
 //!
-//! Two backends behind [`BootEnv`]: the GRUB environment block on x86 ([`grub`]) and U-Boot's
-//! `uboot.env` on the Raspberry Pi ([`uboot`]). Both keep every other variable as it was and
-//! replace the file atomically, so one [`BootEnv::store`] is one power-safe state change.
+//! Backends behind [`BootEnv`]: the GRUB environment block on x86 ([`grub`]) and, on the
+//! Raspberry Pi, the two-copy `fleet-a.env`/`fleet-b.env` that `boot.cmd.in` keeps
+//! ([`fleet_env`], reading the legacy single `uboot.env` ([`uboot`]) until a copy exists).
+//! Each store replaces one file atomically, so one [`BootEnv::store`] is one power-safe state
+//! change.
 
 pub mod crc;
+pub mod fleet_env;
 pub mod grub;
 pub mod uboot;
 
@@ -17,8 +20,10 @@ use fleet_fs::Root;
 
 /// GRUB's environment block on the ESP (the GRUB script reads `($esp)/EFI/fleet/grubenv`).
 pub const GRUB_ENV: &str = "/mnt/boot/EFI/fleet/grubenv";
-/// U-Boot's environment file on fleet-boot.
+/// U-Boot's own environment file on fleet-boot (legacy boot state, read for migration).
 pub const UBOOT_ENV: &str = "/mnt/boot/uboot.env";
+/// The boot partition, where the Raspberry Pi's `fleet-a.env`/`fleet-b.env` live.
+pub const BOOT_DIR: &str = "/mnt/boot";
 /// Optional: `bootloader=grub|uboot` when the file's presence is not enough to tell.
 pub const UPDATE_CONF: &str = "/etc/fleet/update.conf";
 
@@ -231,7 +236,7 @@ pub fn open(root: &Root) -> Result<Box<dyn BootEnv>, EnvError> {
     {
         return match value {
             "grub" => Ok(Box::new(grub::GrubEnv::new(grub))),
-            "uboot" => Ok(Box::new(uboot::UbootEnv::new(uboot))),
+            "uboot" => Ok(Box::new(fleet_env::FleetEnv::new(root.path(BOOT_DIR)))),
             other => Err(EnvError::Conf {
                 path: conf,
                 value: other.to_string(),
@@ -240,8 +245,11 @@ pub fn open(root: &Root) -> Result<Box<dyn BootEnv>, EnvError> {
     }
     if grub.exists() {
         Ok(Box::new(grub::GrubEnv::new(grub)))
-    } else if uboot.exists() {
-        Ok(Box::new(uboot::UbootEnv::new(uboot)))
+    } else if uboot.exists()
+        || root.path(BOOT_DIR).join("fleet-a.env").exists()
+        || root.path(BOOT_DIR).join("fleet-b.env").exists()
+    {
+        Ok(Box::new(fleet_env::FleetEnv::new(root.path(BOOT_DIR))))
     } else {
         Err(EnvError::NotFound { grub, uboot, conf })
     }

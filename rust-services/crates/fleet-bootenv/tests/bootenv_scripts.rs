@@ -74,3 +74,33 @@ fn uboot_script_counts_down_like_the_model() {
         "rollback must delete fleet_try"
     );
 }
+
+#[test]
+fn uboot_script_keeps_only_fleet_variables_in_two_copies_of_the_boot_device() {
+    let s = layer_file("recipes-bsp/u-boot/files/boot.cmd.in");
+    let code: String = s
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!code.contains("saveenv"), "saveenv writes every variable");
+    assert!(!code.contains("mmc 0"), "a fixed device");
+    let vars = fleet_bootenv::fleet_env::VARS.join(" ");
+    assert!(
+        code.contains(&format!("setenv fleet_vars \"{vars}\"")),
+        "{vars}"
+    );
+    assert!(code.contains("env export -c -s 0x1000 ${fleet_buf} ${fleet_vars}"));
+    assert!(code.contains("env import -c ${fleet_buf} 0x1000 ${fleet_vars}"));
+    assert_eq!(fleet_bootenv::fleet_env::SIZE, 0x1000);
+    for f in ["fleet-a.env", "fleet-b.env"] {
+        assert!(code.contains(&format!(
+            "load ${{devtype}} ${{fleet_dev}} ${{fleet_buf}} {f}"
+        )));
+    }
+    assert!(code.contains("setenv fleet_dev \"${devnum}:${distro_bootpart}\""));
+    assert!(
+        !code.contains("'${"),
+        "hush does not expand inside single quotes"
+    );
+}
