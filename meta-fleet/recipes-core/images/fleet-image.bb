@@ -20,6 +20,7 @@ IMAGE_INSTALL = " \
     fleet-grow-data \
     fleet-supervisor-image \
     fleet-device-config \
+    fleet-os-config \
     networkmanager \
     networkmanager-nmcli \
     modemmanager \
