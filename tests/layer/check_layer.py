@@ -322,6 +322,15 @@ def check_wks(layer):
         for var, want in SIZES.items():
             if defaults.get(var) != want:
                 problems.append(f"{var} {defaults.get(var)}, want {want}")
+        # One size knob per slot: both slots and the rootfs limit follow FLEET_ROOT_SIZE.
+        for part in parts:
+            label = re.search(r"--label (\S+)", part)
+            if label and label.group(1) in ("fleet-rootA", "fleet-rootB") and \
+                    "--fixed-size ${FLEET_ROOT_SIZE}M" not in part:
+                problems.append(f"{label.group(1)} is not --fixed-size ${{FLEET_ROOT_SIZE}}M")
+        maxsize = var_values(image, "IMAGE_ROOTFS_MAXSIZE")
+        if "FLEET_ROOT_SIZE" not in maxsize:
+            problems.append(f"IMAGE_ROOTFS_MAXSIZE {maxsize!r} is not derived from FLEET_ROOT_SIZE")
         report(f"disk layout {name}", problems)
 
 

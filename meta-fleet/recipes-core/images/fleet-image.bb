@@ -20,6 +20,7 @@ IMAGE_INSTALL = " \
     fleet-grow-data \
     fleet-supervisor-image \
     fleet-device-config \
+    fleet-os-config \
     networkmanager \
     networkmanager-nmcli \
     modemmanager \
@@ -37,9 +38,6 @@ IMAGE_LINGUAS = ""
 
 inherit core-image
 
-# Slots are 1 GiB (DESIGN.md §2 "Disk layout"); the ext4 root is made to fit them.
-IMAGE_ROOTFS_MAXSIZE ?= "1048576"
-
 # Disk layout: fleet-boot, fleet-rootA, fleet-rootB, fleet-state, fleet-data. Hard
 # assignments: the machine configurations already set their own defaults with ?=.
 IMAGE_FSTYPES = "wic wic.bmap wic.zst"
@@ -50,6 +48,9 @@ FLEET_BOOT_SIZE:rpi ?= "256"
 FLEET_ROOT_SIZE ?= "1024"
 FLEET_STATE_SIZE ?= "64"
 FLEET_DATA_SIZE ?= "256"
+# One knob for the slot size: the root filesystem must fit FLEET_ROOT_SIZE (MiB), which
+# both wks files give each slot; IMAGE_ROOTFS_MAXSIZE is in KiB.
+IMAGE_ROOTFS_MAXSIZE = "${@int(d.getVar('FLEET_ROOT_SIZE')) * 1024}"
 
 # x86: fleetOS's own GRUB (A/B script embedded) and its environment block on the ESP.
 # Kernels stay in each slot's /boot, so nothing else goes on fleet-boot.

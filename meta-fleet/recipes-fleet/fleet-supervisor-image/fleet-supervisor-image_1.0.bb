@@ -7,8 +7,11 @@ LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7ca
 
 DEPENDS = "python3-native"
 
-# Absolute path of a ready `docker save` archive to install instead of building one.
-FLEET_SUPERVISOR_IMAGE_TAR ?= ""
+# A ready `docker save` archive to install instead of building one, as a fetcher URI
+# (file://NAME through FILESEXTRAPATHS, file:///absolute/path.tar, or a download with its
+# sha256sum). In SRC_URI the fetcher checksums it, so a new archive at the same path rebuilds
+# the package instead of coming stale from sstate. Empty: build it from FLEET_SUPERVISOR_ROOTFS.
+FLEET_SUPERVISOR_ARCHIVE_URI ??= ""
 # The tag fleetd runs: SUPERVISOR_IMAGE in fleetd's supervisor.conf.
 FLEET_SUPERVISOR_TAG ?= "fleet/supervisor:latest"
 # The image recipe whose tar rootfs becomes the image's one layer.
@@ -19,6 +22,8 @@ FLEET_SUPERVISOR_HEALTH_INTERVAL ?= "5"
 FLEET_SUPERVISOR_HEALTH_START_PERIOD ?= "60"
 
 SRC_URI = "file://make-docker-archive"
+# Copied as it is (unpack=0: the fetcher would extract a .tar) into its own directory.
+SRC_URI += "${@'${FLEET_SUPERVISOR_ARCHIVE_URI};unpack=0;subdir=supervisor-archive' if d.getVar('FLEET_SUPERVISOR_ARCHIVE_URI') else ''}"
 
 S = "${UNPACKDIR}"
 
@@ -31,11 +36,15 @@ PACKAGE_ARCH = "${MACHINE_ARCH}"
 FLEET_SUPERVISOR_ARCH = "${@{'x86_64': 'amd64', 'aarch64': 'arm64', 'arm': 'arm'}.get(d.getVar('TARGET_ARCH'), d.getVar('TARGET_ARCH'))}"
 FLEET_SUPERVISOR_ROOTFS_TAR = "${DEPLOY_DIR_IMAGE}/${FLEET_SUPERVISOR_ROOTFS}${IMAGE_MACHINE_SUFFIX}${IMAGE_NAME_SUFFIX}.tar"
 
-do_compile[depends] += "${@'' if d.getVar('FLEET_SUPERVISOR_IMAGE_TAR') else d.getVar('FLEET_SUPERVISOR_ROOTFS') + ':do_image_complete'}"
+do_compile[depends] += "${@'' if d.getVar('FLEET_SUPERVISOR_ARCHIVE_URI') else d.getVar('FLEET_SUPERVISOR_ROOTFS') + ':do_image_complete'}"
 
 do_compile() {
-    if [ -n "${FLEET_SUPERVISOR_IMAGE_TAR}" ]; then
-        cp ${FLEET_SUPERVISOR_IMAGE_TAR} ${B}/supervisor-image.tar
+    if [ -n "${FLEET_SUPERVISOR_ARCHIVE_URI}" ]; then
+        # A file:///absolute/path keeps its directories below the subdir.
+        archive=$(find ${UNPACKDIR}/supervisor-archive -type f)
+        [ "$(echo "$archive" | wc -w)" -eq 1 ] || \
+            bbfatal "FLEET_SUPERVISOR_ARCHIVE_URI must name one file, got: $archive"
+        cp "$archive" ${B}/supervisor-image.tar
     else
         ${PYTHON} ${UNPACKDIR}/make-docker-archive \
             --arch ${FLEET_SUPERVISOR_ARCH} \
