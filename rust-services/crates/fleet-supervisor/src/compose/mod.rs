@@ -3,6 +3,7 @@
 //! Every key of the subset is modelled; any other key is refused with a [`Problem`] naming
 //! the key and the service, and all problems of a file are reported at once.
 
+pub(crate) mod network_mode;
 mod parse;
 mod scalar;
 #[cfg(test)]
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 use crate::Problem;
 
+pub use network_mode::NetworkMode;
 pub use parse::{MAX_COMPOSE_BYTES, start_order};
 pub use scalar::split_command;
 
@@ -42,14 +44,6 @@ pub enum RestartPolicy {
     No,
     OnFailure,
     UnlessStopped,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NetworkMode {
-    /// The app's bridge networks (`default` unless `networks` says otherwise).
-    Bridge,
-    Host,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -1,0 +1,12 @@
+//! A service's network mode, on its own so that `labels` (which the parser calls) can use it
+//! without importing the parser's module: no import cycle.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkMode {
+    /// The app's bridge networks (`default` unless `networks` says otherwise).
+    Bridge,
+    Host,
+}
