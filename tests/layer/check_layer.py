@@ -291,7 +291,7 @@ def check_image_packages(layer):
 
 def check_supervisor_tag(layer):
     """The preloaded image must carry the tag fleetd's supervisor.conf tells it to run."""
-    recipe = layer / "recipes-fleet" / "fleet-supervisor-image" / "fleet-supervisor-image_1.0.bb"
+    recipe = layer / "recipes-fleet" / "fleet-supervisor-image-archive" / "fleet-supervisor-image-archive_1.0.bb"
     conf = layer / "recipes-fleet" / "fleetd" / "files" / "supervisor.conf"
     tag = var_values(recipe, "FLEET_SUPERVISOR_TAG")
     named = [line.split("=", 1)[1].strip().strip('"') for line in conf.read_text().splitlines()

@@ -67,7 +67,8 @@ SYSTEMD_SERVICE:${PN} = " \
 "
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
-# fleet-supervisor runs in its own container (fleet-supervisor-container), not on the host.
+# fleet-supervisor runs in its own container, not on the host: the fleet-supervisor-rootfs
+# image installs this package.
 PACKAGES =+ "fleet-supervisor"
 FILES:fleet-supervisor += "${bindir}/fleet-supervisor"
 
