@@ -233,13 +233,17 @@ def check_pinned_against_clones(top, clones):
 
 
 def check_crates(top):
-    res = subprocess.run([sys.executable, str(top / "scripts" / "gen-crates-inc"), "--check"],
-                         capture_output=True, text=True)
-    diff = [l for l in res.stdout.splitlines() if l[:1] in "+-" and l[:3] not in ("+++", "---")]
-    report("fleetd-crates.inc in sync with rust-services/Cargo.lock",
-           [] if res.returncode == 0 else
-           [f"{len(diff)} lines differ (run scripts/gen-crates-inc), first: {diff[:1]}"
-            or res.stderr.strip()])
+    """The generated includes equal what scripts/gen-crates-inc makes of Cargo.lock now."""
+    for what, name in (("crates", "fleetd-crates.inc"), ("licenses", "fleetd-licenses.inc")):
+        res = subprocess.run([sys.executable, str(top / "scripts" / "gen-crates-inc"), "--check", what],
+                             capture_output=True, text=True)
+        diff = [l for l in res.stdout.splitlines() if l[:1] in "+-" and l[:3] not in ("+++", "---")]
+        problems = []
+        if res.returncode == 1 and diff:
+            problems.append(f"{len(diff)} lines differ (run scripts/gen-crates-inc), first: {diff[0]}")
+        elif res.returncode != 0:
+            problems.append(res.stderr.strip() or f"gen-crates-inc exited {res.returncode}")
+        report(f"{name} in sync with rust-services/Cargo.lock", problems)
 
 
 def check_src_uri(top, layer, recipes):
@@ -287,7 +291,7 @@ def check_image_packages(layer):
 
 def check_supervisor_tag(layer):
     """The preloaded image must carry the tag fleetd's supervisor.conf tells it to run."""
-    recipe = layer / "recipes-fleet" / "fleet-supervisor-image" / "fleet-supervisor-image_1.0.bb"
+    recipe = layer / "recipes-fleet" / "fleet-supervisor-image-archive" / "fleet-supervisor-image-archive_1.0.bb"
     conf = layer / "recipes-fleet" / "fleetd" / "files" / "supervisor.conf"
     tag = var_values(recipe, "FLEET_SUPERVISOR_TAG")
     named = [line.split("=", 1)[1].strip().strip('"') for line in conf.read_text().splitlines()

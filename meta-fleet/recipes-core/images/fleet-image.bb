@@ -18,7 +18,7 @@ IMAGE_INSTALL = " \
     fleetd \
     fleet-filesystems \
     fleet-grow-data \
-    fleet-supervisor-image \
+    fleet-supervisor-image-archive \
     fleet-device-config \
     fleet-os-config \
     networkmanager \
@@ -32,7 +32,7 @@ IMAGE_INSTALL = " \
 # Boot-state tools: fleetd edits the environment itself, these are for people debugging.
 FLEET_IMAGE_BOOTLOADER_TOOLS ?= ""
 FLEET_IMAGE_BOOTLOADER_TOOLS:x86-64 ?= "grub-editenv"
-FLEET_IMAGE_BOOTLOADER_TOOLS:rpi ?= "libubootenv-bin fleet-uboot-env"
+FLEET_IMAGE_BOOTLOADER_TOOLS:rpi ?= "libubootenv-bin fleet-u-boot-env"
 
 IMAGE_LINGUAS = ""
 

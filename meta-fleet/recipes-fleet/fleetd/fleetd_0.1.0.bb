@@ -2,7 +2,9 @@ SUMMARY = "fleetOS device services (fleetd) and the fleet supervisor binary"
 DESCRIPTION = "One multi-call binary, fleetd, with one subcommand per job (provisioning, network \
 import, supervisor, health, updates), and the systemd units that run it. The same workspace \
 build also yields fleet-supervisor, packaged on its own for the supervisor container image."
-LICENSE = "Apache-2.0"
+# LICENSE of the recipe and of each package: Apache-2.0 (fleetOS's own crates) and the
+# licences of the crates linked in, generated from Cargo.lock by scripts/gen-crates-inc.
+require ${BPN}-licenses.inc
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 
 # The sources are this repository's Cargo workspace, found relative to the layer (a kas
@@ -65,7 +67,8 @@ SYSTEMD_SERVICE:${PN} = " \
 "
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
-# fleet-supervisor runs in its own container (fleet-supervisor-container), not on the host.
+# fleet-supervisor runs in its own container, not on the host: the fleet-supervisor-rootfs
+# image installs this package.
 PACKAGES =+ "fleet-supervisor"
 FILES:fleet-supervisor += "${bindir}/fleet-supervisor"
 

@@ -1,7 +1,7 @@
 SUMMARY = "Supervisor container image preloaded into fleetOS (docker save archive)"
-DESCRIPTION = "Packs the fleet-supervisor-container root filesystem into a docker save \
-archive tagged as /etc/fleet/supervisor.conf names it, with the supervisor as its command \
-and its healthcheck, and installs it where fleetd supervisor loads it on first start."
+DESCRIPTION = "Packs the tarball of the fleet-supervisor-rootfs image recipe into a docker \
+save archive tagged as /etc/fleet/supervisor.conf names it, with the supervisor as its \
+command and its healthcheck, and installs it where fleetd supervisor loads it on first start."
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 
@@ -15,7 +15,7 @@ FLEET_SUPERVISOR_ARCHIVE_URI ??= ""
 # The tag fleetd runs: SUPERVISOR_IMAGE in fleetd's supervisor.conf.
 FLEET_SUPERVISOR_TAG ?= "fleet/supervisor:latest"
 # The image recipe whose tar rootfs becomes the image's one layer.
-FLEET_SUPERVISOR_ROOTFS ?= "fleet-supervisor-container"
+FLEET_SUPERVISOR_ROOTFS ?= "fleet-supervisor-rootfs"
 # Docker HEALTHCHECK timing, seconds. The engine runs the first check one interval after the
 # start, and fleetd reports READY (boot, trial health) only once it passed: keep it short.
 FLEET_SUPERVISOR_HEALTH_INTERVAL ?= "5"

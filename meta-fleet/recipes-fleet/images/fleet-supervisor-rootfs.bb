@@ -1,7 +1,8 @@
-SUMMARY = "Root filesystem of the fleetOS supervisor container"
+SUMMARY = "Root filesystem of the fleetOS supervisor container (an image recipe: a tarball)"
 DESCRIPTION = "The fleet-supervisor binary, the C library it links and the CA certificates \
-it trusts for an https:// apiEndpoint; no package manager, no init. fleet-supervisor-image \
-packs this tarball into the container image that fleetOS preloads."
+it trusts for an https:// apiEndpoint; no package manager, no init. The \
+fleet-supervisor-image-archive recipe packs this tarball into the container image that \
+fleetOS preloads."
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 
