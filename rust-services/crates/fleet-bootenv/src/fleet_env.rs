@@ -60,11 +60,12 @@ pub fn parse_copy(bytes: &[u8]) -> Copy {
     }
 }
 
-/// The image of one copy: the fleet variables of `vars` with `fleet_seq` = `seq`.
-pub fn serialize_copy(vars: &Vars, seq: u16) -> Vec<u8> {
+/// The image of one copy: the fleet variables of `vars` with `fleet_seq` = `seq`; `None` when
+/// they do not fit in the copy's size.
+pub fn serialize_copy(vars: &Vars, seq: u16) -> Option<Vec<u8>> {
     let mut out = only_fleet(vars);
     out.set(VAR_SEQ, &format!("{seq:x}"));
-    uboot::serialize(&out, SIZE).expect("four short variables fit in 4096 bytes")
+    uboot::serialize(&out, SIZE)
 }
 
 fn only_fleet(vars: &Vars) -> Vars {
@@ -144,14 +145,16 @@ impl BootEnv for FleetEnv {
     /// number on; the current copy stays untouched.
     fn store(&self, vars: &Vars) -> Result<(), EnvError> {
         let copies = self.read_both()?;
-        let (target, seq) = match current(&copies) {
-            Some(i) => match &copies[i] {
-                Copy::Valid { seq, .. } => (1 - i, seq.wrapping_add(1)),
-                _ => unreachable!("current() names a valid copy"),
-            },
-            None => (0, 1),
+        let (target, seq) = match current(&copies).map(|i| (i, &copies[i])) {
+            Some((i, Copy::Valid { seq, .. })) => (1 - i, seq.wrapping_add(1)),
+            _ => (0, 1),
         };
-        atomic_write(&self.copies[target], &serialize_copy(vars, seq), 0o644)?;
+        let path = &self.copies[target];
+        let bytes = serialize_copy(vars, seq).ok_or_else(|| EnvError::Full {
+            path: path.clone(),
+            size: SIZE,
+        })?;
+        atomic_write(path, &bytes, 0o644)?;
         Ok(())
     }
 }
@@ -197,14 +200,14 @@ mod tests {
     #[test]
     fn image_is_what_env_export_writes() {
         // Sorted, fleet_try dropped when empty, hex sequence, zero padding, CRC-32 LE.
-        let bytes = serialize_copy(&state(Slot::B, Some(Slot::A), 1), 0x1b);
+        let bytes = serialize_copy(&state(Slot::B, Some(Slot::A), 1), 0x1b).unwrap();
         assert_eq!(bytes.len(), SIZE);
         let text = b"fleet_active=B\0fleet_seq=1b\0fleet_tries=1\0fleet_try=A\0\0";
         assert_eq!(&bytes[4..4 + text.len()], text);
         assert!(bytes[4 + text.len()..].iter().all(|&b| b == 0));
         let crc = crate::crc::crc32(&bytes[4..]);
         assert_eq!(bytes[..4], crc.to_le_bytes());
-        let none = serialize_copy(&state(Slot::A, None, 0), 0xffff);
+        let none = serialize_copy(&state(Slot::A, None, 0), 0xffff).unwrap();
         assert!(none[4..].starts_with(b"fleet_active=A\0fleet_seq=ffff\0fleet_tries=0\0\0"));
     }
 
@@ -243,12 +246,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("fleet-a.env"),
-            serialize_copy(&state(Slot::A, None, 0), 0xffff),
+            serialize_copy(&state(Slot::A, None, 0), 0xffff).unwrap(),
         )
         .unwrap();
         std::fs::write(
             dir.path().join("fleet-b.env"),
-            serialize_copy(&state(Slot::B, None, 0), 0),
+            serialize_copy(&state(Slot::B, None, 0), 0).unwrap(),
         )
         .unwrap();
         let env = FleetEnv::new(dir.path());
@@ -279,5 +282,17 @@ mod tests {
         // Copies present but all damaged: the legacy file is no longer consulted.
         std::fs::write(dir.path().join("fleet-a.env"), &a[..100]).unwrap();
         assert_eq!(env.load().unwrap(), Vars::default());
+    }
+
+    #[test]
+    fn variables_too_big_for_a_copy_are_an_error_and_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = FleetEnv::new(dir.path());
+        env.store(&state(Slot::B, None, 0)).unwrap();
+        let mut huge = state(Slot::A, Some(Slot::B), 3);
+        huge.set(VAR_TRY, &"B".repeat(SIZE));
+        assert!(matches!(env.store(&huge), Err(EnvError::Full { .. })));
+        assert!(!dir.path().join("fleet-b.env").exists());
+        assert_eq!(BootState::from_vars(&env.load().unwrap()).active, Slot::B);
     }
 }
