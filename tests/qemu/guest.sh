@@ -113,9 +113,17 @@ fleet_units_cpu() {
   guest "for u in $fleet_services_at_boot; do systemctl show -P CPUUsageNSec \$u.service; done" |
     awk '$1 ~ /^[0-9]+$/ { s += $1 } END { printf "%.2f", s / 1e9 }'
 }
-# The fleetOS services on the engine's critical chain at this boot (empty when none is).
-fleet_units_on_engine_chain() {
-  guest 'systemd-analyze critical-chain docker.service --no-pager' |
-    { grep -oE "(${fleet_services_at_boot// /|})\.service" || true; } | sort -u | tr '\n' ' '
+# The fleetOS services the engine is ordered after or depends on, directly (empty when none
+# is). systemd merges both directions: a unit's Before=docker.service shows in docker's After=.
+# This is the unit graph, not a timing: `systemd-analyze critical-chain` names whichever unit
+# happened to finish last before network-online.target (fleet-netimport is ordered before it by
+# design), so it depends on host load and is only printed.
+fleet_units_engine_waits_for() {
+  guest 'systemctl show -p After -p Requires -p Wants -p Requisite -p BindsTo docker.service' |
+    tr ' =' '\n\n' | { grep -xE "(${fleet_services_at_boot// /|})\.service" || true; } | sort -u | tr '\n' ' '
+}
+# The engine's critical chain at this boot, one line (informational).
+engine_critical_chain() {
+  guest 'systemd-analyze critical-chain docker.service --no-pager' | grep -oE '[a-zA-Z0-9@._-]+\.(service|target|socket|mount)' | tr '\n' ' '
 }
 
