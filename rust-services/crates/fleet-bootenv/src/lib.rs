@@ -15,8 +15,7 @@ pub mod uboot;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use fleet_fs::FsError;
-use fleet_fs::Root;
+use fleet_fs::{FsError, KeyValues, Root};
 
 /// GRUB's environment block on the ESP (the GRUB script reads `($esp)/EFI/fleet/grubenv`).
 pub const GRUB_ENV: &str = "/mnt/boot/EFI/fleet/grubenv";
@@ -26,6 +25,8 @@ pub const UBOOT_ENV: &str = "/mnt/boot/uboot.env";
 pub const BOOT_DIR: &str = "/mnt/boot";
 /// Optional: `bootloader=grub|uboot` when the file's presence is not enough to tell.
 pub const UPDATE_CONF: &str = "/etc/fleet/update.conf";
+/// The keys of [`UPDATE_CONF`] (fleetd's `health` reads `health-units`).
+pub const UPDATE_CONF_KEYS: &[&str] = &["bootloader", "health-units"];
 
 pub const VAR_ACTIVE: &str = "fleet_active";
 pub const VAR_TRY: &str = "fleet_try";
@@ -45,8 +46,8 @@ pub enum EnvError {
         uboot: PathBuf,
         conf: PathBuf,
     },
-    #[error("{}: unknown bootloader {value:?} (grub or uboot)", path.display())]
-    Conf { path: PathBuf, value: String },
+    #[error(transparent)]
+    Settings(#[from] fleet_fs::KeyValueError),
 }
 
 /// One line of an environment: GRUB keeps comments in place; U-Boot has only variables.
@@ -226,22 +227,31 @@ impl BootState {
     }
 }
 
+/// `bootloader=` of [`UPDATE_CONF`].
+enum Bootloader {
+    Grub,
+    UBoot,
+}
+
 /// Picks the backend: `bootloader=` in `/etc/fleet/update.conf`, else the env file that exists.
 pub fn open(root: &Root) -> Result<Box<dyn BootEnv>, EnvError> {
     let grub = root.path(GRUB_ENV);
     let uboot = root.path(UBOOT_ENV);
     let conf = root.path(UPDATE_CONF);
-    if let Ok(text) = std::fs::read_to_string(&conf)
-        && let Some(value) = conf_value(&text, "bootloader")
-    {
-        return match value {
-            "grub" => Ok(Box::new(grub::GrubEnv::new(grub))),
-            "uboot" => Ok(Box::new(fleet_env::FleetEnv::new(root.path(BOOT_DIR)))),
-            other => Err(EnvError::Conf {
-                path: conf,
-                value: other.to_string(),
-            }),
-        };
+    let bootloader = match KeyValues::read(&conf, UPDATE_CONF_KEYS)? {
+        Some(settings) => settings.get_with("bootloader", |v| match v {
+            "grub" => Ok(Bootloader::Grub),
+            "uboot" => Ok(Bootloader::UBoot),
+            _ => Err("grub or uboot".to_string()),
+        })?,
+        None => None,
+    };
+    match bootloader {
+        Some(Bootloader::Grub) => return Ok(Box::new(grub::GrubEnv::new(grub))),
+        Some(Bootloader::UBoot) => {
+            return Ok(Box::new(fleet_env::FleetEnv::new(root.path(BOOT_DIR))));
+        }
+        None => {}
     }
     if grub.exists() {
         Ok(Box::new(grub::GrubEnv::new(grub)))
@@ -253,16 +263,6 @@ pub fn open(root: &Root) -> Result<Box<dyn BootEnv>, EnvError> {
     } else {
         Err(EnvError::NotFound { grub, uboot, conf })
     }
-}
-
-/// `key=value` lookup in a small config file (`#` comments, blanks around `=` allowed).
-pub fn conf_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| k.trim() == key)
-        .map(|(_, v)| v.trim())
 }
 
 #[cfg(test)]

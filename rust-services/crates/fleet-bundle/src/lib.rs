@@ -26,14 +26,20 @@ const MANIFEST_MAX: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]
         source: io::Error,
     },
     #[error("bundle is truncated: {0}")]
-    Truncated(String),
+    TooShort(String),
+    #[error("bundle is truncated: {what}")]
+    Truncated {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("not a fleetOS bundle: {0}")]
     Layout(String),
     #[error("bundle is not signed (empty manifest.sig)")]
@@ -44,6 +50,8 @@ pub enum BundleError {
     Key { path: PathBuf, reason: String },
     #[error("bad manifest.json: {0}")]
     Manifest(String),
+    #[error("bad manifest.json")]
+    ManifestJson(#[source] serde_json::Error),
     #[error("rootfs does not match the manifest: {0}")]
     Mismatch(String),
 }
@@ -55,7 +63,7 @@ impl BundleError {
         if source.kind() == io::ErrorKind::UnexpectedEof
             || source.to_string().contains("incomplete frame")
         {
-            BundleError::Truncated(format!("{what}: {source}"))
+            BundleError::Truncated { what, source }
         } else {
             BundleError::Io { what, source }
         }
@@ -85,8 +93,7 @@ pub struct RootfsInfo {
 
 impl Manifest {
     pub fn parse(bytes: &[u8]) -> Result<Manifest, BundleError> {
-        let m: Manifest =
-            serde_json::from_slice(bytes).map_err(|e| BundleError::Manifest(e.to_string()))?;
+        let m: Manifest = serde_json::from_slice(bytes).map_err(BundleError::ManifestJson)?;
         if m.format != FORMAT {
             return Err(BundleError::Manifest(format!(
                 "format {} (this fleetd reads format {FORMAT})",

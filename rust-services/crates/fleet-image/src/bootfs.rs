@@ -10,8 +10,8 @@ use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
-    #[error("boot partition: not a FAT filesystem: {0}")]
-    NotFat(io::Error),
+    #[error("boot partition: not a FAT filesystem")]
+    NotFat(#[source] io::Error),
     #[error("boot partition: {path}")]
     Io { path: String, source: io::Error },
     #[error("{what}: invalid configuration:\n{}", list(.problems))]

@@ -66,8 +66,12 @@ pub enum FlashError {
     BootTooFar(u64),
     #[error("image has no FAT boot partition to apply --config etc. to")]
     NoBoot,
-    #[error("{path}: {source}")]
-    Boot { path: PathBuf, source: BootError },
+    #[error("{}", path.display())]
+    Boot {
+        path: PathBuf,
+        #[source]
+        source: BootError,
+    },
 }
 
 #[derive(Debug, Clone, Default)]

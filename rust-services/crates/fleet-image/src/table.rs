@@ -15,7 +15,7 @@ pub enum TableError {
     Empty,
     #[error("corrupt partition table: {0}")]
     Corrupt(String),
-    #[error("reading the partition table: {0}")]
+    #[error("reading the partition table")]
     Io(#[from] std::io::Error),
 }
 

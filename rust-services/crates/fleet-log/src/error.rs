@@ -1,20 +1,31 @@
 //! One line for an error and its causes, as the binaries print it.
+//!
+//! The rule of the workspace: an error's `Display` says what happened, with its path or key,
+//! and never repeats its cause; the cause is chained (`#[source]`); whoever prints an error
+//! for a person (a binary's edge, a log line, an API answer) prints the whole chain once,
+//! through [`one_line`] or [`Chain`].
 
-/// `outer: cause: cause`, leaving out a cause whose text the line already holds: many of our
-/// errors (`"{path}: {source}"`) show their source themselves, and repeating it would only
-/// double the line.
+use std::fmt;
+
+/// `outer: cause: cause`, walking `source()` to the end.
 pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
+    Chain(error).to_string()
+}
+
+/// Displays an error and its causes as [`one_line`] does, without building a string first:
+/// `log::warn!("{}", Chain(&e))`.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
         }
-        cause = c.source();
+        Ok(())
     }
-    line
 }
 
 #[cfg(test)]
@@ -22,24 +33,34 @@ mod tests {
     use super::*;
 
     #[derive(Debug, thiserror::Error)]
-    #[error("{path}: {source}")]
-    struct Shows {
+    #[error("{path}: cannot open")]
+    struct Open {
         path: String,
+        #[source]
         source: std::io::Error,
     }
 
     #[derive(Debug, thiserror::Error)]
     #[error("reading the bundle")]
-    struct Hides(#[source] std::io::Error);
+    struct Read(#[source] Open);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error(transparent)]
+    struct Wraps(Open);
 
     #[test]
-    fn causes_appear_once() {
-        let io = || std::io::Error::other("disk on fire");
-        let shows = Shows {
+    fn every_cause_once_in_order() {
+        let open = || Open {
             path: "/x".into(),
-            source: io(),
+            source: std::io::Error::other("disk on fire"),
         };
-        assert_eq!(one_line(&shows), "/x: disk on fire");
-        assert_eq!(one_line(&Hides(io())), "reading the bundle: disk on fire");
+        assert_eq!(one_line(&open()), "/x: cannot open: disk on fire");
+        assert_eq!(
+            one_line(&Read(open())),
+            "reading the bundle: /x: cannot open: disk on fire"
+        );
+        // `transparent` forwards both Display and source: still once.
+        assert_eq!(one_line(&Wraps(open())), "/x: cannot open: disk on fire");
+        assert_eq!(Chain(&Read(open())).to_string(), one_line(&Read(open())));
     }
 }

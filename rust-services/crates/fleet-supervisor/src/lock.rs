@@ -51,7 +51,7 @@ pub fn clear_handover(dir: &Path) -> Result<(), LockError> {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {action}: {source}", path.display())]
+#[error("{}: {action}", path.display())]
 pub struct LockError {
     pub path: PathBuf,
     pub action: &'static str,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use fleet_log::logger::{JournalWhen, Logger};
 use fleet_supervisor::daemon::{self, RunArgs, Settings, Timing};
 use fleet_supervisor::exec::{self, Executor};
 use fleet_supervisor::{compose, labels::HostContext, lock, plan, target};
@@ -208,7 +209,7 @@ fn apply(args: ApplyArgs) -> anyhow::Result<bool> {
 }
 
 fn run_daemon(args: RunArgs) -> anyhow::Result<()> {
-    daemon::init_logging();
+    Logger::new("fleet-supervisor", JournalWhen::SocketPresent).install();
     let settings = Settings::resolve(&args, |k| std::env::var(k).ok())?;
     let timing = Timing {
         reconcile: Duration::from_secs(args.reconcile_s.max(1)),
@@ -354,7 +355,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // The daemon's logger may be the journal; the one-line reason goes to both.
             let line = fleet_log::error::one_line(e.as_ref());
-            if daemon::logs_to_journal() {
+            if fleet_log::logger::to_journal() {
                 log::error!("{line}");
             }
             eprintln!("fleet-supervisor: {line}");

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use fleet_bootenv::BootState;
-use fleet_fs::Root;
+use fleet_fs::{KeyValues, Root};
+use fleet_log::error::Chain;
 
 use crate::update::{self, UpdateError, slots, trial};
 
@@ -29,10 +30,12 @@ pub enum HealthError {
     Update(#[from] UpdateError),
     #[error(transparent)]
     Env(#[from] fleet_bootenv::EnvError),
+    #[error(transparent)]
+    Settings(#[from] fleet_fs::KeyValueError),
     #[error("trial boot of slot {slot} unhealthy: {reason}")]
     Unhealthy { slot: String, reason: String },
-    #[error("cannot reboot: {0}")]
-    Reboot(String),
+    #[error("cannot reboot (systemctl reboot failed, then the reboot syscall)")]
+    Reboot(#[source] nix::Error),
 }
 
 /// What `health` decided.
@@ -137,7 +140,7 @@ where
 
 pub async fn run(root: &Root, args: Args) -> Result<(), HealthError> {
     let units = if args.units.is_empty() {
-        default_units(root)
+        default_units(root)?
     } else {
         args.units
     };
@@ -151,7 +154,10 @@ pub async fn run(root: &Root, args: Args) -> Result<(), HealthError> {
     {
         Ok(_) => Ok(()),
         Err(e @ HealthError::Unhealthy { .. }) if !args.no_reboot && root.is_system() => {
-            log::error!("{e}; rebooting so the bootloader counts the trial down");
+            log::error!(
+                "{}; rebooting so the bootloader counts the trial down",
+                Chain(&e)
+            );
             reboot().await
         }
         Err(e) => Err(e),
@@ -159,18 +165,23 @@ pub async fn run(root: &Root, args: Args) -> Result<(), HealthError> {
 }
 
 /// `health-units=` of `/etc/fleet/update.conf` (space-separated), else the contract's pair.
-pub fn default_units(root: &Root) -> Vec<String> {
-    std::fs::read_to_string(root.path(fleet_bootenv::UPDATE_CONF))
-        .ok()
-        .and_then(|t| fleet_bootenv::conf_value(&t, "health-units").map(str::to_string))
-        .map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| {
-            vec![
-                "multi-user.target".to_string(),
-                "fleet-supervisor.service".to_string(),
-            ]
-        })
+/// A file that cannot be read or holds a mistake is an error: a trial judged on the wrong
+/// units could mark a broken slot good.
+pub fn default_units(root: &Root) -> Result<Vec<String>, HealthError> {
+    let path = root.path(fleet_bootenv::UPDATE_CONF);
+    let settings = KeyValues::read(&path, fleet_bootenv::UPDATE_CONF_KEYS)?;
+    let units: Vec<String> = settings
+        .as_ref()
+        .and_then(|s| s.get("health-units"))
+        .map(|v| v.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    if units.is_empty() {
+        return Ok(vec![
+            "multi-user.target".to_string(),
+            "fleet-supervisor.service".to_string(),
+        ]);
+    }
+    Ok(units)
 }
 
 /// A clean reboot through systemd; the reboot syscall if systemd does not take it.
@@ -186,5 +197,5 @@ async fn reboot() -> Result<(), HealthError> {
     nix::unistd::sync();
     nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT)
         .map(|_| ())
-        .map_err(|e| HealthError::Reboot(e.to_string()))
+        .map_err(HealthError::Reboot)
 }

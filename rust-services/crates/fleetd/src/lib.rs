@@ -4,7 +4,6 @@
 pub mod apply;
 pub mod cli;
 pub mod health;
-pub mod journal;
 pub mod logging;
 pub mod net;
 pub mod provision;

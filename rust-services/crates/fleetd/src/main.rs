@@ -4,12 +4,15 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use fleet_log::logger::{JournalWhen, Logger};
 use fleetd::cli::{Cli, Command};
-use fleetd::{NotImplemented, health, journal, logging, net, provision, supervisor, update};
+use fleetd::{NotImplemented, health, logging, net, provision, supervisor, update};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    journal::init(cli.command.name());
+    Logger::new("fleetd", JournalWhen::StderrIsJournal)
+        .command(cli.command.name())
+        .install();
     let root = fleet_fs::Root::from_arg_or_env(cli.root.clone());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -567,3 +567,33 @@ async fn health_marks_a_healthy_trial_good_and_leaves_other_boots_alone() {
         }
     );
 }
+
+#[test]
+fn health_units_come_from_update_conf_and_a_mistake_there_is_an_error() {
+    use fleetd::health::default_units;
+    let d = tempfile::tempdir().unwrap();
+    let root = Root::new(d.path());
+    let conf = d.path().join("etc/fleet/update.conf");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    // No file: the contract's pair.
+    assert_eq!(
+        default_units(&root).unwrap(),
+        ["multi-user.target", "fleet-supervisor.service"]
+    );
+    std::fs::write(
+        &conf,
+        "# trial units\nhealth-units=multi-user.target app.service\n",
+    )
+    .unwrap();
+    assert_eq!(
+        default_units(&root).unwrap(),
+        ["multi-user.target", "app.service"]
+    );
+    // A typo must not judge the trial on the default units.
+    std::fs::write(&conf, "health-unit=app.service\n").unwrap();
+    let err = default_units(&root).unwrap_err().to_string();
+    assert!(
+        err.contains("update.conf:1: unknown key \"health-unit\""),
+        "{err}"
+    );
+}

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::Reconciler;
 use super::state::Shared;
+use fleet_log::error::Chain;
 
 /// The engine's networks are read again at most this often when an unknown peer connects
 /// (a network created since the last read), so a flood of refused peers costs no engine calls.
@@ -94,7 +95,10 @@ pub async fn allowed<R: Reconciler>(shared: &Shared<R>, peer: IpAddr, local: IpA
             Ok(subnets) => {
                 shared.subnets.replace(subnets);
             }
-            Err(e) => log::warn!("API access: cannot read the engine's networks: {e}"),
+            Err(e) => log::warn!(
+                "API access: cannot read the engine's networks: {}",
+                Chain(&e)
+            ),
         }
         if in_engine_networks(shared, peer) {
             return true;

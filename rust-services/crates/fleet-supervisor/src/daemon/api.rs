@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use fleet_log::error::{Chain, one_line};
 use serde_json::{Value, json};
 
 use super::power::{self, PowerAction};
@@ -149,11 +150,11 @@ fn body(bytes: &[u8]) -> Result<ActionBody, Response> {
 
 fn failure(e: &ReconcileError) -> Response {
     let status = match e {
-        ReconcileError::Locked(_) => 423,
-        ReconcileError::NotFound(_) => 404,
+        ReconcileError::Locked { .. } => 423,
+        ReconcileError::NoSuchApp { .. } | ReconcileError::NoSuchService { .. } => 404,
         ReconcileError::Failed(_) => 503,
     };
-    Response::text(status, &e.to_string())
+    Response::text(status, &one_line(e))
 }
 
 async fn healthy<R: Reconciler>(shared: &Shared<R>) -> Response {
@@ -166,7 +167,7 @@ async fn healthy<R: Reconciler>(shared: &Shared<R>) -> Response {
     }
     match tokio::time::timeout(ENGINE_PROBE_TIMEOUT, shared.reconciler.service_states()).await {
         Ok(Ok(_)) => Response::text(200, ""),
-        Ok(Err(e)) => Response::text(500, &format!("Unhealthy: engine: {e}")),
+        Ok(Err(e)) => Response::text(500, &format!("Unhealthy: engine: {}", Chain(&e))),
         Err(_) => Response::text(500, "Unhealthy: engine did not answer"),
     }
 }
@@ -336,7 +337,13 @@ async fn power<R: Reconciler>(shared: &Shared<R>, action: PowerAction, raw: &[u8
                 );
             }
             Ok(_) => {}
-            Err(e) => return answer(503, "", Some(format!("cannot check update locks: {e}"))),
+            Err(e) => {
+                return answer(
+                    503,
+                    "",
+                    Some(format!("cannot check update locks: {}", Chain(&e))),
+                );
+            }
         }
     }
     match power::request(action).await {
@@ -344,7 +351,7 @@ async fn power<R: Reconciler>(shared: &Shared<R>, action: PowerAction, raw: &[u8
             log::info!("{} requested through the API", action.verb());
             answer(202, "OK", None)
         }
-        Err(e) => answer(500, "", Some(e.to_string())),
+        Err(e) => answer(500, "", Some(one_line(&e))),
     }
 }
 

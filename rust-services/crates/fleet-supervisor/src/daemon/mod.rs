@@ -8,7 +8,6 @@
 mod access;
 mod api;
 pub mod client;
-mod logging;
 mod power;
 mod server;
 mod settings;
@@ -26,7 +25,6 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 pub use access::Subnet;
-pub use logging::{init as init_logging, to_journal as logs_to_journal};
 pub use settings::{DEFAULT_LISTEN_PORT, RunArgs, Settings, SettingsError};
 
 use crate::plan::{CurrentState, Held};
@@ -84,16 +82,26 @@ pub struct ApplySummary {
     pub held: Vec<Held>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a [`Reconciler`] call failed; the API maps each kind to its status code.
+#[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     /// The app holds its update lock and `force` was not given (HTTP 423).
-    #[error("{0}")]
-    Locked(String),
-    /// No such app or service (HTTP 404).
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Failed(String),
+    #[error("app {app} holds its update lock (updates.lock); use force to override")]
+    Locked { app: String },
+    /// No such app, or no container of the service (HTTP 404).
+    #[error("app {app}: no containers")]
+    NoSuchApp { app: String },
+    #[error("app {app}: no container of service `{service}`")]
+    NoSuchService { app: String, service: String },
+    /// Anything else (HTTP 503): the executor's or the engine's error, with its causes.
+    #[error(transparent)]
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ReconcileError {
+    pub fn failed(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ReconcileError::Failed(Box::new(e))
+    }
 }
 
 /// A supervised container as the state endpoints report it.
@@ -134,13 +142,13 @@ impl Default for Timing {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         addr: String,
         source: std::io::Error,
     },
-    #[error("cannot install the signal handlers: {0}")]
-    Signal(std::io::Error),
+    #[error("cannot install the signal handlers")]
+    Signal(#[source] std::io::Error),
     #[error(transparent)]
     Settings(#[from] SettingsError),
 }

@@ -30,12 +30,12 @@ impl PowerAction {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PowerError {
-    // Causes are part of each message, so `{:#}` prints them once.
-    #[error("cannot reach the system D-Bus for logind: {0}")]
-    Bus(zbus::Error),
-    #[error("logind {call}: {error}")]
+    #[error("cannot reach the system D-Bus for logind")]
+    Bus(#[source] zbus::Error),
+    #[error("logind {call}")]
     Call {
         call: &'static str,
+        #[source]
         error: zbus::Error,
     },
 }

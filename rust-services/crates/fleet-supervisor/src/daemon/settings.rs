@@ -71,7 +71,7 @@ pub enum SettingsError {
     Port(String),
     #[error(transparent)]
     Write(#[from] FsError),
-    #[error("{}: {source}", path.display())]
+    #[error("{}: cannot read or write the API key", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,

@@ -4,6 +4,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use fleet_log::error::{Chain, one_line};
 use serde_json::Value;
 
 use super::state::{ApplyRecord, Shared, Target, unix_now};
@@ -36,7 +37,7 @@ pub fn poll_interval(document: Option<&Value>) -> Duration {
 /// Validates a target document and makes it the target: kept on disk (atomically) and
 /// used from now on. A bad document changes nothing. Returns whether the target changed.
 pub fn accept<R>(shared: &Shared<R>, bytes: &[u8]) -> Result<bool, String> {
-    let state = target::parse(bytes).map_err(|e| e.to_string())?;
+    let state = target::parse(bytes).map_err(|e| one_line(&e))?;
     if let Some(uuid) = &shared.settings.uuid
         && &state.device_uuid != uuid
     {
@@ -59,7 +60,7 @@ pub fn accept<R>(shared: &Shared<R>, bytes: &[u8]) -> Result<bool, String> {
         .and_then(|()| fleet_fs::atomic_write(&path, bytes, 0o600));
     if let Err(e) = saved {
         // Still run it: losing the copy on disk only matters after a restart.
-        log::error!("cannot keep the new target: {e}");
+        log::error!("cannot keep the new target: {}", Chain(&e));
     }
     shared.target.replace(Some(Target { state, document }));
     Ok(true)
@@ -80,7 +81,7 @@ fn reload_file<R>(shared: &Shared<R>, last_seen: &mut Option<Vec<u8>>) {
             return;
         }
         Err(e) => {
-            log::error!("{}: {e}", path.display());
+            log::error!("{}: {e}", path.display(), e = Chain(&e));
             return;
         }
     };
@@ -106,7 +107,11 @@ fn reload_file<R>(shared: &Shared<R>, last_seen: &mut Option<Vec<u8>>) {
                 shared.target.replace(Some(t));
             }
         }
-        Err(e) => log::error!("{}: {e}; keeping the last good target", path.display()),
+        Err(e) => log::error!(
+            "{}: {e}; keeping the last good target",
+            path.display(),
+            e = Chain(&e)
+        ),
     }
     *last_seen = Some(bytes);
 }
@@ -180,7 +185,7 @@ async fn apply_once<R: Reconciler>(shared: &Shared<R>, force: bool) -> Duration 
         .collect();
     let (summary, error) = match result {
         Ok(summary) => (summary, None),
-        Err(e) => (Default::default(), Some(e.to_string())),
+        Err(e) => (Default::default(), Some(one_line(&e))),
     };
     let again = if error.is_some() || !summary.held.is_empty() {
         shared.timing.retry

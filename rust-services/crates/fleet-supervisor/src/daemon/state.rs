@@ -3,6 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant, SystemTime};
 
+use fleet_log::error::{Chain, one_line};
 use serde::Serialize;
 use tokio::sync::{Mutex, Notify};
 
@@ -156,8 +157,8 @@ fn load_tls(settings: &Settings) -> Result<Tls, String> {
             Ok(tls)
         }
         Err(e) => {
-            log::error!("TLS: {e}");
-            Err(e.to_string())
+            log::error!("TLS: {}", Chain(&e));
+            Err(one_line(&e))
         }
     }
 }

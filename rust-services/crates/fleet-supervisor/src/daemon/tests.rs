@@ -36,9 +36,7 @@ impl Memory {
 
     fn gate(&self, app: &str, force: bool) -> Result<(), ReconcileError> {
         if self.locked.get() && !force {
-            return Err(ReconcileError::Locked(format!(
-                "updates are locked for app {app}"
-            )));
+            return Err(ReconcileError::Locked { app: app.into() });
         }
         Ok(())
     }
@@ -55,9 +53,9 @@ impl Reconciler for Memory {
 
     async fn service_states(&self) -> Result<Vec<ServiceState>, ReconcileError> {
         if self.engine_down.get() {
-            return Err(ReconcileError::Failed(
-                "engine socket: connection refused".into(),
-            ));
+            return Err(ReconcileError::failed(std::io::Error::other(
+                "engine socket: connection refused",
+            )));
         }
         Ok(vec![ServiceState {
             app: APP.into(),
@@ -83,7 +81,10 @@ impl Reconciler for Memory {
     async fn restart_service(&self, app: &str, s: &str, force: bool) -> Result<(), ReconcileError> {
         self.gate(app, force)?;
         if s != "db" {
-            return Err(ReconcileError::NotFound(format!("no service {s}")));
+            return Err(ReconcileError::NoSuchService {
+                app: app.into(),
+                service: s.into(),
+            });
         }
         self.log(format!("restart-service {app} {s} {force}"));
         Ok(())

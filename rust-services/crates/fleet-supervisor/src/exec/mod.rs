@@ -37,11 +37,10 @@ const MAX_ROUNDS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    /// The engine error is part of the message, not a separate source, so `{:#}` does
-    /// not print it twice.
-    #[error("{action}: {error}")]
+    #[error("{action}")]
     Engine {
         action: String,
+        #[source]
         error: fleet_engine::Error,
     },
     #[error(transparent)]

@@ -8,11 +8,10 @@ use crate::target::TargetState;
 /// Locks become HTTP 423, unknown apps/services 404, everything else 503.
 fn reconcile_error(e: ExecError) -> ReconcileError {
     match e {
-        ExecError::Locked { .. } => ReconcileError::Locked(e.to_string()),
-        ExecError::NoSuchApp { .. } | ExecError::NoSuchService { .. } => {
-            ReconcileError::NotFound(e.to_string())
-        }
-        other => ReconcileError::Failed(format!("{other:#}")),
+        ExecError::Locked { app } => ReconcileError::Locked { app },
+        ExecError::NoSuchApp { app } => ReconcileError::NoSuchApp { app },
+        ExecError::NoSuchService { app, service } => ReconcileError::NoSuchService { app, service },
+        other => ReconcileError::failed(other),
     }
 }
 

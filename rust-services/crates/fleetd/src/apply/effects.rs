@@ -10,7 +10,7 @@ use fleet_fs::Root;
 /// An external effect that failed; the setting it belongs to fails alone.
 #[derive(Debug, thiserror::Error)]
 pub enum EffectError {
-    #[error("{command}: cannot run: {source}")]
+    #[error("{command}: cannot run")]
     Spawn {
         command: String,
         #[source]
@@ -22,8 +22,12 @@ pub enum EffectError {
         status: std::process::ExitStatus,
         detail: String,
     },
-    #[error("sethostname {name}: {source}")]
-    Hostname { name: String, source: nix::Error },
+    #[error("sethostname {name}")]
+    Hostname {
+        name: String,
+        #[source]
+        source: nix::Error,
+    },
 }
 
 /// Runs effects on the real system, logs and skips them anywhere else.

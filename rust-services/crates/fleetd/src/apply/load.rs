@@ -3,6 +3,7 @@
 use fleet_config::{Config, ConfigError, Severity};
 use fleet_fs::Root;
 use fleet_fs::{Change, FsError, write_if_changed};
+use fleet_log::error::{Chain, one_line};
 
 use super::error::LoadError;
 
@@ -37,7 +38,7 @@ pub fn load(root: &Root) -> Result<Config, LoadError> {
         }
         Err(ConfigError::Io { source, .. }) => Err(LoadError::Unreadable {
             path: fleet_fs::root::CONFIG_JSON.into(),
-            reason: source.to_string(),
+            reason: one_line(&source),
             kept: false,
         }),
     }
@@ -48,7 +49,7 @@ pub fn last_good(root: &Root) -> Option<Config> {
     match Config::load(&root.path(LAST_GOOD)) {
         Ok(c) => c,
         Err(e) => {
-            log::warn!(FLEET_PATH = LAST_GOOD; "ignoring the last good configuration: {e}");
+            log::warn!(FLEET_PATH = LAST_GOOD; "ignoring the last good configuration: {}", Chain(&e));
             None
         }
     }

@@ -28,9 +28,9 @@ pub enum Command {
 pub enum LoggingError {
     #[error(transparent)]
     Config(#[from] LoadError),
-    #[error("persistentLogging: {0}")]
+    #[error("persistentLogging")]
     Apply(#[from] crate::apply::ItemError),
-    #[error("cannot print the status: {0}")]
+    #[error("cannot print the status")]
     Print(#[from] std::io::Error),
 }
 

@@ -45,14 +45,15 @@ pub enum NetError {
     State(#[from] StateError),
     #[error(transparent)]
     Fs(#[from] FsError),
-    #[error("{}: {error}", path.display())]
+    #[error("{}: cannot list", path.display())]
     ReadDir {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
     /// config.json is unreadable or invalid: the Wi-Fi profiles were left as they were.
-    #[error("Wi-Fi from config.json not applied: {0}")]
-    Config(ConfigError),
+    #[error("Wi-Fi from config.json not applied")]
+    Config(#[source] ConfigError),
 }
 
 pub async fn run(root: &Root, cmd: Command) -> Result<(), NetError> {

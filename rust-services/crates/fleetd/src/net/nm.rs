@@ -47,14 +47,14 @@ pub trait SettingsConnection {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NmError {
-    // Causes are part of each message (not `#[source]`), so `{:#}` prints them once.
-    #[error("cannot reach the system D-Bus: {0}")]
-    Bus(zbus::Error),
+    #[error("cannot reach the system D-Bus")]
+    Bus(#[source] zbus::Error),
     #[error("NetworkManager is not running ({NM_SERVICE} has no owner on the system bus)")]
     NotRunning,
-    #[error("NetworkManager {call}: {error}")]
+    #[error("NetworkManager {call}")]
     Call {
         call: &'static str,
+        #[source]
         error: zbus::Error,
     },
 }

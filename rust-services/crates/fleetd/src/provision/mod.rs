@@ -17,6 +17,7 @@ pub mod udev;
 
 use fleet_config::Settings;
 use fleet_fs::Root;
+use fleet_log::error::Chain;
 
 use crate::apply::{Effects, load};
 pub use error::{ItemError, ProvisionError};
@@ -30,7 +31,7 @@ pub async fn run(root: &Root, _args: Args) -> Result<(), ProvisionError> {
         Ok(config) => {
             apply_all(root, effects, config.settings())?;
             load::save_last_good(root, &config).map_err(|e| {
-                log::error!(FLEET_KEY = "last-good"; "{e}");
+                log::error!(FLEET_KEY = "last-good"; "{}", Chain(&e));
                 ProvisionError::Partial {
                     failed: vec!["last-good"],
                 }
@@ -42,7 +43,7 @@ pub async fn run(root: &Root, _args: Args) -> Result<(), ProvisionError> {
             };
             log::warn!(FLEET_PATH = load::LAST_GOOD; "config.json refused, keeping the last good configuration");
             if let Err(e) = apply_all(root, effects, good.settings()) {
-                log::error!("last good configuration: {e}");
+                log::error!("last good configuration: {}", Chain(&e));
             }
             Err(err.kept_last_good().into())
         }
@@ -54,7 +55,7 @@ pub fn apply_all(root: &Root, effects: Effects, settings: &Settings) -> Result<(
     let mut failed = Vec::new();
     let mut record = |key: &'static str, result: Result<(), ItemError>| {
         if let Err(e) = result {
-            log::error!(FLEET_KEY = key; "{key}: {e}");
+            log::error!(FLEET_KEY = key; "{key}: {}", Chain(&e));
             failed.push(key);
         }
     };

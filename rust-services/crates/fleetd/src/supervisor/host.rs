@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use fleet_engine::{ContainerInspect, Engine};
 use fleet_fs::Root;
+use fleet_log::error::{Chain, one_line};
 use sd_notify::NotifyState;
 
 use super::spec::{self, CONTAINER_NAME, Desired, LABEL_CONFIG_HASH, PRELOAD_TARBALL};
@@ -22,9 +23,9 @@ pub struct Timing {
 
 #[derive(Debug, thiserror::Error)]
 enum StepError {
-    #[error("{0}")]
+    #[error(transparent)]
     Engine(#[from] fleet_engine::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Spec(#[from] spec::SpecError),
     #[error(
         "supervisor image {image} is not in the engine and no preloaded image exists at {tarball}"
@@ -100,7 +101,7 @@ impl Host {
                 .backoff(self.engine_failures)
                 .min(Duration::from_secs(30));
             let reason = match ping {
-                Ok(Err(e)) => e.to_string(),
+                Ok(Err(e)) => one_line(&e),
                 _ => "no answer within 10 s".into(),
             };
             self.set_status(format!(
@@ -117,8 +118,9 @@ impl Host {
                     self.negotiated = true;
                 }
                 Err(e) => log::warn!(
-                    "engine version negotiation failed, using API {}: {e}",
-                    self.engine.api_version()
+                    "engine version negotiation failed, using API {}: {}",
+                    self.engine.api_version(),
+                    Chain(&e)
                 ),
             }
         }
@@ -133,7 +135,7 @@ impl Host {
                     .backoff(self.problem_failures)
                     .max(self.timing.check)
                     .min(self.timing.backoff_cap);
-                self.set_status(format!("{e}; retry in {} ms", delay.as_millis()));
+                self.set_status(format!("{}; retry in {} ms", Chain(&e), delay.as_millis()));
                 delay
             }
         }
@@ -194,7 +196,7 @@ impl Host {
     async fn create_and_start(&mut self, desired: &Desired) -> Result<(), StepError> {
         let data = self.root.path(spec::DATA_DIR);
         if let Err(e) = fleet_fs::ensure_dir(&data) {
-            log::warn!("{e}");
+            log::warn!("{}", Chain(&e));
         }
         self.engine
             .create_container(CONTAINER_NAME, &desired.create.0)
@@ -288,7 +290,7 @@ impl Host {
                         .stop_container(CONTAINER_NAME, self.timing.stop_timeout_s)
                         .await
                     {
-                        log::warn!("{e}");
+                        log::warn!("{}", Chain(&e));
                     }
                     self.unhealthy = 0;
                     // The next step sees it exited and restarts it with backoff.
@@ -320,7 +322,7 @@ impl Host {
         {
             Ok(Ok(())) => log::info!("{CONTAINER_NAME} stopped"),
             Ok(Err(e)) if e.is_not_found() => {}
-            Ok(Err(e)) => log::warn!("cannot stop {CONTAINER_NAME}: {e}"),
+            Ok(Err(e)) => log::warn!("cannot stop {CONTAINER_NAME}: {}", Chain(&e)),
             Err(_) => log::warn!("{CONTAINER_NAME} did not stop within {} s", limit.as_secs()),
         }
     }

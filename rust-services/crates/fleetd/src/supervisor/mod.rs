@@ -37,8 +37,8 @@ pub struct Args {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
-    #[error("cannot install the SIGTERM handler: {0}")]
-    Signal(std::io::Error),
+    #[error("cannot install the SIGTERM handler")]
+    Signal(#[source] std::io::Error),
 }
 
 pub async fn run(root: &Root, args: Args) -> Result<(), SupervisorError> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use fleet_config::Config;
 use fleet_engine::{BindMount, CreateContainer, HostConfig, RestartPolicy};
-use fleet_fs::Root;
+use fleet_fs::{KeyValues, Root};
 use sha2::{Digest, Sha256};
 
 pub const CONTAINER_NAME: &str = "fleet_supervisor";
@@ -29,9 +29,9 @@ pub const LABEL_CONFIG_HASH: &str = "io.fleet.config-hash";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("{path}: {reason}")]
-    Conf { path: PathBuf, reason: String },
-    #[error("{0}")]
+    #[error(transparent)]
+    Conf(#[from] fleet_fs::KeyValueError),
+    #[error(transparent)]
     Config(#[from] fleet_config::ConfigError),
     #[error(
         "no supervisor image: neither {conf} sets SUPERVISOR_IMAGE nor config.json sets fleet.supervisor.image"
@@ -59,37 +59,14 @@ impl PartialEq for CreateContainerEq {
 }
 impl Eq for CreateContainerEq {}
 
-/// Reads `SUPERVISOR_IMAGE=` from supervisor.conf (`KEY=value` lines, `#` comments).
+/// The keys of [`SUPERVISOR_CONF`].
+pub const SUPERVISOR_CONF_KEYS: &[&str] = &["SUPERVISOR_IMAGE"];
+
+/// Reads `SUPERVISOR_IMAGE=` from supervisor.conf (strict `KEY=value`, see
+/// [`fleet_fs::keyvalue`]); a missing file or an empty value is `None`.
 pub fn read_conf_image(path: &Path) -> Result<Option<String>, SpecError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(SpecError::Conf {
-                path: path.into(),
-                reason: e.to_string(),
-            });
-        }
-    };
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(SpecError::Conf {
-                path: path.into(),
-                reason: format!("not KEY=value: {line:?}"),
-            });
-        };
-        if key.trim() == "SUPERVISOR_IMAGE" {
-            let value = value.trim().trim_matches('"');
-            if !value.is_empty() {
-                return Ok(Some(value.to_string()));
-            }
-        }
-    }
-    Ok(None)
+    Ok(KeyValues::read(path, SUPERVISOR_CONF_KEYS)?
+        .and_then(|conf| conf.get("SUPERVISOR_IMAGE").map(str::to_string)))
 }
 
 /// Builds the desired container from the root's config files. `engine_socket` is bound

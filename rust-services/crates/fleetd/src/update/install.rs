@@ -147,7 +147,7 @@ pub fn install(
     if let Some(len) = opts.input_len
         && len < end
     {
-        return Err(BundleError::Truncated(format!(
+        return Err(BundleError::TooShort(format!(
             "the file has {len} bytes, its rootfs entry ends at byte {end}"
         ))
         .into());

@@ -76,7 +76,7 @@ pub enum UpdateError {
         slot: Slot,
         slot_size: u64,
     },
-    #[error("{}: {action}: {source}", path.display())]
+    #[error("{}: {action}", path.display())]
     Target {
         path: PathBuf,
         action: &'static str,
@@ -85,8 +85,8 @@ pub enum UpdateError {
     },
     #[error("{}: read back sha256 {got} differs from the bundle's; trial not armed", path.display())]
     VerifyFailed { path: PathBuf, got: String },
-    #[error("{0}: {1}")]
-    Input(PathBuf, std::io::Error),
+    #[error("{}: cannot read", .0.display())]
+    Input(PathBuf, #[source] std::io::Error),
 }
 
 pub async fn run(root: &Root, cmd: Command) -> Result<(), UpdateError> {

@@ -5,6 +5,7 @@
 
 use fleet_bootenv::{BootState, Slot};
 use fleet_fs::Root;
+use fleet_log::error::Chain;
 
 pub const TRIAL_RECORD: &str = "/var/lib/fleet/trial.json";
 
@@ -78,7 +79,7 @@ pub fn settle(root: &Root, slot: Slot, recorded: Recorded, reason: Option<String
     record.recorded = recorded;
     record.reason = reason;
     if let Err(e) = write(root, &record) {
-        log::warn!("{e}");
+        log::warn!("{}", Chain(&e));
     }
 }
 
