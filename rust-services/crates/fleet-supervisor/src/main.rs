@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use fleet_release::update_lock;
+use fleet_release::{compose, labels::HostContext, plan, target};
 use fleet_supervisor::daemon::{self, RunArgs, Settings, Timing};
 use fleet_supervisor::exec::{self, Executor};
-use fleet_supervisor::{compose, labels::HostContext, lock, plan, target};
 
 /// Exit code of `apply` when updates were held back by update locks.
 const EXIT_HELD: u8 = 2;
@@ -89,7 +90,7 @@ struct EngineArgs {
     #[arg(long)]
     engine: Option<PathBuf>,
     /// Host directory of the apps' update-lock directories.
-    #[arg(long, default_value = lock::HOST_LOCK_ROOT)]
+    #[arg(long, default_value = update_lock::HOST_LOCK_ROOT)]
     lock_root: PathBuf,
 }
 
@@ -227,7 +228,7 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<()> {
                 fleet_engine::Engine::new(&args.engine_socket)
             }
         };
-        let executor = Executor::new(engine, host, PathBuf::from(lock::HOST_LOCK_ROOT));
+        let executor = Executor::new(engine, host, PathBuf::from(update_lock::HOST_LOCK_ROOT));
         daemon::run(settings, executor, timing).await?;
         anyhow::Ok(())
     })

@@ -29,8 +29,8 @@ pub use access::Subnet;
 pub use logging::{init as init_logging, to_journal as logs_to_journal};
 pub use settings::{DEFAULT_LISTEN_PORT, RunArgs, Settings, SettingsError};
 
-use crate::plan::{CurrentState, Held};
-use crate::target::TargetState;
+use fleet_release::plan::{CurrentState, Held};
+use fleet_release::target::TargetState;
 use state::Shared;
 
 /// What the daemon needs from the engine side. `app` is always the app UUID (the key of
