@@ -123,7 +123,8 @@ pub struct ReleaseTarget {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error("{}: {source}", path.display())]
+    /// The file could not be read; the I/O error is the source.
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]

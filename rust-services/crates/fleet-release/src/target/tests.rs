@@ -126,7 +126,9 @@ fn structural_problems() {
 #[test]
 fn load_reports_the_path() {
     let err = load(std::path::Path::new("/nonexistent/target.json")).unwrap_err();
-    assert!(err.to_string().starts_with("/nonexistent/target.json: "));
+    assert_eq!(err.to_string(), "/nonexistent/target.json");
+    let cause = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(cause.is_some_and(|c| c.contains("No such file")), "{err:?}");
 }
 
 #[test]
