@@ -3,6 +3,7 @@
 //! planner); this crate does it:
 //!
 //! - [`lock`]: the per-app update-lock directories and the flock check;
+//! - [`target_file`]: reading target-state files, the local-mode target file;
 //! - [`daemon`]: `fleet-supervisor run`: target polling, the reconcile loop and the HTTP API,
 //!   driving the engine through its `Reconciler` trait (implemented by [`exec`]);
 //! - [`exec`]: the executor, running plans against the engine through the shared Engine
@@ -11,3 +12,4 @@
 pub mod daemon;
 pub mod exec;
 pub mod lock;
+pub mod target_file;

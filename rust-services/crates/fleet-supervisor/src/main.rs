@@ -9,9 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fleet_release::update_lock;
-use fleet_release::{compose, labels::HostContext, plan, target};
+use fleet_release::{compose, labels::HostContext, plan};
 use fleet_supervisor::daemon::{self, RunArgs, Settings, Timing};
 use fleet_supervisor::exec::{self, Executor};
+use fleet_supervisor::target_file;
 
 /// Exit code of `apply` when updates were held back by update locks.
 const EXIT_HELD: u8 = 2;
@@ -176,7 +177,7 @@ fn apply(args: ApplyArgs) -> anyhow::Result<bool> {
         images,
         config,
     } = args;
-    let t = target::load(&target_file)?;
+    let t = target_file::load(&target_file)?;
     let mut host = match &config {
         Some(path) => match fleet_config::Config::load(path)? {
             Some(c) => HostContext::from_supervisor_keys(&c.settings().supervisor),
@@ -316,7 +317,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("ok: {} service(s)", c.services.len());
         }
         Command::CheckTarget { file } => {
-            let t = target::load(&file)?;
+            let t = target_file::load(&file)?;
             println!("ok: {} app(s)", t.apps.len());
         }
         Command::Plan {
@@ -328,7 +329,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::read(&current).with_context(|| format!("{}", current.display()))?;
             let state: plan::CurrentState =
                 serde_json::from_slice(&bytes).with_context(|| format!("{}", current.display()))?;
-            let t = target::load(&target_file)?;
+            let t = target_file::load(&target_file)?;
             let p = plan::plan(
                 &state,
                 &t,

@@ -103,8 +103,7 @@ fn target_check(file: &Path) -> anyhow::Result<()> {
     let name = file.display();
     let state = match target::parse(&bytes) {
         Ok(s) => s,
-        Err(TargetError::Invalid { problems }) => return Err(refuse(&name, &problems)),
-        Err(e) => return Err(e.into()),
+        Err(TargetError { problems }) => return Err(refuse(&name, &problems)),
     };
     // From an empty engine, as on a freshly provisioned device: every service is created.
     let host = HostContext::default();

@@ -90,7 +90,7 @@ fn reload_file<R>(shared: &Shared<R>, last_seen: &mut Option<Vec<u8>>) {
     let parsed = target::parse(&bytes).and_then(|state| {
         serde_json::from_slice(&bytes)
             .map(|document| Target { state, document })
-            .map_err(|e| target::TargetError::Invalid {
+            .map_err(|e| target::TargetError {
                 problems: vec![fleet_release::Problem::new("(file)", e.to_string())],
             })
     });
