@@ -1,51 +1,15 @@
-//! fleetOS supervisor: what to do (pure modules) and doing it on the engine ([`exec`]).
+//! fleetOS supervisor: running releases on the engine. What to run and in which order is
+//! decided offline by `fleet-release` (compose files, feature labels, target state, the
+//! planner); this crate does it:
 //!
-//! - [`compose`]: balena's documented subset of Compose v2.1 → typed service specs;
-//! - [`labels`]: `io.fleet.` / `io.balena.` / `io.resin.` feature labels → container settings;
-//! - [`target`]: the target-state JSON (close to balena's v3 `/device/v3/<uuid>/state`);
-//! - [`plan`]: the pure planner from current + target state to ordered steps;
 //! - [`lock`]: the per-app update-lock directories and the flock check;
+//! - [`target_file`]: reading target-state files, the local-mode target file;
 //! - [`daemon`]: `fleet-supervisor run`: target polling, the reconcile loop and the HTTP API,
 //!   driving the engine through its `Reconciler` trait (implemented by [`exec`]);
 //! - [`exec`]: the executor, running plans against the engine through the shared Engine
 //!   API client (`fleet-engine`).
 
-pub mod compose;
 pub mod daemon;
 pub mod exec;
-pub mod labels;
 pub mod lock;
-pub mod plan;
-pub mod target;
-
-/// One finding of a validator: the path of the offending value (`services.web.volumes[0]`)
-/// and the reason. Validators collect all of them instead of stopping at the first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub path: String,
-    pub message: String,
-}
-
-impl Problem {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
-/// Joins problems into one line for an error message.
-pub(crate) fn join_problems(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
+pub mod target_file;

@@ -1,7 +1,6 @@
-//! Update locks: one directory per app on the host, mounted into every service of the app
-//! at `/tmp/balena` and `/tmp/resin`. While a process in the app holds an exclusive flock on
-//! `updates.lock` (or the legacy `resin-updates.lock`), the supervisor does not kill or
-//! restart the app's services for an update, unless the update is forced.
+//! Update locks on the host: creating the per-app lock directories, taking and checking the
+//! flocks, the hand-over signal files. Their names and paths (and the bind mounts into the
+//! containers) are `fleet_release::update_lock`'s.
 
 use std::fs::File;
 use std::io;
@@ -10,20 +9,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::labels::BindMount;
-
-/// Host directory holding one lock directory per app (under `/tmp`: locks do not survive
-/// a reboot, and neither do the processes holding them).
-pub const HOST_LOCK_ROOT: &str = "/tmp/fleet-supervisor/apps";
-/// Where the app's lock directory appears inside each of its containers.
-pub const CONTAINER_LOCK_DIRS: [&str; 2] = ["/tmp/balena", "/tmp/resin"];
-/// Lock file names an app may hold, current and legacy.
-pub const LOCK_FILES: [&str; 2] = ["updates.lock", "resin-updates.lock"];
-
-/// Files a new container creates in the lock directory to say it took over from the old one
-/// during a hand-over (current and legacy names); the old one is then killed before the
-/// hand-over timeout.
-pub const HANDOVER_FILES: [&str; 2] = ["handover-complete", "resin-kill-me"];
+use fleet_release::update_lock::{HANDOVER_FILES, LOCK_FILES, app_lock_dir};
 
 /// Whether the new container of a hand-over has signalled that it took over.
 pub fn handover_signalled(dir: &Path) -> bool {
@@ -57,21 +43,6 @@ pub struct LockError {
     pub action: &'static str,
     #[source]
     pub source: io::Error,
-}
-
-/// The host lock directory of an app below `lock_root` (normally [`HOST_LOCK_ROOT`]
-/// under the root prefix).
-pub fn app_lock_dir(lock_root: &Path, app_uuid: &str) -> PathBuf {
-    lock_root.join(app_uuid)
-}
-
-/// The bind mounts giving a container its app's lock directory.
-pub fn lock_mounts(app_uuid: &str) -> Vec<BindMount> {
-    let host = format!("{HOST_LOCK_ROOT}/{app_uuid}");
-    CONTAINER_LOCK_DIRS
-        .iter()
-        .map(|target| BindMount::new(&host, target, false))
-        .collect()
 }
 
 /// Creates the app's lock directory (before its containers are created).
@@ -161,23 +132,6 @@ mod tests {
     fn hold(path: &Path) -> Flock<File> {
         let f = File::create(path).unwrap();
         Flock::lock(f, FlockArg::LockExclusiveNonblock).unwrap()
-    }
-
-    #[test]
-    fn layout() {
-        assert_eq!(
-            app_lock_dir(Path::new(HOST_LOCK_ROOT), "abc"),
-            PathBuf::from("/tmp/fleet-supervisor/apps/abc")
-        );
-        let mounts = lock_mounts("abc");
-        assert_eq!(mounts.len(), 2);
-        assert!(
-            mounts
-                .iter()
-                .all(|m| m.source == "/tmp/fleet-supervisor/apps/abc")
-        );
-        assert_eq!(mounts[0].target, "/tmp/balena");
-        assert_eq!(mounts[1].target, "/tmp/resin");
     }
 
     #[test]

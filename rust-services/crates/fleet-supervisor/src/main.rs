@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fleet_log::logger::{JournalWhen, Logger};
+use fleet_release::update_lock;
+use fleet_release::{compose, labels::HostContext, plan};
 use fleet_supervisor::daemon::{self, RunArgs, Settings, Timing};
 use fleet_supervisor::exec::{self, Executor};
-use fleet_supervisor::{compose, labels::HostContext, lock, plan, target};
+use fleet_supervisor::target_file;
 
 /// Exit code of `apply` when updates were held back by update locks.
 const EXIT_HELD: u8 = 2;
@@ -90,7 +92,7 @@ struct EngineArgs {
     #[arg(long)]
     engine: Option<PathBuf>,
     /// Host directory of the apps' update-lock directories.
-    #[arg(long, default_value = lock::HOST_LOCK_ROOT)]
+    #[arg(long, default_value = update_lock::HOST_LOCK_ROOT)]
     lock_root: PathBuf,
 }
 
@@ -176,7 +178,7 @@ fn apply(args: ApplyArgs) -> anyhow::Result<bool> {
         images,
         config,
     } = args;
-    let t = target::load(&target_file)?;
+    let t = target_file::load(&target_file)?;
     let mut host = match &config {
         Some(path) => match fleet_config::Config::load(path)? {
             Some(c) => HostContext::from_supervisor_keys(&c.settings().supervisor),
@@ -228,7 +230,7 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<()> {
                 fleet_engine::Engine::new(&args.engine_socket)
             }
         };
-        let executor = Executor::new(engine, host, PathBuf::from(lock::HOST_LOCK_ROOT));
+        let executor = Executor::new(engine, host, PathBuf::from(update_lock::HOST_LOCK_ROOT));
         daemon::run(settings, executor, timing).await?;
         anyhow::Ok(())
     })
@@ -316,7 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("ok: {} service(s)", c.services.len());
         }
         Command::CheckTarget { file } => {
-            let t = target::load(&file)?;
+            let t = target_file::load(&file)?;
             println!("ok: {} app(s)", t.apps.len());
         }
         Command::Plan {
@@ -328,7 +330,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::read(&current).with_context(|| format!("{}", current.display()))?;
             let state: plan::CurrentState =
                 serde_json::from_slice(&bytes).with_context(|| format!("{}", current.display()))?;
-            let t = target::load(&target_file)?;
+            let t = target_file::load(&target_file)?;
             let p = plan::plan(
                 &state,
                 &t,

@@ -6,7 +6,10 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fleet-supervisor"))
 }
 
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/doc/target.example.json");
+const EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../fleet-release/doc/target.example.json"
+);
 
 #[test]
 fn check_compose_names_every_problem_and_fails() {

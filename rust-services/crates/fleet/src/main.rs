@@ -3,7 +3,9 @@
 mod bundle_cmd;
 mod config_cmd;
 mod image_cmd;
+mod release_cmd;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -12,7 +14,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "fleet",
     version,
-    about = "fleetOS host tool: config.json, images, update bundles"
+    about = "fleetOS host tool: config.json, images, update bundles, releases"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,12 +32,27 @@ enum Command {
     /// Create, sign and verify OS update bundles.
     #[command(subcommand)]
     Bundle(bundle_cmd::Command),
+    /// Check docker-compose files as the supervisor reads them.
+    #[command(subcommand)]
+    Compose(release_cmd::ComposeCommand),
+    /// Check target-state JSON files and plan them without an engine.
+    #[command(subcommand)]
+    Target(release_cmd::TargetCommand),
 }
 
 /// An error whose lines were already printed; only the exit status is left to give.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct Reported(String);
+
+/// An input file that could not be read: exit 2, like a usage error.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", path.display())]
+struct Unreadable {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
 
 /// A command that is not built yet: exit 2, like fleetd's stubs.
 #[derive(Debug, thiserror::Error)]
@@ -48,13 +65,17 @@ fn main() -> ExitCode {
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Image(cmd) => image_cmd::run(cmd),
         Command::Bundle(cmd) => bundle_cmd::run(cmd),
+        Command::Compose(cmd) => release_cmd::run_compose(cmd),
+        Command::Target(cmd) => release_cmd::run_target(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<Reported>().is_some() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("fleet: error: {}", fleet_log::error::one_line(e.as_ref()));
-            if e.downcast_ref::<NotImplemented>().is_some() {
+            if e.downcast_ref::<NotImplemented>().is_some()
+                || e.downcast_ref::<Unreadable>().is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

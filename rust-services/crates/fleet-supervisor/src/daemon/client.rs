@@ -10,7 +10,7 @@ use super::tls::{self, Tls};
 pub use fleet_engine::http::Response;
 
 /// Largest response accepted (a target state is at most 4 MiB).
-const MAX_RESPONSE: usize = crate::target::MAX_TARGET_BYTES + 64 * 1024;
+const MAX_RESPONSE: usize = fleet_release::target::MAX_TARGET_BYTES + 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

@@ -27,8 +27,8 @@ use tokio::net::TcpListener;
 pub use access::Subnet;
 pub use settings::{DEFAULT_LISTEN_PORT, RunArgs, Settings, SettingsError};
 
-use crate::plan::{CurrentState, Held};
-use crate::target::TargetState;
+use fleet_release::plan::{CurrentState, Held};
+use fleet_release::target::TargetState;
 use state::Shared;
 
 /// What the daemon needs from the engine side. `app` is always the app UUID (the key of

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use fleet_config::Config;
 use fleet_fs::FsError;
 
-use crate::labels::HostContext;
+use fleet_release::labels::HostContext;
 
 /// Default supervisor API port (balena's).
 pub const DEFAULT_LISTEN_PORT: u16 = 48484;

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::state::{ApplyRecord, Shared, Target, unix_now};
 use super::{Reconciler, client, state_report};
-use crate::target;
+use fleet_release::target;
 
 /// balena's default `SUPERVISOR_POLL_INTERVAL` (15 min) and its lower bound.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(900_000);
@@ -91,8 +91,8 @@ fn reload_file<R>(shared: &Shared<R>, last_seen: &mut Option<Vec<u8>>) {
     let parsed = target::parse(&bytes).and_then(|state| {
         serde_json::from_slice(&bytes)
             .map(|document| Target { state, document })
-            .map_err(|e| target::TargetError::Invalid {
-                problems: vec![crate::Problem::new("(file)", e.to_string())],
+            .map_err(|e| target::TargetError {
+                problems: vec![fleet_release::Problem::new("(file)", e.to_string())],
             })
     });
     match parsed {

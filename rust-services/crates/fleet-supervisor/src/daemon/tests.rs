@@ -14,9 +14,9 @@ use tokio::net::TcpListener;
 
 use super::state::Shared;
 use super::*;
-use crate::plan::CurrentState;
+use fleet_release::plan::CurrentState;
 
-const EXAMPLE: &str = include_str!("../../doc/target.example.json");
+const EXAMPLE: &str = include_str!("../../../fleet-release/doc/target.example.json");
 const DEVICE: &str = "f3a1c2d4e5b6478990a1b2c3d4e5f607";
 const APP: &str = "7d2c9b1e4a5f4c3b8e6d0a1b2c3d4e5f";
 const KEY: &str = "sekrit";

@@ -8,9 +8,9 @@ use fleet_engine::{
     NetworkingConfig, PortBinding, RestartPolicy, Ulimit,
 };
 
-use crate::compose::{NetworkAttachment, NetworkMode, Protocol, RestartPolicy as Restart};
-use crate::lock;
-use crate::plan::ContainerConfig;
+use fleet_release::compose::{NetworkAttachment, NetworkMode, Protocol, RestartPolicy as Restart};
+use fleet_release::plan::ContainerConfig;
+use fleet_release::update_lock;
 
 const NANOS_PER_MS: u64 = 1_000_000;
 
@@ -49,11 +49,11 @@ fn bind(source: &str, target: &str, read_only: bool) -> String {
 }
 
 /// Builds the create request. `lock_root` is where the app lock directories live on the
-/// host; the planner names them below [`lock::HOST_LOCK_ROOT`], so they are moved there.
+/// host; the planner names them below [`update_lock::HOST_LOCK_ROOT`], so they are moved there.
 pub fn create_request(config: &ContainerConfig, lock_root: &Path) -> CreateRequest {
     let spec = &config.spec;
-    let planned_lock_dir = format!("{}/{}", lock::HOST_LOCK_ROOT, config.app);
-    let real_lock_dir = lock::app_lock_dir(lock_root, &config.app);
+    let planned_lock_dir = format!("{}/{}", update_lock::HOST_LOCK_ROOT, config.app);
+    let real_lock_dir = update_lock::app_lock_dir(lock_root, &config.app);
 
     let mut binds: Vec<String> = config
         .binds

@@ -21,13 +21,14 @@ use fleet_engine::{CreateNetwork, CreateVolume, Engine};
 pub use create::{CreateRequest, create_request};
 pub use state::{Observed, status as engine_status};
 
-use crate::labels::{HostContext, UpdateStrategy};
 use crate::lock::{self, AppLock, LockError};
-use crate::plan::{
+use fleet_release::labels::{HostContext, UpdateStrategy};
+use fleet_release::plan::{
     self, ContainerConfig, ContainerStatus, CurrentState, Held, LABEL_APP, LABEL_NAME,
     LABEL_SUPERVISED, Owned, PlanOptions, Step,
 };
-use crate::target::TargetState;
+use fleet_release::target::TargetState;
+use fleet_release::update_lock;
 
 /// How often a hand-over checks for the new container's signal.
 const HANDOVER_POLL: Duration = Duration::from_millis(100);
@@ -121,7 +122,7 @@ pub struct Executor {
 
 impl Executor {
     /// `lock_root` holds the apps' lock directories as the engine's host sees them
-    /// (normally [`lock::HOST_LOCK_ROOT`]); they are bound into every container.
+    /// (normally [`update_lock::HOST_LOCK_ROOT`]); they are bound into every container.
     pub fn new(engine: Engine, host: HostContext, lock_root: PathBuf) -> Self {
         Executor {
             engine,
@@ -147,7 +148,7 @@ impl Executor {
     }
 
     pub fn lock_dir(&self, app: &str) -> PathBuf {
-        lock::app_lock_dir(&self.lock_root, app)
+        update_lock::app_lock_dir(&self.lock_root, app)
     }
 
     /// The current state, with the apps whose update lock is held by one of their

@@ -2,8 +2,8 @@
 
 use super::{ExecError, Executor, report};
 use crate::daemon::{ApplySummary, ReconcileError, Reconciler, ServiceState, Subnet};
-use crate::plan::CurrentState;
-use crate::target::TargetState;
+use fleet_release::plan::CurrentState;
+use fleet_release::target::TargetState;
 
 /// Locks become HTTP 423, unknown apps/services 404, everything else 503.
 fn reconcile_error(e: ExecError) -> ReconcileError {

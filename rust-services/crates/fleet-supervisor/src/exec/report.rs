@@ -5,7 +5,7 @@
 use fleet_engine::Engine;
 
 use crate::daemon::{ReconcileError, ServiceState, Subnet};
-use crate::plan::{LABEL_APP, LABEL_RELEASE, LABEL_SERVICE, LABEL_SUPERVISED};
+use fleet_release::plan::{LABEL_APP, LABEL_RELEASE, LABEL_SERVICE, LABEL_SUPERVISED};
 
 pub async fn from_engine(engine: &Engine) -> Result<Vec<ServiceState>, ReconcileError> {
     let failed = |e: fleet_engine::Error| ReconcileError::failed(e);

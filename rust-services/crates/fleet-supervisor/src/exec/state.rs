@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use fleet_engine::{ContainerInspect, Engine};
 
 use super::ExecError;
-use crate::plan::{
+use fleet_release::plan::{
     Container, ContainerStatus, CurrentState, LABEL_APP, LABEL_APP_ID, LABEL_NAME,
     LABEL_SUPERVISED, Owned,
 };

@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::target;
+use fleet_release::target;
 
 const APP: &str = "app1";
 

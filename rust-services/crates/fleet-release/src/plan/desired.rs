@@ -10,8 +10,8 @@ use super::model::{
 };
 use crate::compose::{NetworkAttachment, NetworkMode, Service};
 use crate::labels::{self, BindMount, HostContext, UpdateStrategy};
-use crate::lock;
 use crate::target::TargetState;
+use crate::update_lock;
 
 /// A named volume as the engine sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -91,7 +91,7 @@ pub fn desired_containers(target: &TargetState, host: &HostContext) -> Vec<Conta
             env.extend(spec.environment.clone());
 
             let mut binds = features.mounts;
-            binds.extend(lock::lock_mounts(&app.uuid));
+            binds.extend(update_lock::lock_mounts(&app.uuid));
 
             let volumes: Vec<VolumeBinding> = spec
                 .volumes

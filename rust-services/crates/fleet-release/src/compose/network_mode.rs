@@ -10,3 +10,13 @@ pub enum NetworkMode {
     Bridge,
     Host,
 }
+
+impl NetworkMode {
+    /// The compose spelling (`network_mode: host`; bridge is the app's own networks).
+    pub fn name(self) -> &'static str {
+        match self {
+            NetworkMode::Bridge => "bridge",
+            NetworkMode::Host => "host",
+        }
+    }
+}

@@ -201,3 +201,29 @@ fn identity_labels_are_reserved() {
     assert!(RESERVED.contains(&crate::plan::LABEL_DIGEST));
     assert!(RESERVED.contains(&crate::plan::LABEL_APP));
 }
+
+#[test]
+fn unread_lists_prefixed_labels_nothing_reads() {
+    let l = labels(&[
+        ("io.balena.features.dbus", "1"),
+        ("io.balena.update.strategy", "hand-over"),
+        ("io.resin.update.handover-timeout", "5"),
+        ("io.fleet.supervised", "1"),
+        ("io.balena.update.stratgy", "hand-over"),
+        ("io.resin.foo", "x"),
+        ("my.label", "x"),
+    ]);
+    assert_eq!(unread(&l), ["io.balena.update.stratgy", "io.resin.foo"]);
+}
+
+#[test]
+fn strategy_names_round_trip() {
+    for s in [
+        UpdateStrategy::DownloadThenKill,
+        UpdateStrategy::KillThenDownload,
+        UpdateStrategy::DeleteThenDownload,
+        UpdateStrategy::HandOver,
+    ] {
+        assert_eq!(UpdateStrategy::from_name(s.name()), Some(s));
+    }
+}

@@ -5,23 +5,20 @@
 //! its compose file (`composition`: YAML text or the same as a JSON object), or balena's
 //! per-service form (`services.<name>.composition` + `image`), or a single `image`
 //! (Dockerfile-only release → service `main`). See the crate README for an example.
+//!
+//! Documents only: reading and saving target files is the supervisor's (`target_file`).
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
-use fleet_fs::FsError;
-use fleet_fs::Root;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Problem;
 use crate::compose::{self, Compose};
 
-/// Local-mode target file, below the root prefix.
-pub const LOCAL_TARGET_FILE: &str = "/mnt/data/fleet-supervisor/target.json";
 /// Largest target document accepted.
 pub const MAX_TARGET_BYTES: usize = 4 * 1024 * 1024;
 
@@ -121,55 +118,18 @@ pub struct ReleaseTarget {
     pub compose: Compose,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum TargetError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Write(#[from] FsError),
-    #[error("target state invalid ({} problem{}): {}", problems.len(),
-        if problems.len() == 1 { "" } else { "s" }, crate::join_problems(problems))]
-    Invalid { problems: Vec<Problem> },
+/// Why a target-state document is refused: every problem, each with its path.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("target state invalid ({} problem{}): {}", problems.len(),
+    if problems.len() == 1 { "" } else { "s" }, crate::join_problems(problems))]
+pub struct TargetError {
+    pub problems: Vec<Problem>,
 }
 
 fn invalid(path: &str, message: impl Into<String>) -> TargetError {
-    TargetError::Invalid {
+    TargetError {
         problems: vec![Problem::new(path, message)],
     }
-}
-
-/// Reads and validates a target-state file.
-pub fn load(path: &Path) -> Result<TargetState, TargetError> {
-    let bytes = std::fs::read(path).map_err(|source| TargetError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse(&bytes)
-}
-
-/// The local-mode target below the root prefix; `Ok(None)` when there is none.
-pub fn load_local(root: &Root) -> Result<Option<TargetState>, TargetError> {
-    let path = root.path(LOCAL_TARGET_FILE);
-    match std::fs::metadata(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        _ => load(&path).map(Some),
-    }
-}
-
-/// Validates `bytes` and only then replaces the local-mode target atomically, so a bad
-/// document leaves the last good target in place.
-pub fn save_local(root: &Root, bytes: &[u8]) -> Result<TargetState, TargetError> {
-    let state = parse(bytes)?;
-    let path = root.path(LOCAL_TARGET_FILE);
-    if let Some(dir) = path.parent() {
-        fleet_fs::ensure_dir(dir)?;
-    }
-    fleet_fs::atomic_write(&path, bytes, 0o600)?;
-    Ok(state)
 }
 
 /// Parses and validates a target-state document, reporting every problem.
@@ -252,7 +212,7 @@ pub fn parse(bytes: &[u8]) -> Result<TargetState, TargetError> {
             apps,
         })
     } else {
-        Err(TargetError::Invalid { problems })
+        Err(TargetError { problems })
     }
 }
 

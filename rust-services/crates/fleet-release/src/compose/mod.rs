@@ -203,6 +203,26 @@ pub fn parse(text: &str) -> Result<Compose, ComposeError> {
     parse::parse_str(text).map_err(|problems| ComposeError { problems })
 }
 
+/// A compose file checked as [`parse`] does, with what it sets that is accepted but not
+/// acted on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// The parsed file; `None` when there are problems.
+    pub compose: Option<Compose>,
+    /// Why the file is refused (what [`parse`] reports).
+    pub problems: Vec<Problem>,
+    /// Accepted but not acted on, each with its path: a `depends_on` condition
+    /// `service_healthy` (services are only started in dependency order, health is not
+    /// waited for) and labels under the supervisor's prefixes that it does not read
+    /// (see [`labels::unread`](crate::labels::unread)). [`parse`] accepts them silently.
+    pub ignored: Vec<Problem>,
+}
+
+/// Checks compose YAML (or JSON) like [`parse`], also listing what is accepted but ignored.
+pub fn check(text: &str) -> Checked {
+    parse::check_str(text)
+}
+
 /// Parses an already-decoded document (the target state may carry the compose as a JSON
 /// object).
 pub fn from_json(value: &serde_json::Value) -> Result<Compose, ComposeError> {

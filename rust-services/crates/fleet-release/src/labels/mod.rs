@@ -78,6 +78,16 @@ pub enum UpdateStrategy {
 }
 
 impl UpdateStrategy {
+    /// The `update.strategy` label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            UpdateStrategy::DownloadThenKill => "download-then-kill",
+            UpdateStrategy::KillThenDownload => "kill-then-download",
+            UpdateStrategy::DeleteThenDownload => "delete-then-download",
+            UpdateStrategy::HandOver => "hand-over",
+        }
+    }
+
     fn from_name(s: &str) -> Option<UpdateStrategy> {
         Some(match s {
             "download-then-kill" => UpdateStrategy::DownloadThenKill,
@@ -183,6 +193,23 @@ pub fn read(labels: &BTreeMap<String, String>) -> (ServiceLabels, Vec<(String, S
 /// The label problems alone (for the compose validator).
 pub fn check(labels: &BTreeMap<String, String>) -> Vec<(String, String)> {
     read(labels).1
+}
+
+/// Labels under one of the [`PREFIXES`] that [`read`] neither acts on nor refuses (an
+/// `io.balena.update.stratgy` typo, `io.resin.foo`): they reach the container unchanged.
+pub fn unread(labels: &BTreeMap<String, String>) -> Vec<String> {
+    labels
+        .keys()
+        .filter(|key| !RESERVED.contains(&key.as_str()))
+        .filter(|key| {
+            strip_prefix(key).is_some_and(|rest| {
+                !rest.starts_with("features.")
+                    && rest != "update.strategy"
+                    && rest != "update.handover-timeout"
+            })
+        })
+        .cloned()
+        .collect()
 }
 
 /// A bind mount of a host path into a container.

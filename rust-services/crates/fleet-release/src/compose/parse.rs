@@ -6,8 +6,8 @@ use serde_norway::Value;
 
 use super::scalar;
 use super::{
-    Compose, DEFAULT_NETWORK, DeviceMapping, Healthcheck, LEGACY_DATA_VOLUME, NetworkAttachment,
-    NetworkMode, RestartPolicy, Service, Ulimit, VolumeMount,
+    Checked, Compose, DEFAULT_NETWORK, DeviceMapping, Healthcheck, LEGACY_DATA_VOLUME,
+    NetworkAttachment, NetworkMode, RestartPolicy, Service, Ulimit, VolumeMount,
 };
 use crate::Problem;
 use crate::labels;
@@ -18,33 +18,56 @@ pub const MAX_COMPOSE_BYTES: usize = 1024 * 1024;
 const VERSIONS: &[&str] = &["2", "2.0", "2.1"];
 
 pub(super) fn parse_str(text: &str) -> Result<Compose, Vec<Problem>> {
-    if text.len() > MAX_COMPOSE_BYTES {
-        return Err(vec![Problem::new(
-            "(file)",
-            format!("larger than the {MAX_COMPOSE_BYTES}-byte limit"),
-        )]);
-    }
-    let value: Value = serde_norway::from_str(text)
-        .map_err(|e| vec![Problem::new("(file)", format!("not valid YAML: {e}"))])?;
-    parse_value(value)
+    into_result(check_str(text))
 }
 
-pub(super) fn parse_value(mut value: Value) -> Result<Compose, Vec<Problem>> {
-    value
-        .apply_merge()
-        .map_err(|e| vec![Problem::new("(file)", format!("bad YAML merge key: {e}"))])?;
+pub(super) fn parse_value(value: Value) -> Result<Compose, Vec<Problem>> {
+    into_result(check_value(value))
+}
+
+fn into_result(checked: Checked) -> Result<Compose, Vec<Problem>> {
+    match checked.compose {
+        Some(compose) => Ok(compose),
+        None => Err(checked.problems),
+    }
+}
+
+fn file_problem(message: String) -> Checked {
+    Checked {
+        compose: None,
+        problems: vec![Problem::new("(file)", message)],
+        ignored: Vec::new(),
+    }
+}
+
+pub(super) fn check_str(text: &str) -> Checked {
+    if text.len() > MAX_COMPOSE_BYTES {
+        return file_problem(format!("larger than the {MAX_COMPOSE_BYTES}-byte limit"));
+    }
+    match serde_norway::from_str(text) {
+        Ok(value) => check_value(value),
+        Err(e) => file_problem(format!("not valid YAML: {e}")),
+    }
+}
+
+pub(super) fn check_value(mut value: Value) -> Checked {
+    if let Err(e) = value.apply_merge() {
+        return file_problem(format!("bad YAML merge key: {e}"));
+    }
     let mut w = Walker::default();
     let compose = w.top(value);
-    if w.problems.is_empty() {
-        Ok(compose)
-    } else {
-        Err(w.problems)
+    Checked {
+        compose: w.problems.is_empty().then_some(compose),
+        problems: w.problems,
+        ignored: w.ignored,
     }
 }
 
 #[derive(Default)]
 struct Walker {
     problems: Vec<Problem>,
+    /// Accepted but not acted on (see [`super::check`]).
+    ignored: Vec<Problem>,
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -68,6 +91,10 @@ fn is_valid_name(s: &str) -> bool {
 impl Walker {
     fn err(&mut self, path: &str, message: impl Into<String>) {
         self.problems.push(Problem::new(path, message));
+    }
+
+    fn ignore(&mut self, path: &str, message: impl Into<String>) {
+        self.ignored.push(Problem::new(path, message));
     }
 
     /// A mapping's entries with string keys; other keys are reported.
@@ -472,6 +499,12 @@ impl Walker {
                 format!("service `{name}`: {}", problem.1),
             );
         }
+        for key in labels::unread(&s.labels) {
+            self.ignore(
+                &format!("{base}.labels.{key}"),
+                format!("service `{name}`: label `{key}` has a supervisor prefix but is not one the supervisor reads (passed to the container as is)"),
+            );
+        }
         Some(s)
     }
 
@@ -483,7 +516,11 @@ impl Walker {
                     let p = format!("{path}.{dep}");
                     for (key, val) in self.entries(&p, cond) {
                         match (key.as_str(), val.as_str()) {
-                            ("condition", Some("service_started" | "service_healthy")) => {}
+                            ("condition", Some("service_started")) => {}
+                            ("condition", Some("service_healthy")) => self.ignore(
+                                &format!("{p}.condition"),
+                                "`service_healthy` is accepted but not waited for: services are only started in dependency order",
+                            ),
                             ("condition", _) => self.err(
                                 &format!("{p}.condition"),
                                 "expected service_started or service_healthy",

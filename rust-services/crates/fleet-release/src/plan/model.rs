@@ -104,6 +104,6 @@ pub struct CurrentState {
     pub images: BTreeSet<String>,
     pub volumes: BTreeSet<Owned>,
     pub networks: BTreeSet<Owned>,
-    /// Apps whose update lock is held (see [`crate::lock::is_held`]).
+    /// Apps whose update lock is held (the supervisor checks the flocks; see [`crate::update_lock`]).
     pub locked_apps: BTreeSet<String>,
 }

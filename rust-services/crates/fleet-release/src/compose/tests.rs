@@ -504,3 +504,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn check_lists_what_is_accepted_but_ignored() {
+    let yaml = r#"
+services:
+  web:
+    image: web
+    depends_on:
+      db: {condition: service_healthy}
+    labels:
+      io.balena.update.stratgy: hand-over
+      io.balena.features.dbus: "1"
+  db:
+    image: db
+"#;
+    let checked = check(yaml);
+    assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+    assert_eq!(checked.compose, Some(parse(yaml).unwrap()));
+    let paths: Vec<_> = checked.ignored.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "services.web.depends_on.db.condition",
+            "services.web.labels.io.balena.update.stratgy"
+        ]
+    );
+    assert!(checked.ignored[0].message.contains("not waited for"));
+
+    let bad = check("services:\n  web:\n    image: x\n    build: .\n");
+    assert!(bad.compose.is_none());
+    assert!(has(&bad.problems, "services.web.build", "unsupported key"));
+}

@@ -1,0 +1,201 @@
+//! `fleet compose check` and `fleet target check`, run as a process on the files in
+//! tests/data/release (written for these tests).
+
+use std::process::{Command, Output};
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/release");
+
+fn data(name: &str) -> String {
+    format!("{DATA}/{name}")
+}
+
+fn fleet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap()
+}
+
+#[test]
+fn good_compose_yaml_and_json_pass() {
+    let file = data("compose-good.yml");
+    let out = fleet(&["compose", "check", &file]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("{file}: valid: 2 services (dashboard, sensor)\n")
+    );
+
+    let file = data("compose-good.json");
+    let out = fleet(&["compose", "check", "--strict", &file]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out), format!("{file}: valid: 1 service (logger)\n"));
+}
+
+#[test]
+fn unsupported_key_is_named_with_its_path() {
+    let file = data("compose-unsupported-key.yml");
+    let out = fleet(&["compose", "check", &file]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(
+        stdout(&out),
+        format!("{file}: services.sensor.build: service `sensor`: unsupported key `build`\n")
+    );
+}
+
+#[test]
+fn bad_values_are_each_named_with_their_path() {
+    let file = data("compose-bad-value.yml");
+    let out = fleet(&["compose", "check", &file]);
+    assert_eq!(code(&out), 1);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{file}: services.dashboard.restart: service `dashboard`: restart `sometimes`"
+        )),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{file}: services.dashboard.ports[0]: `eighty`")),
+        "{text}"
+    );
+}
+
+#[test]
+fn not_yaml_is_a_problem_of_the_file() {
+    let file = data("compose-not-yaml.yml");
+    let out = fleet(&["compose", "check", &file]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stdout(&out).starts_with(&format!("{file}: (file): not valid YAML")),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn ignored_settings_warn_and_strict_refuses_them() {
+    let file = data("compose-ignored.yml");
+    let condition = "services.dashboard.depends_on.db.condition: `service_healthy` is accepted but not waited for";
+    let label = "services.dashboard.labels.io.balena.update.stratgy: service `dashboard`: label `io.balena.update.stratgy` has a supervisor prefix";
+
+    let out = fleet(&["compose", "check", &file]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("{file}: warning: {condition}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{file}: warning: {label}")),
+        "{text}"
+    );
+    assert!(text.ends_with(&format!("{file}: valid: 2 services (dashboard, db)\n")));
+
+    let out = fleet(&["compose", "check", "--strict", &file]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with(&format!("{file}: {condition}")),
+        "{text}"
+    );
+    assert!(lines[1].starts_with(&format!("{file}: {label}")), "{text}");
+}
+
+#[test]
+fn good_target_gets_a_line_per_app_and_service() {
+    let file = data("target-good.json");
+    let out = fleet(&["target", "check", &file]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let app = "5b1e7c9d2a4f4e3c8d0b1a2c3e4f5a6b";
+    let expected = [
+        format!(
+            "{file}: app {app} (weather-station): release 9e8d7c6b5a4f4e3d2c1b0a9f8e7d6c5b (id 412), 2 service(s)"
+        ),
+        // Start order: the dashboard depends on the sensor.
+        format!(
+            "{file}: app {app}: service sensor: registry.example/station-sensor:3, download-then-kill, network bridge"
+        ),
+        format!(
+            "{file}: app {app}: service dashboard: registry.example/station-dashboard:3, kill-then-download, network host"
+        ),
+        format!("{file}: app a1b2c3d4e5f64a7b8c9d0e1f2a3b4c5d (spare): no release, nothing runs"),
+    ];
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert_eq!(lines[..4], expected.map(|l| l.to_string())[..], "{text}");
+    // network + volume, two fetches, two create + start pairs.
+    assert_eq!(
+        lines[4],
+        format!(
+            "{file}: valid: device 0c3f9a2b7d1e4c5a8b6f0e1d2c3b4a59, 2 app(s), 2 service(s), 8 step(s) from an empty engine"
+        )
+    );
+}
+
+#[test]
+fn malformed_target_names_the_file() {
+    let file = data("target-malformed.json");
+    let out = fleet(&["target", "check", &file]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stdout(&out).starts_with(&format!("{file}: (file): not a JSON object: EOF")),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn invalid_target_names_each_compose_problem_with_its_path() {
+    let file = data("target-invalid.json");
+    let out = fleet(&["target", "check", &file]);
+    assert_eq!(code(&out), 1);
+    let release = "0c3f9a2b7d1e4c5a8b6f0e1d2c3b4a59.apps.5b1e7c9d2a4f4e3c8d0b1a2c3e4f5a6b.releases.9e8d7c6b5a4f4e3d2c1b0a9f8e7d6c5b";
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "{file}: {release}.composition:services.sensor.volumes[0]: service `sensor`: bind mount of `/dev/shm` refused"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{file}: {release}.composition:services.sensor.links: service `sensor`: unsupported key `links`"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn unreadable_files_exit_2_naming_the_file() {
+    for sub in ["compose", "target"] {
+        let file = data("no-such-file.json");
+        let out = fleet(&[sub, "check", &file]);
+        assert_eq!(code(&out), 2, "{sub}");
+        assert!(stdout(&out).is_empty());
+        assert_eq!(
+            stderr(&out),
+            format!("fleet: error: {file}: No such file or directory (os error 2)\n"),
+            "{sub}"
+        );
+    }
+    let out = fleet(&["compose", "check"]);
+    assert_eq!(code(&out), 2, "usage error");
+}
