@@ -413,6 +413,11 @@ impl Client {
             Connect::Unix(c) => return c.await.map_err(|(to, e)| failed(to, e)),
             Connect::Net(u, via) => (u, via),
         };
+        if u.https && !self.has_tls() {
+            return Err(Error::NoTls {
+                url: url.to_string(),
+            });
+        }
         let to = via.as_ref().map_or(&u.authority, |p| &p.authority);
         let tcp = TcpStream::connect(to)
             .await
@@ -425,6 +430,14 @@ impl Client {
             None => Box::new(tcp),
         };
         self.handshake(url, &u.host, io).await
+    }
+
+    fn has_tls(&self) -> bool {
+        match &self.transport {
+            #[cfg(feature = "tls")]
+            Transport::Net { tls, .. } => tls.is_some(),
+            _ => false,
+        }
     }
 
     #[cfg(feature = "tls")]

@@ -37,9 +37,9 @@ const MAX_ROUNDS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    /// The engine error is part of the message, not a separate source, so `{:#}` does
-    /// not print it twice.
-    #[error("{action}: {error}")]
+    /// The engine error (with its causes, in one line) is part of the message, not a
+    /// separate source, so `{:#}` does not print it twice.
+    #[error("{action}: {}", fleet_log::error::one_line(error))]
     Engine {
         action: String,
         error: fleet_engine::Error,

@@ -8,7 +8,7 @@ use crate::daemon::{ReconcileError, ServiceState, Subnet};
 use crate::plan::{LABEL_APP, LABEL_RELEASE, LABEL_SERVICE, LABEL_SUPERVISED};
 
 pub async fn from_engine(engine: &Engine) -> Result<Vec<ServiceState>, ReconcileError> {
-    let failed = |e: fleet_engine::Error| ReconcileError::Failed(e.to_string());
+    let failed = |e: fleet_engine::Error| ReconcileError::Failed(fleet_log::error::one_line(&e));
     let mut out = Vec::new();
     for c in engine.list_containers(true).await.map_err(failed)? {
         if !c.labels.contains_key(LABEL_SUPERVISED) {
@@ -41,7 +41,7 @@ pub async fn bridge_subnets(engine: &Engine) -> Result<Vec<Subnet>, ReconcileErr
     let networks = engine
         .list_networks()
         .await
-        .map_err(|e| ReconcileError::Failed(e.to_string()))?;
+        .map_err(|e| ReconcileError::Failed(fleet_log::error::one_line(&e)))?;
     let mut out = Vec::new();
     for n in networks.iter().filter(|n| n.driver == "bridge") {
         for pool in n.ipam.config.iter().filter(|p| !p.subnet.is_empty()) {

@@ -22,7 +22,7 @@ pub struct Timing {
 
 #[derive(Debug, thiserror::Error)]
 enum StepError {
-    #[error("{0}")]
+    #[error(transparent)]
     Engine(#[from] fleet_engine::Error),
     #[error("{0}")]
     Spec(#[from] spec::SpecError),
@@ -100,7 +100,7 @@ impl Host {
                 .backoff(self.engine_failures)
                 .min(Duration::from_secs(30));
             let reason = match ping {
-                Ok(Err(e)) => e.to_string(),
+                Ok(Err(e)) => fleet_log::error::one_line(&e),
                 _ => "no answer within 10 s".into(),
             };
             self.set_status(format!(
@@ -117,8 +117,9 @@ impl Host {
                     self.negotiated = true;
                 }
                 Err(e) => log::warn!(
-                    "engine version negotiation failed, using API {}: {e}",
-                    self.engine.api_version()
+                    "engine version negotiation failed, using API {}: {}",
+                    self.engine.api_version(),
+                    fleet_log::error::one_line(&e)
                 ),
             }
         }
@@ -133,6 +134,7 @@ impl Host {
                     .backoff(self.problem_failures)
                     .max(self.timing.check)
                     .min(self.timing.backoff_cap);
+                let e = fleet_log::error::one_line(&e);
                 self.set_status(format!("{e}; retry in {} ms", delay.as_millis()));
                 delay
             }
@@ -288,7 +290,7 @@ impl Host {
                         .stop_container(CONTAINER_NAME, self.timing.stop_timeout_s)
                         .await
                     {
-                        log::warn!("{e}");
+                        log::warn!("{}", fleet_log::error::one_line(&e));
                     }
                     self.unhealthy = 0;
                     // The next step sees it exited and restarts it with backoff.
@@ -320,7 +322,10 @@ impl Host {
         {
             Ok(Ok(())) => log::info!("{CONTAINER_NAME} stopped"),
             Ok(Err(e)) if e.is_not_found() => {}
-            Ok(Err(e)) => log::warn!("cannot stop {CONTAINER_NAME}: {e}"),
+            Ok(Err(e)) => log::warn!(
+                "cannot stop {CONTAINER_NAME}: {}",
+                fleet_log::error::one_line(&e)
+            ),
             Err(_) => log::warn!("{CONTAINER_NAME} did not stop within {} s", limit.as_secs()),
         }
     }
