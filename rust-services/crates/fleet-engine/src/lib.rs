@@ -1,14 +1,15 @@
 //! A small client for the Docker Engine API over its unix socket: just the endpoints the
-//! fleetOS host needs (ping, version, containers, images, image load). See README.md for
-//! why this is not bollard or hyper.
+//! fleetOS host needs (ping, version, containers, images, image load and pull, volumes,
+//! networks), on the workspace's HTTP client (`fleet_http::client`, hyper 1) with a timeout
+//! for every call. See README.md for why this is not bollard.
 
-pub mod http;
 pub mod types;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-pub use http::Body;
+use fleet_http::client::{self, Client, Lines, Method, Request, Timeouts};
 use serde::de::DeserializeOwned;
 pub use types::*;
 
@@ -16,15 +17,71 @@ pub use types::*;
 /// speaks 1.41, and every call used here exists since 1.25.
 pub const CLIENT_API_VERSION: &str = "1.41";
 
+/// Largest JSON answer read (a container or image list on a busy host).
+const MAX_JSON: usize = 16 * 1024 * 1024;
+/// Largest error answer read (its message goes into [`Error::Api`]).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Longest line of a streamed progress answer (load, pull).
+const MAX_PROGRESS_LINE: usize = 1024 * 1024;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Inspect, list, create, start, kill, tag, volumes, networks: the engine answers these at
+/// once unless it is wedged.
+const QUICK: Timeouts = Timeouts {
+    connect: Duration::from_secs(5),
+    response: Some(Duration::from_secs(60)),
+    idle: Some(Duration::from_secs(60)),
+    total: Some(Duration::from_secs(120)),
+};
+
+/// Removals (a container's or image's layers are deleted first; slow on vfs) and a stop
+/// with the container's own `StopTimeout` (unknown here).
+const SLOW: Timeouts = Timeouts {
+    connect: Duration::from_secs(5),
+    response: Some(Duration::from_secs(15 * 60)),
+    idle: Some(Duration::from_secs(60)),
+    total: Some(Duration::from_secs(16 * 60)),
+};
+
+/// A pull: the engine answers once the registry is reached and then streams progress; a
+/// layer being extracted can be silent for minutes, there is no limit on the whole.
+const PULL: Timeouts = Timeouts {
+    connect: Duration::from_secs(5),
+    response: Some(Duration::from_secs(5 * 60)),
+    idle: Some(Duration::from_secs(10 * 60)),
+    total: None,
+};
+
+/// A load: the tarball is sent while the engine imports it (the answer may only start at
+/// the end of a large one).
+const LOAD: Timeouts = Timeouts {
+    connect: Duration::from_secs(5),
+    response: Some(Duration::from_secs(60 * 60)),
+    idle: Some(Duration::from_secs(10 * 60)),
+    total: None,
+};
+
+/// A wait: answered when the container stops.
+const WAIT: Timeouts = Timeouts {
+    connect: Duration::from_secs(5),
+    response: Some(Duration::from_secs(24 * 60 * 60)),
+    idle: Some(Duration::from_secs(60)),
+    total: None,
+};
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("engine socket {socket}: {source}")]
-    Io {
-        socket: PathBuf,
-        source: std::io::Error,
+    /// The exchange itself failed (no socket, a timeout, a broken answer); it names the
+    /// socket and path.
+    #[error(transparent)]
+    Http(#[from] client::Error),
+    #[error("engine {path}: cannot encode the request")]
+    Encode {
+        path: String,
+        #[source]
+        source: serde_json::Error,
     },
-    #[error("engine protocol error: {0}")]
-    Protocol(String),
     #[error("engine {method} {path}: HTTP {status}: {message}")]
     Api {
         method: &'static str,
@@ -32,18 +89,29 @@ pub enum Error {
         status: u16,
         message: String,
     },
-    #[error("engine {path}: cannot decode response: {source}")]
+    #[error("engine {path}: cannot decode the response")]
     Decode {
         path: String,
+        #[source]
         source: serde_json::Error,
     },
-    #[error("image load: {0}")]
-    Load(String),
-    #[error("{path}: {source}")]
+    /// An `error` message in a streamed progress answer (load, pull).
+    #[error("engine {path}: {message}")]
+    Progress { path: String, message: String },
+    #[error("{path}: cannot read", path = path.display())]
     File {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
+}
+
+/// A request body.
+enum Body {
+    Empty,
+    Json(Vec<u8>),
+    /// A tarball of known length, streamed as it is read.
+    Tar(tokio::fs::File, u64),
 }
 
 impl Error {
@@ -55,6 +123,7 @@ impl Error {
 
 #[derive(Debug, Clone)]
 pub struct Engine {
+    client: Client,
     socket: PathBuf,
     version: String,
 }
@@ -62,8 +131,10 @@ pub struct Engine {
 impl Engine {
     /// A client using [`CLIENT_API_VERSION`] until [`Engine::negotiate`] is called.
     pub fn new(socket: impl Into<PathBuf>) -> Self {
+        let socket = socket.into();
         Engine {
-            socket: socket.into(),
+            client: Client::unix(&socket),
+            socket,
             version: CLIENT_API_VERSION.into(),
         }
     }
@@ -111,10 +182,10 @@ impl Engine {
         name: &str,
         spec: &CreateContainer,
     ) -> Result<String, Error> {
-        let body = serde_json::to_vec(spec).map_err(|e| Error::Protocol(e.to_string()))?;
         let path = format!("/containers/create?name={}", encode(name));
+        let body = serde_json::to_vec(spec).map_err(encode_error(&path))?;
         let r = self.call("POST", &path, Body::Json(body), true).await?;
-        let created: Created = decode(&path, &r)?;
+        let created: Created = decode(&path, r).await?;
         Ok(created.id)
     }
 
@@ -132,7 +203,16 @@ impl Engine {
     /// Stops with SIGTERM, then SIGKILL after `timeout_s`. Already stopped is fine.
     pub async fn stop_container(&self, name: &str, timeout_s: u32) -> Result<(), Error> {
         let path = format!("/containers/{}/stop?t={timeout_s}", encode(name));
-        match self.call("POST", &path, Body::Empty, true).await {
+        let grace = SECOND * timeout_s.saturating_add(60);
+        let timeouts = Timeouts {
+            response: Some(grace),
+            total: Some(grace + SECOND * 60),
+            ..QUICK
+        };
+        match self
+            .call_with("POST", &path, Body::Empty, true, timeouts)
+            .await
+        {
             Err(Error::Api { status: 304, .. }) => Ok(()),
             r => r.map(|_| ()),
         }
@@ -152,7 +232,10 @@ impl Engine {
     /// Removes the container (and anonymous volumes only when `volumes`). Missing is fine.
     pub async fn remove_container(&self, name: &str, force: bool) -> Result<(), Error> {
         let path = format!("/containers/{}?force={}&v=0", encode(name), force as u8);
-        match self.call("DELETE", &path, Body::Empty, true).await {
+        match self
+            .call_with("DELETE", &path, Body::Empty, true, SLOW)
+            .await
+        {
             Err(e) if e.is_not_found() => Ok(()),
             r => r.map(|_| ()),
         }
@@ -161,8 +244,10 @@ impl Engine {
     /// Blocks until the container stops; returns its exit code.
     pub async fn wait_container(&self, name: &str) -> Result<i64, Error> {
         let path = format!("/containers/{}/wait", encode(name));
-        let r = self.call("POST", &path, Body::Empty, true).await?;
-        let w: WaitResponse = decode(&path, &r)?;
+        let r = self
+            .call_with("POST", &path, Body::Empty, true, WAIT)
+            .await?;
+        let w: WaitResponse = decode(&path, r).await?;
         Ok(w.status_code)
     }
 
@@ -174,23 +259,22 @@ impl Engine {
         )
     }
 
-    /// `docker load`: streams a tarball to the engine; returns the lines it reported.
+    /// `docker load`: streams a tarball to the engine; returns the lines it reported, read
+    /// as they come.
     pub async fn load_image(&self, tarball: &Path) -> Result<Vec<String>, Error> {
         let file_err = |source| Error::File {
             path: tarball.into(),
             source,
         };
-        let mut file = tokio::fs::File::open(tarball).await.map_err(file_err)?;
+        let file = tokio::fs::File::open(tarball).await.map_err(file_err)?;
         let len = file.metadata().await.map_err(file_err)?.len();
+        let path = "/images/load?quiet=1";
         let r = self
-            .call(
-                "POST",
-                "/images/load?quiet=1",
-                Body::Tar(&mut file, len),
-                true,
-            )
+            .call_with("POST", path, Body::Tar(file, len), true, LOAD)
             .await?;
-        progress_lines("/images/load", &r.body)
+        let mut lines = Vec::new();
+        progress(path, r.lines(MAX_PROGRESS_LINE), |line| lines.push(line)).await?;
+        Ok(lines)
     }
 
     /// Containers carrying `label` (`key` or `key=value`), stopped ones included.
@@ -209,7 +293,7 @@ impl Engine {
     /// Already stopped is fine.
     pub async fn stop_container_default(&self, name: &str) -> Result<(), Error> {
         let path = format!("/containers/{}/stop", encode(name));
-        match self.call("POST", &path, Body::Empty, true).await {
+        match self.call_with("POST", &path, Body::Empty, true, SLOW).await {
             Err(Error::Api { status: 304, .. }) => Ok(()),
             r => r.map(|_| ()),
         }
@@ -231,7 +315,10 @@ impl Engine {
     /// Missing is fine; in use is an error (HTTP 409).
     pub async fn remove_image(&self, name: &str) -> Result<(), Error> {
         let path = format!("/images/{}", encode(name));
-        match self.call("DELETE", &path, Body::Empty, true).await {
+        match self
+            .call_with("DELETE", &path, Body::Empty, true, SLOW)
+            .await
+        {
             Err(e) if e.is_not_found() => Ok(()),
             r => r.map(|_| ()),
         }
@@ -251,7 +338,8 @@ impl Engine {
     }
 
     /// `docker pull` without registry credentials: `reference` is `repo[:tag]` or
-    /// `repo@digest`. The engine streams progress; an `error` in it fails the pull.
+    /// `repo@digest`. The engine streams progress (read line by line, nothing kept); an
+    /// `error` in it fails the pull.
     pub async fn pull_image(&self, reference: &str) -> Result<(), Error> {
         let (repo, tag) = split_reference(reference);
         let path = format!(
@@ -259,8 +347,11 @@ impl Engine {
             encode(repo),
             encode(tag)
         );
-        let r = self.call("POST", &path, Body::Empty, true).await?;
-        progress_lines(&path, &r.body).map(|_| ())
+        let r = self
+            .call_with("POST", &path, Body::Empty, true, PULL)
+            .await?;
+        // Thousands of progress lines for a large image: read and dropped as they come.
+        progress(&path, r.lines(MAX_PROGRESS_LINE), |_| {}).await
     }
 
     /// Volumes carrying `label` (`key` or `key=value`).
@@ -273,7 +364,7 @@ impl Engine {
 
     /// Creates a volume; an existing volume of that name is returned as is by the engine.
     pub async fn create_volume(&self, spec: &CreateVolume) -> Result<(), Error> {
-        let body = serde_json::to_vec(spec).map_err(|e| Error::Protocol(e.to_string()))?;
+        let body = serde_json::to_vec(spec).map_err(encode_error("/volumes/create"))?;
         self.call("POST", "/volumes/create", Body::Json(body), true)
             .await
             .map(|_| ())
@@ -301,7 +392,7 @@ impl Engine {
 
     /// Creates a network; one of the same name existing already is fine.
     pub async fn create_network(&self, spec: &CreateNetwork) -> Result<(), Error> {
-        let body = serde_json::to_vec(spec).map_err(|e| Error::Protocol(e.to_string()))?;
+        let body = serde_json::to_vec(spec).map_err(encode_error("/networks/create"))?;
         match self
             .call("POST", "/networks/create", Body::Json(body), true)
             .await
@@ -337,7 +428,7 @@ impl Engine {
             container,
             endpoint_config: endpoint,
         })
-        .map_err(|e| Error::Protocol(e.to_string()))?;
+        .map_err(encode_error("/networks/connect"))?;
         let path = format!("/networks/{}/connect", encode(network));
         self.call("POST", &path, Body::Json(body), true)
             .await
@@ -346,62 +437,101 @@ impl Engine {
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str, versioned: bool) -> Result<T, Error> {
         let r = self.call("GET", path, Body::Empty, versioned).await?;
-        decode(path, &r)
+        decode(path, r).await
     }
 
+    /// A call with the [`QUICK`] timeouts.
     async fn call(
         &self,
         method: &'static str,
         path: &str,
-        body: Body<'_>,
+        body: Body,
         versioned: bool,
-    ) -> Result<http::Response, Error> {
+    ) -> Result<client::Response, Error> {
+        self.call_with(method, path, body, versioned, QUICK).await
+    }
+
+    /// The answer when it is a 2xx, else [`Error::Api`] with the engine's message.
+    async fn call_with(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Body,
+        versioned: bool,
+        timeouts: Timeouts,
+    ) -> Result<client::Response, Error> {
         let target = if versioned {
             format!("/v{}{path}", self.version)
         } else {
             path.to_string()
         };
-        let r = http::request(&self.socket, method, &target, body).await?;
-        if (200..300).contains(&r.status) {
+        let verb = match method {
+            "POST" => Method::POST,
+            "DELETE" => Method::DELETE,
+            _ => Method::GET,
+        };
+        let request = Request::new(verb, target).timeouts(timeouts);
+        let request = match body {
+            Body::Empty => request,
+            Body::Json(b) => request.json(b),
+            Body::Tar(file, len) => request
+                .header("content-type", "application/x-tar")
+                .body(client::Body::reader(file, len)),
+        };
+        let r = self.client.send(request).await?;
+        let status = r.status().as_u16();
+        if (200..300).contains(&status) {
             return Ok(r);
         }
-        let message = serde_json::from_slice::<ErrorMessage>(&r.body)
+        let body = r.bytes(MAX_ERROR_BODY).await?;
+        let message = serde_json::from_slice::<ErrorMessage>(&body)
             .map(|m| m.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&r.body).trim().to_string());
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_string());
         Err(Error::Api {
             method,
             path: path.to_string(),
-            status: r.status,
+            status,
             message,
         })
     }
 }
 
-fn decode<T: DeserializeOwned>(path: &str, r: &http::Response) -> Result<T, Error> {
-    serde_json::from_slice(&r.body).map_err(|source| Error::Decode {
+async fn decode<T: DeserializeOwned>(path: &str, r: client::Response) -> Result<T, Error> {
+    let body = r.bytes(MAX_JSON).await?;
+    serde_json::from_slice(&body).map_err(|source| Error::Decode {
         path: path.into(),
         source,
     })
 }
 
-/// A streamed progress answer (a sequence of JSON messages): its text lines, or the first
-/// `error` it reports.
-fn progress_lines(path: &str, body: &[u8]) -> Result<Vec<String>, Error> {
-    let mut lines = Vec::new();
-    let stream = serde_json::Deserializer::from_slice(body).into_iter::<LoadMessage>();
-    for msg in stream {
-        let msg = msg.map_err(|e| Error::Decode {
-            path: path.into(),
-            source: e,
-        })?;
-        if let Some(err) = msg.error {
-            return Err(Error::Load(err));
-        }
-        if let Some(s) = msg.stream.or(msg.status) {
-            lines.push(s.trim().to_string());
+fn encode_error(path: &str) -> impl FnOnce(serde_json::Error) -> Error + '_ {
+    move |source| Error::Encode {
+        path: path.into(),
+        source,
+    }
+}
+
+/// Reads a streamed progress answer (JSON messages, one a line) as it arrives: each text
+/// line goes to `line`; the first `error` message fails it.
+async fn progress(path: &str, mut lines: Lines, mut line: impl FnMut(String)) -> Result<(), Error> {
+    while let Some(raw) = lines.next_line().await? {
+        for msg in serde_json::Deserializer::from_slice(&raw).into_iter::<LoadMessage>() {
+            let msg = msg.map_err(|source| Error::Decode {
+                path: path.into(),
+                source,
+            })?;
+            if let Some(message) = msg.error {
+                return Err(Error::Progress {
+                    path: path.into(),
+                    message,
+                });
+            }
+            if let Some(s) = msg.stream.or(msg.status) {
+                line(s.trim().to_string());
+            }
         }
     }
-    Ok(lines)
+    Ok(())
 }
 
 /// `{"label":["key=value"]}`, percent-encoded for a query string.
@@ -472,6 +602,103 @@ mod tests {
         assert_eq!(split_reference("host:5000/b"), ("host:5000/b", "latest"));
         assert_eq!(split_reference("b@sha256:ff"), ("b", "sha256:ff"));
         assert_eq!(split_reference("host:5000/b:2"), ("host:5000/b", "2"));
+    }
+
+    /// A stand-in engine on a unix socket: answers each connection with the next of
+    /// `answers` after reading the request (header and `Content-Length` body); returns the
+    /// requests it saw.
+    async fn fake_engine(
+        dir: &Path,
+        answers: Vec<&'static [u8]>,
+    ) -> (Engine, tokio::task::JoinHandle<Vec<(String, usize)>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = dir.join("docker.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for answer in answers {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    s.read_exact(&mut byte).await.unwrap();
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8(head).unwrap();
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                s.read_exact(&mut body).await.unwrap();
+                s.write_all(answer).await.unwrap();
+                seen.push((head.lines().next().unwrap().to_string(), len));
+            }
+            seen
+        });
+        (Engine::new(socket), task)
+    }
+
+    #[tokio::test]
+    async fn load_streams_the_tarball_and_reads_progress_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let tarball = dir.path().join("img.tar");
+        std::fs::write(&tarball, vec![7u8; 300_000]).unwrap();
+        let (engine, seen) = fake_engine(
+            dir.path(),
+            vec![b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n{\"stream\":\"Loaded image: a\\n\"}\r\n\r\n0\r\n\r\n"],
+        )
+        .await;
+        let lines = engine.load_image(&tarball).await.unwrap();
+        assert_eq!(lines, ["Loaded image: a"]);
+        let seen = seen.await.unwrap();
+        assert_eq!(
+            seen,
+            [(
+                "POST /v1.41/images/load?quiet=1 HTTP/1.1".to_string(),
+                300_000
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn pull_fails_on_an_error_in_the_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = fake_engine(
+            dir.path(),
+            vec![
+                b"HTTP/1.1 200 OK\r\nContent-Length: 52\r\n\r\n{\"status\":\"Pulling\"}\r\n{\"error\":\"manifest unknown\"}\r\n\r\n",
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 27\r\n\r\n{\"message\":\"No such image\"}",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[{\"Id\":",
+            ],
+        )
+        .await;
+        let e = engine.pull_image("a/b:1").await.unwrap_err();
+        assert!(
+            matches!(&e, Error::Progress { message, .. } if message == "manifest unknown"),
+            "{e:?}"
+        );
+        let e = engine.remove_container("x", true).await;
+        assert!(e.is_ok(), "404 on remove is fine: {e:?}");
+        // A body cut short is an error, not a truncated list.
+        let e = engine.list_images().await.unwrap_err();
+        assert!(
+            matches!(e, Error::Http(fleet_http::client::Error::Body { .. })),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_socket_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(dir.path().join("none.sock"));
+        let e = engine.ping().await.unwrap_err();
+        assert!(e.to_string().contains("none.sock"), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The workspace's HTTP/1.1 stack, on hyper 1: a server loop with a connection limit and a
-//! header-read timeout ([`server`]). hyper does the parsing: it answers `100-continue`,
-//! refuses duplicate or invalid `Content-Length` (`+5`, `5, 6`) and request smuggling
-//! (`Transfer-Encoding` with `Content-Length`) with 400 before a handler runs.
+//! header-read timeout ([`server`]), and the one HTTP client ([`client`]: unix socket, TCP,
+//! TLS, proxies, per-call timeouts, streamed bodies). hyper does the parsing: it answers
+//! `100-continue`, refuses duplicate or invalid `Content-Length` (`+5`, `5, 6`) and request
+//! smuggling (`Transfer-Encoding` with `Content-Length`) with 400 before a handler runs, and
+//! on the client side refuses bad framing and bodies cut short.
 
+pub mod client;
 pub mod server;
 
 pub use bytes::Bytes;

@@ -248,16 +248,13 @@ fn healthcheck(port: Option<u16>) -> anyhow::Result<bool> {
         },
     };
     let url = format!("http://127.0.0.1:{port}/v1/healthy");
-    let answer = runtime()?.block_on(async {
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            daemon::client::get(&url, &[], None),
-        )
-        .await
-    });
-    let response = answer
-        .map_err(|_| anyhow::anyhow!("{url}: no answer within 10 s"))?
-        .map_err(anyhow::Error::from)?;
+    let response = runtime()?.block_on(daemon::client::get(
+        &url,
+        &[],
+        None,
+        daemon::client::Route::Direct,
+        Duration::from_secs(10),
+    ))?;
     if response.status != 200 {
         eprintln!(
             "fleet-supervisor: {url}: HTTP {}: {}",

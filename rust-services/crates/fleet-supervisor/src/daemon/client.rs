@@ -1,38 +1,30 @@
-//! A minimal HTTP/1.1 client over TCP (or TLS, for `https://`) for the target poll, the
-//! state report and the healthcheck: one request per connection (`Connection: close`),
-//! response parsing shared with `fleet-engine`.
+//! The cloud client (target poll, state report) and the healthcheck's request, on the
+//! workspace's HTTP client (`fleet_http::client`, hyper 1): TLS for `https://` with the
+//! trust roots of [`super::tls`], proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` for
+//! the cloud ([`Route::ProxyFromEnv`]), a limit on the whole call and on the answer's size.
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use std::time::Duration;
+
+use fleet_http::client::{self, Client, Method, Proxy, ProxyError, Request, Timeouts};
 
 use super::tls::{self, Tls};
 
-pub use fleet_engine::http::Response;
-
 /// Largest response accepted (a target state is at most 4 MiB).
 const MAX_RESPONSE: usize = fleet_release::target::MAX_TARGET_BYTES + 64 * 1024;
+/// Connecting (TCP, proxy tunnel, TLS handshake) may take this long of the call's time.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A whole answer, whatever its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{url}: {reason}")]
-    Url { url: String, reason: String },
-    #[error("{url}: no TLS trust roots ({reason})")]
-    NoTls { url: String, reason: String },
-    #[error("{url}: cannot connect to {authority}")]
-    Connect {
-        url: String,
-        authority: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{url}: {host} is not a valid TLS server name")]
-    TlsName {
-        url: String,
-        host: String,
-        #[source]
-        source: rustls::pki_types::InvalidDnsNameError,
-    },
-    /// `what` says what went wrong in words (an untrusted certificate, a name mismatch).
+    /// A failed handshake; `what` says why in words (an untrusted certificate, a name
+    /// mismatch, an expired one).
     #[error("{url}: {what}")]
     Tls {
         url: String,
@@ -40,225 +32,93 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{url}: the exchange with {authority} failed")]
-    Exchange {
-        url: String,
-        authority: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{url}: bad response")]
-    Response {
+    #[error("{url}: the proxy settings are unusable")]
+    Proxy {
         url: String,
         #[source]
-        source: fleet_engine::Error,
+        source: ProxyError,
     },
+    /// Anything else: it names the URL and chains its cause.
+    #[error(transparent)]
+    Http(client::Error),
 }
 
-/// An `http[s]://host[:port][/base]` URL taken apart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
-    pub https: bool,
-    /// The host name or address the certificate must be valid for (no brackets).
-    pub host: String,
-    /// `host:port` to connect to (IPv6 literals in brackets).
-    pub authority: String,
-    /// The `Host` header value.
-    pub host_header: String,
-    /// Path and query, starting with `/`.
-    pub path: String,
+impl From<client::Error> for ClientError {
+    fn from(e: client::Error) -> ClientError {
+        match e {
+            client::Error::Tls { url, host, source } => ClientError::Tls {
+                url,
+                what: tls::describe_failure(&source, &host),
+                source,
+            },
+            other => ClientError::Http(other),
+        }
+    }
 }
 
-pub fn parse_url(url: &str) -> Result<Url, ClientError> {
-    let bad = |reason: &str| ClientError::Url {
-        url: url.to_string(),
-        reason: reason.to_string(),
-    };
-    let lower = url.to_ascii_lowercase();
-    let https = lower.starts_with("https://");
-    let rest = if https {
-        &url[8..]
-    } else {
-        url.get(7..)
-            .filter(|_| lower.starts_with("http://"))
-            .ok_or_else(|| bad("not an http:// or https:// URL"))?
-    };
-    let (host_port, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if host_port.is_empty() || host_port.contains('@') {
-        return Err(bad("missing host (or user info, which is not supported)"));
-    }
-    // A port follows the last `:` unless that `:` is inside an IPv6 literal.
-    let (host, port) = match host_port.rfind(':') {
-        Some(i) if !host_port[i..].contains(']') => (&host_port[..i], Some(&host_port[i + 1..])),
-        _ => (host_port, None),
-    };
-    if host.is_empty() {
-        return Err(bad("missing host"));
-    }
-    if let Some(port) = port {
-        port.parse::<u16>().map_err(|_| bad("bad port"))?;
-    }
-    let has_port = port.is_some();
-    Ok(Url {
-        https,
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        authority: if has_port {
-            host_port.to_string()
-        } else {
-            format!("{host_port}:{}", if https { 443 } else { 80 })
-        },
-        host_header: host_port.to_string(),
-        path: path.to_string(),
-    })
+/// How a request reaches its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Straight there (the healthcheck, the local API).
+    Direct,
+    /// Through the proxy the environment names for the URL's scheme, unless `NO_PROXY`
+    /// lists the host (the cloud).
+    ProxyFromEnv,
 }
 
-/// `GET url` with extra headers; the whole response, whatever its status. `tls` is needed
-/// for `https://` URLs only.
+/// `GET url` with extra headers. `tls` is needed for `https://` URLs only; the whole call
+/// (connect, answer, body) gets `timeout`.
 pub async fn get(
     url: &str,
     headers: &[(&str, &str)],
     tls: Option<&Tls>,
+    route: Route,
+    timeout: Duration,
 ) -> Result<Response, ClientError> {
-    request("GET", url, headers, b"", tls).await
+    request(Method::GET, url, headers, b"", tls, route, timeout).await
 }
 
 pub async fn request(
-    method: &str,
+    method: Method,
     url: &str,
     headers: &[(&str, &str)],
     body: &[u8],
     tls: Option<&Tls>,
+    route: Route,
+    timeout: Duration,
 ) -> Result<Response, ClientError> {
-    let u = parse_url(url)?;
-    let stream = TcpStream::connect(&u.authority)
-        .await
-        .map_err(|source| ClientError::Connect {
+    let proxy = match route {
+        Route::Direct => Proxy::none(),
+        Route::ProxyFromEnv => Proxy::from_env().map_err(|source| ClientError::Proxy {
             url: url.to_string(),
-            authority: u.authority.clone(),
             source,
-        })?;
-    let tls_failure = |source: std::io::Error| ClientError::Tls {
-        url: url.to_string(),
-        what: tls::describe_failure(&source, &u.host),
-        source,
+        })?,
     };
-    let mut head = format!(
-        "{method} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n",
-        u.path,
-        u.host_header,
-        body.len()
-    );
+    let client = match tls {
+        Some(tls) => Client::tls(tls.config.clone(), proxy),
+        None => Client::tcp(proxy),
+    };
+    let mut req = Request::new(method, url)
+        .header("accept", "application/json")
+        .timeouts(Timeouts::total(CONNECT_TIMEOUT.min(timeout), timeout));
     for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+        req = req.header(*name, *value);
     }
-    head.push_str("\r\n");
-    let raw = if u.https {
-        let tls = tls.ok_or_else(|| ClientError::NoTls {
-            url: url.to_string(),
-            reason: "none configured".into(),
-        })?;
-        let name = rustls::pki_types::ServerName::try_from(u.host.clone()).map_err(|source| {
-            ClientError::TlsName {
-                url: url.to_string(),
-                host: u.host.clone(),
-                source,
-            }
-        })?;
-        let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-        let stream = connector.connect(name, stream).await.map_err(tls_failure)?;
-        exchange(stream, head.as_bytes(), body)
-            .await
-            .map_err(tls_failure)?
-    } else {
-        exchange(stream, head.as_bytes(), body)
-            .await
-            .map_err(|source| ClientError::Exchange {
-                url: url.to_string(),
-                authority: u.authority.clone(),
-                source,
-            })?
-    };
-    fleet_engine::http::parse_response(&raw).map_err(|source| ClientError::Response {
-        url: url.to_string(),
-        source,
+    if !body.is_empty() {
+        req = req.body(body.to_vec().into());
+    }
+    let answer = client.send(req).await?;
+    let status = answer.status().as_u16();
+    let body = answer.bytes(MAX_RESPONSE).await?;
+    Ok(Response {
+        status,
+        body: body.to_vec(),
     })
-}
-
-/// Sends the request and reads the response until the server closes the connection.
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    head: &[u8],
-    body: &[u8],
-) -> std::io::Result<Vec<u8>> {
-    stream.write_all(head).await?;
-    stream.write_all(body).await?;
-    stream.flush().await?;
-    let mut raw = Vec::with_capacity(4096);
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = match stream.read(&mut buf).await {
-            Ok(n) => n,
-            // Many servers close a TLS connection without close_notify once the response is
-            // out; the response parser still refuses a truncated body.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => 0,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            break;
-        }
-        if raw.len() + n > MAX_RESPONSE {
-            return Err(std::io::Error::other(format!(
-                "response larger than {MAX_RESPONSE} bytes"
-            )));
-        }
-        raw.extend_from_slice(&buf[..n]);
-    }
-    Ok(raw)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn takes_urls_apart() {
-        let u = parse_url("http://api.example:8080/base").unwrap();
-        assert_eq!(u.authority, "api.example:8080");
-        assert_eq!(u.path, "/base");
-        let u = parse_url("http://10.0.0.1").unwrap();
-        assert_eq!(
-            (u.authority.as_str(), u.path.as_str()),
-            ("10.0.0.1:80", "/")
-        );
-        let u = parse_url("http://[::1]:48484/v1/healthy").unwrap();
-        assert_eq!(u.authority, "[::1]:48484");
-        assert_eq!(parse_url("http://[::1]/").unwrap().authority, "[::1]:80");
-    }
-
-    #[test]
-    fn takes_https_urls_apart() {
-        let u = parse_url("https://api.balena-cloud.com").unwrap();
-        assert!(u.https);
-        assert_eq!(u.authority, "api.balena-cloud.com:443");
-        assert_eq!(u.host, "api.balena-cloud.com");
-        let u = parse_url("HTTPS://[::1]:8443/x").unwrap();
-        assert_eq!((u.host.as_str(), u.path.as_str()), ("::1", "/x"));
-    }
-
-    #[test]
-    fn refuses_junk_with_the_reason() {
-        assert!(parse_url("ftp://x").is_err());
-        assert!(parse_url("http://:80/").is_err());
-        assert!(parse_url("http:///").is_err());
-        assert!(parse_url("http://host:99999/").is_err());
-        assert!(parse_url("http://user@host/").is_err());
-    }
 
     #[tokio::test]
     async fn a_refused_connection_names_the_url_and_chains_the_cause() {
@@ -269,15 +129,37 @@ mod tests {
             .unwrap()
             .port();
         let url = format!("http://127.0.0.1:{port}/v1/healthy");
-        let Err(e) = get(&url, &[], None).await else {
+        let Err(e) = get(&url, &[], None, Route::Direct, Duration::from_secs(5)).await else {
             panic!("{url} answered");
         };
-        assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
+        assert!(
+            matches!(e, ClientError::Http(client::Error::Connect { .. })),
+            "{e:?}"
+        );
         assert_eq!(
             e.to_string(),
             format!("{url}: cannot connect to 127.0.0.1:{port}")
         );
         let line = fleet_log::error::one_line(&e);
         assert!(line.len() > e.to_string().len(), "{line}");
+    }
+
+    #[tokio::test]
+    async fn https_without_trust_roots_is_refused() {
+        let Err(e) = get(
+            "https://127.0.0.1:1/",
+            &[],
+            None,
+            Route::Direct,
+            Duration::from_secs(5),
+        )
+        .await
+        else {
+            panic!("answered");
+        };
+        assert!(
+            matches!(e, ClientError::Http(client::Error::NoTls { .. })),
+            "{e:?}"
+        );
     }
 }

@@ -135,24 +135,21 @@ async fn poll<R>(shared: &Shared<R>) {
         }
     };
     let auth = format!("Bearer {key}");
-    let result = tokio::time::timeout(
+    let result = client::get(
+        &url,
+        &[("Authorization", auth.as_str())],
+        tls,
+        client::Route::ProxyFromEnv,
         POLL_TIMEOUT,
-        client::get(&url, &[("Authorization", auth.as_str())], tls),
     )
     .await;
     let response = match result {
-        Err(_) => {
-            log::warn!(
-                "target poll {url}: no answer within {POLL_TIMEOUT:?}; keeping the last good target"
-            );
-            return;
-        }
-        Ok(Err(e)) => {
+        Err(e) => {
             let e = fleet_log::error::one_line(&e);
             log::warn!("target poll failed: {e}; keeping the last good target");
             return;
         }
-        Ok(Ok(r)) => r,
+        Ok(r) => r,
     };
     if response.status != 200 {
         log::warn!(

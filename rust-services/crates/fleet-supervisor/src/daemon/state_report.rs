@@ -142,16 +142,20 @@ pub async fn send_if_due<R: Reconciler>(shared: &Shared<R>) {
         ("Authorization", auth.as_str()),
         ("Content-Type", "application/json"),
     ];
-    let sent = tokio::time::timeout(
+    let sent = client::request(
+        fleet_http::client::Method::PATCH,
+        &url,
+        &headers,
+        &bytes,
+        tls,
+        client::Route::ProxyFromEnv,
         REPORT_TIMEOUT,
-        client::request("PATCH", &url, &headers, &bytes, tls),
     )
     .await;
     let problem = match sent {
-        Err(_) => Some(format!("{url}: no answer within {REPORT_TIMEOUT:?}")),
-        Ok(Err(e)) => Some(fleet_log::error::one_line(&e)),
-        Ok(Ok(r)) if (200..300).contains(&r.status) => None,
-        Ok(Ok(r)) => Some(format!("{url}: HTTP {}", r.status)),
+        Err(e) => Some(fleet_log::error::one_line(&e)),
+        Ok(r) if (200..300).contains(&r.status) => None,
+        Ok(r) => Some(format!("{url}: HTTP {}", r.status)),
     };
     match problem {
         None => {

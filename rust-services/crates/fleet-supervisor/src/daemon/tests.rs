@@ -161,9 +161,18 @@ async fn call(
     let url = format!("http://{addr}{path}");
     let auth = key.map(|k| format!("Bearer {k}"));
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-    let r = client::request(method, &url, &headers, body.as_bytes(), None)
-        .await
-        .unwrap();
+    let method = fleet_http::client::Method::from_bytes(method.as_bytes()).unwrap();
+    let r = client::request(
+        method,
+        &url,
+        &headers,
+        body.as_bytes(),
+        None,
+        client::Route::Direct,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     (r.status, String::from_utf8_lossy(&r.body).into_owned())
 }
 
