@@ -88,21 +88,14 @@ impl KeyValues {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let Some((key, value)) = trimmed.split_once('=') else {
+            let split = trimmed.split_once('=').map(|(k, v)| (k.trim(), v));
+            let Some((key, value)) = split.filter(|(k, _)| !k.is_empty()) else {
                 return Err(KeyValueError::Syntax {
                     path: path.into(),
                     line,
                     text: trimmed.into(),
                 });
             };
-            let key = key.trim();
-            if key.is_empty() {
-                return Err(KeyValueError::Syntax {
-                    path: path.into(),
-                    line,
-                    text: trimmed.into(),
-                });
-            }
             if !known.contains(&key) {
                 return Err(KeyValueError::UnknownKey {
                     path: path.into(),
