@@ -2,15 +2,17 @@
 //! async runtime or network (the supervisor's `exec` runs the plans).
 //!
 //! - [`compose`]: balena's documented subset of Compose v2.1 → typed service specs;
+//! - [`network_mode`]: a service's network mode, shared by compose and labels;
 //! - [`labels`]: `io.fleet.` / `io.balena.` / `io.resin.` feature labels → container settings;
-//! - [`target`]: the target-state JSON (close to balena's v3 `/device/v3/<uuid>/state`);
+//! - [`target_state`]: the target-state JSON (close to balena's v3 `/device/v3/<uuid>/state`);
 //! - [`plan`]: the pure planner from current + target state to ordered steps;
 //! - [`update_lock`]: names and paths of the per-app update-lock directories.
 
 pub mod compose;
 pub mod labels;
+pub mod network_mode;
 pub mod plan;
-pub mod target;
+pub mod target_state;
 pub mod update_lock;
 
 /// One finding of a validator: the path of the offending value (`services.web.volumes[0]`)

@@ -1,10 +1,10 @@
 //! Target-state files: reading one (`apply`, `plan`, `check-target`) and the local-mode
-//! target below the root prefix. The document itself is `fleet_release::target`'s.
+//! target below the root prefix. The document itself is `fleet_release::target_state`'s.
 
 use std::path::{Path, PathBuf};
 
 use fleet_fs::{FsError, Root};
-use fleet_release::target::{self, TargetError, TargetState};
+use fleet_release::target_state::{self, TargetError, TargetState};
 
 /// Local-mode target file, below the root prefix.
 pub const LOCAL_TARGET_FILE: &str = "/mnt/data/fleet-supervisor/target.json";
@@ -36,7 +36,7 @@ pub fn load(path: &Path) -> Result<TargetState, TargetFileError> {
         path: path.to_path_buf(),
         source,
     })?;
-    target::parse(&bytes).map_err(|source| TargetFileError::Invalid {
+    target_state::parse(&bytes).map_err(|source| TargetFileError::Invalid {
         path: path.to_path_buf(),
         source,
     })
@@ -55,7 +55,7 @@ pub fn load_local(root: &Root) -> Result<Option<TargetState>, TargetFileError> {
 /// document leaves the last good target in place.
 pub fn save_local(root: &Root, bytes: &[u8]) -> Result<TargetState, TargetFileError> {
     let path = root.path(LOCAL_TARGET_FILE);
-    let state = target::parse(bytes).map_err(|source| TargetFileError::Invalid {
+    let state = target_state::parse(bytes).map_err(|source| TargetFileError::Invalid {
         path: path.clone(),
         source,
     })?;

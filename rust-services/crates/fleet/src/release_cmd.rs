@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use fleet_release::labels::HostContext;
 use fleet_release::plan::{self, CurrentState, PlanOptions};
-use fleet_release::target::{self, TargetError};
+use fleet_release::target_state::{self, TargetError};
 use fleet_release::{Problem, compose};
 
 use crate::{Reported, Unreadable};
@@ -101,7 +101,7 @@ fn compose_check(file: &Path, strict: bool) -> anyhow::Result<()> {
 fn target_check(file: &Path) -> anyhow::Result<()> {
     let bytes = read(file)?;
     let name = file.display();
-    let state = match target::parse(&bytes) {
+    let state = match target_state::parse(&bytes) {
         Ok(s) => s,
         Err(TargetError { problems }) => return Err(refuse(&name, &problems)),
     };

@@ -3,7 +3,6 @@
 //! Every key of the subset is modelled; any other key is refused with a [`Problem`] naming
 //! the key and the service, and all problems of a file are reported at once.
 
-pub(crate) mod network_mode;
 mod parse;
 mod scalar;
 #[cfg(test)]
@@ -15,7 +14,7 @@ use serde::Serialize;
 
 use crate::Problem;
 
-pub use network_mode::NetworkMode;
+pub use crate::network_mode::NetworkMode;
 pub use parse::{MAX_COMPOSE_BYTES, start_order};
 pub use scalar::split_command;
 

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::compose::network_mode::NetworkMode;
+use crate::network_mode::NetworkMode;
 
 /// Accepted label prefixes, newest first.
 pub const PREFIXES: &[&str] = &["io.fleet.", "io.balena.", "io.resin."];

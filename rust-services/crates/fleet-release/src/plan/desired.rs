@@ -10,7 +10,7 @@ use super::model::{
 };
 use crate::compose::{NetworkAttachment, NetworkMode, Service};
 use crate::labels::{self, BindMount, HostContext, UpdateStrategy};
-use crate::target::TargetState;
+use crate::target_state::TargetState;
 use crate::update_lock;
 
 /// A named volume as the engine sees it.

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::desired::{ContainerConfig, desired_containers};
 use super::model::{Container, ContainerStatus, CurrentState, Owned};
 use crate::labels::{HostContext, UpdateStrategy};
-use crate::target::TargetState;
+use crate::target_state::TargetState;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PlanOptions {

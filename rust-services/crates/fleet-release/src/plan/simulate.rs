@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::model::{Container, ContainerStatus, CurrentState};
 use super::planner::Step;
-use crate::target::TargetState;
+use crate::target_state::TargetState;
 
 fn find<'a>(state: &'a mut CurrentState, name: &str) -> Result<&'a mut Container, String> {
     state

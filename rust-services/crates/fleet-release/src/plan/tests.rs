@@ -6,7 +6,7 @@ use serde_json::json;
 use super::simulate::apply_all;
 use super::*;
 use crate::labels::HostContext;
-use crate::target::{self, TargetState};
+use crate::target_state::{self, TargetState};
 
 const APP: &str = "app1";
 
@@ -23,7 +23,7 @@ fn target_of(apps: &[(&str, Option<(&str, &str)>)]) -> TargetState {
         );
     }
     let text = json!({"dev": {"apps": doc}}).to_string();
-    match target::parse(text.as_bytes()) {
+    match target_state::parse(text.as_bytes()) {
         Ok(t) => t,
         Err(e) => panic!("{e}"),
     }

@@ -10,7 +10,7 @@ use fleet_http::client::{self, Client, Method, Proxy, ProxyError, Request, Timeo
 use super::tls::{self, Tls};
 
 /// Largest response accepted (a target state is at most 4 MiB).
-const MAX_RESPONSE: usize = fleet_release::target::MAX_TARGET_BYTES + 64 * 1024;
+const MAX_RESPONSE: usize = fleet_release::target_state::MAX_TARGET_BYTES + 64 * 1024;
 /// Connecting (TCP, proxy tunnel, TLS handshake) may take this long of the call's time.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 

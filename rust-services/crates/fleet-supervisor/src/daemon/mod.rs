@@ -28,7 +28,7 @@ pub use access::Subnet;
 pub use settings::{DEFAULT_LISTEN_PORT, RunArgs, Settings, SettingsError};
 
 use fleet_release::plan::{CurrentState, Held};
-use fleet_release::target::TargetState;
+use fleet_release::target_state::TargetState;
 use state::Shared;
 
 /// What the daemon needs from the engine side. `app` is always the app UUID (the key of

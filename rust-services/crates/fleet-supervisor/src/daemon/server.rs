@@ -14,7 +14,7 @@ use super::access;
 use super::api::{self, Request, Response};
 use super::state::Shared;
 
-const MAX_BODY: usize = fleet_release::target::MAX_TARGET_BYTES;
+const MAX_BODY: usize = fleet_release::target_state::MAX_TARGET_BYTES;
 /// A client gets this long to send a request's header, and again its body.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The API has a handful of clients on the device; more connections wait to be accepted.

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::state::{ApplyRecord, Shared, Target, unix_now};
 use super::{Reconciler, client, state_report};
-use fleet_release::target;
+use fleet_release::target_state;
 
 /// balena's default `SUPERVISOR_POLL_INTERVAL` (15 min) and its lower bound.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(900_000);
@@ -37,7 +37,7 @@ pub fn poll_interval(document: Option<&Value>) -> Duration {
 /// Validates a target document and makes it the target: kept on disk (atomically) and
 /// used from now on. A bad document changes nothing. Returns whether the target changed.
 pub fn accept<R>(shared: &Shared<R>, bytes: &[u8]) -> Result<bool, String> {
-    let state = target::parse(bytes).map_err(|e| one_line(&e))?;
+    let state = target_state::parse(bytes).map_err(|e| one_line(&e))?;
     if let Some(uuid) = &shared.settings.uuid
         && &state.device_uuid != uuid
     {
@@ -88,10 +88,10 @@ fn reload_file<R>(shared: &Shared<R>, last_seen: &mut Option<Vec<u8>>) {
     if last_seen.as_ref() == Some(&bytes) {
         return;
     }
-    let parsed = target::parse(&bytes).and_then(|state| {
+    let parsed = target_state::parse(&bytes).and_then(|state| {
         serde_json::from_slice(&bytes)
             .map(|document| Target { state, document })
-            .map_err(|e| target::TargetError {
+            .map_err(|e| target_state::TargetError {
                 problems: vec![fleet_release::Problem::new("(file)", e.to_string())],
             })
     });

@@ -10,7 +10,7 @@ use tokio::sync::{Mutex, Notify};
 use super::settings::Settings;
 use super::tls::{Tls, TrustSource};
 use super::{ApplySummary, Reconciler, Subnet, Timing};
-use fleet_release::target::TargetState;
+use fleet_release::target_state::TargetState;
 
 /// The target in force: the validated state and the document it came from.
 #[derive(Debug, Clone)]

@@ -33,15 +33,45 @@ pub struct Tls {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("config.json {key}: {reason}")]
-    ExtraCa { key: String, reason: String },
+    #[error("config.json {key}: not a usable CA")]
+    ExtraCa {
+        key: String,
+        #[source]
+        problem: CaProblem,
+    },
     #[error(
-        "no trusted certificates: {bundle} {why} and config.json has no balenaRootCA",
+        "no trusted certificates: {bundle} gives none and config.json has no balenaRootCA",
         bundle = bundle.display()
     )]
-    NoRoots { bundle: PathBuf, why: String },
+    NoRoots {
+        bundle: PathBuf,
+        #[source]
+        problem: BundleProblem,
+    },
     #[error("TLS setup: the ring provider offers no safe protocol version")]
     Setup(#[source] rustls::Error),
+}
+
+/// Why config.json's CA cannot be trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum CaProblem {
+    #[error("neither PEM text nor base64 of PEM")]
+    NotPemOrBase64,
+    #[error("bad PEM")]
+    BadPem(#[source] rustls::pki_types::pem::Error),
+    #[error("not a usable CA certificate")]
+    Unusable(#[source] rustls::Error),
+    #[error("holds no PEM certificate")]
+    Empty,
+}
+
+/// Why the system bundle gave no trust root.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleProblem {
+    #[error("cannot be read")]
+    Unreadable(#[source] std::io::Error),
+    #[error("holds no certificate")]
+    Empty,
 }
 
 impl Tls {
@@ -53,35 +83,30 @@ impl Tls {
             Ok(pem) => {
                 let (added, _ignored) =
                     roots.add_parsable_certificates(CertificateDer::pem_slice_iter(&pem).flatten());
-                (
-                    added,
-                    (added == 0).then(|| "holds no certificate".to_string()),
-                )
+                (added, (added == 0).then_some(BundleProblem::Empty))
             }
-            Err(e) => (0, Some(e.to_string())),
+            Err(e) => (0, Some(BundleProblem::Unreadable(e))),
         };
         let mut config_roots = 0;
         if let Some((key, value)) = &source.extra_ca {
-            let extra = |reason: String| TlsError::ExtraCa {
+            let extra = |problem: CaProblem| TlsError::ExtraCa {
                 key: key.clone(),
-                reason,
+                problem,
             };
             let pem = decode_ca(value).map_err(extra)?;
             for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| extra(format!("bad PEM: {e}")))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| extra(format!("not a usable CA certificate: {e}")))?;
+                let cert = cert.map_err(|e| extra(CaProblem::BadPem(e)))?;
+                roots.add(cert).map_err(|e| extra(CaProblem::Unusable(e)))?;
                 config_roots += 1;
             }
             if config_roots == 0 {
-                return Err(extra("holds no PEM certificate".into()));
+                return Err(extra(CaProblem::Empty));
             }
         }
         if roots.is_empty() {
             return Err(TlsError::NoRoots {
                 bundle: source.system_bundle.clone(),
-                why: bundle_problem.unwrap_or_else(|| "holds no certificate".into()),
+                problem: bundle_problem.unwrap_or(BundleProblem::Empty),
             });
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -116,7 +141,7 @@ const CA_BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// PEM text as is; anything else is taken as base64 of PEM (balenaOS's `balenaRootCA`).
-fn decode_ca(value: &str) -> Result<Vec<u8>, String> {
+fn decode_ca(value: &str) -> Result<Vec<u8>, CaProblem> {
     if value.contains("-----BEGIN") {
         return Ok(value.as_bytes().to_vec());
     }
@@ -125,7 +150,7 @@ fn decode_ca(value: &str) -> Result<Vec<u8>, String> {
         .decode(digits)
         .ok()
         .filter(|pem| !pem.is_empty())
-        .ok_or_else(|| "neither PEM text nor base64 of PEM".to_string())
+        .ok_or(CaProblem::NotPemOrBase64)
 }
 
 /// The reason of a failed handshake in words, naming the host for a name mismatch.
@@ -173,9 +198,16 @@ mod tests {
             Some(("balenaRootCA".into(), "bm90IGEgY2VydA==".into())),
         );
         let e = Tls::load(&source).err().unwrap();
+        assert_eq!(e.to_string(), "config.json balenaRootCA: not a usable CA");
         assert!(
-            e.to_string().starts_with("config.json balenaRootCA:"),
-            "{e}"
+            matches!(
+                e,
+                TlsError::ExtraCa {
+                    problem: CaProblem::Empty,
+                    ..
+                }
+            ),
+            "{e:?}"
         );
     }
 
@@ -186,5 +218,15 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("ca-certificates.crt"), "{e}");
+        assert!(
+            matches!(
+                e,
+                TlsError::NoRoots {
+                    problem: BundleProblem::Unreadable(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 }

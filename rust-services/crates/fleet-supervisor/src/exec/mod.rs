@@ -27,7 +27,7 @@ use fleet_release::plan::{
     self, ContainerConfig, ContainerStatus, CurrentState, Held, LABEL_APP, LABEL_NAME,
     LABEL_SUPERVISED, Owned, PlanOptions, Step,
 };
-use fleet_release::target::TargetState;
+use fleet_release::target_state::TargetState;
 use fleet_release::update_lock;
 
 /// How often a hand-over checks for the new container's signal.

@@ -3,7 +3,7 @@
 use super::{ExecError, Executor, report};
 use crate::daemon::{ApplySummary, ReconcileError, Reconciler, ServiceState, Subnet};
 use fleet_release::plan::CurrentState;
-use fleet_release::target::TargetState;
+use fleet_release::target_state::TargetState;
 
 /// Locks become HTTP 423, unknown apps/services 404, everything else 503.
 fn reconcile_error(e: ExecError) -> ReconcileError {

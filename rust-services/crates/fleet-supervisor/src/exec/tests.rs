@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use super::*;
-use fleet_release::target;
+use fleet_release::target_state;
 
 const APP: &str = "app1";
 
@@ -10,7 +10,7 @@ fn target_of(compose: &str) -> TargetState {
         "dev": { "apps": { APP: { "id": 7, "name": "a", "releases": {
             "r1": { "id": 1, "composition": compose } } } } }
     });
-    target::parse(doc.to_string().as_bytes()).unwrap()
+    target_state::parse(doc.to_string().as_bytes()).unwrap()
 }
 
 fn request(compose: &str) -> CreateRequest {
