@@ -35,6 +35,14 @@ enum StepError {
     PreloadMismatch { image: String, tarball: PathBuf },
 }
 
+/// One run of the container as the engine reports it (its `StartedAt`), and when fleetd first
+/// saw it running. Health and stability are judged per run: a container the engine restarts
+/// in a crash loop is a new run each time, never one long-lived unhealthy one.
+struct Run {
+    engine_started_at: String,
+    seen: Instant,
+}
+
 pub struct Host {
     root: Root,
     engine: Engine,
@@ -42,10 +50,14 @@ pub struct Host {
     engine_failures: u32,
     negotiated: bool,
     problem_failures: u32,
-    /// Crashes in a row (reset once the container ran for `stable`).
+    /// Crashes in a row (reset once one run lasted `stable`).
     crashes: u32,
     next_start: Option<Instant>,
+    /// When this process last started the container (`None`: not yet, e.g. at boot).
     started_at: Option<Instant>,
+    /// The run being watched; `None` after it ended in a crash.
+    run: Option<Run>,
+    /// Failed health checks in a row, within the current run.
     unhealthy: u32,
     ready: bool,
     status: String,
@@ -63,6 +75,7 @@ impl Host {
             crashes: 0,
             next_start: None,
             started_at: None,
+            run: None,
             unhealthy: 0,
             ready: false,
             status: String::new(),
@@ -208,14 +221,34 @@ impl Host {
         self.engine.start_container(CONTAINER_NAME).await?;
         log::info!(container = CONTAINER_NAME, crashes = self.crashes; "started");
         self.started_at = Some(Instant::now());
+        // A new run: known (and judged) once a check sees it running.
+        self.run = None;
         self.next_start = None;
         self.unhealthy = 0;
         Ok(())
     }
 
+    /// The current run has lasted `stable`: what came before it is no longer a crash loop.
     fn ran_stable(&self) -> bool {
-        self.started_at
-            .is_some_and(|t| t.elapsed() >= self.timing.stable)
+        self.run
+            .as_ref()
+            .is_some_and(|r| r.seen.elapsed() >= self.timing.stable)
+    }
+
+    /// Starts watching a new run when the engine's `StartedAt` changed (a restart by the
+    /// engine's restart policy included): its health count starts from zero.
+    fn observe_run(&mut self, c: &ContainerInspect) {
+        let same = self
+            .run
+            .as_ref()
+            .is_some_and(|r| r.engine_started_at == c.state.started_at);
+        if !same {
+            self.run = Some(Run {
+                engine_started_at: c.state.started_at.clone(),
+                seen: Instant::now(),
+            });
+            self.unhealthy = 0;
+        }
     }
 
     async fn restart_exited(&mut self, c: &ContainerInspect) -> Result<Duration, StepError> {
@@ -255,12 +288,15 @@ impl Host {
     async fn check_health(&mut self, c: &ContainerInspect, port: u16) -> Duration {
         if c.state.restarting {
             // Crashed; the engine restarts it by the restart policy (with its own backoff).
+            // Stopping or starting it here would reset the engine's doubling delay.
+            self.run = None;
             self.set_status(format!(
                 "{CONTAINER_NAME} exited (code {}); the engine restarts it",
                 c.state.exit_code
             ));
             return self.timing.check;
         }
+        self.observe_run(c);
         let healthy = match &c.state.health {
             Some(h) if h.status == "starting" => None,
             Some(h) => Some(h.status == "healthy"),
@@ -293,6 +329,8 @@ impl Host {
                         log::warn!("{}", Chain(&e));
                     }
                     self.unhealthy = 0;
+                    // A run that ended unhealthy is a crash, however long it lasted.
+                    self.run = None;
                     // The next step sees it exited and restarts it with backoff.
                     return Duration::ZERO;
                 }
@@ -355,21 +393,61 @@ async fn probe(port: u16) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn backoff_doubles_to_cap() {
+    fn host(stable: Duration) -> Host {
         let timing = Timing {
             check: Duration::from_secs(1),
             unhealthy_limit: 3,
             backoff: Duration::from_millis(100),
             backoff_cap: Duration::from_millis(700),
-            stable: Duration::from_secs(60),
+            stable,
             stop_timeout_s: 1,
         };
-        let h = Host::new(
+        Host::new(
             Root::new("/nonexistent"),
             "/nonexistent.sock".into(),
             timing,
+        )
+    }
+
+    fn inspect(started_at: &str) -> ContainerInspect {
+        serde_json::from_value(serde_json::json!({
+            "Id": "c1", "Image": "sha256:1",
+            "Config": {"Image": "fleet/supervisor"},
+            "State": {"Status": "running", "Running": true, "StartedAt": started_at},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn failed_checks_count_within_one_engine_run_only() {
+        let mut h = host(Duration::ZERO);
+        h.observe_run(&inspect("2026-12-04T10:00:00.1Z"));
+        h.unhealthy = 2;
+        h.observe_run(&inspect("2026-12-04T10:00:00.1Z"));
+        assert_eq!(h.unhealthy, 2, "same run: the count goes on");
+        // The engine restarted it (restart policy): a new run, counted from zero.
+        h.observe_run(&inspect("2026-12-04T10:00:01.3Z"));
+        assert_eq!(h.unhealthy, 0);
+    }
+
+    #[test]
+    fn stability_is_the_runs_not_the_last_start_by_fleetd() {
+        let mut h = host(Duration::ZERO);
+        h.started_at = Some(Instant::now());
+        assert!(
+            !h.ran_stable(),
+            "no run seen yet: a crash, not a stable run"
         );
+        h.observe_run(&inspect("2026-12-04T10:00:00.1Z"));
+        assert!(h.ran_stable());
+        let mut h = host(Duration::from_secs(3600));
+        h.observe_run(&inspect("2026-12-04T10:00:00.1Z"));
+        assert!(!h.ran_stable());
+    }
+
+    #[test]
+    fn backoff_doubles_to_cap() {
+        let h = host(Duration::from_secs(60));
         let got: Vec<u128> = (1..=6).map(|n| h.backoff(n).as_millis()).collect();
         assert_eq!(got, vec![100, 200, 400, 700, 700, 700]);
     }
