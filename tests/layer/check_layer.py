@@ -24,8 +24,14 @@ PINNED = HERE / "pinned-layers.txt"
 # What DESIGN.md §2 "Disk layout" fixes: partition labels in disk order, and default sizes in MiB.
 LABELS = ["fleet-boot", "fleet-rootA", "fleet-rootB", "fleet-state", "fleet-data"]
 SIZES = {"FLEET_ROOT_SIZE": "1024", "FLEET_STATE_SIZE": "64"}
-BOOT_SIZE = {"fleet-gpt-efi.wks.in": "128", "fleet-rpi.wks.in": "256"}
-PTABLE = {"fleet-gpt-efi.wks.in": "gpt", "fleet-rpi.wks.in": "msdos"}
+BOOT_SIZE = {"fleet-gpt-efi.wks.in": "128", "fleet-rpi.wks.in": "256",
+             "fleet-rpi-tryboot.wks.in": "256"}
+PTABLE = {"fleet-gpt-efi.wks.in": "gpt", "fleet-rpi.wks.in": "msdos",
+          "fleet-rpi-tryboot.wks.in": "msdos"}
+# The tryboot layout (meta-fleet/README.md "Raspberry Pi firmware tryboot"): autoboot.txt's
+# partition and one boot partition per slot first (primaries 1-3, the firmware's partition
+# numbers 2 = A, 3 = B), then the config partition fleet-boot and the rest as logical 5-9.
+TRYBOOT_LABELS = ["fleet-auto", "fleet-bootA", "fleet-bootB"] + LABELS
 # The newest kas configuration format every kas 5.x reads (kas 5.0 accepts 1..20).
 KAS5_MAX_FORMAT = 20
 
@@ -300,6 +306,27 @@ def check_supervisor_tag(layer):
     report("supervisor image tag matches supervisor.conf", problems)
 
 
+def check_tryboot(layer, labels, wks):
+    """The numbers the firmware, fleetd and each slot's cmdline.txt rely on."""
+    problems = []
+    # MBR numbering as wic makes it: 1-3 primary, 4 the extended container, then 5, 6, ...
+    number = {label: (i + 1 if i < 3 else i + 2) for i, label in enumerate(labels)}
+    autoboot = (layer / "recipes-bsp" / "fleet-rpi-tryboot" / "files" / "autoboot.txt").read_text()
+    want = ("[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n")
+    if autoboot != want:
+        problems.append("autoboot.txt is not the file fleetd rewrites (fleet-bootenv tryboot::render)")
+    if (number.get("fleet-bootA"), number.get("fleet-bootB")) != (2, 3):
+        problems.append("fleet-bootA/B are not partitions 2/3")
+    recipe = layer / "recipes-bsp" / "fleet-rpi-tryboot" / "fleet-rpi-tryboot_1.0.bb"
+    for slot in "AB":
+        have = var_values(recipe, f"FLEET_TRYBOOT_ROOT_PART_{slot}")
+        if have != f"{number.get('fleet-root' + slot, 0):02d}":
+            problems.append(f"FLEET_TRYBOOT_ROOT_PART_{slot} {have} is not fleet-root{slot}'s number")
+    if "--diskid 0x${FLEET_RPI_DISKID}" not in wks:
+        problems.append("the disk identifier is not FLEET_RPI_DISKID (cmdline.txt's PARTUUIDs)")
+    return problems
+
+
 def check_wks(layer):
     image = layer / "recipes-core" / "images" / "fleet-image.bb"
     defaults = {n: v for n, ov, op, v in assignments(image) if op == "?=" and not ov}
@@ -308,8 +335,11 @@ def check_wks(layer):
         problems = []
         parts = [l for l in path.read_text().splitlines() if l.startswith("part ")]
         labels = [re.search(r"--label (\S+)", p).group(1) if "--label" in p else "?" for p in parts]
-        if labels != LABELS:
-            problems.append(f"labels {labels}, want {LABELS}")
+        want_labels = TRYBOOT_LABELS if name == "fleet-rpi-tryboot.wks.in" else LABELS
+        if labels != want_labels:
+            problems.append(f"labels {labels}, want {want_labels}")
+        if name == "fleet-rpi-tryboot.wks.in":
+            problems += check_tryboot(layer, labels, path.read_text())
         if PTABLE[name] == "gpt":
             names = [re.search(r"--part-name (\S+)", p).group(1) if "--part-name" in p else "?"
                      for p in parts]
@@ -320,7 +350,7 @@ def check_wks(layer):
         boot_var = "FLEET_BOOT_SIZE"
         boot_default = defaults.get(boot_var)
         rpi_boot = next((v for n, ov, _op, v in assignments(image) if n == boot_var and ov == ":rpi"), None)
-        have_boot = rpi_boot if name == "fleet-rpi.wks.in" else boot_default
+        have_boot = rpi_boot if name.startswith("fleet-rpi") else boot_default
         if have_boot != boot_size:
             problems.append(f"fleet-boot {have_boot} MiB, want {boot_size}")
         for var, want in SIZES.items():

@@ -32,7 +32,7 @@ IMAGE_INSTALL = " \
 # Boot-state tools: fleetd edits the environment itself, these are for people debugging.
 FLEET_IMAGE_BOOTLOADER_TOOLS ?= ""
 FLEET_IMAGE_BOOTLOADER_TOOLS:x86-64 ?= "grub-editenv"
-FLEET_IMAGE_BOOTLOADER_TOOLS:rpi ?= "libubootenv-bin fleet-u-boot-env"
+FLEET_IMAGE_BOOTLOADER_TOOLS:rpi ?= "${@'' if d.getVar('FLEET_RPI_TRYBOOT') == '1' else 'libubootenv-bin fleet-u-boot-env'}"
 
 IMAGE_LINGUAS = ""
 
@@ -42,12 +42,15 @@ inherit core-image
 # assignments: the machine configurations already set their own defaults with ?=.
 IMAGE_FSTYPES = "wic wic.bmap wic.zst"
 WKS_FILE = "fleet-gpt-efi.wks.in"
-WKS_FILE:rpi = "fleet-rpi.wks.in"
+WKS_FILE:rpi = "${@'fleet-rpi-tryboot.wks.in' if d.getVar('FLEET_RPI_TRYBOOT') == '1' else 'fleet-rpi.wks.in'}"
 FLEET_BOOT_SIZE ?= "128"
 FLEET_BOOT_SIZE:rpi ?= "256"
 FLEET_ROOT_SIZE ?= "1024"
 FLEET_STATE_SIZE ?= "64"
 FLEET_DATA_SIZE ?= "256"
+# tryboot layout only: the autoboot.txt partition and the config partition fleet-boot (MiB).
+FLEET_AUTOBOOT_SIZE ?= "4"
+FLEET_CONFIG_SIZE ?= "32"
 # One knob for the slot size: the root filesystem must fit FLEET_ROOT_SIZE (MiB), which
 # both wks files give each slot; IMAGE_ROOTFS_MAXSIZE is in KiB.
 IMAGE_ROOTFS_MAXSIZE = "${@int(d.getVar('FLEET_ROOT_SIZE')) * 1024}"
@@ -58,8 +61,16 @@ IMAGE_BOOT_FILES:x86-64 = " \
     fleet-grub-efi/BOOTX64.EFI;EFI/BOOT/BOOTX64.EFI \
     fleet-grub-efi/grubenv;EFI/fleet/grubenv \
 "
+# Raspberry Pi 4/5 with FLEET_RPI_BOOT = "tryboot": autoboot.txt alone on fleet-auto, and each
+# slot's boot partition gets meta-raspberrypi's boot files with its own cmdline.txt (listed
+# last, so it replaces rpi-cmdline's).
+IMAGE_BOOT_FILES_label-fleet-auto = "fleet-tryboot/autoboot.txt;autoboot.txt"
+IMAGE_BOOT_FILES_label-fleet-bootA = "${IMAGE_BOOT_FILES} fleet-tryboot/cmdline-A.txt;cmdline.txt"
+IMAGE_BOOT_FILES_label-fleet-bootB = "${IMAGE_BOOT_FILES} fleet-tryboot/cmdline-B.txt;cmdline.txt"
+WICVARS:append = " IMAGE_BOOT_FILES_label-fleet-auto IMAGE_BOOT_FILES_label-fleet-bootA IMAGE_BOOT_FILES_label-fleet-bootB"
 FLEET_IMAGE_BOOT_DEPLOY = ""
 FLEET_IMAGE_BOOT_DEPLOY:x86-64 = "grub-fleet-efi:do_deploy"
+FLEET_IMAGE_BOOT_DEPLOY:rpi = "${@'fleet-rpi-tryboot:do_deploy' if d.getVar('FLEET_RPI_TRYBOOT') == '1' else ''}"
 do_image_wic[depends] += "${FLEET_IMAGE_BOOT_DEPLOY}"
 
 # Development images: the dev overlay's allow-empty-password also lifts fleetOS's key-only

@@ -3,13 +3,15 @@
 //!
 //! Backends behind [`BootEnv`]: the GRUB environment block on x86 ([`grub`]) and, on the
 //! Raspberry Pi, the two-copy `fleet-a.env`/`fleet-b.env` that `boot.cmd.in` keeps
-//! ([`fleet_env`], reading the legacy single `uboot.env` ([`uboot`]) until a copy exists).
-//! Each store replaces one file atomically, so one [`BootEnv::store`] is one power-safe state
-//! change.
+//! ([`fleet_env`], reading the legacy single `uboot.env` ([`uboot`]) until a copy exists),
+//! or with firmware-native A/B on the Pi 4/5, `autoboot.txt` plus a trial record
+//! ([`tryboot`]). Each store replaces one file atomically (tryboot: rewrites one sector in
+//! place, read back), so one [`BootEnv::store`] is one power-safe state change.
 
 pub mod crc;
 pub mod fleet_env;
 pub mod grub;
+pub mod tryboot;
 pub mod uboot;
 
 use std::fmt;
@@ -23,7 +25,7 @@ pub const GRUB_ENV: &str = "/mnt/boot/EFI/fleet/grubenv";
 pub const UBOOT_ENV: &str = "/mnt/boot/uboot.env";
 /// The boot partition, where the Raspberry Pi's `fleet-a.env`/`fleet-b.env` live.
 pub const BOOT_DIR: &str = "/mnt/boot";
-/// Optional: `bootloader=grub|uboot` when the file's presence is not enough to tell.
+/// Optional: `bootloader=grub|uboot|tryboot` when the file's presence is not enough to tell.
 pub const UPDATE_CONF: &str = "/etc/fleet/update.conf";
 /// The keys of [`UPDATE_CONF`] (fleetd's `health` reads `health-units`).
 pub const UPDATE_CONF_KEYS: &[&str] = &["bootloader", "health-units"];
@@ -40,10 +42,11 @@ pub enum EnvError {
     Format { path: PathBuf, reason: String },
     #[error("{}: the variables do not fit in {size} bytes", path.display())]
     Full { path: PathBuf, size: usize },
-    #[error("no boot state found: neither {} nor {} exists (set bootloader= in {})", grub.display(), uboot.display(), conf.display())]
+    #[error("no boot state found: none of {}, {}, {} exists (set bootloader= in {})", grub.display(), uboot.display(), autoboot.display(), conf.display())]
     NotFound {
         grub: PathBuf,
         uboot: PathBuf,
+        autoboot: PathBuf,
         conf: PathBuf,
     },
     #[error(transparent)]
@@ -100,7 +103,7 @@ impl Vars {
 /// A storage backend for the boot environment.
 pub trait BootEnv {
     fn path(&self) -> &Path;
-    /// `grub` or `uboot`.
+    /// `grub`, `uboot` or `tryboot`.
     fn kind(&self) -> &'static str;
     fn load(&self) -> Result<Vars, EnvError>;
     /// Replaces the whole environment atomically.
@@ -231,9 +234,11 @@ impl BootState {
 enum Bootloader {
     Grub,
     UBoot,
+    Tryboot,
 }
 
-/// Picks the backend: `bootloader=` in `/etc/fleet/update.conf`, else the env file that exists.
+/// Picks the backend: `bootloader=` in `/etc/fleet/update.conf`, else the env file that
+/// exists (GRUB's block, then the autoboot partition, then U-Boot's files).
 pub fn open(root: &Root) -> Result<Box<dyn BootEnv>, EnvError> {
     let grub = root.path(GRUB_ENV);
     let uboot = root.path(UBOOT_ENV);
@@ -242,7 +247,8 @@ pub fn open(root: &Root) -> Result<Box<dyn BootEnv>, EnvError> {
         Some(settings) => settings.get_with("bootloader", |v| match v {
             "grub" => Ok(Bootloader::Grub),
             "uboot" => Ok(Bootloader::UBoot),
-            _ => Err("grub or uboot".to_string()),
+            "tryboot" => Ok(Bootloader::Tryboot),
+            _ => Err("grub, uboot or tryboot".to_string()),
         })?,
         None => None,
     };
@@ -251,17 +257,26 @@ pub fn open(root: &Root) -> Result<Box<dyn BootEnv>, EnvError> {
         Some(Bootloader::UBoot) => {
             return Ok(Box::new(fleet_env::FleetEnv::new(root.path(BOOT_DIR))));
         }
+        Some(Bootloader::Tryboot) => return Ok(Box::new(tryboot::TrybootEnv::new(root))),
         None => {}
     }
+    let autoboot = root.path(tryboot::AUTOBOOT_DEV);
     if grub.exists() {
         Ok(Box::new(grub::GrubEnv::new(grub)))
+    } else if autoboot.exists() {
+        Ok(Box::new(tryboot::TrybootEnv::new(root)))
     } else if uboot.exists()
         || root.path(BOOT_DIR).join("fleet-a.env").exists()
         || root.path(BOOT_DIR).join("fleet-b.env").exists()
     {
         Ok(Box::new(fleet_env::FleetEnv::new(root.path(BOOT_DIR))))
     } else {
-        Err(EnvError::NotFound { grub, uboot, conf })
+        Err(EnvError::NotFound {
+            grub,
+            uboot,
+            autoboot,
+            conf,
+        })
     }
 }
 

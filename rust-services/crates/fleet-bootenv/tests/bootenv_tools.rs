@@ -1,5 +1,6 @@
 //! Both boot-environment formats against the real Debian tools: `grub-editenv` (grub-common),
-//! `fw_printenv`/`fw_setenv` (libubootenv-tool) and `mkenvimage` (u-boot-tools).
+//! `fw_printenv`/`fw_setenv` (libubootenv-tool) and `mkenvimage` (u-boot-tools); and the
+//! Raspberry Pi tryboot commit on FAT made by `mkfs.vfat`/`mcopy` (dosfstools, mtools).
 //! Ignored in the plain Rust run (they need those packages); `tests/update/run` installs the
 //! packages and runs them with `--run-ignored only`.
 
@@ -220,4 +221,60 @@ fn uboot_fw_setenv_output_reads_with_ours_and_back() {
             .collect();
         assert_eq!(printed, mine, "round {round}");
     }
+}
+
+/// Raspberry Pi tryboot: `autoboot.txt` made by `mkfs.vfat` + `mcopy` (FAT12 as wic makes the
+/// small fleet-auto partition, and FAT32), committed by fleetd in place: `mtype` reads the new
+/// file, `fsck.fat -n` stays clean, and the image differs from before in one sector only.
+fn tryboot_commit_on_real_fat(mkfs: &[&str], size_mib: u64) {
+    use fleet_bootenv::Slot;
+    use fleet_bootenv::tryboot::{AUTOBOOT_DEV, TrybootEnv, render};
+    let dir = tempfile::tempdir().unwrap();
+    let root = fleet_fs::Root::new(dir.path());
+    let dev = root.path(AUTOBOOT_DEV);
+    std::fs::create_dir_all(dev.parent().unwrap()).unwrap();
+    std::fs::File::create(&dev)
+        .unwrap()
+        .set_len(size_mib << 20)
+        .unwrap();
+    run(Command::new("mkfs.vfat").args(mkfs).arg(&dev));
+    // Another file first, so autoboot.txt's cluster is not the first one.
+    let other = dir.path().join("config.txt");
+    std::fs::write(&other, "x".repeat(3000)).unwrap();
+    let file = dir.path().join("autoboot.txt");
+    std::fs::write(&file, render(Slot::A)).unwrap();
+    let img = dev.to_str().unwrap();
+    run(Command::new("mcopy")
+        .args(["-i", img])
+        .arg(&other)
+        .arg(&file)
+        .arg("::/"));
+    let before = std::fs::read(&dev).unwrap();
+    let env = TrybootEnv::new(&root);
+    assert_eq!(env.autoboot().unwrap().active(), Some(Slot::A));
+    env.commit(Slot::A, Slot::B).unwrap();
+    assert_eq!(
+        run(Command::new("mtype").args(["-i", img, "::/autoboot.txt"])),
+        render(Slot::B)
+    );
+    run(Command::new("fsck.fat").arg("-n").arg(&dev));
+    let after = std::fs::read(&dev).unwrap();
+    let changed: Vec<usize> = (0..before.len())
+        .filter(|&i| before[i] != after[i])
+        .collect();
+    assert_eq!(changed.len(), 2, "the two digits, nothing else");
+    assert_eq!(changed[0] / 512, changed[1] / 512, "one sector");
+    assert_eq!(env.autoboot().unwrap().active(), Some(Slot::B));
+}
+
+#[test]
+#[ignore = "needs dosfstools and mtools; run by tests/update"]
+fn tryboot_commit_in_place_on_mkfs_vfat_fat12() {
+    tryboot_commit_on_real_fat(&["-n", "fleet-auto"], 4);
+}
+
+#[test]
+#[ignore = "needs dosfstools and mtools; run by tests/update"]
+fn tryboot_commit_in_place_on_mkfs_vfat_fat32() {
+    tryboot_commit_on_real_fat(&["-F", "32", "-s", "1", "-n", "fleet-auto"], 40);
 }

@@ -167,6 +167,14 @@ fn read_file<T: Read + Write + Seek>(
     }
 }
 
+/// One file of a FAT partition's root directory; `None` when it is not there.
+pub fn read_root_file<T: Read + Write + Seek>(
+    part: T,
+    name: &str,
+) -> Result<Option<Vec<u8>>, BootError> {
+    read_file(&open(part)?, name)
+}
+
 /// Reads the summary of a FAT partition (the handle must be writable: fatfs 0.3 needs it).
 pub fn summarize<T: Read + Write + Seek>(part: T, probe: &[&str]) -> Result<Summary, BootError> {
     let fs = open(part)?;

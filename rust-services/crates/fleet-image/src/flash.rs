@@ -17,10 +17,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::aligned::{ALIGN, AlignedBuf, Chunk, Pool};
-use crate::bootfs::{BootError, Edits, Slice};
+use crate::bootfs::{BootError, Edits, FLEET_BOOT_LABEL, Slice};
 use crate::inspect::{PartInfo, find_boot, probe_fs};
 use crate::source::{Source, SourceError, read_up_to};
-use crate::table::{Table, TableError};
+use crate::table::{Partition, Table, TableError, logicals_in_head};
 use crate::target::{Target, TargetError, target_err};
 pub use crate::target::{TargetInfo, check_target};
 
@@ -331,27 +331,63 @@ impl Flash<'_> {
         next: &mut dyn FnMut() -> Result<Option<Chunk>, FlashError>,
         exhausted: &mut bool,
     ) -> Result<Vec<(u64, u64)>, FlashError> {
-        let mut boot = None;
-        for p in table.partitions.iter().filter(|p| !p.logical) {
-            let want = p.start + 2048;
+        // In disk order: the partition labelled fleet-boot wins (on the tryboot layout it is
+        // the first logical partition, after fleet-auto and the slots' boot partitions);
+        // without one, the first FAT partition. The scan stops at the first ext2/3/4
+        // partition (a root: the configuration partition comes before the roots on every
+        // layout), so only the head of the image up to there is held in memory. Logical
+        // partitions appear as the head grows over their extended boot records, so the chain
+        // is read again from the head at each step.
+        let is_extended = |p: &Partition| matches!(p.type_id.as_str(), "05" | "0f" | "85");
+        let mut seen: Vec<PartInfo> = Vec::new();
+        let mut done: Vec<u64> = Vec::new();
+        loop {
+            let mut current = table.partitions.clone();
+            for ext in table.partitions.iter().filter(|p| is_extended(p)) {
+                for l in logicals_in_head(head, ext) {
+                    if !current.iter().any(|c| c.start == l.start) {
+                        current.push(l);
+                    }
+                }
+            }
+            let Some(p) = current
+                .iter()
+                .filter(|p| !done.contains(&p.start))
+                .min_by_key(|p| p.start)
+                .cloned()
+            else {
+                break;
+            };
+            done.push(p.start);
+            // The extended container: read its first boot record, then look again.
+            let want = p.start + if is_extended(&p) { 512 } else { 2048 };
             if want > MAX_BOOT_END {
                 break;
             }
             fill(head, want, next, exhausted)?;
+            if is_extended(&p) {
+                continue;
+            }
             let (filesystem, label) =
-                probe_fs(&mut Cursor::new(&head), p).map_err(self.read_err())?;
-            let fat = filesystem.as_deref() == Some("vfat");
-            let info = PartInfo {
-                part: p.clone(),
+                probe_fs(&mut Cursor::new(&head), &p).map_err(self.read_err())?;
+            let root = filesystem.as_deref().is_some_and(|f| f.starts_with("ext"));
+            let labelled = filesystem.as_deref() == Some("vfat")
+                && label
+                    .as_deref()
+                    .is_some_and(|l| l.eq_ignore_ascii_case(FLEET_BOOT_LABEL));
+            seen.push(PartInfo {
+                part: p,
                 filesystem,
                 label,
-            };
-            if fat && find_boot(std::slice::from_ref(&info)).is_some() {
-                boot = Some(p.clone());
+            });
+            if labelled || root {
                 break;
             }
         }
-        let boot = boot.ok_or(FlashError::NoBoot)?;
+        let boot = find_boot(&seen)
+            .and_then(|n| seen.iter().find(|i| i.part.number == n))
+            .map(|i| i.part.clone())
+            .ok_or(FlashError::NoBoot)?;
         if boot.end() > MAX_BOOT_END {
             return Err(FlashError::BootTooFar(boot.end()));
         }

@@ -37,6 +37,91 @@ pub struct Report {
     pub boot_number: Option<u32>,
     pub boot: Option<Summary>,
     pub device_types: Vec<String>,
+    pub layout: Option<Layout>,
+}
+
+/// How a fleetOS image boots its slots, read from the partitions' labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// `grub` (x86 GPT), `u-boot` (Raspberry Pi, one boot partition) or `tryboot` (Raspberry
+    /// Pi 4/5 firmware A/B: `fleet-auto` with autoboot.txt, one boot partition per slot).
+    pub kind: &'static str,
+    pub slots: Vec<SlotInfo>,
+    /// tryboot: what autoboot.txt says (or why it could not be read).
+    pub autoboot: Option<Result<fleet_bootenv::tryboot::Autoboot, String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub slot: &'static str,
+    pub root: Option<u32>,
+    /// tryboot: the slot's own FAT boot partition.
+    pub boot: Option<u32>,
+    /// tryboot: the firmware boots it without the tryboot flag.
+    pub default: Option<bool>,
+}
+
+fn labelled(parts: &[PartInfo], label: &str) -> Option<u32> {
+    parts
+        .iter()
+        .find(|i| {
+            i.part.name.as_deref() == Some(label)
+                || i.label
+                    .as_deref()
+                    .is_some_and(|l| l.eq_ignore_ascii_case(label))
+        })
+        .map(|i| i.part.number)
+}
+
+/// The layout of a fleetOS image: `None` when it has no `fleet-rootA`/`fleet-rootB`.
+pub fn layout<R: Read + Seek>(disk: &mut R, table: &Table, parts: &[PartInfo]) -> Option<Layout> {
+    use fleet_bootenv::Slot;
+    use fleet_bootenv::tryboot::{AUTOBOOT_LABEL, Autoboot, boot_partition};
+    let roots = [
+        labelled(parts, Slot::A.label()),
+        labelled(parts, Slot::B.label()),
+    ];
+    if roots.iter().all(Option::is_none) {
+        return None;
+    }
+    let auto = labelled(parts, AUTOBOOT_LABEL).and_then(|n| table.get(n));
+    let autoboot = auto.map(|p| {
+        let slice = Slice::new(ReadOnly(&mut *disk), p.start, p.size).map_err(|e| e.to_string())?;
+        match bootfs::read_root_file(slice, "autoboot.txt") {
+            Ok(Some(bytes)) => Ok(Autoboot::parse(&String::from_utf8_lossy(&bytes))),
+            Ok(None) => Err("no autoboot.txt".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    let kind = if auto.is_some() {
+        "tryboot"
+    } else if table.kind.as_str() == "gpt" {
+        "grub"
+    } else {
+        "u-boot"
+    };
+    let default = autoboot
+        .as_ref()
+        .and_then(|a| a.as_ref().ok())
+        .and_then(|a| a.active());
+    let slots = [Slot::A, Slot::B]
+        .into_iter()
+        .zip(roots)
+        .map(|(slot, root)| SlotInfo {
+            slot: slot.as_str(),
+            root,
+            boot: (kind == "tryboot")
+                .then(|| labelled(parts, &format!("fleet-boot{slot}")))
+                .flatten()
+                .filter(|&n| n == boot_partition(slot)),
+            default: (kind == "tryboot").then_some(default == Some(slot)),
+        })
+        .collect();
+    Some(Layout {
+        kind,
+        slots,
+        autoboot,
+    })
 }
 
 /// Lets fatfs 0.3 (which wants a writable handle) read a file opened read only.
@@ -160,12 +245,14 @@ pub fn inspect(path: &Path) -> Result<Report, InspectError> {
         .as_ref()
         .is_some_and(|b| bootfs::is_fleet_boot(Some(&b.label), b.config.is_some()));
     let device_types = devicetype::recognise(&table, config_type.as_deref(), &present, fleet_boot);
+    let layout = layout(&mut file, &table, &parts);
     Ok(Report {
         table,
         parts,
         boot_number,
         boot,
         device_types,
+        layout,
     })
 }
 
@@ -237,6 +324,20 @@ impl Report {
             })),
             "config": self.masked_config(),
             "deviceTypes": self.device_types,
+            "layout": self.layout.as_ref().map(|l| json!({
+                "kind": l.kind,
+                "slots": l.slots.iter().map(|s| json!({
+                    "slot": s.slot, "root": s.root, "boot": s.boot, "default": s.default,
+                })).collect::<Vec<_>>(),
+                "autoboot": l.autoboot.as_ref().map(|a| match a {
+                    Ok(a) => json!({
+                        "bootPartition": a.normal,
+                        "trybootPartition": a.tryboot,
+                        "trybootAB": a.tryboot_a_b,
+                    }),
+                    Err(e) => json!({ "error": e }),
+                }),
+            })),
         })
     }
 
@@ -290,6 +391,26 @@ impl Report {
                 out += "\n";
             }
             None => out += "config.json: none\n",
+        }
+        match &self.layout {
+            Some(l) => {
+                out += &format!("slots: {} layout\n", l.kind);
+                for sl in &l.slots {
+                    let num = |n: Option<u32>| n.map_or("-".to_string(), |n| n.to_string());
+                    out += &format!("  slot {}: root partition {}", sl.slot, num(sl.root));
+                    if l.kind == "tryboot" {
+                        out += &format!(", boot partition {}", num(sl.boot));
+                        if sl.default == Some(true) {
+                            out += " (default: autoboot.txt [all])";
+                        }
+                    }
+                    out += "\n";
+                }
+                if let Some(Err(e)) = &l.autoboot {
+                    out += &format!("  autoboot.txt: {e}\n");
+                }
+            }
+            None => out += "slots: none (no fleet-rootA/fleet-rootB)\n",
         }
         out += &format!(
             "device type: {}\n",

@@ -144,6 +144,48 @@ impl<T> Write for NoWrite<T> {
     }
 }
 
+/// The logical partitions of the extended partition `ext` whose extended boot records lie in
+/// `head` (the start of a disk), in chain order, numbered from 5 as the kernel does.
+pub fn logicals_in_head(head: &[u8], ext: &Partition) -> Vec<Partition> {
+    let mut out = Vec::new();
+    let mut ebr = ext.start;
+    // A chain longer than this is a loop.
+    for number in 5..64u32 {
+        let Some(sector) = usize::try_from(ebr)
+            .ok()
+            .and_then(|at| head.get(at..at + SECTOR as usize))
+        else {
+            break;
+        };
+        if sector[510..512] != [0x55, 0xAA] {
+            break;
+        }
+        let entry = |i: usize| {
+            let e = &sector[446 + 16 * i..446 + 16 * (i + 1)];
+            let lba = u64::from(u32::from_le_bytes([e[8], e[9], e[10], e[11]]));
+            let len = u64::from(u32::from_le_bytes([e[12], e[13], e[14], e[15]]));
+            (e[4], lba * SECTOR, len * SECTOR)
+        };
+        let (sys, rel, len) = entry(0);
+        if sys != 0 && len != 0 {
+            out.push(Partition {
+                number,
+                start: ebr + rel,
+                size: len,
+                name: None,
+                type_id: format!("{sys:02x}"),
+                logical: true,
+            });
+        }
+        let (next_sys, next_rel, _) = entry(1);
+        if next_sys == 0 || next_rel == 0 {
+            break;
+        }
+        ebr = ext.start + next_rel;
+    }
+    out
+}
+
 fn parse_mbr<D: Read + Seek>(disk: &mut D, partial: bool) -> Result<Table, TableError> {
     let corrupt = |e: mbrman::Error| TableError::Corrupt(format!("MBR: {e}"));
     let mbr = match mbrman::MBR::read_from(disk, SECTOR as u32) {
