@@ -7,17 +7,19 @@
 //! or with firmware-native A/B on the Pi 4/5, `autoboot.txt` plus a trial record
 //! ([`tryboot`]). Each store replaces one file atomically (tryboot: rewrites one sector in
 //! place, read back), so one [`BootEnv::store`] is one power-safe state change.
+//! [`select::open`] picks the backend.
 
 pub mod crc;
 pub mod fleet_env;
 pub mod grub;
+pub mod select;
 pub mod tryboot;
 pub mod uboot;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use fleet_fs::{FsError, KeyValues, Root};
+use fleet_fs::FsError;
 
 /// GRUB's environment block on the ESP (the GRUB script reads `($esp)/EFI/fleet/grubenv`).
 pub const GRUB_ENV: &str = "/mnt/boot/EFI/fleet/grubenv";
@@ -227,56 +229,6 @@ impl BootState {
             ),
             None => (self.active, *self),
         }
-    }
-}
-
-/// `bootloader=` of [`UPDATE_CONF`].
-enum Bootloader {
-    Grub,
-    UBoot,
-    Tryboot,
-}
-
-/// Picks the backend: `bootloader=` in `/etc/fleet/update.conf`, else the env file that
-/// exists (GRUB's block, then the autoboot partition, then U-Boot's files).
-pub fn open(root: &Root) -> Result<Box<dyn BootEnv>, EnvError> {
-    let grub = root.path(GRUB_ENV);
-    let uboot = root.path(UBOOT_ENV);
-    let conf = root.path(UPDATE_CONF);
-    let bootloader = match KeyValues::read(&conf, UPDATE_CONF_KEYS)? {
-        Some(settings) => settings.get_with("bootloader", |v| match v {
-            "grub" => Ok(Bootloader::Grub),
-            "uboot" => Ok(Bootloader::UBoot),
-            "tryboot" => Ok(Bootloader::Tryboot),
-            _ => Err("grub, uboot or tryboot".to_string()),
-        })?,
-        None => None,
-    };
-    match bootloader {
-        Some(Bootloader::Grub) => return Ok(Box::new(grub::GrubEnv::new(grub))),
-        Some(Bootloader::UBoot) => {
-            return Ok(Box::new(fleet_env::FleetEnv::new(root.path(BOOT_DIR))));
-        }
-        Some(Bootloader::Tryboot) => return Ok(Box::new(tryboot::TrybootEnv::new(root))),
-        None => {}
-    }
-    let autoboot = root.path(tryboot::AUTOBOOT_DEV);
-    if grub.exists() {
-        Ok(Box::new(grub::GrubEnv::new(grub)))
-    } else if autoboot.exists() {
-        Ok(Box::new(tryboot::TrybootEnv::new(root)))
-    } else if uboot.exists()
-        || root.path(BOOT_DIR).join("fleet-a.env").exists()
-        || root.path(BOOT_DIR).join("fleet-b.env").exists()
-    {
-        Ok(Box::new(fleet_env::FleetEnv::new(root.path(BOOT_DIR))))
-    } else {
-        Err(EnvError::NotFound {
-            grub,
-            uboot,
-            autoboot,
-            conf,
-        })
     }
 }
 

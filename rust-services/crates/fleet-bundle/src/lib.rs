@@ -2,6 +2,7 @@
 //! manifest's bytes) and `rootfs.ext4.zst`. Read as a stream: the signature is checked before
 //! any rootfs byte is looked at, and the manifest's size and sha256 pin the rootfs.
 
+pub mod error;
 pub mod keys;
 pub mod tar;
 
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
+pub use self::error::BundleError;
 use self::tar::TarReader;
 
 pub const MANIFEST: &str = "manifest.json";
@@ -23,52 +25,6 @@ pub const KEYS_DIR: &str = "/etc/fleet/keys";
 /// zstd window limit (2^23 = 8 MiB), so decompression memory stays bounded.
 pub const WINDOW_LOG_MAX: u32 = 23;
 const MANIFEST_MAX: u64 = 64 * 1024;
-
-#[derive(Debug, thiserror::Error)]
-pub enum BundleError {
-    #[error("{what}")]
-    Io {
-        what: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("bundle is truncated: {0}")]
-    TooShort(String),
-    #[error("bundle is truncated: {what}")]
-    Truncated {
-        what: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("not a fleetOS bundle: {0}")]
-    Layout(String),
-    #[error("bundle is not signed (empty manifest.sig)")]
-    Unsigned,
-    #[error("bundle signature does not match any trusted key")]
-    BadSignature,
-    #[error("{}: {reason}", path.display())]
-    Key { path: PathBuf, reason: String },
-    #[error("bad manifest.json: {0}")]
-    Manifest(String),
-    #[error("bad manifest.json")]
-    ManifestJson(#[source] serde_json::Error),
-    #[error("rootfs does not match the manifest: {0}")]
-    Mismatch(String),
-}
-
-impl BundleError {
-    /// Wraps an I/O error, telling a truncated stream apart.
-    pub fn io(what: impl Into<String>, source: io::Error) -> BundleError {
-        let what = what.into();
-        if source.kind() == io::ErrorKind::UnexpectedEof
-            || source.to_string().contains("incomplete frame")
-        {
-            BundleError::Truncated { what, source }
-        } else {
-            BundleError::Io { what, source }
-        }
-    }
-}
 
 /// What a bundle promises (signed).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

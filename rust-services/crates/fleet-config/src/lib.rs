@@ -6,6 +6,7 @@
 //! document by the validator, which is the single place that knows the keys.
 
 mod dupkeys;
+mod problem;
 mod settings;
 mod validate;
 
@@ -13,31 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+pub use problem::{Problem, Severity};
 pub use settings::{Connectivity, FleetSettings, Settings, SupervisorKeys, WifiNetwork};
 pub use validate::{MAX_CONFIG_BYTES, is_valid_hostname, is_valid_ip};
-
-/// How serious a [`Problem`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    /// The file is refused; nothing of it is applied.
-    Error,
-    /// The key is ignored; the rest applies.
-    Warning,
-}
-
-/// One finding of the validator, naming the JSON path (`os.sshKeys[1]`) and the reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub severity: Severity,
-    pub path: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

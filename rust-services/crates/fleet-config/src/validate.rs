@@ -6,8 +6,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
+use super::dupkeys;
+use super::problem::{Problem, Severity};
 use super::settings::{Connectivity, Settings, WifiNetwork};
-use super::{Problem, Severity, dupkeys};
 
 /// Largest `config.json` accepted. balenaOS files are a few KiB; this leaves room for many
 /// udev rules and keys while refusing a wrong file copied in by mistake.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use fleet_config::{Config, Severity};
 
-use crate::Reported;
+use crate::outcome::Reported;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {

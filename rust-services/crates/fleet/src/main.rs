@@ -3,12 +3,14 @@
 mod bundle_cmd;
 mod config_cmd;
 mod image_cmd;
+mod outcome;
 mod release_cmd;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use outcome::{NotImplemented, Reported, Unreadable};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,25 +41,6 @@ enum Command {
     #[command(subcommand)]
     Target(release_cmd::TargetCommand),
 }
-
-/// An error whose lines were already printed; only the exit status is left to give.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Reported(String);
-
-/// An input file that could not be read: exit 2, like a usage error.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", path.display())]
-struct Unreadable {
-    path: PathBuf,
-    #[source]
-    source: std::io::Error,
-}
-
-/// A command that is not built yet: exit 2, like fleetd's stubs.
-#[derive(Debug, thiserror::Error)]
-#[error("fleet {0}: not implemented")]
-struct NotImplemented(&'static str);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

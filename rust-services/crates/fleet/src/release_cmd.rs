@@ -10,7 +10,7 @@ use fleet_release::plan::{self, CurrentState, PlanOptions};
 use fleet_release::target_state::{self, TargetError};
 use fleet_release::{Problem, compose};
 
-use crate::{Reported, Unreadable};
+use crate::outcome::{Reported, Unreadable};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ComposeCommand {

@@ -91,7 +91,7 @@ where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = UnitState>,
 {
-    let state = BootState::from_vars(&fleet_bootenv::open(root)?.load()?);
+    let state = BootState::from_vars(&fleet_bootenv::select::open(root)?.load()?);
     let booted = slots::booted(root).map_err(UpdateError::from)?.slot;
     if state.trial != Some(booted) {
         log::info!(slot = booted.as_str(); "not a trial boot: nothing to do");

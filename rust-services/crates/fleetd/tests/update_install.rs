@@ -86,7 +86,12 @@ impl Fake {
     }
 
     fn state(&self) -> BootState {
-        BootState::from_vars(&fleet_bootenv::open(&self.root).unwrap().load().unwrap())
+        BootState::from_vars(
+            &fleet_bootenv::select::open(&self.root)
+                .unwrap()
+                .load()
+                .unwrap(),
+        )
     }
 
     fn boot(&self, slot: Slot) {
@@ -343,7 +348,7 @@ fn trial_on_an_unconfirmed_slot_protects_the_good_one() {
 
 /// The bootloader's rules, applied to the env file: what grub-fleet.cfg.in does at each boot.
 fn bootloader_boot(f: &Fake) -> Slot {
-    let env = fleet_bootenv::open(&f.root).unwrap();
+    let env = fleet_bootenv::select::open(&f.root).unwrap();
     let mut vars = env.load().unwrap();
     let state = BootState::from_vars(&vars);
     let (slot, next) = state.next_boot();

@@ -80,7 +80,7 @@ pub fn install(
     input: Box<dyn Read + Send>,
     opts: &Options,
 ) -> Result<Report, UpdateError> {
-    let env = fleet_bootenv::open(root)?;
+    let env = fleet_bootenv::select::open(root)?;
     let state = BootState::from_vars(&env.load()?);
     let booted = slots::booted(root)?;
     let slot = opts.slot.unwrap_or(booted.slot.other());

@@ -142,7 +142,7 @@ pub async fn run(root: &Root, cmd: Command) -> Result<(), UpdateError> {
 
 /// The boot state, the running slot and what each slot holds.
 pub fn status(root: &Root) -> Result<serde_json::Value, UpdateError> {
-    let env = fleet_bootenv::open(root)?;
+    let env = fleet_bootenv::select::open(root)?;
     let state = BootState::from_vars(&env.load()?);
     let booted = slots::booted(root).ok();
     let records = slots::read_records(root);
@@ -180,7 +180,7 @@ pub fn status(root: &Root) -> Result<serde_json::Value, UpdateError> {
 /// Makes the running slot the known-good one. Leaves an armed trial of the other slot alone
 /// when the running slot already is the good one.
 pub fn mark_good(root: &Root) -> Result<String, UpdateError> {
-    let env = fleet_bootenv::open(root)?;
+    let env = fleet_bootenv::select::open(root)?;
     let mut vars = env.load()?;
     let state = BootState::from_vars(&vars);
     let booted = slots::booted(root)?.slot;
@@ -201,7 +201,7 @@ pub fn mark_good(root: &Root) -> Result<String, UpdateError> {
 
 /// Clears the trial so the next boot starts the known-good slot.
 pub fn rollback(root: &Root) -> Result<String, UpdateError> {
-    let env = fleet_bootenv::open(root)?;
+    let env = fleet_bootenv::select::open(root)?;
     let mut vars = env.load()?;
     let state = BootState::from_vars(&vars);
     let booted = slots::booted(root).ok().map(|b| b.slot);
