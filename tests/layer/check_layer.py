@@ -368,6 +368,23 @@ def check_wks(layer):
         report(f"disk layout {name}", problems)
 
 
+def check_device_checks(top, layer):
+    """fleet-checks.sh is the one definition of the device checks: every check testimage
+    (#@oeqa lines) and scripts/test-image (gcheck NAME) call is a function defined there."""
+    checks = layer / "lib" / "oeqa" / "runtime" / "files" / "fleet-checks.sh"
+    text = checks.read_text()
+    defined = set(re.findall(r"^fleet_check_(\w+)\(\)", text, re.M))
+    problems = []
+    oeqa = re.findall(r"^#@oeqa (\S+)[^|\n]*\|\s*\S", text, re.M)
+    if not oeqa:
+        problems.append("no #@oeqa lines")
+    problems += [f"#@oeqa {n}: no fleet_check_{n}" for n in oeqa if n not in defined]
+    used = set(re.findall(r"\bgcheck ([a-z_]+)", (top / "scripts" / "test-image").read_text()))
+    problems += [f"scripts/test-image calls gcheck {n}: no fleet_check_{n}" for n in sorted(used - defined)]
+    problems += [f"fleet_check_{n} used by neither harness" for n in sorted(defined - used - set(oeqa))]
+    report("device checks shared by testimage and scripts/test-image", problems)
+
+
 def main(argv):
     if len(argv) < 1:
         print(__doc__.strip().splitlines()[3], file=sys.stderr)
@@ -390,6 +407,7 @@ def main(argv):
     check_image_packages(layer)
     check_supervisor_tag(layer)
     check_wks(layer)
+    check_device_checks(top, layer)
     return 1 if failures else 0
 
 

@@ -1,6 +1,8 @@
 # Guest handling shared by the QEMU end-to-end suite (tests/qemu/run) and scripts/bench-boot:
 # one guest at a time, booted with scripts/run-qemu, reached over SSH on a loopback port.
-# The caller sets: top (the checkout), work (a scratch directory), disk (for the ESP edits).
+# The caller sets: top (the checkout), work (a scratch directory), disk (for the ESP edits);
+# optionally guest_ssh_port (default 22: the Debian stand-in's sshd; fleetOS's is on 22222)
+# and esp_offset (bytes; default 1 MiB, the stand-in's layout).
 # shellcheck shell=bash
 
 now() { date +%s.%N; }
@@ -38,7 +40,7 @@ boot() {
   serial=$work/serial-$boot_n.log
   : >"$serial"
   boot_start=$(now)
-  "$top/scripts/run-qemu" "$1" --ssh-port "$port" --serial-log "$serial" --memory 2048 \
+  "$top/scripts/run-qemu" "$1" --ssh-port "$port" --guest-ssh-port "${guest_ssh_port:-22}" --serial-log "$serial" --memory 2048 \
     >"$work/qemu-$boot_n.log" 2>&1 &
   qemu_pid=$!
 }
@@ -82,8 +84,8 @@ shutdown_guest() {
 
 up() { [ -n "$qemu_pid" ] && guest true 2>/dev/null; }
 
-# ESP edits from the host between boots (no mounts): the disk is raw, the ESP at 1 MiB.
-esp() { echo "$disk@@1048576"; }
+# ESP edits from the host between boots (no mounts): the disk is raw, the ESP at esp_offset.
+esp() { echo "$disk@@${esp_offset:-1048576}"; }
 set_grubenv() { # KEY=VALUE...
   mcopy -n -i "$(esp)" ::/EFI/fleet/grubenv "$work/grubenv"
   grub-editenv "$work/grubenv" set "$@"
