@@ -86,6 +86,8 @@ pub struct NetworkIpamPool {
 pub struct CreateVolume {
     pub name: String,
     pub driver: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
 }
 
@@ -97,6 +99,37 @@ pub struct CreateNetwork {
     pub driver: String,
     pub check_duplicate: bool,
     pub labels: BTreeMap<String, String>,
+    /// Driver options (`com.docker.network.bridge.name`, ...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// No outside connectivity.
+    pub internal: bool,
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    #[serde(rename = "IPAM", skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<CreateIpam>,
+}
+
+/// `IPAM` of a network create body.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateIpam {
+    pub driver: String,
+    pub config: Vec<IpamPoolConfig>,
+}
+
+/// One address pool of [`NetworkIpam`].
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamPoolConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_address: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -34,6 +34,36 @@ pub struct Compose {
     pub volumes: BTreeSet<String>,
     /// Networks declared at top level plus [`DEFAULT_NETWORK`].
     pub networks: BTreeSet<String>,
+    /// Engine options of declared volumes (only those that set some).
+    pub volume_options: BTreeMap<String, VolumeOptions>,
+    /// Engine options of declared networks (only those that set some).
+    pub network_options: BTreeMap<String, NetworkOptions>,
+}
+
+/// A declared volume's `driver_opts` and `labels`, passed to the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VolumeOptions {
+    pub driver_opts: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A declared network's engine options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NetworkOptions {
+    pub driver_opts: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub internal: bool,
+    pub enable_ipv6: bool,
+    pub ipam: Vec<IpamPool>,
+}
+
+/// One `ipam.config` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IpamPool {
+    pub subnet: Option<String>,
+    pub ip_range: Option<String>,
+    pub gateway: Option<String>,
+    pub aux_addresses: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -276,5 +306,7 @@ pub fn single_image(image: impl Into<String>) -> Compose {
         services: BTreeMap::from([(SINGLE_IMAGE_SERVICE.to_string(), main)]),
         volumes: BTreeSet::from([LEGACY_DATA_VOLUME.to_string()]),
         networks: BTreeSet::from([DEFAULT_NETWORK.to_string()]),
+        volume_options: BTreeMap::new(),
+        network_options: BTreeMap::new(),
     }
 }

@@ -6,8 +6,9 @@ use serde_norway::Value;
 
 use super::scalar;
 use super::{
-    Checked, Compose, DEFAULT_NETWORK, DeviceMapping, Healthcheck, LEGACY_DATA_VOLUME,
-    NetworkAttachment, NetworkMode, RestartPolicy, Service, Ulimit, VolumeMount,
+    Checked, Compose, DEFAULT_NETWORK, DeviceMapping, Healthcheck, IpamPool, LEGACY_DATA_VOLUME,
+    NetworkAttachment, NetworkMode, NetworkOptions, RestartPolicy, Service, Ulimit, VolumeMount,
+    VolumeOptions,
 };
 use crate::Problem;
 use crate::labels;
@@ -229,6 +230,8 @@ impl Walker {
         let mut services = None;
         let mut volumes = BTreeSet::new();
         let mut networks = BTreeSet::from([DEFAULT_NETWORK.to_string()]);
+        let mut volume_options = BTreeMap::new();
+        let mut network_options = BTreeMap::new();
         for (key, v) in self.entries("(top level)", value) {
             match key.as_str() {
                 "version" => match self.text("version", &v) {
@@ -240,8 +243,16 @@ impl Walker {
                     None => {}
                 },
                 "services" => services = Some(v),
-                "volumes" => volumes = self.declared_volumes(v),
-                "networks" => networks.extend(self.declared_networks(v)),
+                "volumes" => {
+                    let (names, options) = self.declared_volumes(v);
+                    volumes = names;
+                    volume_options = options;
+                }
+                "networks" => {
+                    let (names, options) = self.declared_networks(v);
+                    networks.extend(names);
+                    network_options = options;
+                }
                 other => self.err(other, format!("unsupported top-level key `{other}`")),
             }
         }
@@ -283,65 +294,159 @@ impl Walker {
             services: parsed,
             volumes,
             networks,
+            volume_options,
+            network_options,
         }
     }
 
-    fn declared_volumes(&mut self, v: Value) -> BTreeSet<String> {
+    fn declared_volumes(
+        &mut self,
+        v: Value,
+    ) -> (BTreeSet<String>, BTreeMap<String, VolumeOptions>) {
         let mut out = BTreeSet::new();
+        let mut options = BTreeMap::new();
         for (name, spec) in self.entries("volumes", v) {
             let path = format!("volumes.{name}");
             if !is_valid_name(&name) {
                 self.err(&path, format!("volume name `{name}` is not valid"));
             }
+            let mut o = VolumeOptions::default();
             for (key, val) in self.entries(&path, spec) {
+                let p = format!("{path}.{key}");
                 match key.as_str() {
-                    "driver" => match self.text(&format!("{path}.driver"), &val) {
+                    "driver" => match self.text(&p, &val) {
                         Some(d) if d == "local" => {}
                         Some(d) => self.err(
-                            &format!("{path}.driver"),
+                            &p,
                             format!("volume `{name}`: driver `{d}` is not supported (local only)"),
                         ),
                         None => {}
                     },
-                    other => self.err(
-                        &format!("{path}.{other}"),
-                        format!("volume `{name}`: unsupported key `{other}`"),
+                    "driver_opts" => o.driver_opts = self.dict(&p, val),
+                    "labels" => o.labels = self.dict(&p, val),
+                    "name" => {
+                        if self.text(&p, &val).is_some() {
+                            self.ignore(&p, format!("volume `{name}`: `name` is not used: the engine name is the supervisor's (<app>_{name})"));
+                        }
+                    }
+                    "external" => self.err(
+                        &p,
+                        format!("volume `{name}`: external volumes are not supported"),
                     ),
+                    other => self.err(&p, format!("volume `{name}`: unsupported key `{other}`")),
                 }
+            }
+            if o != VolumeOptions::default() {
+                options.insert(name.clone(), o);
             }
             out.insert(name);
         }
-        out
+        (out, options)
     }
 
-    fn declared_networks(&mut self, v: Value) -> BTreeSet<String> {
+    fn declared_networks(
+        &mut self,
+        v: Value,
+    ) -> (BTreeSet<String>, BTreeMap<String, NetworkOptions>) {
         let mut out = BTreeSet::new();
+        let mut options = BTreeMap::new();
         for (name, spec) in self.entries("networks", v) {
             let path = format!("networks.{name}");
             if !is_valid_name(&name) {
                 self.err(&path, format!("network name `{name}` is not valid"));
             }
+            let mut o = NetworkOptions::default();
             for (key, val) in self.entries(&path, spec) {
+                let p = format!("{path}.{key}");
                 match key.as_str() {
-                    "driver" => match self.text(&format!("{path}.driver"), &val) {
+                    "driver" => match self.text(&p, &val) {
                         Some(d) if d == "bridge" => {}
                         Some(d) => self.err(
-                            &format!("{path}.driver"),
+                            &p,
                             format!(
                                 "network `{name}`: driver `{d}` is not supported (bridge only)"
                             ),
                         ),
                         None => {}
                     },
-                    other => self.err(
-                        &format!("{path}.{other}"),
-                        format!("network `{name}`: unsupported key `{other}`"),
+                    "driver_opts" => o.driver_opts = self.dict(&p, val),
+                    "labels" => o.labels = self.dict(&p, val),
+                    "internal" => o.internal = self.boolean(&p, &val).unwrap_or(false),
+                    "enable_ipv6" => o.enable_ipv6 = self.boolean(&p, &val).unwrap_or(false),
+                    "ipam" => o.ipam = self.ipam(&name, &p, val),
+                    "name" => {
+                        if self.text(&p, &val).is_some() {
+                            self.ignore(&p, format!("network `{name}`: `name` is not used: the engine name is the supervisor's (<app>_{name})"));
+                        }
+                    }
+                    "external" => self.err(
+                        &p,
+                        format!("network `{name}`: external networks are not supported"),
                     ),
+                    other => self.err(&p, format!("network `{name}`: unsupported key `{other}`")),
                 }
+            }
+            if o != NetworkOptions::default() {
+                options.insert(name.clone(), o);
             }
             out.insert(name);
         }
-        out
+        (out, options)
+    }
+
+    /// `ipam`: `driver` (default only), `config` (subnet, ip_range, gateway, aux_addresses),
+    /// `options`. The builder writes `ipam: {}` for every network.
+    fn ipam(&mut self, network: &str, path: &str, v: Value) -> Vec<IpamPool> {
+        let mut pools = Vec::new();
+        for (key, val) in self.entries(path, v) {
+            let p = format!("{path}.{key}");
+            match key.as_str() {
+                "driver" => match self.text(&p, &val) {
+                    Some(d) if d == "default" => {}
+                    Some(d) => self.err(
+                        &p,
+                        format!(
+                            "network `{network}`: IPAM driver `{d}` is not supported (default only)"
+                        ),
+                    ),
+                    None => {}
+                },
+                "options" => {
+                    if !self.dict(&p, val).is_empty() {
+                        self.ignore(&p, format!("network `{network}`: IPAM options are not used by the default driver"));
+                    }
+                }
+                "config" => {
+                    let Value::Sequence(items) = val else {
+                        self.err(&p, format!("expected a list, found {}", kind(&val)));
+                        continue;
+                    };
+                    for (i, item) in items.into_iter().enumerate() {
+                        let ip = format!("{p}[{i}]");
+                        let mut pool = IpamPool::default();
+                        for (k, x) in self.entries(&ip, item) {
+                            let kp = format!("{ip}.{k}");
+                            match k.as_str() {
+                                "subnet" => pool.subnet = self.text(&kp, &x),
+                                "ip_range" => pool.ip_range = self.text(&kp, &x),
+                                "gateway" => pool.gateway = self.text(&kp, &x),
+                                "aux_addresses" => pool.aux_addresses = self.dict(&kp, x),
+                                other => self.err(
+                                    &kp,
+                                    format!("network `{network}`: unsupported IPAM key `{other}`"),
+                                ),
+                            }
+                        }
+                        pools.push(pool);
+                    }
+                }
+                other => self.err(
+                    &p,
+                    format!("network `{network}`: unsupported IPAM key `{other}`"),
+                ),
+            }
+        }
+        pools
     }
 
     fn service(
@@ -368,6 +473,10 @@ impl Walker {
         let mut network_mode_host = false;
         for (key, v) in self.entries(&base, spec) {
             let p = format!("{base}.{key}");
+            if v.is_null() {
+                // balena's builder writes unset keys as null (`command: null`): unset.
+                continue;
+            }
             match key.as_str() {
                 "image" => image = self.text(&p, &v),
                 "command" => s.command = self.command(&p, &v),

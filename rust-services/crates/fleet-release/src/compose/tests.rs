@@ -231,7 +231,7 @@ services:
     links: [web]
     deploy: {}
 volumes:
-  v: {driver_opts: {}}
+  v: {external: true}
 "#;
     let p = problems(yaml);
     assert!(has(
@@ -261,8 +261,8 @@ volumes:
     ));
     assert!(has(
         &p,
-        "volumes.v.driver_opts",
-        "unsupported key `driver_opts`"
+        "volumes.v.external",
+        "external volumes are not supported"
     ));
     assert_eq!(p.len(), 6, "{p:?}");
     let msg = parse(yaml).unwrap_err().to_string();

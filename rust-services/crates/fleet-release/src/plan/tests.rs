@@ -63,9 +63,9 @@ fn describe(steps: &[Step], state: &CurrentState) -> Vec<String> {
         .map(|s| match s {
             Step::FetchImage { image } => format!("fetch {image}"),
             Step::RemoveImage { image } => format!("rmi {image}"),
-            Step::CreateNetwork { network } => format!("create-network {}", network.name),
+            Step::CreateNetwork { network, .. } => format!("create-network {}", network.name),
             Step::RemoveNetwork { network } => format!("remove-network {}", network.name),
-            Step::CreateVolume { volume } => format!("create-volume {}", volume.name),
+            Step::CreateVolume { volume, .. } => format!("create-volume {}", volume.name),
             Step::Stop { container } => format!("stop {}", service_of(container)),
             Step::Remove { container } => format!("remove {}", service_of(container)),
             Step::Create { config } => format!("create {}@{}", config.service, config.release),
