@@ -741,7 +741,13 @@ fn settings_prefer_the_environment_and_make_a_stable_local_key() {
         _ => None,
     };
     let s = Settings::resolve(&args, with_key).unwrap();
-    assert_eq!((s.api_key.as_str(), s.listen_port), ("devkey", 48485));
+    // The local key stays the supervisor's own: the cloud credential is not it.
+    assert_eq!(s.listen_port, 48485);
+    assert_eq!(s.device_api_key.as_deref(), Some("devkey"));
+    assert_eq!(s.api_key, again.api_key);
+    let host = s.host_context("/run/docker.sock");
+    assert_eq!(host.supervisor_api_key, again.api_key);
+    assert_ne!(host.supervisor_api_key, "devkey");
     let bad_port = |k: &str| (k == "FLEET_LISTEN_PORT").then(|| "http".to_string());
     assert!(Settings::resolve(&args, bad_port).is_err());
 }
