@@ -1,4 +1,4 @@
-//! balena's documented subset of Compose v2.1 (`docker-compose.yml`) as typed service specs.
+//! balena's documented subset of Compose v2 to v2.4 (`docker-compose.yml`) as typed service specs.
 //!
 //! Every key of the subset is modelled; any other key is refused with a [`Problem`] naming
 //! the key and the service, and all problems of a file are reported at once.
@@ -175,6 +175,42 @@ pub struct Service {
     pub security_opt: Vec<String>,
     pub group_add: Vec<String>,
     pub init: Option<bool>,
+    // Keys added after the first release: left out of the serialized form while unset, so
+    // the digest of a service that does not use them (and its container) stays the same.
+    /// `restart: on-failure:N`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_max_retries: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<i64>,
+    /// `cpuset` (CPUs, `0-2` or `0,1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpuset: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_opt: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domainname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem_reservation: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub userns_mode: Option<String>,
 }
 
 impl Service {
@@ -216,6 +252,22 @@ impl Service {
             security_opt: Vec::new(),
             group_add: Vec::new(),
             init: None,
+            restart_max_retries: None,
+            tty: false,
+            cgroup_parent: None,
+            cpu_quota: None,
+            cpuset: None,
+            dns_opt: Vec::new(),
+            dns_search: Vec::new(),
+            domainname: None,
+            ipc: None,
+            mac_address: None,
+            mem_reservation: None,
+            oom_score_adj: None,
+            pid: None,
+            pids_limit: None,
+            shm_size: None,
+            userns_mode: None,
         }
     }
 }

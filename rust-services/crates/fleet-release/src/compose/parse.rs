@@ -16,7 +16,7 @@ use crate::labels;
 /// Largest compose file accepted; real ones are a few KiB.
 pub const MAX_COMPOSE_BYTES: usize = 1024 * 1024;
 
-const VERSIONS: &[&str] = &["2", "2.0", "2.1"];
+const VERSIONS: &[&str] = &["2", "2.0", "2.1", "2.2", "2.3", "2.4"];
 
 pub(super) fn parse_str(text: &str) -> Result<Compose, Vec<Problem>> {
     into_result(check_str(text))
@@ -155,6 +155,27 @@ impl Walker {
         }
     }
 
+    fn integer(&mut self, path: &str, v: &Value) -> Option<i64> {
+        let n = match v {
+            Value::String(s) => s.trim().parse().ok(),
+            other => other.as_i64(),
+        };
+        if n.is_none() {
+            self.err(path, "expected an integer");
+        }
+        n
+    }
+
+    /// Bytes: a number, or `512m`-style text.
+    fn size(&mut self, path: &str, v: &Value) -> Option<u64> {
+        match v {
+            Value::Number(_) => self.unsigned(path, v),
+            other => self
+                .text(path, other)
+                .and_then(|t| scalar::bytes(&t).map_err(|e| self.err(path, e)).ok()),
+        }
+    }
+
     /// A string or a list of strings.
     fn texts(&mut self, path: &str, v: &Value) -> Vec<String> {
         match v {
@@ -238,7 +259,7 @@ impl Walker {
                     Some(ver) if VERSIONS.contains(&ver.as_str()) => {}
                     Some(ver) => self.err(
                         "version",
-                        format!("compose version `{ver}` is not supported (2, 2.0 or 2.1)"),
+                        format!("compose version `{ver}` is not supported (2 to 2.4)"),
                     ),
                     None => {}
                 },
@@ -491,6 +512,17 @@ impl Walker {
                             "no" | "false" => s.restart = RestartPolicy::No,
                             "on-failure" => s.restart = RestartPolicy::OnFailure,
                             "unless-stopped" => s.restart = RestartPolicy::UnlessStopped,
+                            other if other.starts_with("on-failure:") => {
+                                match other["on-failure:".len()..].parse::<u64>() {
+                                    Ok(n) => {
+                                        s.restart = RestartPolicy::OnFailure;
+                                        s.restart_max_retries = Some(n);
+                                    }
+                                    Err(_) => self.err(&p, format!(
+                                        "service `{name}`: restart `{other}`: the retry count is not a non-negative integer"
+                                    )),
+                                }
+                            }
                             other => self.err(&p, format!(
                                 "service `{name}`: restart `{other}` is not one of always, no, on-failure, unless-stopped"
                             )),
@@ -552,14 +584,7 @@ impl Walker {
                 "stop_signal" => s.stop_signal = self.text(&p, &v),
                 "stop_grace_period" => s.stop_grace_period_ms = self.duration(&p, &v),
                 "healthcheck" => s.healthcheck = self.healthcheck(&p, v),
-                "mem_limit" => {
-                    s.mem_limit = match &v {
-                        Value::Number(_) => self.unsigned(&p, &v),
-                        other => self
-                            .text(&p, other)
-                            .and_then(|t| scalar::bytes(&t).map_err(|e| self.err(&p, e)).ok()),
-                    }
-                }
+                "mem_limit" => s.mem_limit = self.size(&p, &v),
                 "cpu_shares" => s.cpu_shares = self.unsigned(&p, &v),
                 "sysctls" => s.sysctls = self.dict(&p, v),
                 "dns" => s.dns = self.texts(&p, &v),
@@ -578,6 +603,28 @@ impl Walker {
                 "security_opt" => s.security_opt = self.texts(&p, &v),
                 "group_add" => s.group_add = self.texts(&p, &v),
                 "init" => s.init = self.boolean(&p, &v),
+                "tty" => s.tty = self.boolean(&p, &v).unwrap_or(false),
+                "cgroup_parent" => s.cgroup_parent = self.text(&p, &v),
+                "cpu_quota" => s.cpu_quota = self.integer(&p, &v),
+                "cpuset" => s.cpuset = self.text(&p, &v),
+                "dns_opt" => s.dns_opt = self.texts(&p, &v),
+                "dns_search" => s.dns_search = self.texts(&p, &v),
+                "domainname" => s.domainname = self.text(&p, &v),
+                "ipc" => s.ipc = self.text(&p, &v),
+                "mac_address" => s.mac_address = self.text(&p, &v),
+                "mem_reservation" => s.mem_reservation = self.size(&p, &v),
+                "oom_score_adj" => match self.integer(&p, &v) {
+                    Some(n) if (-1000..=1000).contains(&n) => s.oom_score_adj = Some(n),
+                    Some(n) => self.err(
+                        &p,
+                        format!("service `{name}`: oom_score_adj {n} is outside -1000..1000"),
+                    ),
+                    None => {}
+                },
+                "pid" => s.pid = self.text(&p, &v),
+                "pids_limit" => s.pids_limit = self.integer(&p, &v),
+                "shm_size" => s.shm_size = self.size(&p, &v),
+                "userns_mode" => s.userns_mode = self.text(&p, &v),
                 other => self.err(&p, format!("service `{name}`: unsupported key `{other}`")),
             }
         }

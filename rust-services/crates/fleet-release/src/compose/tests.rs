@@ -536,3 +536,30 @@ services:
     assert!(bad.compose.is_none());
     assert!(has(&bad.problems, "services.web.build", "unsupported key"));
 }
+
+#[test]
+fn versions_to_2_4_and_restart_retries() {
+    for v in ["2", "2.2", "2.3", "2.4"] {
+        parse(&format!("version: '{v}'\nservices:\n  a:\n    image: x\n")).unwrap();
+    }
+    let p = problems("version: '3'\nservices:\n  a:\n    image: x\n");
+    assert!(has(&p, "version", "2 to 2.4"), "{p:?}");
+    let c = parse("services:\n  a:\n    image: x\n    restart: on-failure:5\n").unwrap();
+    assert_eq!(c.services["a"].restart, RestartPolicy::OnFailure);
+    assert_eq!(c.services["a"].restart_max_retries, Some(5));
+    let p = problems(
+        "services:\n  a:\n    image: x\n    restart: on-failure:many\n    oom_score_adj: 2000\n",
+    );
+    assert!(has(&p, "services.a.restart", "retry count"), "{p:?}");
+    assert!(
+        has(&p, "services.a.oom_score_adj", "outside -1000..1000"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn builder_nulls_mean_unset() {
+    let c = parse("services:\n  a:\n    image: x\n    command: null\n    entrypoint: ~\n").unwrap();
+    assert_eq!(c.services["a"].command, None);
+    assert_eq!(c.services["a"].entrypoint, None);
+}
