@@ -166,6 +166,30 @@ impl Walker {
         n
     }
 
+    /// `pid` / `ipc`: one of `allowed`; sharing another container's (`container:`,
+    /// `service:`) is refused, as balena's builder does.
+    fn namespace_mode(
+        &mut self,
+        service: &str,
+        path: &str,
+        v: &Value,
+        allowed: &[&str],
+    ) -> Option<String> {
+        let mode = self.text(path, v)?;
+        if allowed.contains(&mode.as_str()) {
+            Some(mode)
+        } else {
+            self.err(
+                path,
+                format!(
+                    "service `{service}`: `{mode}` is not supported (one of {})",
+                    allowed.join(", ")
+                ),
+            );
+            None
+        }
+    }
+
     /// Bytes: a number, or `512m`-style text.
     fn size(&mut self, path: &str, v: &Value) -> Option<u64> {
         match v {
@@ -451,7 +475,10 @@ impl Walker {
                                 "subnet" => pool.subnet = self.text(&kp, &x),
                                 "ip_range" => pool.ip_range = self.text(&kp, &x),
                                 "gateway" => pool.gateway = self.text(&kp, &x),
-                                "aux_addresses" => pool.aux_addresses = self.dict(&kp, x),
+                                "aux_addresses" => self.err(
+                                    &kp,
+                                    format!("network `{network}`: `aux_addresses` is not supported (balena refuses it too)"),
+                                ),
                                 other => self.err(
                                     &kp,
                                     format!("network `{network}`: unsupported IPAM key `{other}`"),
@@ -610,7 +637,10 @@ impl Walker {
                 "dns_opt" => s.dns_opt = self.texts(&p, &v),
                 "dns_search" => s.dns_search = self.texts(&p, &v),
                 "domainname" => s.domainname = self.text(&p, &v),
-                "ipc" => s.ipc = self.text(&p, &v),
+                "ipc" => {
+                    s.ipc =
+                        self.namespace_mode(name, &p, &v, &["host", "private", "shareable", "none"])
+                }
                 "mac_address" => s.mac_address = self.text(&p, &v),
                 "mem_reservation" => s.mem_reservation = self.size(&p, &v),
                 "oom_score_adj" => match self.integer(&p, &v) {
@@ -621,8 +651,17 @@ impl Walker {
                     ),
                     None => {}
                 },
-                "pid" => s.pid = self.text(&p, &v),
-                "pids_limit" => s.pids_limit = self.integer(&p, &v),
+                "pid" => s.pid = self.namespace_mode(name, &p, &v, &["host"]),
+                "pids_limit" => match self.integer(&p, &v) {
+                    Some(n) if n >= 0 => s.pids_limit = Some(n),
+                    Some(n) => self.err(
+                        &p,
+                        format!(
+                            "service `{name}`: pids_limit {n} is negative (balena refuses it too)"
+                        ),
+                    ),
+                    None => {}
+                },
                 "shm_size" => s.shm_size = self.size(&p, &v),
                 "userns_mode" => s.userns_mode = self.text(&p, &v),
                 other => self.err(&p, format!("service `{name}`: unsupported key `{other}`")),

@@ -563,3 +563,30 @@ fn builder_nulls_mean_unset() {
     assert_eq!(c.services["a"].command, None);
     assert_eq!(c.services["a"].entrypoint, None);
 }
+
+#[test]
+fn namespaces_of_other_containers_and_negative_pids_limit_refused() {
+    let p = problems(
+        "services:\n  a:\n    image: x\n    pid: container:b\n    ipc: service:b\n    pids_limit: -1\n  b:\n    image: y\n",
+    );
+    assert!(
+        has(&p, "services.a.pid", "`container:b` is not supported"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "services.a.ipc", "`service:b` is not supported"),
+        "{p:?}"
+    );
+    assert!(has(&p, "services.a.pids_limit", "negative"), "{p:?}");
+    let p = problems(
+        "networks:\n  n:\n    ipam:\n      config: [{subnet: 10.1.0.0/16, aux_addresses: {h: 10.1.0.5}}]\nservices:\n  a:\n    image: x\n",
+    );
+    assert!(
+        has(
+            &p,
+            "networks.n.ipam.config[0].aux_addresses",
+            "not supported"
+        ),
+        "{p:?}"
+    );
+}
