@@ -360,6 +360,56 @@ pub fn parse(bytes: &[u8]) -> Result<TargetState, TargetError> {
     }
 }
 
+/// balena's preload file (`apps.json`, written by `balena preload`): `{ config?, apps, pinDevice? }`
+/// with `apps` as in the v3 target state (keyed by app UUID, each with its release), read as
+/// the target of device `device_uuid`. `pinDevice` is reported (pinning is the server's).
+/// The legacy forms (a list, or apps keyed by numeric id) are refused with the reason.
+pub fn parse_apps_json(bytes: &[u8], device_uuid: &str) -> Result<TargetState, TargetError> {
+    if bytes.len() > MAX_TARGET_BYTES {
+        return Err(invalid(
+            "(file)",
+            format!("larger than the {MAX_TARGET_BYTES}-byte limit"),
+        ));
+    }
+    let doc: Value =
+        serde_json::from_slice(bytes).map_err(|e| invalid("(file)", format!("not JSON: {e}")))?;
+    let Value::Object(mut doc) = doc else {
+        return Err(invalid(
+            "(top level)",
+            "a legacy apps.json (a list of apps) is not supported: preload with a v3 apps.json",
+        ));
+    };
+    let pin = doc.remove("pinDevice");
+    let config = doc
+        .remove("config")
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    let apps = doc
+        .remove("apps")
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    if let Some(key) = doc.keys().next() {
+        return Err(invalid(key, format!("unknown apps.json key `{key}`")));
+    }
+    if let Some(id) = apps.as_object().and_then(|a| {
+        a.keys()
+            .find(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_digit()))
+    }) {
+        return Err(invalid(
+            &format!("apps.{id}"),
+            "a v2 apps.json (apps keyed by numeric id) is not supported: preload with a v3 apps.json (apps keyed by UUID)",
+        ));
+    }
+    let wrapped = serde_json::json!({ device_uuid: { "config": config, "apps": apps } });
+    let bytes = serde_json::to_vec(&wrapped).map_err(|e| invalid("(file)", e.to_string()))?;
+    let mut state = parse(&bytes)?;
+    if pin.is_some_and(|p| p == Value::Bool(true)) {
+        state.notes.push(Problem::new(
+            "pinDevice",
+            "the device is not pinned to the preloaded release by this device: pin it on the server",
+        ));
+    }
+    Ok(state)
+}
+
 fn config_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),

@@ -309,3 +309,36 @@ fn network_options_from_the_release() {
         "ipam: {{}} sets nothing"
     );
 }
+
+/// The preload format as balena documents it: config and apps keyed by UUID, no device key.
+#[test]
+fn apps_json_preload_is_read_as_the_device_target() {
+    let doc = json!({
+        "config": {"RESIN_HOST_CONFIG_gpu_mem": "128"},
+        "apps": {"5f6e7d8c": {"id": 42, "name": "kiosk", "releases": {"9a8b7c6d": {"id": 7,
+            "services": {"browser": {"id": 3, "image_id": 4, "image": "registry.example/kiosk:7",
+                "labels": {"io.resin.features.dbus": "1"}, "environment": {}}}}}}},
+        "pinDevice": true
+    });
+    let t = parse_apps_json(doc.to_string().as_bytes(), "dev9").unwrap();
+    assert_eq!(t.device_uuid, "dev9");
+    let rel = t.apps["5f6e7d8c"].release.as_ref().unwrap();
+    assert_eq!(
+        rel.compose.services["browser"].image,
+        "registry.example/kiosk:7"
+    );
+    assert!(
+        t.notes.iter().any(|n| n.path == "pinDevice"),
+        "{:?}",
+        t.notes
+    );
+    assert!(t.notes.iter().any(|n| n.message.contains("gpu_mem")));
+
+    let legacy = parse_apps_json(b"[]", "dev9").unwrap_err();
+    assert!(legacy.to_string().contains("legacy apps.json"), "{legacy}");
+    let v2 = json!({"apps": {"1234": {"id": 1234, "name": "a"}}});
+    let err = parse_apps_json(v2.to_string().as_bytes(), "dev9").unwrap_err();
+    assert!(err.problems[0].path == "apps.1234", "{err}");
+    let unknown = parse_apps_json(br#"{"apps": {}, "extra": 1}"#, "dev9").unwrap_err();
+    assert!(unknown.to_string().contains("`extra`"), "{unknown}");
+}
