@@ -198,6 +198,9 @@ pub struct ReleaseTarget {
     pub id: u64,
     /// The compose with target-state environment and labels merged into each service.
     pub compose: Compose,
+    /// balena's service ids (`services.<name>.id`) where the target gives them: the
+    /// containers' `io.balena.service-id` label.
+    pub service_ids: BTreeMap<String, u64>,
 }
 
 /// Why a target-state document is refused: every problem, each with its path.
@@ -328,12 +331,18 @@ pub fn parse(bytes: &[u8]) -> Result<TargetState, TargetError> {
                     "release UUID must be 1-64 of [a-z0-9-]",
                 ));
             }
+            let service_ids = rel
+                .services
+                .iter()
+                .filter_map(|(name, s)| Some((name.clone(), s.id?)))
+                .collect();
             match release_compose(&rpath, rel, &mut notes) {
                 Ok((id, compose)) => {
                     release = Some(ReleaseTarget {
                         uuid: rel_uuid,
                         id,
                         compose,
+                        service_ids,
                     })
                 }
                 Err(mut p) => problems.append(&mut p),
