@@ -86,6 +86,8 @@ pub struct NetworkIpamPool {
 pub struct CreateVolume {
     pub name: String,
     pub driver: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
 }
 
@@ -97,6 +99,37 @@ pub struct CreateNetwork {
     pub driver: String,
     pub check_duplicate: bool,
     pub labels: BTreeMap<String, String>,
+    /// Driver options (`com.docker.network.bridge.name`, ...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// No outside connectivity.
+    pub internal: bool,
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    #[serde(rename = "IPAM", skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<CreateIpam>,
+}
+
+/// `IPAM` of a network create body.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateIpam {
+    pub driver: String,
+    pub config: Vec<IpamPoolConfig>,
+}
+
+/// One address pool of [`NetworkIpam`].
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamPoolConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_address: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,6 +239,12 @@ pub struct ImageInspect {
 pub struct CreateContainer {
     pub image: String,
     pub env: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domainname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub host_config: HostConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -319,6 +358,32 @@ pub struct HostConfig {
     pub group_add: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpuset_cpus: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_options: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipc_mode: Option<String>,
+    /// Bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_reservation: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    /// Bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub userns_mode: Option<String>,
 }
 
 /// A `HostConfig.Mounts` entry of type `bind`.
@@ -374,6 +439,9 @@ pub struct Ulimit {
 pub struct RestartPolicy {
     /// `no`, `always`, `unless-stopped`, `on-failure`.
     pub name: String,
+    /// `on-failure:N`: at most N restarts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_retry_count: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,7 +17,7 @@ pub mod update_lock;
 
 /// One finding of a validator: the path of the offending value (`services.web.volumes[0]`)
 /// and the reason. Validators collect all of them instead of stopping at the first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     pub path: String,
     pub message: String,

@@ -108,7 +108,7 @@ mod tests {
                 .is_file()
         );
         assert_eq!(load_local(&root).unwrap().unwrap(), saved);
-        let bad = br#"{"dev1": {"apps": {"app1": {"id": 1, "name": "a", "releases": {"r1": {"id": 1}}}}}}"#;
+        let bad = br#"{"dev1": {"apps": {"app1": {"id": 1, "name": "a", "releases": {"r1": {"id": "one"}}}}}}"#;
         assert!(matches!(
             save_local(&root, bad),
             Err(TargetFileError::Invalid { .. })

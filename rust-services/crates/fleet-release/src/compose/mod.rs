@@ -1,4 +1,4 @@
-//! balena's documented subset of Compose v2.1 (`docker-compose.yml`) as typed service specs.
+//! balena's documented subset of Compose v2 to v2.4 (`docker-compose.yml`) as typed service specs.
 //!
 //! Every key of the subset is modelled; any other key is refused with a [`Problem`] naming
 //! the key and the service, and all problems of a file are reported at once.
@@ -34,6 +34,36 @@ pub struct Compose {
     pub volumes: BTreeSet<String>,
     /// Networks declared at top level plus [`DEFAULT_NETWORK`].
     pub networks: BTreeSet<String>,
+    /// Engine options of declared volumes (only those that set some).
+    pub volume_options: BTreeMap<String, VolumeOptions>,
+    /// Engine options of declared networks (only those that set some).
+    pub network_options: BTreeMap<String, NetworkOptions>,
+}
+
+/// A declared volume's `driver_opts` and `labels`, passed to the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VolumeOptions {
+    pub driver_opts: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A declared network's engine options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NetworkOptions {
+    pub driver_opts: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub internal: bool,
+    pub enable_ipv6: bool,
+    pub ipam: Vec<IpamPool>,
+}
+
+/// One `ipam.config` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IpamPool {
+    pub subnet: Option<String>,
+    pub ip_range: Option<String>,
+    pub gateway: Option<String>,
+    pub aux_addresses: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -145,6 +175,42 @@ pub struct Service {
     pub security_opt: Vec<String>,
     pub group_add: Vec<String>,
     pub init: Option<bool>,
+    // Keys added after the first release: left out of the serialized form while unset, so
+    // the digest of a service that does not use them (and its container) stays the same.
+    /// `restart: on-failure:N`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_max_retries: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<i64>,
+    /// `cpuset` (CPUs, `0-2` or `0,1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpuset: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_opt: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domainname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem_reservation: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub userns_mode: Option<String>,
 }
 
 impl Service {
@@ -186,6 +252,22 @@ impl Service {
             security_opt: Vec::new(),
             group_add: Vec::new(),
             init: None,
+            restart_max_retries: None,
+            tty: false,
+            cgroup_parent: None,
+            cpu_quota: None,
+            cpuset: None,
+            dns_opt: Vec::new(),
+            dns_search: Vec::new(),
+            domainname: None,
+            ipc: None,
+            mac_address: None,
+            mem_reservation: None,
+            oom_score_adj: None,
+            pid: None,
+            pids_limit: None,
+            shm_size: None,
+            userns_mode: None,
         }
     }
 }
@@ -276,5 +358,7 @@ pub fn single_image(image: impl Into<String>) -> Compose {
         services: BTreeMap::from([(SINGLE_IMAGE_SERVICE.to_string(), main)]),
         volumes: BTreeSet::from([LEGACY_DATA_VOLUME.to_string()]),
         networks: BTreeSet::from([DEFAULT_NETWORK.to_string()]),
+        volume_options: BTreeMap::new(),
+        network_options: BTreeMap::new(),
     }
 }

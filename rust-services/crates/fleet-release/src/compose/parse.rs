@@ -6,8 +6,9 @@ use serde_norway::Value;
 
 use super::scalar;
 use super::{
-    Checked, Compose, DEFAULT_NETWORK, DeviceMapping, Healthcheck, LEGACY_DATA_VOLUME,
-    NetworkAttachment, NetworkMode, RestartPolicy, Service, Ulimit, VolumeMount,
+    Checked, Compose, DEFAULT_NETWORK, DeviceMapping, Healthcheck, IpamPool, LEGACY_DATA_VOLUME,
+    NetworkAttachment, NetworkMode, NetworkOptions, RestartPolicy, Service, Ulimit, VolumeMount,
+    VolumeOptions,
 };
 use crate::Problem;
 use crate::labels;
@@ -15,7 +16,7 @@ use crate::labels;
 /// Largest compose file accepted; real ones are a few KiB.
 pub const MAX_COMPOSE_BYTES: usize = 1024 * 1024;
 
-const VERSIONS: &[&str] = &["2", "2.0", "2.1"];
+const VERSIONS: &[&str] = &["2", "2.0", "2.1", "2.2", "2.3", "2.4"];
 
 pub(super) fn parse_str(text: &str) -> Result<Compose, Vec<Problem>> {
     into_result(check_str(text))
@@ -154,6 +155,51 @@ impl Walker {
         }
     }
 
+    fn integer(&mut self, path: &str, v: &Value) -> Option<i64> {
+        let n = match v {
+            Value::String(s) => s.trim().parse().ok(),
+            other => other.as_i64(),
+        };
+        if n.is_none() {
+            self.err(path, "expected an integer");
+        }
+        n
+    }
+
+    /// `pid` / `ipc`: one of `allowed`; sharing another container's (`container:`,
+    /// `service:`) is refused, as balena's builder does.
+    fn namespace_mode(
+        &mut self,
+        service: &str,
+        path: &str,
+        v: &Value,
+        allowed: &[&str],
+    ) -> Option<String> {
+        let mode = self.text(path, v)?;
+        if allowed.contains(&mode.as_str()) {
+            Some(mode)
+        } else {
+            self.err(
+                path,
+                format!(
+                    "service `{service}`: `{mode}` is not supported (one of {})",
+                    allowed.join(", ")
+                ),
+            );
+            None
+        }
+    }
+
+    /// Bytes: a number, or `512m`-style text.
+    fn size(&mut self, path: &str, v: &Value) -> Option<u64> {
+        match v {
+            Value::Number(_) => self.unsigned(path, v),
+            other => self
+                .text(path, other)
+                .and_then(|t| scalar::bytes(&t).map_err(|e| self.err(path, e)).ok()),
+        }
+    }
+
     /// A string or a list of strings.
     fn texts(&mut self, path: &str, v: &Value) -> Vec<String> {
         match v {
@@ -229,19 +275,29 @@ impl Walker {
         let mut services = None;
         let mut volumes = BTreeSet::new();
         let mut networks = BTreeSet::from([DEFAULT_NETWORK.to_string()]);
+        let mut volume_options = BTreeMap::new();
+        let mut network_options = BTreeMap::new();
         for (key, v) in self.entries("(top level)", value) {
             match key.as_str() {
                 "version" => match self.text("version", &v) {
                     Some(ver) if VERSIONS.contains(&ver.as_str()) => {}
                     Some(ver) => self.err(
                         "version",
-                        format!("compose version `{ver}` is not supported (2, 2.0 or 2.1)"),
+                        format!("compose version `{ver}` is not supported (2 to 2.4)"),
                     ),
                     None => {}
                 },
                 "services" => services = Some(v),
-                "volumes" => volumes = self.declared_volumes(v),
-                "networks" => networks.extend(self.declared_networks(v)),
+                "volumes" => {
+                    let (names, options) = self.declared_volumes(v);
+                    volumes = names;
+                    volume_options = options;
+                }
+                "networks" => {
+                    let (names, options) = self.declared_networks(v);
+                    networks.extend(names);
+                    network_options = options;
+                }
                 other => self.err(other, format!("unsupported top-level key `{other}`")),
             }
         }
@@ -283,65 +339,162 @@ impl Walker {
             services: parsed,
             volumes,
             networks,
+            volume_options,
+            network_options,
         }
     }
 
-    fn declared_volumes(&mut self, v: Value) -> BTreeSet<String> {
+    fn declared_volumes(
+        &mut self,
+        v: Value,
+    ) -> (BTreeSet<String>, BTreeMap<String, VolumeOptions>) {
         let mut out = BTreeSet::new();
+        let mut options = BTreeMap::new();
         for (name, spec) in self.entries("volumes", v) {
             let path = format!("volumes.{name}");
             if !is_valid_name(&name) {
                 self.err(&path, format!("volume name `{name}` is not valid"));
             }
+            let mut o = VolumeOptions::default();
             for (key, val) in self.entries(&path, spec) {
+                let p = format!("{path}.{key}");
                 match key.as_str() {
-                    "driver" => match self.text(&format!("{path}.driver"), &val) {
+                    "driver" => match self.text(&p, &val) {
                         Some(d) if d == "local" => {}
                         Some(d) => self.err(
-                            &format!("{path}.driver"),
+                            &p,
                             format!("volume `{name}`: driver `{d}` is not supported (local only)"),
                         ),
                         None => {}
                     },
-                    other => self.err(
-                        &format!("{path}.{other}"),
-                        format!("volume `{name}`: unsupported key `{other}`"),
+                    "driver_opts" => o.driver_opts = self.dict(&p, val),
+                    "labels" => o.labels = self.dict(&p, val),
+                    "name" => {
+                        if self.text(&p, &val).is_some() {
+                            self.ignore(&p, format!("volume `{name}`: `name` is not used: the engine name is the supervisor's (<app>_{name})"));
+                        }
+                    }
+                    "external" => self.err(
+                        &p,
+                        format!("volume `{name}`: external volumes are not supported"),
                     ),
+                    other => self.err(&p, format!("volume `{name}`: unsupported key `{other}`")),
                 }
+            }
+            if o != VolumeOptions::default() {
+                options.insert(name.clone(), o);
             }
             out.insert(name);
         }
-        out
+        (out, options)
     }
 
-    fn declared_networks(&mut self, v: Value) -> BTreeSet<String> {
+    fn declared_networks(
+        &mut self,
+        v: Value,
+    ) -> (BTreeSet<String>, BTreeMap<String, NetworkOptions>) {
         let mut out = BTreeSet::new();
+        let mut options = BTreeMap::new();
         for (name, spec) in self.entries("networks", v) {
             let path = format!("networks.{name}");
             if !is_valid_name(&name) {
                 self.err(&path, format!("network name `{name}` is not valid"));
             }
+            let mut o = NetworkOptions::default();
             for (key, val) in self.entries(&path, spec) {
+                let p = format!("{path}.{key}");
                 match key.as_str() {
-                    "driver" => match self.text(&format!("{path}.driver"), &val) {
+                    "driver" => match self.text(&p, &val) {
                         Some(d) if d == "bridge" => {}
                         Some(d) => self.err(
-                            &format!("{path}.driver"),
+                            &p,
                             format!(
                                 "network `{name}`: driver `{d}` is not supported (bridge only)"
                             ),
                         ),
                         None => {}
                     },
-                    other => self.err(
-                        &format!("{path}.{other}"),
-                        format!("network `{name}`: unsupported key `{other}`"),
+                    "driver_opts" => o.driver_opts = self.dict(&p, val),
+                    "labels" => o.labels = self.dict(&p, val),
+                    "internal" => o.internal = self.boolean(&p, &val).unwrap_or(false),
+                    "enable_ipv6" => o.enable_ipv6 = self.boolean(&p, &val).unwrap_or(false),
+                    "ipam" => o.ipam = self.ipam(&name, &p, val),
+                    "name" => {
+                        if self.text(&p, &val).is_some() {
+                            self.ignore(&p, format!("network `{name}`: `name` is not used: the engine name is the supervisor's (<app>_{name})"));
+                        }
+                    }
+                    "external" => self.err(
+                        &p,
+                        format!("network `{name}`: external networks are not supported"),
                     ),
+                    other => self.err(&p, format!("network `{name}`: unsupported key `{other}`")),
                 }
+            }
+            if o != NetworkOptions::default() {
+                options.insert(name.clone(), o);
             }
             out.insert(name);
         }
-        out
+        (out, options)
+    }
+
+    /// `ipam`: `driver` (default only), `config` (subnet, ip_range, gateway, aux_addresses),
+    /// `options`. The builder writes `ipam: {}` for every network.
+    fn ipam(&mut self, network: &str, path: &str, v: Value) -> Vec<IpamPool> {
+        let mut pools = Vec::new();
+        for (key, val) in self.entries(path, v) {
+            let p = format!("{path}.{key}");
+            match key.as_str() {
+                "driver" => match self.text(&p, &val) {
+                    Some(d) if d == "default" => {}
+                    Some(d) => self.err(
+                        &p,
+                        format!(
+                            "network `{network}`: IPAM driver `{d}` is not supported (default only)"
+                        ),
+                    ),
+                    None => {}
+                },
+                "options" => {
+                    if !self.dict(&p, val).is_empty() {
+                        self.ignore(&p, format!("network `{network}`: IPAM options are not used by the default driver"));
+                    }
+                }
+                "config" => {
+                    let Value::Sequence(items) = val else {
+                        self.err(&p, format!("expected a list, found {}", kind(&val)));
+                        continue;
+                    };
+                    for (i, item) in items.into_iter().enumerate() {
+                        let ip = format!("{p}[{i}]");
+                        let mut pool = IpamPool::default();
+                        for (k, x) in self.entries(&ip, item) {
+                            let kp = format!("{ip}.{k}");
+                            match k.as_str() {
+                                "subnet" => pool.subnet = self.text(&kp, &x),
+                                "ip_range" => pool.ip_range = self.text(&kp, &x),
+                                "gateway" => pool.gateway = self.text(&kp, &x),
+                                "aux_addresses" => self.err(
+                                    &kp,
+                                    format!("network `{network}`: `aux_addresses` is not supported (balena refuses it too)"),
+                                ),
+                                other => self.err(
+                                    &kp,
+                                    format!("network `{network}`: unsupported IPAM key `{other}`"),
+                                ),
+                            }
+                        }
+                        pools.push(pool);
+                    }
+                }
+                other => self.err(
+                    &p,
+                    format!("network `{network}`: unsupported IPAM key `{other}`"),
+                ),
+            }
+        }
+        pools
     }
 
     fn service(
@@ -368,6 +521,10 @@ impl Walker {
         let mut network_mode_host = false;
         for (key, v) in self.entries(&base, spec) {
             let p = format!("{base}.{key}");
+            if v.is_null() {
+                // balena's builder writes unset keys as null (`command: null`): unset.
+                continue;
+            }
             match key.as_str() {
                 "image" => image = self.text(&p, &v),
                 "command" => s.command = self.command(&p, &v),
@@ -382,6 +539,17 @@ impl Walker {
                             "no" | "false" => s.restart = RestartPolicy::No,
                             "on-failure" => s.restart = RestartPolicy::OnFailure,
                             "unless-stopped" => s.restart = RestartPolicy::UnlessStopped,
+                            other if other.starts_with("on-failure:") => {
+                                match other["on-failure:".len()..].parse::<u64>() {
+                                    Ok(n) => {
+                                        s.restart = RestartPolicy::OnFailure;
+                                        s.restart_max_retries = Some(n);
+                                    }
+                                    Err(_) => self.err(&p, format!(
+                                        "service `{name}`: restart `{other}`: the retry count is not a non-negative integer"
+                                    )),
+                                }
+                            }
                             other => self.err(&p, format!(
                                 "service `{name}`: restart `{other}` is not one of always, no, on-failure, unless-stopped"
                             )),
@@ -443,14 +611,7 @@ impl Walker {
                 "stop_signal" => s.stop_signal = self.text(&p, &v),
                 "stop_grace_period" => s.stop_grace_period_ms = self.duration(&p, &v),
                 "healthcheck" => s.healthcheck = self.healthcheck(&p, v),
-                "mem_limit" => {
-                    s.mem_limit = match &v {
-                        Value::Number(_) => self.unsigned(&p, &v),
-                        other => self
-                            .text(&p, other)
-                            .and_then(|t| scalar::bytes(&t).map_err(|e| self.err(&p, e)).ok()),
-                    }
-                }
+                "mem_limit" => s.mem_limit = self.size(&p, &v),
                 "cpu_shares" => s.cpu_shares = self.unsigned(&p, &v),
                 "sysctls" => s.sysctls = self.dict(&p, v),
                 "dns" => s.dns = self.texts(&p, &v),
@@ -469,6 +630,40 @@ impl Walker {
                 "security_opt" => s.security_opt = self.texts(&p, &v),
                 "group_add" => s.group_add = self.texts(&p, &v),
                 "init" => s.init = self.boolean(&p, &v),
+                "tty" => s.tty = self.boolean(&p, &v).unwrap_or(false),
+                "cgroup_parent" => s.cgroup_parent = self.text(&p, &v),
+                "cpu_quota" => s.cpu_quota = self.integer(&p, &v),
+                "cpuset" => s.cpuset = self.text(&p, &v),
+                "dns_opt" => s.dns_opt = self.texts(&p, &v),
+                "dns_search" => s.dns_search = self.texts(&p, &v),
+                "domainname" => s.domainname = self.text(&p, &v),
+                "ipc" => {
+                    s.ipc =
+                        self.namespace_mode(name, &p, &v, &["host", "private", "shareable", "none"])
+                }
+                "mac_address" => s.mac_address = self.text(&p, &v),
+                "mem_reservation" => s.mem_reservation = self.size(&p, &v),
+                "oom_score_adj" => match self.integer(&p, &v) {
+                    Some(n) if (-1000..=1000).contains(&n) => s.oom_score_adj = Some(n),
+                    Some(n) => self.err(
+                        &p,
+                        format!("service `{name}`: oom_score_adj {n} is outside -1000..1000"),
+                    ),
+                    None => {}
+                },
+                "pid" => s.pid = self.namespace_mode(name, &p, &v, &["host"]),
+                "pids_limit" => match self.integer(&p, &v) {
+                    Some(n) if n >= 0 => s.pids_limit = Some(n),
+                    Some(n) => self.err(
+                        &p,
+                        format!(
+                            "service `{name}`: pids_limit {n} is negative (balena refuses it too)"
+                        ),
+                    ),
+                    None => {}
+                },
+                "shm_size" => s.shm_size = self.size(&p, &v),
+                "userns_mode" => s.userns_mode = self.text(&p, &v),
                 other => self.err(&p, format!("service `{name}`: unsupported key `{other}`")),
             }
         }

@@ -231,7 +231,7 @@ services:
     links: [web]
     deploy: {}
 volumes:
-  v: {driver_opts: {}}
+  v: {external: true}
 "#;
     let p = problems(yaml);
     assert!(has(
@@ -261,8 +261,8 @@ volumes:
     ));
     assert!(has(
         &p,
-        "volumes.v.driver_opts",
-        "unsupported key `driver_opts`"
+        "volumes.v.external",
+        "external volumes are not supported"
     ));
     assert_eq!(p.len(), 6, "{p:?}");
     let msg = parse(yaml).unwrap_err().to_string();
@@ -535,4 +535,58 @@ services:
     let bad = check("services:\n  web:\n    image: x\n    build: .\n");
     assert!(bad.compose.is_none());
     assert!(has(&bad.problems, "services.web.build", "unsupported key"));
+}
+
+#[test]
+fn versions_to_2_4_and_restart_retries() {
+    for v in ["2", "2.2", "2.3", "2.4"] {
+        parse(&format!("version: '{v}'\nservices:\n  a:\n    image: x\n")).unwrap();
+    }
+    let p = problems("version: '3'\nservices:\n  a:\n    image: x\n");
+    assert!(has(&p, "version", "2 to 2.4"), "{p:?}");
+    let c = parse("services:\n  a:\n    image: x\n    restart: on-failure:5\n").unwrap();
+    assert_eq!(c.services["a"].restart, RestartPolicy::OnFailure);
+    assert_eq!(c.services["a"].restart_max_retries, Some(5));
+    let p = problems(
+        "services:\n  a:\n    image: x\n    restart: on-failure:many\n    oom_score_adj: 2000\n",
+    );
+    assert!(has(&p, "services.a.restart", "retry count"), "{p:?}");
+    assert!(
+        has(&p, "services.a.oom_score_adj", "outside -1000..1000"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn builder_nulls_mean_unset() {
+    let c = parse("services:\n  a:\n    image: x\n    command: null\n    entrypoint: ~\n").unwrap();
+    assert_eq!(c.services["a"].command, None);
+    assert_eq!(c.services["a"].entrypoint, None);
+}
+
+#[test]
+fn namespaces_of_other_containers_and_negative_pids_limit_refused() {
+    let p = problems(
+        "services:\n  a:\n    image: x\n    pid: container:b\n    ipc: service:b\n    pids_limit: -1\n  b:\n    image: y\n",
+    );
+    assert!(
+        has(&p, "services.a.pid", "`container:b` is not supported"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "services.a.ipc", "`service:b` is not supported"),
+        "{p:?}"
+    );
+    assert!(has(&p, "services.a.pids_limit", "negative"), "{p:?}");
+    let p = problems(
+        "networks:\n  n:\n    ipam:\n      config: [{subnet: 10.1.0.0/16, aux_addresses: {h: 10.1.0.5}}]\nservices:\n  a:\n    image: x\n",
+    );
+    assert!(
+        has(
+            &p,
+            "networks.n.ipam.config[0].aux_addresses",
+            "not supported"
+        ),
+        "{p:?}"
+    );
 }

@@ -147,6 +147,15 @@ fn supervisor_api_env_by_network_mode() {
         assert_eq!(bridge.env[&format!("{brand}_SUPERVISOR_API_KEY")], "secret");
     }
     assert!(bridge.mounts.is_empty());
+    // The cloud credential only with features.balena-api.
+    for s in [&bridge, &host_mode] {
+        assert!(
+            s.env.values().all(|v| v != "devkey"),
+            "supervisor-api alone leaks the device API key: {:?}",
+            s.env
+        );
+        assert!(!s.env.contains_key("BALENA_API_KEY"));
+    }
 }
 
 #[test]

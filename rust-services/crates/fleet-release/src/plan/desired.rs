@@ -128,6 +128,14 @@ pub fn desired_containers(target: &TargetState, host: &HostContext) -> Vec<Conta
             all_labels.insert(LABEL_SERVICE.to_string(), service_name.clone());
             all_labels.insert(LABEL_RELEASE.to_string(), release.uuid.clone());
             all_labels.insert(LABEL_DIGEST.to_string(), digest.clone());
+            // balena's own labels, so balena tooling recognises the containers.
+            all_labels.insert("io.balena.supervised".to_string(), "true".to_string());
+            all_labels.insert("io.balena.app-id".to_string(), app.id.to_string());
+            all_labels.insert("io.balena.app-uuid".to_string(), app.uuid.clone());
+            all_labels.insert("io.balena.service-name".to_string(), service_name.clone());
+            if let Some(id) = release.service_ids.get(&service_name) {
+                all_labels.insert("io.balena.service-id".to_string(), id.to_string());
+            }
 
             out.push(ContainerConfig {
                 name: format!("{service_name}_{}_{}", app.uuid, &digest[..12]),

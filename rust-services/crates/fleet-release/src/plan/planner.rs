@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::desired::{ContainerConfig, desired_containers};
 use super::model::{Container, ContainerStatus, CurrentState, Owned};
+use crate::compose::{NetworkOptions, VolumeOptions};
 use crate::labels::{HostContext, UpdateStrategy};
 use crate::target_state::TargetState;
 
@@ -29,12 +30,18 @@ pub enum Step {
     },
     CreateNetwork {
         network: Owned,
+        /// `driver_opts`, `labels`, `internal`, `enable_ipv6`, `ipam` from the compose file.
+        #[serde(skip_serializing_if = "is_default")]
+        options: NetworkOptions,
     },
     RemoveNetwork {
         network: Owned,
     },
     CreateVolume {
         volume: Owned,
+        /// `driver_opts` and `labels` from the compose file.
+        #[serde(skip_serializing_if = "is_default")]
+        options: VolumeOptions,
     },
     /// Stop a running container (stop signal, then kill after the grace period).
     Stop {
@@ -171,13 +178,21 @@ pub fn plan(
         for n in &release.compose.networks {
             let network = Owned::new(&app.uuid, n);
             if !current.networks.contains(&network) {
-                b.steps.push(Step::CreateNetwork { network });
+                let options = release.compose.network_options.get(n).cloned();
+                b.steps.push(Step::CreateNetwork {
+                    network,
+                    options: options.unwrap_or_default(),
+                });
             }
         }
         for v in &release.compose.volumes {
             let volume = Owned::new(&app.uuid, v);
             if !current.volumes.contains(&volume) {
-                b.steps.push(Step::CreateVolume { volume });
+                let options = release.compose.volume_options.get(v).cloned();
+                b.steps.push(Step::CreateVolume {
+                    volume,
+                    options: options.unwrap_or_default(),
+                });
             }
         }
     }
@@ -323,4 +338,8 @@ pub fn plan(
         steps: b.steps,
         held: b.held,
     }
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }

@@ -28,7 +28,7 @@ pub fn apply(state: &mut CurrentState, step: &Step, target: &TargetState) -> Res
             }
             state.images.remove(image);
         }
-        Step::CreateNetwork { network } => {
+        Step::CreateNetwork { network, .. } => {
             if !state.networks.insert(network.clone()) {
                 return Err(format!("network {network:?} exists"));
             }
@@ -43,7 +43,7 @@ pub fn apply(state: &mut CurrentState, step: &Step, target: &TargetState) -> Res
             }
             state.networks.remove(network);
         }
-        Step::CreateVolume { volume } => {
+        Step::CreateVolume { volume, .. } => {
             if !state.volumes.insert(volume.clone()) {
                 return Err(format!("volume {volume:?} exists"));
             }

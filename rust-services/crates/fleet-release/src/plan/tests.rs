@@ -63,9 +63,9 @@ fn describe(steps: &[Step], state: &CurrentState) -> Vec<String> {
         .map(|s| match s {
             Step::FetchImage { image } => format!("fetch {image}"),
             Step::RemoveImage { image } => format!("rmi {image}"),
-            Step::CreateNetwork { network } => format!("create-network {}", network.name),
+            Step::CreateNetwork { network, .. } => format!("create-network {}", network.name),
             Step::RemoveNetwork { network } => format!("remove-network {}", network.name),
-            Step::CreateVolume { volume } => format!("create-volume {}", volume.name),
+            Step::CreateVolume { volume, .. } => format!("create-volume {}", volume.name),
             Step::Stop { container } => format!("stop {}", service_of(container)),
             Step::Remove { container } => format!("remove {}", service_of(container)),
             Step::Create { config } => format!("create {}@{}", config.service, config.release),
@@ -500,7 +500,23 @@ fn every_feature_label_gives_mounts_and_env() {
     assert_eq!(c.labels[LABEL_SERVICE], "a");
     assert_eq!(c.labels[LABEL_RELEASE], "r1");
     assert_eq!(c.labels[LABEL_DIGEST], c.digest);
+    assert_eq!(c.labels["io.balena.supervised"], "true");
+    assert_eq!(c.labels["io.balena.app-uuid"], APP);
+    assert_eq!(c.labels["io.balena.service-name"], "a");
+    assert!(c.labels.contains_key("io.balena.app-id"));
     assert_eq!(c.spec.ulimits["core"].hard, 0);
+}
+
+#[test]
+fn balena_service_id_label_from_the_v3_target() {
+    let doc = serde_json::json!({"dev": {"apps": {"app1": {"id": "77", "name": "a", "releases": {
+        "c0mmit": {"id": 5, "services": {"web": {"id": "31", "image_id": 41, "image": "w:1",
+            "environment": {}, "labels": {}}}}}}}}});
+    let t = target_state::parse(doc.to_string().as_bytes()).unwrap();
+    let c = &desired_containers(&t, &host())[0];
+    assert_eq!(c.labels["io.balena.app-id"], "77");
+    assert_eq!(c.labels["io.balena.service-id"], "31");
+    assert_eq!(c.labels["io.balena.service-name"], "web");
 }
 
 #[test]

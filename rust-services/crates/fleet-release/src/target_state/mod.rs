@@ -37,6 +37,7 @@ pub struct DeviceDoc {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppDoc {
+    #[serde(deserialize_with = "numeric_id")]
     pub id: u64,
     pub name: String,
     /// balena's `class` (`fleet`, `app`, `block`); informational.
@@ -45,6 +46,9 @@ pub struct AppDoc {
     /// balena marks the host OS app with `is_host`; such apps are not run as containers.
     #[serde(default)]
     pub is_host: bool,
+    /// balena's `parent_app` (the app a block belongs to); informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_app: Option<String>,
     #[serde(default)]
     pub releases: BTreeMap<String, ReleaseDoc>,
 }
@@ -52,6 +56,7 @@ pub struct AppDoc {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseDoc {
+    #[serde(deserialize_with = "numeric_id")]
     pub id: u64,
     /// The whole compose file: YAML text or a JSON object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,10 +81,25 @@ pub struct ReleaseDoc {
 #[serde(deny_unknown_fields)]
 pub struct ServiceDoc {
     /// balena's service id; informational.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional_numeric_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub id: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional_numeric_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_id: Option<u64>,
+    /// `false`: the service is installed (image fetched) but not running. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<bool>,
+    /// The image's contract (balena's `contract`: requirements on the device); reported,
+    /// not enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<Value>,
     /// Image reference to run (overrides the composition's `image`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -99,6 +119,68 @@ pub struct ServiceDoc {
 pub struct TargetState {
     pub device_uuid: String,
     pub apps: BTreeMap<String, AppTarget>,
+    /// What the document asks for that the device accepts but does not do, each with its
+    /// path: skipped host-OS and supervisor apps, `config` variables not applied, contracts,
+    /// services with `running: false`. Logged and put in the state report.
+    pub notes: Vec<Problem>,
+}
+
+/// balena's supervisor app UUIDs (one per architecture; the same on balenaCloud and
+/// openBalena) and the names its service has in them: the supervisor does not run itself
+/// as a user container.
+pub const SUPERVISOR_APP_UUIDS: &[&str] = &[
+    "52e35121417640b1b28a680504e4039b",
+    "900de4f3cbac4b9bbd232885a35e407b",
+    "2e66a95795c149959c69472a8c2f92b8",
+    "531b357e155c480cbec0fdd33041a1f5",
+    "6822565f766e413e96d9bebe2227cdcc",
+];
+/// Service names of the supervisor itself.
+pub const SUPERVISOR_SERVICE_NAMES: &[&str] = &["balena-supervisor", "resin-supervisor"];
+
+/// `config` variables the device applies (after the `BALENA_`/`RESIN_` prefix is dropped):
+/// the poll interval (the daemon), and the default update strategy and hand-over timeout
+/// (as `io.balena.update.*` labels on services that set none, as balena's API does).
+pub const APPLIED_CONFIG: &[&str] = &[
+    "SUPERVISOR_POLL_INTERVAL",
+    "SUPERVISOR_UPDATE_STRATEGY",
+    "SUPERVISOR_HANDOVER_TIMEOUT",
+];
+
+/// A `config` variable's name without balena's `BALENA_`/`RESIN_` prefix.
+pub fn config_name(key: &str) -> &str {
+    key.strip_prefix("BALENA_")
+        .or_else(|| key.strip_prefix("RESIN_"))
+        .unwrap_or(key)
+}
+
+/// An id as balena sends it: a number or a numeric string.
+fn id_of(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn numeric_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = Value::deserialize(d)?;
+    id_of(&v).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "id must be a non-negative integer or a numeric string, found {v}"
+        ))
+    })
+}
+
+fn optional_numeric_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        v => id_of(&v).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "id must be a non-negative integer or a numeric string, found {v}"
+            ))
+        }),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -116,6 +198,9 @@ pub struct ReleaseTarget {
     pub id: u64,
     /// The compose with target-state environment and labels merged into each service.
     pub compose: Compose,
+    /// balena's service ids (`services.<name>.id`) where the target gives them: the
+    /// containers' `io.balena.service-id` label.
+    pub service_ids: BTreeMap<String, u64>,
 }
 
 /// Why a target-state document is refused: every problem, each with its path.
@@ -157,14 +242,75 @@ pub fn parse(bytes: &[u8]) -> Result<TargetState, TargetError> {
     };
     let device: DeviceDoc =
         serde_json::from_value(device).map_err(|e| invalid(&uuid, e.to_string()))?;
+    let mut notes = Vec::new();
+    let mut default_labels = BTreeMap::new();
+    for (key, value) in &device.config {
+        let name = config_name(key);
+        let path = format!("{uuid}.config.{key}");
+        let label = match name {
+            "SUPERVISOR_UPDATE_STRATEGY" => Some("update.strategy"),
+            "SUPERVISOR_HANDOVER_TIMEOUT" => Some("update.handover-timeout"),
+            _ => None,
+        };
+        if let (Some(label), Some(v)) = (label, config_text(value)) {
+            default_labels.insert(label, v);
+        }
+        if !APPLIED_CONFIG.contains(&name)
+            && (name.starts_with("HOST_") || name.starts_with("SUPERVISOR_"))
+        {
+            notes.push(Problem::new(
+                path,
+                format!("configuration variable `{key}` is not applied by this device"),
+            ));
+        }
+    }
     let mut apps = BTreeMap::new();
-    for (app_uuid, app) in device.apps {
+    for (app_uuid, mut app) in device.apps {
         let path = format!("{uuid}.apps.{app_uuid}");
         if !is_uuidish(&app_uuid) {
             problems.push(Problem::new(&path, "app UUID must be 1-64 of [a-z0-9-]"));
         }
         if app.is_host {
+            notes.push(Problem::new(
+                &path,
+                format!(
+                    "app `{}` is the host OS (`is_host`): not run as containers",
+                    app.name
+                ),
+            ));
             continue;
+        }
+        if is_supervisor_app(&app_uuid, &app) {
+            notes.push(Problem::new(
+                &path,
+                format!(
+                    "app `{}` is balena's supervisor: this device runs its own, skipped",
+                    app.name
+                ),
+            ));
+            continue;
+        }
+        for (rel_uuid, rel) in app.releases.iter_mut() {
+            for (name, svc) in rel.services.iter_mut() {
+                let spath = format!("{path}.releases.{rel_uuid}.services.{name}");
+                if svc.contract.is_some() {
+                    notes.push(Problem::new(
+                        format!("{spath}.contract"),
+                        format!(
+                            "service `{name}`: the image's contract is not checked by this device"
+                        ),
+                    ));
+                }
+                for (label, value) in &default_labels {
+                    let set = crate::labels::PREFIXES
+                        .iter()
+                        .any(|p| svc.labels.contains_key(&format!("{p}{label}")));
+                    if !set {
+                        svc.labels
+                            .insert(format!("io.balena.{label}"), value.clone());
+                    }
+                }
+            }
         }
         if app.releases.len() > 1 {
             problems.push(Problem::new(
@@ -185,12 +331,18 @@ pub fn parse(bytes: &[u8]) -> Result<TargetState, TargetError> {
                     "release UUID must be 1-64 of [a-z0-9-]",
                 ));
             }
-            match release_compose(&rpath, rel) {
+            let service_ids = rel
+                .services
+                .iter()
+                .filter_map(|(name, s)| Some((name.clone(), s.id?)))
+                .collect();
+            match release_compose(&rpath, rel, &mut notes) {
                 Ok((id, compose)) => {
                     release = Some(ReleaseTarget {
                         uuid: rel_uuid,
                         id,
                         compose,
+                        service_ids,
                     })
                 }
                 Err(mut p) => problems.append(&mut p),
@@ -210,10 +362,84 @@ pub fn parse(bytes: &[u8]) -> Result<TargetState, TargetError> {
         Ok(TargetState {
             device_uuid: uuid,
             apps,
+            notes,
         })
     } else {
         Err(TargetError { problems })
     }
+}
+
+/// balena's preload file (`apps.json`, written by `balena preload`): `{ config?, apps, pinDevice? }`
+/// with `apps` as in the v3 target state (keyed by app UUID, each with its release), read as
+/// the target of device `device_uuid`. `pinDevice` is reported (pinning is the server's).
+/// The legacy forms (a list, or apps keyed by numeric id) are refused with the reason.
+pub fn parse_apps_json(bytes: &[u8], device_uuid: &str) -> Result<TargetState, TargetError> {
+    if bytes.len() > MAX_TARGET_BYTES {
+        return Err(invalid(
+            "(file)",
+            format!("larger than the {MAX_TARGET_BYTES}-byte limit"),
+        ));
+    }
+    let doc: Value =
+        serde_json::from_slice(bytes).map_err(|e| invalid("(file)", format!("not JSON: {e}")))?;
+    let Value::Object(mut doc) = doc else {
+        return Err(invalid(
+            "(top level)",
+            "a legacy apps.json (a list of apps) is not supported: preload with a v3 apps.json",
+        ));
+    };
+    let pin = doc.remove("pinDevice");
+    let config = doc
+        .remove("config")
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    let apps = doc
+        .remove("apps")
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    if let Some(key) = doc.keys().next() {
+        return Err(invalid(key, format!("unknown apps.json key `{key}`")));
+    }
+    if let Some(id) = apps.as_object().and_then(|a| {
+        a.keys()
+            .find(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_digit()))
+    }) {
+        return Err(invalid(
+            &format!("apps.{id}"),
+            "a v2 apps.json (apps keyed by numeric id) is not supported: preload with a v3 apps.json (apps keyed by UUID)",
+        ));
+    }
+    let wrapped = serde_json::json!({ device_uuid: { "config": config, "apps": apps } });
+    let bytes = serde_json::to_vec(&wrapped).map_err(|e| invalid("(file)", e.to_string()))?;
+    let mut state = parse(&bytes)?;
+    if pin.is_some_and(|p| p == Value::Bool(true)) {
+        state.notes.push(Problem::new(
+            "pinDevice",
+            "the device is not pinned to the preloaded release by this device: pin it on the server",
+        ));
+    }
+    Ok(state)
+}
+
+fn config_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// balena's supervisor app: one of its known UUIDs, or an app whose every service is the
+/// supervisor (a self-hosted server may give it another UUID).
+fn is_supervisor_app(uuid: &str, app: &AppDoc) -> bool {
+    let services: Vec<&String> = app
+        .releases
+        .values()
+        .flat_map(|r| r.services.keys())
+        .collect();
+    SUPERVISOR_APP_UUIDS.contains(&uuid)
+        || (!services.is_empty()
+            && services
+                .iter()
+                .all(|s| SUPERVISOR_SERVICE_NAMES.contains(&s.as_str())))
 }
 
 fn is_uuidish(s: &str) -> bool {
@@ -223,21 +449,45 @@ fn is_uuidish(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-fn release_compose(path: &str, rel: ReleaseDoc) -> Result<(u64, Compose), Vec<Problem>> {
-    let per_service = rel.services.values().any(|s| s.composition.is_some());
-    let forms = [rel.composition.is_some(), rel.image.is_some(), per_service];
-    if forms.iter().filter(|f| **f).count() != 1 {
-        return Err(vec![Problem::new(
-            path,
-            "give exactly one of `composition`, `image` or per-service `composition`",
-        )]);
-    }
+fn release_compose(
+    path: &str,
+    mut rel: ReleaseDoc,
+    notes: &mut Vec<Problem>,
+) -> Result<(u64, Compose), Vec<Problem>> {
     let prefix = |problems: Vec<Problem>, at: &str| -> Vec<Problem> {
         problems
             .into_iter()
             .map(|p| Problem::new(format!("{path}.{at}:{}", p.path), p.message))
             .collect()
     };
+    // balena's `running: false`: installed, not running. This device does not keep
+    // stopped services: such a service is left out and reported.
+    let stopped: Vec<String> = rel
+        .services
+        .iter()
+        .filter(|(_, s)| s.running == Some(false))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in &stopped {
+        rel.services.remove(name);
+        notes.push(Problem::new(
+            format!("{path}.services.{name}.running"),
+            format!("service `{name}`: `running: false` services are not installed by this device"),
+        ));
+    }
+    let whole = rel.composition.is_some() || rel.image.is_some();
+    if rel.composition.is_some() && rel.image.is_some() {
+        return Err(vec![Problem::new(
+            path,
+            "give at most one of `composition` and `image`",
+        )]);
+    }
+    if whole && rel.services.values().any(|s| s.composition.is_some()) {
+        return Err(vec![Problem::new(
+            path,
+            "per-service `composition` cannot be combined with a release `composition` or `image`",
+        )]);
+    }
     let mut compose = if let Some(image) = &rel.image {
         compose::single_image(image.clone())
     } else if let Some(c) = &rel.composition {
@@ -246,13 +496,26 @@ fn release_compose(path: &str, rel: ReleaseDoc) -> Result<(u64, Compose), Vec<Pr
             other => compose::from_json(other),
         };
         parsed.map_err(|e| prefix(e.problems, "composition"))?
+    } else if rel.services.is_empty() {
+        // balena's release without services: nothing runs.
+        Compose {
+            services: BTreeMap::new(),
+            volumes: Default::default(),
+            networks: [compose::DEFAULT_NETWORK.to_string()].into(),
+            volume_options: BTreeMap::new(),
+            network_options: BTreeMap::new(),
+        }
     } else {
+        // balena's v3 form: every service has its `image`; `composition` (the builder's
+        // compose service) is optional (an image-only service has none).
         let mut services = serde_json::Map::new();
         for (name, s) in &rel.services {
             let mut svc = match &s.composition {
                 Some(Value::Object(o)) => o.clone(),
                 _ => serde_json::Map::new(),
             };
+            // The builder's `build` is for the builder (the API drops it too).
+            svc.remove("build");
             if let Some(image) = &s.image {
                 svc.insert("image".to_string(), Value::String(image.clone()));
             }
@@ -269,6 +532,9 @@ fn release_compose(path: &str, rel: ReleaseDoc) -> Result<(u64, Compose), Vec<Pr
         }
         compose::from_json(&Value::Object(doc)).map_err(|e| prefix(e.problems, "services"))?
     };
+    for name in &stopped {
+        compose.services.remove(name);
+    }
     let mut problems = Vec::new();
     for (name, overlay) in &rel.services {
         let Some(service) = compose.services.get_mut(name) else {

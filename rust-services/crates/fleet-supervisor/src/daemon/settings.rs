@@ -94,10 +94,10 @@ impl Settings {
             None => s.supervisor.listen_port.unwrap_or(DEFAULT_LISTEN_PORT),
         };
         let device_api_key = pick("FLEET_DEVICE_API_KEY", &s.supervisor.device_api_key);
-        let api_key = match &device_api_key {
-            Some(k) => k.clone(),
-            None => local_api_key(&args.data_dir)?,
-        };
+        // Always the supervisor's own key, never `deviceApiKey`: the local key is handed to
+        // every container with `features.supervisor-api`, the cloud credential only to
+        // those with `features.balena-api` (as on balena).
+        let api_key = local_api_key(&args.data_dir)?;
         Ok(Settings {
             data_dir: args.data_dir.clone(),
             listen_address: args.listen_address.clone(),
@@ -166,8 +166,8 @@ fn root_ca(doc: &serde_json::Map<String, serde_json::Value>) -> Option<(String, 
         .map(|(k, v)| (k.to_string(), v.to_string()))
 }
 
-/// The API key of a device without `deviceApiKey`: made once from the kernel's random
-/// source and kept in the data directory, so apps and the user see a stable key.
+/// The supervisor API's key: made once from the kernel's random source and kept in the data
+/// directory, so apps and the user see a stable key. Never the cloud's `deviceApiKey`.
 fn local_api_key(data_dir: &Path) -> Result<String, SettingsError> {
     let path = data_dir.join(API_KEY_FILE);
     match std::fs::read_to_string(&path) {

@@ -24,7 +24,15 @@ pub fn poll_interval(document: Option<&Value>) -> Duration {
         .and_then(|d| d.as_object())
         .and_then(|d| d.values().next())
         .and_then(|device| device.get("config"))
-        .and_then(|config| config.get("SUPERVISOR_POLL_INTERVAL"))
+        .and_then(|config| config.as_object())
+        .and_then(|config| {
+            // balena's servers send it as `RESIN_SUPERVISOR_POLL_INTERVAL` or
+            // `BALENA_SUPERVISOR_POLL_INTERVAL`.
+            config
+                .iter()
+                .find(|(k, _)| target_state::config_name(k) == "SUPERVISOR_POLL_INTERVAL")
+                .map(|(_, v)| v)
+        })
         .and_then(|v| match v {
             Value::String(s) => s.trim().parse::<u64>().ok(),
             other => other.as_u64(),
@@ -38,6 +46,9 @@ pub fn poll_interval(document: Option<&Value>) -> Duration {
 /// used from now on. A bad document changes nothing. Returns whether the target changed.
 pub fn accept<R>(shared: &Shared<R>, bytes: &[u8]) -> Result<bool, String> {
     let state = target_state::parse(bytes).map_err(|e| one_line(&e))?;
+    for note in &state.notes {
+        log::warn!("target: {note}");
+    }
     if let Some(uuid) = &shared.settings.uuid
         && &state.device_uuid != uuid
     {

@@ -89,6 +89,12 @@ pub fn body<R>(shared: &Shared<R>, uuid: &str, states: &[ServiceState]) -> Value
     let failed = last.as_ref().is_some_and(|l| l.error.is_some());
     let held = last.as_ref().is_some_and(|l| !l.summary.held.is_empty());
     let pending = shared.applying.get() || failed || held || (target.is_some() && last.is_none());
+    // What the target asks for that this device does not do (balena's API keeps only the
+    // fields it knows: extra ones are dropped, not refused).
+    let warnings: Vec<String> = target
+        .as_ref()
+        .map(|t| t.state.notes.iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
     json!({
         uuid: {
             "api_port": shared.settings.listen_port,
@@ -98,6 +104,7 @@ pub fn body<R>(shared: &Shared<R>, uuid: &str, states: &[ServiceState]) -> Value
             "update_downloaded": held,
             "update_failed": failed,
             "apps": apps,
+            "warnings": warnings,
         }
     })
 }

@@ -695,6 +695,12 @@ fn poll_interval_comes_from_the_target_config_within_bounds() {
         source::poll_interval(Some(&doc(json!("soon")))),
         source::DEFAULT_POLL_INTERVAL
     );
+    // As balena's servers name it.
+    let prefixed = json!({ DEVICE: { "config": { "RESIN_SUPERVISOR_POLL_INTERVAL": "300000" } } });
+    assert_eq!(
+        source::poll_interval(Some(&prefixed)),
+        Duration::from_secs(300)
+    );
 }
 
 #[test]
@@ -735,7 +741,13 @@ fn settings_prefer_the_environment_and_make_a_stable_local_key() {
         _ => None,
     };
     let s = Settings::resolve(&args, with_key).unwrap();
-    assert_eq!((s.api_key.as_str(), s.listen_port), ("devkey", 48485));
+    // The local key stays the supervisor's own: the cloud credential is not it.
+    assert_eq!(s.listen_port, 48485);
+    assert_eq!(s.device_api_key.as_deref(), Some("devkey"));
+    assert_eq!(s.api_key, again.api_key);
+    let host = s.host_context("/run/docker.sock");
+    assert_eq!(host.supervisor_api_key, again.api_key);
+    assert_ne!(host.supervisor_api_key, "devkey");
     let bad_port = |k: &str| (k == "FLEET_LISTEN_PORT").then(|| "http".to_string());
     assert!(Settings::resolve(&args, bad_port).is_err());
 }
@@ -853,4 +865,24 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
         assert!(answer.starts_with(b"HTTP/1.1 200 "), "{answer:?}");
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_state_report_carries_what_the_target_asks_that_is_not_done() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = Shared::new(settings(tmp.path()), Memory::default(), timing());
+    let mut doc: Value = serde_json::from_str(EXAMPLE).unwrap();
+    doc[DEVICE]["config"] = json!({ "BALENA_HOST_CONFIG_gpu_mem": "64" });
+    doc[DEVICE]["apps"]["hostos"] = json!({ "id": 9, "name": "os", "is_host": true });
+    source::accept(&shared, doc.to_string().as_bytes()).unwrap();
+    let body = state_report::body(&shared, DEVICE, &[]);
+    let warnings = body[DEVICE]["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .contains("HOST_CONFIG_gpu_mem")
+    );
+    assert!(warnings[1].as_str().unwrap().contains("host OS"));
 }

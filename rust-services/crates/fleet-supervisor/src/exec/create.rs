@@ -116,6 +116,9 @@ pub fn create_request(config: &ContainerConfig, lock_root: &Path) -> CreateReque
     let body = CreateContainer {
         image: spec.image.clone(),
         env: config.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        tty: spec.tty,
+        domainname: spec.domainname.clone(),
+        mac_address: spec.mac_address.clone(),
         labels: config.labels.clone(),
         cmd: spec.command.clone(),
         entrypoint: spec.entrypoint.clone(),
@@ -139,6 +142,7 @@ pub fn create_request(config: &ContainerConfig, lock_root: &Path) -> CreateReque
             network_mode,
             restart_policy: RestartPolicy {
                 name: restart.to_string(),
+                maximum_retry_count: spec.restart_max_retries,
             },
             port_bindings,
             privileged: spec.privileged,
@@ -179,6 +183,18 @@ pub fn create_request(config: &ContainerConfig, lock_root: &Path) -> CreateReque
             security_opt: spec.security_opt.clone(),
             group_add: spec.group_add.clone(),
             init: spec.init,
+            cgroup_parent: spec.cgroup_parent.clone(),
+            cpu_quota: spec.cpu_quota,
+            cpuset_cpus: spec.cpuset.clone(),
+            dns_options: spec.dns_opt.clone(),
+            dns_search: spec.dns_search.clone(),
+            ipc_mode: spec.ipc.clone(),
+            memory_reservation: spec.mem_reservation,
+            oom_score_adj: spec.oom_score_adj,
+            pid_mode: spec.pid.clone(),
+            pids_limit: spec.pids_limit,
+            shm_size: spec.shm_size,
+            userns_mode: spec.userns_mode.clone(),
         },
     };
     CreateRequest {

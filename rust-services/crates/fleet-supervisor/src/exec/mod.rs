@@ -84,9 +84,9 @@ pub fn describe(step: &Step) -> String {
     match step {
         Step::FetchImage { image } => format!("fetch-image {image}"),
         Step::RemoveImage { image } => format!("remove-image {image}"),
-        Step::CreateNetwork { network } => format!("create-network {}", network.engine_name()),
+        Step::CreateNetwork { network, .. } => format!("create-network {}", network.engine_name()),
         Step::RemoveNetwork { network } => format!("remove-network {}", network.engine_name()),
-        Step::CreateVolume { volume } => format!("create-volume {}", volume.engine_name()),
+        Step::CreateVolume { volume, .. } => format!("create-volume {}", volume.engine_name()),
         Step::Stop { container } => format!("stop {container}"),
         Step::Remove { container } => format!("remove {container}"),
         Step::Create { config } => format!(
@@ -312,24 +312,26 @@ impl Executor {
                 }
                 r => r.map_err(ExecError::engine(what))?,
             },
-            Step::CreateNetwork { network } => engine
-                .create_network(&CreateNetwork {
-                    name: network.engine_name(),
-                    driver: "bridge".to_string(),
-                    check_duplicate: true,
-                    labels: owned_labels(network),
-                })
+            Step::CreateNetwork { network, options } => engine
+                .create_network(&network_spec(network, options))
                 .await
                 .map_err(ExecError::engine(what))?,
             Step::RemoveNetwork { network } => engine
                 .remove_network(&network.engine_name())
                 .await
                 .map_err(ExecError::engine(what))?,
-            Step::CreateVolume { volume } => engine
+            Step::CreateVolume { volume, options } => engine
                 .create_volume(&CreateVolume {
                     name: volume.engine_name(),
                     driver: "local".to_string(),
-                    labels: owned_labels(volume),
+                    driver_opts: options.driver_opts.clone(),
+                    // The compose file's labels, then the supervisor's (which win).
+                    labels: options
+                        .labels
+                        .clone()
+                        .into_iter()
+                        .chain(owned_labels(volume))
+                        .collect(),
                 })
                 .await
                 .map_err(ExecError::engine(what))?,
@@ -605,6 +607,40 @@ fn names(containers: &[Observed]) -> Vec<String> {
         .iter()
         .map(|o| o.container.name.clone())
         .collect()
+}
+
+/// The engine's network create body: the compose file's options, the supervisor's labels.
+pub(crate) fn network_spec(
+    network: &Owned,
+    options: &fleet_release::compose::NetworkOptions,
+) -> CreateNetwork {
+    CreateNetwork {
+        name: network.engine_name(),
+        driver: "bridge".to_string(),
+        check_duplicate: true,
+        labels: options
+            .labels
+            .clone()
+            .into_iter()
+            .chain(owned_labels(network))
+            .collect(),
+        options: options.driver_opts.clone(),
+        internal: options.internal,
+        enable_ipv6: options.enable_ipv6,
+        ipam: (!options.ipam.is_empty()).then(|| fleet_engine::CreateIpam {
+            driver: "default".to_string(),
+            config: options
+                .ipam
+                .iter()
+                .map(|p| fleet_engine::IpamPoolConfig {
+                    subnet: p.subnet.clone(),
+                    ip_range: p.ip_range.clone(),
+                    gateway: p.gateway.clone(),
+                    aux_address: p.aux_addresses.clone(),
+                })
+                .collect(),
+        }),
+    }
 }
 
 fn owned_labels(o: &Owned) -> BTreeMap<String, String> {

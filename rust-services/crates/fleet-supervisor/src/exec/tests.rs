@@ -133,3 +133,59 @@ fn engine_statuses() {
     assert_eq!(engine_status("exited"), ContainerStatus::Exited);
     assert_eq!(engine_status("dead"), ContainerStatus::Exited);
 }
+
+#[test]
+fn compose_2_4_keys_reach_the_create_body() {
+    let r = request(concat!(
+        "version: '2.4'\n",
+        "services:\n  web:\n    image: x\n",
+        "    tty: true\n    cgroup_parent: fleet.slice\n    cpu_quota: 50000\n",
+        "    cpuset: '0-1'\n    dns_opt: [ndots:2]\n    dns_search: [lan]\n",
+        "    domainname: example.lan\n    ipc: shareable\n    mac_address: 02:42:ac:11:00:02\n",
+        "    mem_reservation: 64m\n    oom_score_adj: -500\n    pid: host\n",
+        "    pids_limit: 100\n    shm_size: 128m\n    userns_mode: host\n",
+        "    restart: on-failure:3\n",
+    ));
+    let body = serde_json::to_value(&r.body).unwrap();
+    let hc = &body["HostConfig"];
+    assert_eq!(body["Tty"], true);
+    assert_eq!(body["Domainname"], "example.lan");
+    assert_eq!(body["MacAddress"], "02:42:ac:11:00:02");
+    assert_eq!(hc["CgroupParent"], "fleet.slice");
+    assert_eq!(hc["CpuQuota"], 50000);
+    assert_eq!(hc["CpusetCpus"], "0-1");
+    assert_eq!(hc["DnsOptions"], serde_json::json!(["ndots:2"]));
+    assert_eq!(hc["DnsSearch"], serde_json::json!(["lan"]));
+    assert_eq!(hc["IpcMode"], "shareable");
+    assert_eq!(hc["MemoryReservation"], 64 * 1024 * 1024);
+    assert_eq!(hc["OomScoreAdj"], -500);
+    assert_eq!(hc["PidMode"], "host");
+    assert_eq!(hc["PidsLimit"], 100);
+    assert_eq!(hc["ShmSize"], 128 * 1024 * 1024);
+    assert_eq!(hc["UsernsMode"], "host");
+    assert_eq!(
+        hc["RestartPolicy"],
+        serde_json::json!({"Name": "on-failure", "MaximumRetryCount": 3})
+    );
+}
+
+#[test]
+fn network_options_reach_the_create_body() {
+    let options = fleet_release::compose::NetworkOptions {
+        internal: true,
+        labels: BTreeMap::from([("k".to_string(), "v".to_string())]),
+        driver_opts: BTreeMap::from([("com.docker.network.bridge.name".into(), "br0".into())]),
+        ipam: vec![fleet_release::compose::IpamPool {
+            subnet: Some("10.9.0.0/16".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let owned = fleet_release::plan::Owned::new(APP, "back");
+    let body = serde_json::to_value(network_spec(&owned, &options)).unwrap();
+    assert_eq!(body["Internal"], true);
+    assert_eq!(body["Labels"]["k"], "v");
+    assert_eq!(body["Labels"]["io.fleet.app-uuid"], APP);
+    assert_eq!(body["Options"]["com.docker.network.bridge.name"], "br0");
+    assert_eq!(body["IPAM"]["Config"][0]["Subnet"], "10.9.0.0/16");
+}

@@ -140,6 +140,7 @@ pub fn desired(root: &Root, engine_socket: &Path) -> Result<Desired, SpecError> 
             // until fleetd or an engine restart starts it.
             restart_policy: RestartPolicy {
                 name: "always".into(),
+                maximum_retry_count: None,
             },
             ..HostConfig::default()
         },
