@@ -53,8 +53,8 @@ pub struct Host {
     /// Crashes in a row (reset once one run lasted `stable`).
     crashes: u32,
     next_start: Option<Instant>,
-    /// When this process last started the container (`None`: not yet, e.g. at boot).
-    started_at: Option<Instant>,
+    /// This process has started the container (not yet at boot: the engine started it).
+    started_once: bool,
     /// The run being watched; `None` after it ended in a crash.
     run: Option<Run>,
     /// Failed health checks in a row, within the current run.
@@ -74,7 +74,7 @@ impl Host {
             problem_failures: 0,
             crashes: 0,
             next_start: None,
-            started_at: None,
+            started_once: false,
             run: None,
             unhealthy: 0,
             ready: false,
@@ -220,7 +220,7 @@ impl Host {
     async fn start(&mut self) -> Result<(), StepError> {
         self.engine.start_container(CONTAINER_NAME).await?;
         log::info!(container = CONTAINER_NAME, crashes = self.crashes; "started");
-        self.started_at = Some(Instant::now());
+        self.started_once = true;
         // A new run: known (and judged) once a check sees it running.
         self.run = None;
         self.next_start = None;
@@ -253,7 +253,7 @@ impl Host {
 
     async fn restart_exited(&mut self, c: &ContainerInspect) -> Result<Duration, StepError> {
         // Not started by this process yet (boot, host restart): start without counting.
-        if self.started_at.is_none() {
+        if !self.started_once {
             self.set_status(format!("starting {CONTAINER_NAME}"));
             self.start().await?;
             return Ok(self.timing.check);
@@ -433,7 +433,7 @@ mod tests {
     #[test]
     fn stability_is_the_runs_not_the_last_start_by_fleetd() {
         let mut h = host(Duration::ZERO);
-        h.started_at = Some(Instant::now());
+        h.started_once = true;
         assert!(
             !h.ran_stable(),
             "no run seen yet: a crash, not a stable run"
