@@ -10,6 +10,7 @@
 //! [`select::open`] picks the backend.
 
 pub mod crc;
+pub mod fat;
 pub mod fleet_env;
 pub mod grub;
 pub mod select;

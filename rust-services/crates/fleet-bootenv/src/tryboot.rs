@@ -24,13 +24,15 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use fleet_fs::{FsError, IoContext, KeyValues, Root, atomic_write, remove_if_exists};
 
+use super::fat::{self, Geometry, ReadAt};
 use super::{BootEnv, BootState, EnvError, Slot, VAR_TRIES, VAR_TRY, Vars};
+
+pub mod slot_boot;
 
 /// FAT label of partition 1 (at most 11 characters).
 pub const AUTOBOOT_LABEL: &str = "fleet-auto";
@@ -152,76 +154,22 @@ pub struct Location {
     pub sector: u32,
 }
 
-fn le16(b: &[u8], at: usize) -> u32 {
-    u32::from(u16::from_le_bytes([b[at], b[at + 1]]))
-}
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// Finds `AUTOBOOT.TXT` in the root directory of the FAT12/16/32 filesystem read by `read`
-/// (offset, buffer): the BPB gives the root directory, its entry the first cluster. Only the
-/// first cluster of a FAT32 root directory is searched (the partition holds one file).
-pub fn locate(read: &mut dyn FnMut(u64, &mut [u8]) -> io::Result<()>) -> Result<Location, String> {
-    let mut bpb = [0u8; 512];
-    read(0, &mut bpb).map_err(|e| format!("reading the boot sector: {e}"))?;
-    if bpb[510..512] != [0x55, 0xAA] {
-        return Err("no FAT boot sector (signature 55 AA missing)".into());
-    }
-    let sector = le16(&bpb, 11);
-    let per_cluster = u32::from(bpb[13]);
-    let reserved = le16(&bpb, 14);
-    let fats = u32::from(bpb[16]);
-    let root_entries = le16(&bpb, 17);
-    let fat_size = match le16(&bpb, 22) {
-        0 => le32(&bpb, 36),
-        n => n,
-    };
-    if !matches!(sector, 512 | 1024 | 2048 | 4096) || per_cluster == 0 || fats == 0 {
+/// Finds `AUTOBOOT.TXT` in the root directory of the FAT filesystem read by `read` (offset,
+/// buffer); it must fit in one sector, so a rewrite is one sector write.
+pub fn locate(read: &mut ReadAt) -> Result<Location, String> {
+    let g = Geometry::read(read)?;
+    let found = fat::find_file(&g, read, b"AUTOBOOTTXT")?;
+    if found.len > g.sector {
         return Err(format!(
-            "not a FAT boot sector ({sector} bytes per sector, {per_cluster} per cluster, {fats} FATs)"
+            "autoboot.txt is {} bytes, more than its one {}-byte sector",
+            found.len, g.sector
         ));
     }
-    let root_sectors = (root_entries * 32).div_ceil(sector);
-    let first_data = u64::from(reserved) + u64::from(fats) * u64::from(fat_size);
-    let data_start = first_data + u64::from(root_sectors);
-    let cluster_offset = |c: u32| {
-        (data_start + u64::from(c.saturating_sub(2)) * u64::from(per_cluster)) * u64::from(sector)
-    };
-    let (dir_offset, dir_len) = if root_entries == 0 {
-        (cluster_offset(le32(&bpb, 44)), per_cluster * sector)
-    } else {
-        (first_data * u64::from(sector), root_entries * 32)
-    };
-    let mut dir = vec![0u8; dir_len as usize];
-    read(dir_offset, &mut dir).map_err(|e| format!("reading the root directory: {e}"))?;
-    for entry in dir.chunks_exact(32) {
-        match entry[0] {
-            0 => break,
-            0xE5 => continue,
-            _ => {}
-        }
-        let attr = entry[11];
-        if attr & 0x0F == 0x0F || attr & 0x18 != 0 || &entry[..11] != b"AUTOBOOTTXT" {
-            continue;
-        }
-        let cluster = (le16(entry, 20) << 16) | le16(entry, 26);
-        let len = le32(entry, 28);
-        if cluster < 2 {
-            return Err("autoboot.txt has no data cluster".into());
-        }
-        if len > sector {
-            return Err(format!(
-                "autoboot.txt is {len} bytes, more than its one {sector}-byte sector"
-            ));
-        }
-        return Ok(Location {
-            offset: cluster_offset(cluster),
-            len,
-            sector,
-        });
-    }
-    Err("no autoboot.txt in the root directory".into())
+    Ok(Location {
+        offset: found.offset,
+        len: found.len,
+        sector: g.sector,
+    })
 }
 
 /// The tryboot backend: paths below a root prefix, so tests use a fake tree.
@@ -352,22 +300,7 @@ impl TrybootEnv {
         }
         sector[..len].copy_from_slice(new.as_bytes());
         let dev = self.open_dev(true)?;
-        dev.write_all_at(&sector, loc.offset)
-            .at(&self.autoboot, "write autoboot.txt")?;
-        dev.sync_all().at(&self.autoboot, "fsync")?;
-        let _ = nix::fcntl::posix_fadvise(
-            dev.as_fd(),
-            0,
-            0,
-            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-        );
-        let mut back = vec![0u8; sector.len()];
-        dev.read_exact_at(&mut back, loc.offset)
-            .at(&self.autoboot, "read back autoboot.txt")?;
-        if back != sector {
-            return Err(self.format("autoboot.txt read back differs from what was written"));
-        }
-        Ok(())
+        fat::write_verified(&dev, &self.autoboot, loc.offset, &sector, "autoboot.txt")
     }
 
     fn write_record(&self, slot: Slot, tries: u32) -> Result<(), EnvError> {

@@ -31,7 +31,7 @@ pub enum BundleError {
     Manifest(String),
     #[error("bad manifest.json")]
     ManifestJson(#[source] serde_json::Error),
-    #[error("rootfs does not match the manifest: {0}")]
+    #[error("bundle image does not match the manifest: {0}")]
     Mismatch(String),
 }
 

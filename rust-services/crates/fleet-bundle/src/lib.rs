@@ -1,6 +1,8 @@
 //! Update bundles: a tar holding `manifest.json` (first), `manifest.sig` (ed25519 over the
-//! manifest's bytes) and `rootfs.ext4.zst`. Read as a stream: the signature is checked before
-//! any rootfs byte is looked at, and the manifest's size and sha256 pin the rootfs.
+//! manifest's bytes), `rootfs.ext4.zst` and, for layouts with one boot partition per slot
+//! (Raspberry Pi firmware tryboot), `boot.vfat.zst`. Read as a stream: the signature is
+//! checked before any image byte is looked at, and the manifest's sizes and sha256s pin the
+//! images.
 
 pub mod error;
 pub mod keys;
@@ -19,6 +21,8 @@ use self::tar::TarReader;
 pub const MANIFEST: &str = "manifest.json";
 pub const SIGNATURE: &str = "manifest.sig";
 pub const ROOTFS: &str = "rootfs.ext4.zst";
+/// The slot's boot partition (FAT), present when the manifest has `boot`.
+pub const BOOT: &str = "boot.vfat.zst";
 pub const FORMAT: u32 = 1;
 /// Public keys on the device.
 pub const KEYS_DIR: &str = "/etc/fleet/keys";
@@ -35,12 +39,16 @@ pub struct Manifest {
     pub version: String,
     /// Device types (`conf/device-types/<slug>.json`) the rootfs runs on.
     pub compatible: Vec<String>,
-    pub rootfs: RootfsInfo,
+    pub rootfs: ImageInfo,
+    /// The boot partition image, for layouts where each slot has its own (tryboot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<ImageInfo>,
 }
 
+/// One image of a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RootfsInfo {
+pub struct ImageInfo {
     /// Uncompressed size in bytes.
     pub size: u64,
     /// sha256 of the uncompressed image, lower-case hex.
@@ -56,10 +64,15 @@ impl Manifest {
                 m.format
             )));
         }
-        if m.rootfs.sha256.len() != 64 || !m.rootfs.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(BundleError::Manifest(
-                "rootfs.sha256 is not 64 hex digits".into(),
-            ));
+        for (name, image) in [("rootfs", Some(&m.rootfs)), ("boot", m.boot.as_ref())] {
+            if let Some(image) = image
+                && (image.sha256.len() != 64
+                    || !image.sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(BundleError::Manifest(format!(
+                    "{name}.sha256 is not 64 hex digits"
+                )));
+            }
         }
         Ok(m)
     }
@@ -106,7 +119,8 @@ impl<R: Read> BundleReader<R> {
     }
 }
 
-pub type RootfsDecoder<R> = zstd::stream::read::Decoder<'static, BufReader<TarReader<R>>>;
+/// A decompressing reader over one image entry of the tar.
+pub type ImageDecoder<R> = zstd::stream::read::Decoder<'static, BufReader<TarReader<R>>>;
 
 /// The not-yet-opened rootfs entry of a verified bundle.
 pub struct RootfsReader<R> {
@@ -116,24 +130,53 @@ pub struct RootfsReader<R> {
 impl<R: Read> RootfsReader<R> {
     /// The decompressed rootfs as a stream (a truncated bundle surfaces as an error), and the
     /// offset where the compressed entry ends (a file shorter than that is truncated).
-    pub fn open(mut self) -> Result<(u64, RootfsDecoder<R>), BundleError> {
-        match self.tar.next_file() {
-            Ok(Some((name, _))) if name == ROOTFS => {}
-            Ok(Some((name, _))) => {
-                return Err(BundleError::Layout(format!(
-                    "expected {ROOTFS}, found {name}"
-                )));
-            }
-            Ok(None) => return Err(BundleError::Layout(format!("{ROOTFS} missing"))),
-            Err(e) => return Err(BundleError::io(ROOTFS, e)),
+    pub fn open(self) -> Result<(u64, ImageDecoder<R>), BundleError> {
+        open_image(self.tar, ROOTFS)
+    }
+}
+
+/// The entry after the rootfs: the boot image when the manifest announces one.
+pub struct BootReader<R> {
+    tar: TarReader<R>,
+}
+
+impl<R: Read> BootReader<R> {
+    /// Continues after a rootfs stream that was read to its end.
+    pub fn after_rootfs(rootfs: ImageDecoder<R>) -> Self {
+        BootReader {
+            tar: rootfs.finish().into_inner(),
         }
-        let end = self.tar.entry_end();
-        let mut decoder = zstd::stream::read::Decoder::new(self.tar)
-            .map_err(|e| BundleError::io("zstd decoder", e))?;
-        decoder
-            .window_log_max(WINDOW_LOG_MAX)
-            .map_err(|e| BundleError::io("zstd decoder", e))?;
-        Ok((end, decoder))
+    }
+
+    /// The decompressed boot image and the offset where its entry ends.
+    pub fn open(self) -> Result<(u64, ImageDecoder<R>), BundleError> {
+        open_image(self.tar, BOOT)
+    }
+}
+
+fn open_image<R: Read>(
+    mut tar: TarReader<R>,
+    name: &str,
+) -> Result<(u64, ImageDecoder<R>), BundleError> {
+    enter(&mut tar, name)?;
+    let end = tar.entry_end();
+    let mut decoder =
+        zstd::stream::read::Decoder::new(tar).map_err(|e| BundleError::io("zstd decoder", e))?;
+    decoder
+        .window_log_max(WINDOW_LOG_MAX)
+        .map_err(|e| BundleError::io("zstd decoder", e))?;
+    Ok((end, decoder))
+}
+
+/// Moves to the next entry, which must be `name`.
+fn enter<R: Read>(tar: &mut TarReader<R>, name: &str) -> Result<(), BundleError> {
+    match tar.next_file() {
+        Ok(Some((found, _))) if found == name => Ok(()),
+        Ok(Some((found, _))) => Err(BundleError::Layout(format!(
+            "expected {name}, found {found}"
+        ))),
+        Ok(None) => Err(BundleError::Layout(format!("{name} missing"))),
+        Err(e) => Err(BundleError::io(name, e)),
     }
 }
 
@@ -142,16 +185,7 @@ fn expect_entry<R: Read>(
     name: &str,
     limit: u64,
 ) -> Result<Vec<u8>, BundleError> {
-    match tar.next_file() {
-        Ok(Some((found, _))) if found == name => {}
-        Ok(Some((found, _))) => {
-            return Err(BundleError::Layout(format!(
-                "expected {name}, found {found}"
-            )));
-        }
-        Ok(None) => return Err(BundleError::Layout(format!("{name} missing"))),
-        Err(e) => return Err(BundleError::io(name, e)),
-    }
+    enter(tar, name)?;
     tar.read_entry(limit).map_err(|e| BundleError::io(name, e))
 }
 
@@ -161,6 +195,8 @@ pub struct CreateOptions<'a> {
     pub compatible: Vec<String>,
     pub key: Option<&'a SigningKey>,
     pub level: i32,
+    /// The slot's boot partition image (FAT), for the tryboot layout.
+    pub boot: Option<&'a Path>,
 }
 
 fn io_at(path: &Path, what: &str) -> impl FnOnce(io::Error) -> BundleError {
@@ -168,69 +204,94 @@ fn io_at(path: &Path, what: &str) -> impl FnOnce(io::Error) -> BundleError {
     move |e| BundleError::Io { what, source: e }
 }
 
-/// Builds a bundle from a raw ext4 image. The rootfs is compressed to a temp file beside
-/// `out` first: the manifest (which comes first in the tar) needs its hash.
-pub fn create(rootfs: &Path, out: &Path, opts: &CreateOptions) -> Result<Manifest, BundleError> {
-    let tmp = out.with_extension("rootfs.zst.tmp");
-    let result = create_with_temp(rootfs, out, &tmp, opts);
-    let _ = std::fs::remove_file(&tmp);
-    result
+/// Temp files beside the bundle, removed when dropped.
+struct Temps(Vec<PathBuf>);
+
+impl Temps {
+    fn add(&mut self, out: &Path, ext: &str) -> PathBuf {
+        let p = out.with_extension(ext);
+        self.0.push(p.clone());
+        p
+    }
 }
 
-fn create_with_temp(
-    rootfs: &Path,
-    out: &Path,
-    tmp: &Path,
-    opts: &CreateOptions,
-) -> Result<Manifest, BundleError> {
-    let mut input = File::open(rootfs).map_err(io_at(rootfs, "open"))?;
-    let z = File::create(tmp).map_err(io_at(tmp, "create"))?;
-    let mut enc = zstd::stream::write::Encoder::new(BufWriter::new(z), opts.level)
-        .map_err(io_at(tmp, "zstd"))?;
-    enc.window_log(WINDOW_LOG_MAX).map_err(io_at(tmp, "zstd"))?;
-    enc.include_contentsize(false).map_err(io_at(tmp, "zstd"))?;
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = input.read(&mut buf).map_err(io_at(rootfs, "read"))?;
-        if n == 0 {
-            break;
+impl Drop for Temps {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
         }
-        hasher.update(&buf[..n]);
-        enc.write_all(&buf[..n]).map_err(io_at(tmp, "write"))?;
-        size += n as u64;
     }
-    enc.finish()
-        .and_then(|mut w| w.flush())
-        .map_err(io_at(tmp, "write"))?;
+}
+
+/// Builds a bundle from a raw ext4 image (and a FAT boot image). The images are compressed
+/// to temp files beside `out` first: the manifest (which comes first in the tar) needs their
+/// hashes.
+pub fn create(rootfs: &Path, out: &Path, opts: &CreateOptions) -> Result<Manifest, BundleError> {
+    let mut temps = Temps(Vec::new());
+    let rootfs_z = temps.add(out, "rootfs.zst.tmp");
+    let rootfs_info = compress(rootfs, &rootfs_z, opts.level)?;
+    let boot = match opts.boot {
+        Some(image) => {
+            let boot_z = temps.add(out, "boot.zst.tmp");
+            Some((compress(image, &boot_z, opts.level)?, boot_z))
+        }
+        None => None,
+    };
     let manifest = Manifest {
         format: FORMAT,
         version: opts.version.clone(),
         compatible: opts.compatible.clone(),
-        rootfs: RootfsInfo {
-            size,
-            sha256: hex(&hasher.finalize()),
-        },
+        rootfs: rootfs_info,
+        boot: boot.as_ref().map(|(info, _)| info.clone()),
     };
     let manifest_bytes = manifest.to_bytes();
     let signature = opts
         .key
         .map(|k| keys::sign(k, &manifest_bytes))
         .unwrap_or_default();
-    let mut z = File::open(tmp).map_err(io_at(tmp, "open"))?;
-    write_bundle(out, &manifest_bytes, &signature, &mut z)?;
+    let mut images = vec![(ROOTFS, rootfs_z)];
+    images.extend(boot.map(|(_, z)| (BOOT, z)));
+    write_bundle(out, &manifest_bytes, &signature, &images)?;
     Ok(manifest)
 }
 
-/// Writes the tar to `out` (via a temp file and rename); `rootfs` is the compressed stream.
+/// Compresses `input` into `z` (bounded window, no content size), returning its size and hash.
+fn compress(input: &Path, z: &Path, level: i32) -> Result<ImageInfo, BundleError> {
+    let mut reader = File::open(input).map_err(io_at(input, "open"))?;
+    let file = File::create(z).map_err(io_at(z, "create"))?;
+    let mut enc =
+        zstd::stream::write::Encoder::new(BufWriter::new(file), level).map_err(io_at(z, "zstd"))?;
+    enc.window_log(WINDOW_LOG_MAX).map_err(io_at(z, "zstd"))?;
+    enc.include_contentsize(false).map_err(io_at(z, "zstd"))?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf).map_err(io_at(input, "read"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        enc.write_all(&buf[..n]).map_err(io_at(z, "write"))?;
+        size += n as u64;
+    }
+    enc.finish()
+        .and_then(|mut w| w.flush())
+        .map_err(io_at(z, "write"))?;
+    Ok(ImageInfo {
+        size,
+        sha256: hex(&hasher.finalize()),
+    })
+}
+
+/// Writes the tar to `out` (via a temp file and rename); `images` are (entry name, file
+/// holding the compressed stream), in bundle order.
 fn write_bundle(
     out: &Path,
     manifest: &[u8],
     signature: &[u8],
-    rootfs: &mut File,
+    images: &[(&str, PathBuf)],
 ) -> Result<(), BundleError> {
-    let rootfs_len = rootfs.metadata().map_err(io_at(out, "stat rootfs"))?.len();
     let tmp = out.with_extension("tmp");
     let result = (|| -> io::Result<()> {
         let mut w = BufWriter::new(File::create(&tmp)?);
@@ -239,12 +300,15 @@ fn write_bundle(
             w.write_all(bytes)?;
             tar::write_padding(&mut w, bytes.len() as u64)?;
         }
-        tar::write_header(&mut w, ROOTFS, rootfs_len)?;
-        let copied = io::copy(rootfs, &mut w)?;
-        if copied != rootfs_len {
-            return Err(io::Error::other("rootfs changed while copying"));
+        for (name, path) in images {
+            let mut z = File::open(path)?;
+            let len = z.metadata()?.len();
+            tar::write_header(&mut w, name, len)?;
+            if io::copy(&mut z, &mut w)? != len {
+                return Err(io::Error::other(format!("{name} changed while copying")));
+            }
+            tar::write_padding(&mut w, len)?;
         }
-        tar::write_padding(&mut w, rootfs_len)?;
         tar::write_end(&mut w)?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
@@ -261,61 +325,140 @@ pub fn sign(bundle: &Path, key: &SigningKey, out: &Path) -> Result<Manifest, Bun
     let f = File::open(bundle).map_err(io_at(bundle, "open"))?;
     let mut reader = BundleReader::open(BufReader::new(f))?;
     let manifest = Manifest::parse(&reader.manifest_bytes)?;
-    match reader.tar.next_file() {
-        Ok(Some((name, _))) if name == ROOTFS => {}
-        Ok(_) => return Err(BundleError::Layout(format!("{ROOTFS} missing"))),
-        Err(e) => return Err(BundleError::io(ROOTFS, e)),
+    // Copy the compressed images aside, then write the new tar over `out`.
+    let mut temps = Temps(Vec::new());
+    let mut images = Vec::new();
+    let names = [Some(ROOTFS), manifest.boot.as_ref().map(|_| BOOT)];
+    for name in names.into_iter().flatten() {
+        enter(&mut reader.tar, name)?;
+        let z = temps.add(out, &format!("{name}.tmp"));
+        let mut file = File::create(&z).map_err(io_at(&z, "create"))?;
+        io::copy(&mut reader.tar, &mut file).map_err(|e| BundleError::io(name, e))?;
+        images.push((name, z));
     }
-    // Copy the compressed rootfs aside, then write the new tar over `out`.
-    let tmp = out.with_extension("rootfs.zst.tmp");
-    let result = (|| {
-        let mut z = File::create(&tmp).map_err(io_at(&tmp, "create"))?;
-        io::copy(&mut reader.tar, &mut z).map_err(|e| BundleError::io(ROOTFS, e))?;
-        let mut z = File::open(&tmp).map_err(io_at(&tmp, "open"))?;
-        let sig = keys::sign(key, &reader.manifest_bytes);
-        write_bundle(out, &reader.manifest_bytes, &sig, &mut z)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    result.map(|()| manifest)
+    let sig = keys::sign(key, &reader.manifest_bytes);
+    write_bundle(out, &reader.manifest_bytes, &sig, &images)?;
+    Ok(manifest)
 }
 
-/// Checks a bundle completely: signature, then the rootfs's size and sha256.
+/// Checks a bundle completely: signature, then each image's size and sha256.
 pub fn verify(
     bundle: &mut dyn Read,
     keys: &[(PathBuf, VerifyingKey)],
 ) -> Result<(Manifest, PathBuf), BundleError> {
     let (manifest, key, rootfs) = BundleReader::open(bundle)?.verify(keys)?;
     let (_, mut decoder) = rootfs.open()?;
+    let (size, sha256) = hash_stream(&mut decoder, ROOTFS)?;
+    check_rootfs(&manifest, size, &sha256)?;
+    if let Some(boot) = &manifest.boot {
+        let (_, mut decoder) = BootReader::after_rootfs(decoder).open()?;
+        let (size, sha256) = hash_stream(&mut decoder, BOOT)?;
+        check_image(BOOT, boot, size, &sha256)?;
+    }
+    Ok((manifest, key))
+}
+
+fn hash_stream(r: &mut impl Read, name: &str) -> Result<(u64, String), BundleError> {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = decoder
-            .read(&mut buf)
-            .map_err(|e| BundleError::io(ROOTFS, e))?;
+        let n = r.read(&mut buf).map_err(|e| BundleError::io(name, e))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
         size += n as u64;
     }
-    check_rootfs(&manifest, size, &hex(&hasher.finalize()))?;
-    Ok((manifest, key))
+    Ok((size, hex(&hasher.finalize())))
 }
 
-/// Compares what was read with what the manifest promises.
+/// Compares the rootfs as read with what the manifest promises.
 pub fn check_rootfs(manifest: &Manifest, size: u64, sha256: &str) -> Result<(), BundleError> {
-    if size != manifest.rootfs.size {
+    check_image(ROOTFS, &manifest.rootfs, size, sha256)
+}
+
+/// Compares an image as read with what the manifest promises for it.
+pub fn check_image(
+    name: &str,
+    promised: &ImageInfo,
+    size: u64,
+    sha256: &str,
+) -> Result<(), BundleError> {
+    if size != promised.size {
         return Err(BundleError::Mismatch(format!(
-            "{size} bytes, manifest says {}",
-            manifest.rootfs.size
+            "{name}: {size} bytes, manifest says {}",
+            promised.size
         )));
     }
-    if sha256 != manifest.rootfs.sha256 {
+    if sha256 != promised.sha256 {
         return Err(BundleError::Mismatch(format!(
-            "sha256 {sha256}, manifest says {}",
-            manifest.rootfs.sha256
+            "{name}: sha256 {sha256}, manifest says {}",
+            promised.sha256
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &Path, name: &str, byte: u8, len: usize) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, vec![byte; len]).unwrap();
+        p
+    }
+
+    #[test]
+    fn boot_image_is_signed_verified_and_kept_by_sign() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = keys::generate().unwrap();
+        let trusted = vec![(PathBuf::from("k.pub"), key.verifying_key())];
+        let rootfs = file(dir.path(), "root.ext4", 1, 300_000);
+        let boot = file(dir.path(), "boot.vfat", 2, 70_000);
+        let out = dir.path().join("b.fleet");
+        let opts = CreateOptions {
+            version: "2.0".into(),
+            compatible: vec!["raspberrypi4-64".into()],
+            key: None,
+            level: 3,
+            boot: Some(&boot),
+        };
+        let m = create(&rootfs, &out, &opts).unwrap();
+        assert_eq!(m.boot.as_ref().map(|b| b.size), Some(70_000));
+        sign(&out, &key, &out).unwrap();
+        let (m2, _) = verify(&mut File::open(&out).unwrap(), &trusted).unwrap();
+        assert_eq!(m2, m);
+
+        // The boot entry streamed after the rootfs, as the device reads it.
+        let (_, _, rootfs_reader) = BundleReader::open(File::open(&out).unwrap())
+            .unwrap()
+            .verify(&trusted)
+            .unwrap();
+        let (_, mut root) = rootfs_reader.open().unwrap();
+        io::copy(&mut root, &mut io::sink()).unwrap();
+        let (_, mut b) = BootReader::after_rootfs(root).open().unwrap();
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).unwrap();
+        assert_eq!(got, vec![2u8; 70_000]);
+
+        // A manifest promising another boot image: verify names the boot entry.
+        let mut tampered = m.clone();
+        if let Some(b) = tampered.boot.as_mut() {
+            b.size += 1;
+        }
+        let rootfs_z = dir.path().join("r.zst");
+        let boot_z = dir.path().join("b.zst");
+        compress(&rootfs, &rootfs_z, 3).unwrap();
+        compress(&boot, &boot_z, 3).unwrap();
+        let bytes = tampered.to_bytes();
+        let images = [(ROOTFS, rootfs_z), (BOOT, boot_z)];
+        write_bundle(&out, &bytes, &keys::sign(&key, &bytes), &images).unwrap();
+        let err = verify(&mut File::open(&out).unwrap(), &trusted).unwrap_err();
+        assert!(
+            err.to_string().contains("boot.vfat.zst: 70000 bytes"),
+            "{err}"
+        );
+    }
 }

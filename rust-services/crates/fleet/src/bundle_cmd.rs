@@ -21,6 +21,10 @@ pub enum Command {
         /// The ext4 image (uncompressed).
         #[arg(long)]
         rootfs: PathBuf,
+        /// The slot's FAT boot partition image, for the Raspberry Pi tryboot layout (one boot
+        /// partition per slot); the device then writes it with the root.
+        #[arg(long, value_name = "IMAGE")]
+        boot: Option<PathBuf>,
         /// OS version (VERSION_ID of the image).
         #[arg(long = "os-version")]
         version: String,
@@ -78,6 +82,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Create {
             rootfs,
+            boot,
             version,
             compatible,
             key,
@@ -93,10 +98,16 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
                     compatible,
                     key: key.as_ref(),
                     level,
+                    boot: boot.as_deref(),
                 },
             )?;
+            let boot = manifest
+                .boot
+                .as_ref()
+                .map(|b| format!(", boot {} bytes, sha256 {}", b.size, b.sha256))
+                .unwrap_or_default();
             println!(
-                "{}: version {}, rootfs {} bytes, sha256 {}{}",
+                "{}: version {}, rootfs {} bytes, sha256 {}{boot}{}",
                 output.display(),
                 manifest.version,
                 manifest.rootfs.size,
@@ -138,11 +149,16 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             };
             let (manifest, signer) = fleet_bundle::verify(&mut input, &trusted)?;
             println!(
-                "{}: OK, version {}, for {}, signed by {}",
+                "{}: OK, version {}, for {}, signed by {}{}",
                 path.display(),
                 manifest.version,
                 manifest.compatible.join(", "),
-                signer.display()
+                signer.display(),
+                if manifest.boot.is_some() {
+                    ", with a boot partition image"
+                } else {
+                    ""
+                }
             );
             Ok(())
         }

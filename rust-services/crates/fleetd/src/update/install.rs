@@ -3,6 +3,7 @@
 //! Order (each step only after the previous one succeeded): signature → manifest checks →
 //! (disarm a pending trial of the target slot) → decompress + hash + compare + write →
 //! fsync → drop the cache and re-read the slot to verify → set the slot's ext4 label →
+//! (tryboot layout: the same for the slot's boot partition, then its label and cmdline.txt) →
 //! record the version → arm the trial in ONE atomic environment write. Until that last write
 //! the bootloader keeps selecting the slots it selected before.
 
@@ -13,8 +14,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
+use fleet_bootenv::tryboot::slot_boot;
 use fleet_bootenv::{BootState, Slot};
-use fleet_bundle::{BundleError, BundleReader, Manifest, keys};
+use fleet_bundle::{BOOT, BootReader, BundleError, BundleReader, ImageInfo, ROOTFS, keys};
 use fleet_fs::Root;
 use sha2::{Digest, Sha256};
 
@@ -49,8 +51,45 @@ pub struct Report {
     pub target: PathBuf,
     pub version: String,
     pub size: u64,
+    /// Bytes written to the slot's root and, on the tryboot layout, boot partition (blocks
+    /// already identical are not written).
     pub bytes_written: u64,
+    /// The slot's boot partition, written with the root (tryboot layout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_target: Option<PathBuf>,
     pub tries: u32,
+}
+
+/// Where the slot's own boot partition is (tryboot layout), and its root's PARTUUID.
+struct BootTarget {
+    dev: PathBuf,
+    root_partuuid: String,
+}
+
+/// The boot partition of `slot` whose root partition is `target`: on MBR the PARTUUIDs
+/// differ only in the partition number.
+fn boot_target(root: &Root, slot: Slot, target: &Path) -> Result<BootTarget, UpdateError> {
+    let fail = |reason: String| UpdateError::BootPartition { slot, reason };
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let parts = slots::partitions(root);
+    let root_part = parts
+        .iter()
+        .find(|p| canon(&p.dev(root)) == canon(target))
+        .ok_or_else(|| fail(format!("{} is not a partition in sysfs", target.display())))?;
+    let root_partuuid = root_part
+        .partuuid
+        .clone()
+        .ok_or_else(|| fail(format!("{} has no PARTUUID", root_part.devname)))?;
+    let want = slot_boot::partuuid(&root_partuuid, slot)
+        .ok_or_else(|| fail(format!("root PARTUUID {root_partuuid} is not an MBR one")))?;
+    let boot = parts
+        .iter()
+        .find(|p| p.partuuid.as_deref() == Some(want.as_str()))
+        .ok_or_else(|| fail(format!("no partition with PARTUUID {want}")))?;
+    Ok(BootTarget {
+        dev: boot.dev(root),
+        root_partuuid,
+    })
 }
 
 /// The device type this system is: `/etc/fleet/device-type`, else `deviceType` of config.json.
@@ -130,6 +169,33 @@ pub fn install(
             slot_size,
         });
     }
+    // The tryboot layout boots each slot from its own FAT partition: the kernel, firmware
+    // and DTBs must change with the root, so a bundle without them is refused up front.
+    let boot = match (env.kind(), &manifest.boot) {
+        ("tryboot", None) => return Err(UpdateError::NoBootImage),
+        ("tryboot", Some(info)) => {
+            let b = boot_target(root, slot, &target)?;
+            let size = slots::size_of(&b.dev).map_err(target_err(&b.dev, "open"))?;
+            if info.size > size {
+                return Err(UpdateError::TooBig {
+                    size: info.size,
+                    slot,
+                    slot_size: size,
+                });
+            }
+            if root.is_system() && slots::is_mounted(&b.dev) {
+                return Err(UpdateError::Mounted(b.dev));
+            }
+            Some((b, info.clone()))
+        }
+        (kind, Some(_)) => {
+            log::info!(
+                "the bundle's boot partition image is not used: {kind} slots share one boot partition"
+            );
+            None
+        }
+        (_, None) => None,
+    };
     if state.trial == Some(slot) {
         // The slot is about to change under an armed trial: drop the trial first.
         let mut vars = env.load()?;
@@ -152,11 +218,35 @@ pub fn install(
         ))
         .into());
     }
-    let written = stream_into(decoder, &dev, &target, &manifest, slot_size)?;
+    let (mut written, decoder) =
+        stream_into(decoder, &dev, &target, ROOTFS, &manifest.rootfs, slot_size)?;
     dev.sync_all().map_err(target_err(&target, "fsync"))?;
-    verify_slot(&dev, &target, &manifest)?;
+    verify_image(&dev, &target, &manifest.rootfs)?;
     if slots::set_fs_label(&target, slot.label()).map_err(target_err(&target, "set label"))? {
         log::info!(slot = slot.as_str(); "set the filesystem label to {}", slot.label());
+    }
+    if let Some((b, info)) = &boot {
+        let (end, decoder) = BootReader::after_rootfs(decoder).open()?;
+        if let Some(len) = opts.input_len
+            && len < end
+        {
+            return Err(BundleError::TooShort(format!(
+                "the file has {len} bytes, its boot entry ends at byte {end}"
+            ))
+            .into());
+        }
+        let bdev = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&b.dev)
+            .map_err(target_err(&b.dev, "open for writing"))?;
+        let size = slots::size_of(&b.dev).map_err(target_err(&b.dev, "open"))?;
+        written += stream_into(decoder, &bdev, &b.dev, BOOT, info, size)?.0;
+        bdev.sync_all().map_err(target_err(&b.dev, "fsync"))?;
+        verify_image(&bdev, &b.dev, info)?;
+        slot_boot::retarget(&b.dev, slot, &b.root_partuuid)?;
+        log::info!(slot = slot.as_str(), dev = b.dev.display().to_string().as_str();
+            "wrote the slot's boot partition ({}, root PARTUUID {})", slot_boot::label(slot), b.root_partuuid);
     }
     slots::write_record(
         root,
@@ -198,6 +288,7 @@ pub fn install(
         version: manifest.version,
         size: manifest.rootfs.size,
         bytes_written: written,
+        boot_target: boot.map(|(b, _)| b.dev),
         tries: opts.tries,
     })
 }
@@ -216,25 +307,26 @@ fn fill(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Decompresses in a second thread; this one hashes, compares and writes. Returns the bytes
-/// actually written.
-fn stream_into(
-    mut decoder: impl Read + Send,
+/// Decompresses the image `name` in a second thread; this one hashes, compares and writes.
+/// Returns the bytes actually written, and the decoder (read to its end) to go on from.
+fn stream_into<D: Read + Send>(
+    mut decoder: D,
     dev: &File,
     target: &Path,
-    manifest: &Manifest,
+    name: &str,
+    image: &ImageInfo,
     slot_size: u64,
-) -> Result<u64, UpdateError> {
+) -> Result<(u64, D), UpdateError> {
     let (full_tx, full_rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = sync_channel(2);
     let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(3);
     for _ in 0..3 {
         let _ = empty_tx.send(vec![0u8; CHUNK]);
     }
     std::thread::scope(|s| {
-        let reader = s.spawn(move || -> Result<(), BundleError> {
+        let reader = s.spawn(move || -> Result<D, BundleError> {
             while let Ok(mut buf) = empty_rx.recv() {
                 buf.resize(CHUNK, 0);
-                let n = fill(&mut decoder, &mut buf).map_err(|e| BundleError::io("rootfs", e))?;
+                let n = fill(&mut decoder, &mut buf).map_err(|e| BundleError::io(name, e))?;
                 if n == 0 {
                     break;
                 }
@@ -243,17 +335,17 @@ fn stream_into(
                     break;
                 }
             }
-            Ok(())
+            Ok(decoder)
         });
-        let result = write_chunks(&full_rx, &empty_tx, dev, target, manifest, slot_size);
+        let result = write_chunks(&full_rx, &empty_tx, dev, target, name, image, slot_size);
         drop(full_rx);
         drop(empty_tx);
         let read_result = reader
             .join()
             .unwrap_or_else(|_| Err(BundleError::Layout("decompressor thread panicked".into())));
         // A stream error (truncation) explains a short write better than the size check.
-        read_result?;
-        result
+        let decoder = read_result?;
+        Ok((result?, decoder))
     })
 }
 
@@ -262,7 +354,8 @@ fn write_chunks(
     empty: &SyncSender<Vec<u8>>,
     dev: &File,
     target: &Path,
-    manifest: &Manifest,
+    name: &str,
+    image: &ImageInfo,
     slot_size: u64,
 ) -> Result<u64, UpdateError> {
     let mut hasher = Sha256::new();
@@ -271,10 +364,10 @@ fn write_chunks(
     let mut current = vec![0u8; CHUNK];
     while let Ok(buf) = full.recv() {
         let n = buf.len();
-        if offset + n as u64 > manifest.rootfs.size.min(slot_size) {
+        if offset + n as u64 > image.size.min(slot_size) {
             return Err(BundleError::Mismatch(format!(
-                "more than the {} bytes the manifest announces",
-                manifest.rootfs.size
+                "{name}: more than the {} bytes the manifest announces",
+                image.size
             ))
             .into());
         }
@@ -305,30 +398,30 @@ fn write_chunks(
         offset += n as u64;
         let _ = empty.send(buf);
     }
-    fleet_bundle::check_rootfs(manifest, offset, &fleet_bundle::hex(&hasher.finalize()))?;
+    fleet_bundle::check_image(name, image, offset, &fleet_bundle::hex(&hasher.finalize()))?;
     Ok(written)
 }
 
-/// Re-reads the slot from the device (page cache dropped) and checks the manifest's hash.
-fn verify_slot(dev: &File, target: &Path, manifest: &Manifest) -> Result<(), UpdateError> {
+/// Re-reads the image from the device (page cache dropped) and checks the manifest's hash.
+fn verify_image(dev: &File, target: &Path, image: &ImageInfo) -> Result<(), UpdateError> {
     let _ = nix::fcntl::posix_fadvise(
         dev.as_fd(),
         0,
-        manifest.rootfs.size as i64,
+        image.size as i64,
         nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
     );
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut offset = 0u64;
-    while offset < manifest.rootfs.size {
-        let n = (manifest.rootfs.size - offset).min(CHUNK as u64) as usize;
+    while offset < image.size {
+        let n = (image.size - offset).min(CHUNK as u64) as usize;
         dev.read_exact_at(&mut buf[..n], offset)
             .map_err(target_err(target, "read back"))?;
         hasher.update(&buf[..n]);
         offset += n as u64;
     }
     let got = fleet_bundle::hex(&hasher.finalize());
-    if got != manifest.rootfs.sha256 {
+    if got != image.sha256 {
         return Err(UpdateError::VerifyFailed {
             path: target.to_path_buf(),
             got,

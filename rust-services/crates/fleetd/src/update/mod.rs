@@ -83,6 +83,12 @@ pub enum UpdateError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "refusing the bundle: this device boots by the Raspberry Pi firmware (tryboot), where each slot has its own boot partition, and the bundle carries no boot.vfat.zst (fleet bundle create --boot)"
+    )]
+    NoBootImage,
+    #[error("cannot find the boot partition of slot {slot}: {reason}")]
+    BootPartition { slot: Slot, reason: String },
     #[error("{}: read back sha256 {got} differs from the bundle's; trial not armed", path.display())]
     VerifyFailed { path: PathBuf, got: String },
     #[error("{}: cannot read", .0.display())]
