@@ -5,6 +5,7 @@
 //! images.
 
 pub mod error;
+pub mod index;
 pub mod keys;
 pub mod tar;
 
@@ -12,15 +13,20 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
 pub use self::error::BundleError;
 use self::tar::TarReader;
+pub use ed25519_dalek::VerifyingKey;
 
 pub const MANIFEST: &str = "manifest.json";
 pub const SIGNATURE: &str = "manifest.sig";
 pub const ROOTFS: &str = "rootfs.ext4.zst";
+/// The chunk index of the rootfs ([`index`]), present when the manifest has `index`.
+pub const INDEX: &str = "rootfs.index";
+/// Largest index read (a 4 GiB image in minimum-size chunks needs 2.6 MiB).
+const INDEX_MAX: u64 = 64 << 20;
 /// The slot's boot partition (FAT), present when the manifest has `boot`.
 pub const BOOT: &str = "boot.vfat.zst";
 pub const FORMAT: u32 = 1;
@@ -43,6 +49,9 @@ pub struct Manifest {
     /// The boot partition image, for layouts where each slot has its own (tryboot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot: Option<ImageInfo>,
+    /// The rootfs chunk index: the rootfs entry is then one zstd frame per chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<ImageInfo>,
 }
 
 /// One image of a bundle.
@@ -64,7 +73,12 @@ impl Manifest {
                 m.format
             )));
         }
-        for (name, image) in [("rootfs", Some(&m.rootfs)), ("boot", m.boot.as_ref())] {
+        let images = [
+            ("rootfs", Some(&m.rootfs)),
+            ("boot", m.boot.as_ref()),
+            ("index", m.index.as_ref()),
+        ];
+        for (name, image) in images {
             if let Some(image) = image
                 && (image.sha256.len() != 64
                     || !image.sha256.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -115,7 +129,26 @@ impl<R: Read> BundleReader<R> {
     ) -> Result<(Manifest, PathBuf, RootfsReader<R>), BundleError> {
         let key = keys::verify(keys, &self.manifest_bytes, &self.signature)?.to_path_buf();
         let manifest = Manifest::parse(&self.manifest_bytes)?;
-        Ok((manifest, key, RootfsReader { tar: self.tar }))
+        let mut tar = self.tar;
+        let index = match &manifest.index {
+            Some(info) => {
+                let bytes = expect_entry(&mut tar, INDEX, INDEX_MAX)?;
+                let got = hex(&Sha256::digest(&bytes));
+                check_image(INDEX, info, bytes.len() as u64, &got)?;
+                let index = index::Index::decode(&bytes)
+                    .map_err(|r| BundleError::Layout(format!("{INDEX}: {r}")))?;
+                if index.image_len() != manifest.rootfs.size {
+                    return Err(BundleError::Mismatch(format!(
+                        "{INDEX}: chunks add up to {} bytes, the rootfs has {}",
+                        index.image_len(),
+                        manifest.rootfs.size
+                    )));
+                }
+                Some(index)
+            }
+            None => None,
+        };
+        Ok((manifest, key, RootfsReader { tar, index }))
     }
 }
 
@@ -125,9 +158,28 @@ pub type ImageDecoder<R> = zstd::stream::read::Decoder<'static, BufReader<TarRea
 /// The not-yet-opened rootfs entry of a verified bundle.
 pub struct RootfsReader<R> {
     tar: TarReader<R>,
+    /// The signed chunk index, when the bundle has one.
+    pub index: Option<index::Index>,
 }
 
 impl<R: Read> RootfsReader<R> {
+    /// Moves to the rootfs entry without reading it: the offset of its data in the bundle
+    /// and its length (for reading chunks by offset).
+    pub fn locate(mut self) -> Result<(u64, u64), BundleError> {
+        enter(&mut self.tar, ROOTFS)?;
+        let end = self.tar.entry_end();
+        let len = self.tar.remaining();
+        if let Some(index) = &self.index
+            && index.compressed_len() != len
+        {
+            return Err(BundleError::Mismatch(format!(
+                "{INDEX}: frames add up to {} bytes, {ROOTFS} has {len}",
+                index.compressed_len()
+            )));
+        }
+        Ok((end - len, len))
+    }
+
     /// The decompressed rootfs as a stream (a truncated bundle surfaces as an error), and the
     /// offset where the compressed entry ends (a file shorter than that is truncated).
     pub fn open(self) -> Result<(u64, ImageDecoder<R>), BundleError> {
@@ -141,6 +193,13 @@ pub struct BootReader<R> {
 }
 
 impl<R: Read> BootReader<R> {
+    /// A stream positioned at the boot entry's header.
+    pub fn new(reader: R) -> Self {
+        BootReader {
+            tar: TarReader::new(reader),
+        }
+    }
+
     /// Continues after a rootfs stream that was read to its end.
     pub fn after_rootfs(rootfs: ImageDecoder<R>) -> Self {
         BootReader {
@@ -160,12 +219,19 @@ fn open_image<R: Read>(
 ) -> Result<(u64, ImageDecoder<R>), BundleError> {
     enter(&mut tar, name)?;
     let end = tar.entry_end();
+    Ok((end, decoder(tar)?))
+}
+
+/// A zstd decoder with the bundle's window limit over a compressed image.
+pub fn decoder<R: Read>(
+    reader: R,
+) -> Result<zstd::stream::read::Decoder<'static, BufReader<R>>, BundleError> {
     let mut decoder =
-        zstd::stream::read::Decoder::new(tar).map_err(|e| BundleError::io("zstd decoder", e))?;
+        zstd::stream::read::Decoder::new(reader).map_err(|e| BundleError::io("zstd decoder", e))?;
     decoder
         .window_log_max(WINDOW_LOG_MAX)
         .map_err(|e| BundleError::io("zstd decoder", e))?;
-    Ok((end, decoder))
+    Ok(decoder)
 }
 
 /// Moves to the next entry, which must be `name`.
@@ -229,7 +295,10 @@ impl Drop for Temps {
 pub fn create(rootfs: &Path, out: &Path, opts: &CreateOptions) -> Result<Manifest, BundleError> {
     let mut temps = Temps(Vec::new());
     let rootfs_z = temps.add(out, "rootfs.zst.tmp");
-    let rootfs_info = compress(rootfs, &rootfs_z, opts.level)?;
+    let (rootfs_info, index) = compress_chunked(rootfs, &rootfs_z, opts.level)?;
+    let index_bytes = index.encode();
+    let index_file = temps.add(out, "index.tmp");
+    std::fs::write(&index_file, &index_bytes).map_err(io_at(&index_file, "write"))?;
     let boot = match opts.boot {
         Some(image) => {
             let boot_z = temps.add(out, "boot.zst.tmp");
@@ -243,13 +312,17 @@ pub fn create(rootfs: &Path, out: &Path, opts: &CreateOptions) -> Result<Manifes
         compatible: opts.compatible.clone(),
         rootfs: rootfs_info,
         boot: boot.as_ref().map(|(info, _)| info.clone()),
+        index: Some(ImageInfo {
+            size: index_bytes.len() as u64,
+            sha256: hex(&Sha256::digest(&index_bytes)),
+        }),
     };
     let manifest_bytes = manifest.to_bytes();
     let signature = opts
         .key
         .map(|k| keys::sign(k, &manifest_bytes))
         .unwrap_or_default();
-    let mut images = vec![(ROOTFS, rootfs_z)];
+    let mut images = vec![(INDEX, index_file), (ROOTFS, rootfs_z)];
     images.extend(boot.map(|(_, z)| (BOOT, z)));
     write_bundle(out, &manifest_bytes, &signature, &images)?;
     Ok(manifest)
@@ -282,6 +355,73 @@ fn compress(input: &Path, z: &Path, level: i32) -> Result<ImageInfo, BundleError
         size,
         sha256: hex(&hasher.finalize()),
     })
+}
+
+/// Compresses `input` into `z` as one zstd frame per content-defined chunk ([`index`]),
+/// returning the image's size and hash and the chunk index.
+fn compress_chunked(
+    input: &Path,
+    z: &Path,
+    level: i32,
+) -> Result<(ImageInfo, index::Index), BundleError> {
+    let mut reader =
+        BufReader::with_capacity(1 << 20, File::open(input).map_err(io_at(input, "open"))?);
+    let mut out = BufWriter::new(File::create(z).map_err(io_at(z, "create"))?);
+    let mut compressor = zstd::bulk::Compressor::new(level).map_err(io_at(z, "zstd"))?;
+    compressor
+        .include_contentsize(false)
+        .map_err(io_at(z, "zstd"))?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut chunker = index::Chunker::new();
+    let mut chunks = Vec::new();
+    let mut pending: Vec<u8> = Vec::with_capacity(index::MAX_BLOCKS * index::BLOCK);
+    let mut block = vec![0u8; index::BLOCK];
+    let mut flush = |pending: &mut Vec<u8>, out: &mut BufWriter<File>| -> Result<(), BundleError> {
+        let frame = compressor.compress(pending).map_err(io_at(z, "zstd"))?;
+        out.write_all(&frame).map_err(io_at(z, "write"))?;
+        chunks.push(index::Chunk {
+            len: pending.len() as u32,
+            zlen: frame.len() as u32,
+            sha256: index::sha256(pending),
+        });
+        pending.clear();
+        Ok(())
+    };
+    loop {
+        let n = fill_block(&mut reader, &mut block).map_err(io_at(input, "read"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&block[..n]);
+        size += n as u64;
+        pending.extend_from_slice(&block[..n]);
+        if chunker.push(&block[..n]) || n < index::BLOCK {
+            flush(&mut pending, &mut out)?;
+        }
+    }
+    if !pending.is_empty() {
+        flush(&mut pending, &mut out)?;
+    }
+    out.flush().map_err(io_at(z, "write"))?;
+    let info = ImageInfo {
+        size,
+        sha256: hex(&hasher.finalize()),
+    };
+    Ok((info, index::Index { chunks }))
+}
+
+fn fill_block(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// Writes the tar to `out` (via a temp file and rename); `images` are (entry name, file
@@ -328,7 +468,11 @@ pub fn sign(bundle: &Path, key: &SigningKey, out: &Path) -> Result<Manifest, Bun
     // Copy the compressed images aside, then write the new tar over `out`.
     let mut temps = Temps(Vec::new());
     let mut images = Vec::new();
-    let names = [Some(ROOTFS), manifest.boot.as_ref().map(|_| BOOT)];
+    let names = [
+        manifest.index.as_ref().map(|_| INDEX),
+        Some(ROOTFS),
+        manifest.boot.as_ref().map(|_| BOOT),
+    ];
     for name in names.into_iter().flatten() {
         enter(&mut reader.tar, name)?;
         let z = temps.add(out, &format!("{name}.tmp"));
@@ -448,6 +592,7 @@ mod tests {
         if let Some(b) = tampered.boot.as_mut() {
             b.size += 1;
         }
+        tampered.index = None;
         let rootfs_z = dir.path().join("r.zst");
         let boot_z = dir.path().join("b.zst");
         compress(&rootfs, &rootfs_z, 3).unwrap();

@@ -14,7 +14,8 @@ fn octal(field: &[u8]) -> Option<u64> {
     u64::from_str_radix(text, 8).ok()
 }
 
-fn padding(size: u64) -> u64 {
+/// Bytes of zeros after an entry of `size` bytes (to the next 512-byte block).
+pub fn padding(size: u64) -> u64 {
     (BLOCK - size % BLOCK) % BLOCK
 }
 
@@ -42,6 +43,11 @@ impl<R: Read> TarReader<R> {
             pad: 0,
             position: 0,
         }
+    }
+
+    /// Bytes of the current entry not read yet.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
     }
 
     /// Offset in the stream just past the current entry's data.

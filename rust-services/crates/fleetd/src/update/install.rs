@@ -16,12 +16,16 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use fleet_bootenv::tryboot::slot_boot;
 use fleet_bootenv::{BootState, Slot};
-use fleet_bundle::{BOOT, BootReader, BundleError, BundleReader, ImageInfo, ROOTFS, keys};
+use fleet_bundle::{
+    BOOT, BootReader, BundleError, BundleReader, ImageInfo, Manifest, ROOTFS, keys,
+};
 use fleet_fs::Root;
 use sha2::{Digest, Sha256};
 
 use super::UpdateError;
+use super::chunked;
 use super::slots::{self, SlotRecord};
+use super::source::{SeqReader, Source};
 use super::trial::{self, Recorded, TrialRecord};
 
 /// Decompressed bytes per pipeline chunk; three chunks in flight plus one compare buffer,
@@ -54,6 +58,9 @@ pub struct Report {
     /// Bytes written to the slot's root and, on the tryboot layout, boot partition (blocks
     /// already identical are not written).
     pub bytes_written: u64,
+    /// Bytes fetched from the bundle's URL (head, index and chunks), for installs by URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_downloaded: Option<u64>,
     /// The slot's boot partition, written with the root (tryboot layout).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boot_target: Option<PathBuf>,
@@ -114,11 +121,26 @@ fn target_err(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) 
     }
 }
 
-pub fn install(
-    root: &Root,
-    input: Box<dyn Read + Send>,
-    opts: &Options,
-) -> Result<Report, UpdateError> {
+/// Where the bundle comes from.
+pub enum Input {
+    /// A file or stdin, read once from start to end.
+    Stream(Box<dyn Read + Send>),
+    /// A URL (or a file) read by offset: only the chunks the device lacks are fetched.
+    Source(Box<dyn Source>),
+}
+
+/// What is known before the bundle is opened.
+struct Prepared {
+    env: Box<dyn fleet_bootenv::BootEnv>,
+    state: BootState,
+    booted: slots::Booted,
+    slot: Slot,
+    target: PathBuf,
+    slot_size: u64,
+    trusted: Vec<(PathBuf, fleet_bundle::VerifyingKey)>,
+}
+
+fn prepare(root: &Root, opts: &Options) -> Result<Prepared, UpdateError> {
     let env = fleet_bootenv::select::open(root)?;
     let state = BootState::from_vars(&env.load()?);
     let booted = slots::booted(root)?;
@@ -150,11 +172,29 @@ pub fn install(
         .clone()
         .unwrap_or_else(|| root.path(fleet_bundle::KEYS_DIR));
     let trusted = keys::read_public_dir(&keys_dir)?;
+    Ok(Prepared {
+        env,
+        state,
+        booted,
+        slot,
+        target,
+        slot_size,
+        trusted,
+    })
+}
 
-    // Nothing below this point may run for an unsigned or foreign bundle.
-    let (manifest, key, rootfs) = BundleReader::open(input)?.verify(&trusted)?;
+/// The checks of a verified manifest against this device, then (only if all pass) the
+/// pending trial of the target slot is disarmed. Returns the slot's boot partition to write
+/// (tryboot layout).
+fn accept(
+    root: &Root,
+    prep: &Prepared,
+    manifest: &Manifest,
+    key: &Path,
+) -> Result<Option<(BootTarget, ImageInfo)>, UpdateError> {
     log::info!(version = manifest.version.as_str(), key = key.display().to_string().as_str();
         "bundle signature good");
+    let slot = prep.slot;
     let mine = device_type(root).ok_or(UpdateError::UnknownDeviceType)?;
     if !manifest.compatible.contains(&mine) {
         return Err(UpdateError::WrongDevice {
@@ -162,19 +202,19 @@ pub fn install(
             compatible: manifest.compatible.join(", "),
         });
     }
-    if manifest.rootfs.size > slot_size {
+    if manifest.rootfs.size > prep.slot_size {
         return Err(UpdateError::TooBig {
             size: manifest.rootfs.size,
             slot,
-            slot_size,
+            slot_size: prep.slot_size,
         });
     }
     // The tryboot layout boots each slot from its own FAT partition: the kernel, firmware
     // and DTBs must change with the root, so a bundle without them is refused up front.
-    let boot = match (env.kind(), &manifest.boot) {
+    let boot = match (prep.env.kind(), &manifest.boot) {
         ("tryboot", None) => return Err(UpdateError::NoBootImage),
         ("tryboot", Some(info)) => {
-            let b = boot_target(root, slot, &target)?;
+            let b = boot_target(root, slot, &prep.target)?;
             let size = slots::size_of(&b.dev).map_err(target_err(&b.dev, "open"))?;
             if info.size > size {
                 return Err(UpdateError::TooBig {
@@ -196,58 +236,193 @@ pub fn install(
         }
         (_, None) => None,
     };
-    if state.trial == Some(slot) {
+    if prep.state.trial == Some(slot) {
         // The slot is about to change under an armed trial: drop the trial first.
-        let mut vars = env.load()?;
-        state.without_trial().apply(&mut vars);
-        env.store(&vars)?;
+        let mut vars = prep.env.load()?;
+        prep.state.without_trial().apply(&mut vars);
+        prep.env.store(&vars)?;
         log::info!(slot = slot.as_str(); "disarmed the pending trial of the slot being rewritten");
     }
+    Ok(boot)
+}
 
-    let dev = OpenOptions::new()
+fn open_rw(path: &Path) -> Result<File, UpdateError> {
+    OpenOptions::new()
         .read(true)
         .write(true)
-        .open(&target)
-        .map_err(target_err(&target, "open for writing"))?;
+        .open(path)
+        .map_err(target_err(path, "open for writing"))
+}
+
+pub fn install(root: &Root, input: Input, opts: &Options) -> Result<Report, UpdateError> {
+    let prep = prepare(root, opts)?;
+    match input {
+        Input::Stream(reader) => install_stream(root, &prep, reader, opts),
+        Input::Source(source) => install_source(root, &prep, source, opts),
+    }
+}
+
+fn too_short(len: u64, end: u64, what: &str) -> UpdateError {
+    BundleError::TooShort(format!(
+        "the file has {len} bytes, its {what} entry ends at byte {end}"
+    ))
+    .into()
+}
+
+/// The bundle read once, start to end: every block of the image is decompressed.
+fn install_stream(
+    root: &Root,
+    prep: &Prepared,
+    input: Box<dyn Read + Send>,
+    opts: &Options,
+) -> Result<Report, UpdateError> {
+    // Nothing below this point may run for an unsigned or foreign bundle.
+    let (manifest, key, rootfs) = BundleReader::open(input)?.verify(&prep.trusted)?;
+    let boot = accept(root, prep, &manifest, &key)?;
+    let dev = open_rw(&prep.target)?;
     let (end, decoder) = rootfs.open()?;
     if let Some(len) = opts.input_len
         && len < end
     {
-        return Err(BundleError::TooShort(format!(
-            "the file has {len} bytes, its rootfs entry ends at byte {end}"
-        ))
-        .into());
+        return Err(too_short(len, end, "rootfs"));
     }
-    let (mut written, decoder) =
-        stream_into(decoder, &dev, &target, ROOTFS, &manifest.rootfs, slot_size)?;
-    dev.sync_all().map_err(target_err(&target, "fsync"))?;
-    verify_image(&dev, &target, &manifest.rootfs)?;
-    if slots::set_fs_label(&target, slot.label()).map_err(target_err(&target, "set label"))? {
-        log::info!(slot = slot.as_str(); "set the filesystem label to {}", slot.label());
-    }
+    let (mut written, decoder) = stream_into(
+        decoder,
+        &dev,
+        &prep.target,
+        ROOTFS,
+        &manifest.rootfs,
+        prep.slot_size,
+    )?;
+    finish_root(&dev, prep, &manifest)?;
     if let Some((b, info)) = &boot {
         let (end, decoder) = BootReader::after_rootfs(decoder).open()?;
         if let Some(len) = opts.input_len
             && len < end
         {
-            return Err(BundleError::TooShort(format!(
-                "the file has {len} bytes, its boot entry ends at byte {end}"
-            ))
-            .into());
+            return Err(too_short(len, end, "boot"));
         }
-        let bdev = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&b.dev)
-            .map_err(target_err(&b.dev, "open for writing"))?;
-        let size = slots::size_of(&b.dev).map_err(target_err(&b.dev, "open"))?;
-        written += stream_into(decoder, &bdev, &b.dev, BOOT, info, size)?.0;
-        bdev.sync_all().map_err(target_err(&b.dev, "fsync"))?;
-        verify_image(&bdev, &b.dev, info)?;
-        slot_boot::retarget(&b.dev, slot, &b.root_partuuid)?;
-        log::info!(slot = slot.as_str(), dev = b.dev.display().to_string().as_str();
-            "wrote the slot's boot partition ({}, root PARTUUID {})", slot_boot::label(slot), b.root_partuuid);
+        written += write_boot(decoder, b, info, prep.slot)?;
     }
+    arm(
+        root,
+        prep,
+        &manifest,
+        opts,
+        written,
+        None,
+        boot.map(|(b, _)| b.dev),
+    )
+}
+
+/// Head read sequentially by ranges of this size (manifest, signature, index).
+pub const HEAD_STEP: u64 = 64 * 1024;
+/// A bundle without a chunk index, or the boot image, is streamed in ranges of this size.
+const STREAM_STEP: u64 = 4 << 20;
+
+/// The bundle read by offset: the head, then only the chunks neither slot holds.
+fn install_source(
+    root: &Root,
+    prep: &Prepared,
+    mut src: Box<dyn Source>,
+    opts: &Options,
+) -> Result<Report, UpdateError> {
+    let (manifest, key, index, data, len) = {
+        let head = SeqReader::new(&mut *src, 0, HEAD_STEP);
+        let (manifest, key, mut rootfs) = BundleReader::open(head)?.verify(&prep.trusted)?;
+        let index = rootfs.index.take();
+        let (data, len) = rootfs.locate()?;
+        (manifest, key, index, data, len)
+    };
+    let boot = accept(root, prep, &manifest, &key)?;
+    if data + len > src.size() {
+        return Err(too_short(src.size(), data + len, "rootfs"));
+    }
+    let dev = open_rw(&prep.target)?;
+    let mut written = match &index {
+        Some(index) => {
+            let active = active_image(root, prep);
+            let active = active.as_ref().map(|(f, p, n)| (f, p.as_path(), *n));
+            chunked::write(&mut *src, index, data, &dev, &prep.target, active)?
+        }
+        None => {
+            let reader = SeqReader::new(&mut *src, data, STREAM_STEP).take(len);
+            let decoder = fleet_bundle::decoder(reader)?;
+            let image = &manifest.rootfs;
+            stream_into(decoder, &dev, &prep.target, ROOTFS, image, prep.slot_size)?.0
+        }
+    };
+    finish_root(&dev, prep, &manifest)?;
+    if let Some((b, info)) = &boot {
+        let header = data + len + fleet_bundle::tar::padding(len);
+        let reader = SeqReader::new(&mut *src, header, STREAM_STEP);
+        let (_, decoder) = BootReader::new(reader).open()?;
+        written += write_boot(decoder, b, info, prep.slot)?;
+    }
+    let fetched = Some(src.fetched());
+    arm(
+        root,
+        prep,
+        &manifest,
+        opts,
+        written,
+        fetched,
+        boot.map(|(b, _)| b.dev),
+    )
+}
+
+/// The running slot's image, to copy chunks from: its device and the size of the ext4
+/// filesystem on it (the image it was written from).
+fn active_image(root: &Root, prep: &Prepared) -> Option<(File, PathBuf, u64)> {
+    let dev = match &prep.booted.device {
+        Some(d) => d.clone(),
+        None => slots::device(root, prep.booted.slot).ok()?,
+    };
+    let size = slots::fs_size(&dev).or_else(|| slots::size_of(&dev).ok())?;
+    let file = File::open(&dev).ok()?;
+    Some((file, dev, size))
+}
+
+/// fsync, read back with the page cache dropped, then the slot's own ext4 label.
+fn finish_root(dev: &File, prep: &Prepared, manifest: &Manifest) -> Result<(), UpdateError> {
+    let (target, slot) = (&prep.target, prep.slot);
+    dev.sync_all().map_err(target_err(target, "fsync"))?;
+    verify_image(dev, target, &manifest.rootfs)?;
+    if slots::set_fs_label(target, slot.label()).map_err(target_err(target, "set label"))? {
+        log::info!(slot = slot.as_str(); "set the filesystem label to {}", slot.label());
+    }
+    Ok(())
+}
+
+/// The slot's boot partition (tryboot layout): written, verified, then made the slot's.
+fn write_boot<D: Read + Send>(
+    decoder: D,
+    b: &BootTarget,
+    info: &ImageInfo,
+    slot: Slot,
+) -> Result<u64, UpdateError> {
+    let bdev = open_rw(&b.dev)?;
+    let size = slots::size_of(&b.dev).map_err(target_err(&b.dev, "open"))?;
+    let written = stream_into(decoder, &bdev, &b.dev, BOOT, info, size)?.0;
+    bdev.sync_all().map_err(target_err(&b.dev, "fsync"))?;
+    verify_image(&bdev, &b.dev, info)?;
+    slot_boot::retarget(&b.dev, slot, &b.root_partuuid)?;
+    log::info!(slot = slot.as_str(), dev = b.dev.display().to_string().as_str();
+        "wrote the slot's boot partition ({}, root PARTUUID {})", slot_boot::label(slot), b.root_partuuid);
+    Ok(written)
+}
+
+/// Records what the slot holds, then arms the trial in one atomic boot-state write.
+fn arm(
+    root: &Root,
+    prep: &Prepared,
+    manifest: &Manifest,
+    opts: &Options,
+    written: u64,
+    downloaded: Option<u64>,
+    boot_target: Option<PathBuf>,
+) -> Result<Report, UpdateError> {
+    let slot = prep.slot;
     slots::write_record(
         root,
         slot,
@@ -257,7 +432,6 @@ pub fn install(
             size: manifest.rootfs.size,
         }),
     )?;
-
     // Written before arming: a record without an armed trial reads as "failed", never as
     // a trial that silently did not happen.
     trial::write(
@@ -270,25 +444,25 @@ pub fn install(
             reason: None,
         },
     )?;
-
     // Arm: the one boot-state change, atomic.
-    let mut vars = env.load()?;
+    let mut vars = prep.env.load()?;
     let armed = BootState {
-        active: state.active,
+        active: prep.state.active,
         trial: Some(slot),
         tries: opts.tries,
     };
     armed.apply(&mut vars);
-    env.store(&vars)?;
+    prep.env.store(&vars)?;
     log::info!(slot = slot.as_str(), version = manifest.version.as_str(), tries = opts.tries;
         "trial armed: the next boot starts slot {slot}");
     Ok(Report {
         slot,
-        target,
-        version: manifest.version,
+        target: prep.target.clone(),
+        version: manifest.version.clone(),
         size: manifest.rootfs.size,
         bytes_written: written,
-        boot_target: boot.map(|(b, _)| b.dev),
+        bytes_downloaded: downloaded,
+        boot_target,
         tries: opts.tries,
     })
 }

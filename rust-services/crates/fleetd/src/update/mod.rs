@@ -3,11 +3,12 @@
 //! Boot state: [`fleet_bootenv`] (GRUB env block on x86, `uboot.env` on the Pi).
 //! Running slot: [`slots`] (kernel command line + sysfs). Writing a slot: [`install`].
 
+pub mod chunked;
 pub mod install;
 pub mod slots;
+pub mod source;
 pub mod trial;
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use fleet_bootenv::{BootState, EnvError, Slot};
@@ -16,9 +17,10 @@ use fleet_fs::Root;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Write a bundle (FILE, or - for stdin) to the inactive slot and arm a trial boot.
+    /// Write a bundle to the inactive slot and arm a trial boot: FILE, file://PATH, - for
+    /// stdin, or http://URL (only the chunks neither slot holds are fetched; a rerun resumes).
     Install {
-        bundle: PathBuf,
+        bundle: String,
         /// Slot to write (default: the one not running).
         #[arg(long, value_parser = parse_slot)]
         slot: Option<Slot>,
@@ -89,6 +91,10 @@ pub enum UpdateError {
     NoBootImage,
     #[error("cannot find the boot partition of slot {slot}: {reason}")]
     BootPartition { slot: Slot, reason: String },
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    #[error("chunk at byte {offset} of the root image: {reason}; trial not armed")]
+    Chunk { offset: u64, reason: String },
     #[error("{}: read back sha256 {got} differs from the bundle's; trial not armed", path.display())]
     VerifyFailed { path: PathBuf, got: String },
     #[error("{}: cannot read", .0.display())]
@@ -104,25 +110,21 @@ pub async fn run(root: &Root, cmd: Command) -> Result<(), UpdateError> {
             keys,
             tries,
         } => {
-            let (input, input_len): (Box<dyn Read + Send>, _) = if bundle.as_os_str() == "-" {
-                (Box::new(std::io::stdin()), None)
-            } else {
-                let f = std::fs::File::open(&bundle)
-                    .map_err(|e| UpdateError::Input(bundle.clone(), e))?;
-                let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-                (Box::new(std::io::BufReader::with_capacity(1 << 20, f)), len)
-            };
             let opts = install::Options {
                 slot,
                 target,
                 keys,
                 tries,
-                input_len,
+                input_len: None,
             };
             let root = root.clone();
-            let report = tokio::task::spawn_blocking(move || install::install(&root, input, &opts))
-                .await
-                .map_err(|e| UpdateError::Input("-".into(), std::io::Error::other(e)))??;
+            let report = tokio::task::spawn_blocking(move || {
+                let (input, input_len) = open_input(&bundle)?;
+                let opts = install::Options { input_len, ..opts };
+                install::install(&root, input, &opts)
+            })
+            .await
+            .map_err(|e| UpdateError::Input("-".into(), std::io::Error::other(e)))??;
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
             Ok(())
         }
@@ -144,6 +146,24 @@ pub async fn run(root: &Root, cmd: Command) -> Result<(), UpdateError> {
             Ok(())
         }
     }
+}
+
+/// The bundle argument: `-` (stdin), a path or `file://` URL (read once), or an `http://`
+/// URL (read by ranges: only what the device lacks is fetched). With the file's length, so a
+/// truncated file is refused before the slot is touched.
+fn open_input(bundle: &str) -> Result<(install::Input, Option<u64>), UpdateError> {
+    if bundle == "-" {
+        return Ok((install::Input::Stream(Box::new(std::io::stdin())), None));
+    }
+    if bundle.starts_with("http://") || bundle.starts_with("https://") {
+        let source = source::HttpSource::open(bundle)?;
+        return Ok((install::Input::Source(Box::new(source)), None));
+    }
+    let path = PathBuf::from(bundle.strip_prefix("file://").unwrap_or(bundle));
+    let f = std::fs::File::open(&path).map_err(|e| UpdateError::Input(path.clone(), e))?;
+    let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+    let reader = std::io::BufReader::with_capacity(1 << 20, f);
+    Ok((install::Input::Stream(Box::new(reader)), len))
 }
 
 /// The boot state, the running slot and what each slot holds.

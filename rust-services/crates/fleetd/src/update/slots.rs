@@ -170,6 +170,25 @@ fn read_superblock(dev: &Path) -> Option<[u8; 1024]> {
     (u16::from_le_bytes([sb[0x38], sb[0x39]]) == EXT4_MAGIC).then_some(sb)
 }
 
+/// The size of the ext2/3/4 filesystem on `dev` (block count × block size), if it holds one.
+pub fn fs_size(dev: &Path) -> Option<u64> {
+    let sb = read_superblock(dev)?;
+    let le32 = |at: usize| {
+        u64::from(u32::from_le_bytes([
+            sb[at],
+            sb[at + 1],
+            sb[at + 2],
+            sb[at + 3],
+        ]))
+    };
+    const INCOMPAT_64BIT: u64 = 0x80;
+    let mut blocks = le32(0x04);
+    if le32(0x60) & INCOMPAT_64BIT != 0 {
+        blocks |= le32(0x150) << 32;
+    }
+    Some(blocks << (10 + le32(0x18).min(6)))
+}
+
 /// The ext2/3/4 volume label of `dev`, if it holds one.
 pub fn fs_label(dev: &Path) -> Option<String> {
     let sb = read_superblock(dev)?;

@@ -1,0 +1,354 @@
+//! The chunked install: only what the device lacks is fetched. Each chunk of the signed index
+//! ([`fleet_bundle::index`]) is found, in this order, in the target slot at its own offset
+//! (an earlier, interrupted attempt already wrote it: this is what makes a rerun resume), in
+//! the running slot (chunked the same way, so moved content is found), or fetched: missing
+//! chunks are grouped into ranges of the bundle's compressed entry, neighbours merged when
+//! the gap is cheaper than another request. Every chunk is checked against its sha256 before
+//! it is written, local copies included; when the ranges would cost about as much as the
+//! whole entry, the whole entry is fetched in large ranges instead.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{IsTerminal, Read};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fleet_bundle::index::{self, Index, Placed};
+
+use super::UpdateError;
+use super::source::Source;
+
+/// Fetching the skipped chunks between two needed ones costs less than a new request up to
+/// this gap (a request and its response headers, plus a round trip on a slow link).
+const MERGE_GAP: u64 = 32 * 1024;
+/// Largest range fetched at once (memory bound, and what a dropped link costs again).
+const MAX_RANGE: u64 = 4 << 20;
+/// Above this share of the whole entry, fetch all of it: fewer requests, same bytes.
+const FULL_SHARE: f64 = 0.9;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum From {
+    /// Already right in the target slot.
+    Target,
+    /// At this offset of the running slot.
+    Active(u64),
+    Fetch,
+}
+
+/// A range of the compressed entry to fetch (offsets relative to the entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Groups the chunks to fetch into ranges; all of the entry when that is about as cheap.
+/// Ranges always start and end at chunk edges, at most [`MAX_RANGE`] long (a chunk is
+/// never split between two requests).
+pub fn ranges(chunks: &[(Placed, bool)], total: u64) -> Vec<Range> {
+    let needed = group(chunks.iter().filter(|(_, f)| *f).map(|(p, _)| p), MERGE_GAP);
+    let bytes: u64 = needed.iter().map(|r| r.end - r.start).sum();
+    if total > 0 && bytes as f64 >= FULL_SHARE * total as f64 {
+        group(chunks.iter().map(|(p, _)| p), u64::MAX)
+    } else {
+        needed
+    }
+}
+
+fn group<'a>(chunks: impl Iterator<Item = &'a Placed>, gap: u64) -> Vec<Range> {
+    let mut out: Vec<Range> = Vec::new();
+    for p in chunks {
+        let (start, end) = (p.zoffset, p.zoffset + u64::from(p.chunk.zlen));
+        match out.last_mut() {
+            Some(r) if start - r.end <= gap && end - r.start <= MAX_RANGE => r.end = end,
+            _ => out.push(Range { start, end }),
+        }
+    }
+    out
+}
+
+fn chunk_err(offset: u64, reason: impl Into<String>) -> UpdateError {
+    UpdateError::Chunk {
+        offset,
+        reason: reason.into(),
+    }
+}
+
+/// Reads `len` bytes at `offset`; `None` past the end of the device.
+fn read_at(file: &File, offset: u64, len: u32) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset).ok().map(|()| buf)
+}
+
+/// Where each needed chunk of the running slot is: its image chunked the same way.
+fn scan_active(active: &File, size: u64, wanted: &HashMap<[u8; 32], ()>) -> HashMap<[u8; 32], u64> {
+    let mut found = HashMap::new();
+    let mut chunker = index::Chunker::new();
+    let mut chunk = Vec::with_capacity(index::MAX_BLOCKS * index::BLOCK);
+    let mut start = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    while offset < size {
+        let n = ((size - offset) as usize).min(buf.len());
+        if active.read_exact_at(&mut buf[..n], offset).is_err() {
+            break;
+        }
+        for block in buf[..n].chunks(index::BLOCK) {
+            chunk.extend_from_slice(block);
+            if chunker.push(block) || block.len() < index::BLOCK {
+                let sha = index::sha256(&chunk);
+                if wanted.contains_key(&sha) {
+                    found.entry(sha).or_insert(start);
+                }
+                start += chunk.len() as u64;
+                chunk.clear();
+            }
+        }
+        offset += n as u64;
+    }
+    found
+}
+
+/// Progress every few seconds: to the journal, and to the terminal when there is one.
+struct Progress {
+    started: Instant,
+    last: Instant,
+    total: u64,
+    tty: bool,
+}
+
+impl Progress {
+    fn new(total: u64) -> Progress {
+        Progress {
+            started: Instant::now(),
+            last: Instant::now(),
+            total,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn update(&mut self, done: u64, force: bool) {
+        if !force && self.last.elapsed() < Duration::from_secs(3) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = done as f64 / secs;
+        let eta = if rate > 0.0 {
+            (self.total.saturating_sub(done)) as f64 / rate
+        } else {
+            0.0
+        };
+        let line = format!(
+            "fetched {done} of {} bytes, {:.0} KiB/s, ETA {:.0} s",
+            self.total,
+            rate / 1024.0,
+            eta
+        );
+        log::info!("{line}");
+        if self.tty {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// Writes the image into `target`; returns the bytes written. `data` is the offset of the
+/// compressed entry in the bundle; `active` the running slot and its image size.
+pub fn write(
+    src: &mut dyn Source,
+    index: &Index,
+    data: u64,
+    target: &File,
+    target_path: &Path,
+    active: Option<(&File, &Path, u64)>,
+) -> Result<u64, UpdateError> {
+    let placed: Vec<Placed> = index.placed().collect();
+    let mut from: Vec<From> = placed
+        .iter()
+        .map(|p| match read_at(target, p.offset, p.chunk.len) {
+            Some(bytes) if index::sha256(&bytes) == p.chunk.sha256 => From::Target,
+            _ => From::Fetch,
+        })
+        .collect();
+    let wanted: HashMap<[u8; 32], ()> = placed
+        .iter()
+        .zip(&from)
+        .filter(|(_, f)| **f == From::Fetch)
+        .map(|(p, _)| (p.chunk.sha256, ()))
+        .collect();
+    if let Some((file, path, size)) = active
+        && !wanted.is_empty()
+    {
+        let found = scan_active(file, size, &wanted);
+        log::info!(
+            "running slot {}: {} of {} missing chunks found",
+            path.display(),
+            found.len(),
+            wanted.len()
+        );
+        for (p, f) in placed.iter().zip(from.iter_mut()) {
+            if *f == From::Fetch
+                && let Some(&at) = found.get(&p.chunk.sha256)
+            {
+                *f = From::Active(at);
+            }
+        }
+    }
+    let plan: Vec<(Placed, bool)> = placed
+        .iter()
+        .zip(&from)
+        .map(|(p, f)| (*p, *f == From::Fetch))
+        .collect();
+    let total = index.compressed_len();
+    let ranges = ranges(&plan, total);
+    let to_fetch: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    let counts = |want: fn(&From) -> bool| from.iter().filter(|f| want(f)).count();
+    log::info!(
+        "{} chunks: {} already in the target slot, {} from the running slot, {} to fetch in {} ranges ({to_fetch} of {total} compressed bytes)",
+        placed.len(),
+        counts(|f| *f == From::Target),
+        counts(|f| matches!(f, From::Active(_))),
+        counts(|f| *f == From::Fetch),
+        ranges.len()
+    );
+
+    // Local copies first, then the ranges in order, each chunk written as soon as its
+    // frame has arrived: a broken transfer costs at most the chunk in flight.
+    let mut written = 0u64;
+    for (p, f) in placed.iter().zip(&from) {
+        let From::Active(at) = f else { continue };
+        let (file, path, _) = active.ok_or_else(|| chunk_err(p.offset, "no running slot"))?;
+        let bytes = read_at(file, *at, p.chunk.len).ok_or_else(|| {
+            chunk_err(
+                p.offset,
+                format!("cannot read it back from {}", path.display()),
+            )
+        })?;
+        // Re-hashed: the running slot is read again, not trusted from the scan.
+        if index::sha256(&bytes) != p.chunk.sha256 {
+            return Err(chunk_err(p.offset, "the running slot's copy changed"));
+        }
+        written += write_chunk(target, target_path, p, &bytes)?;
+    }
+    let name = src.name();
+    let mut progress = Progress::new(to_fetch);
+    let mut fetched = 0u64;
+    let mut chunks = plan
+        .iter()
+        .filter(|(_, fetch)| *fetch)
+        .map(|(p, _)| p)
+        .peekable();
+    for r in &ranges {
+        let mut reader = src.stream(data + r.start, r.end - r.start)?;
+        let mut pos = r.start;
+        while let Some(p) = chunks.next_if(|p| p.zoffset + u64::from(p.chunk.zlen) <= r.end) {
+            let broken = |e: std::io::Error| super::source::SourceError::Http {
+                url: name.clone(),
+                reason: e.to_string(),
+            };
+            if pos < p.zoffset {
+                // A chunk between two needed ones, fetched because that was cheaper.
+                let gap = p.zoffset - pos;
+                std::io::copy(&mut (&mut reader).take(gap), &mut std::io::sink())
+                    .map_err(broken)?;
+            }
+            let mut frame = vec![0u8; p.chunk.zlen as usize];
+            reader.read_exact(&mut frame).map_err(broken)?;
+            pos = p.zoffset + u64::from(p.chunk.zlen);
+            fetched = pos - r.start + fetched_before(&ranges, r);
+            progress.update(fetched, false);
+            let out = index::decompress(&frame, p.chunk.len).map_err(|e| chunk_err(p.offset, e))?;
+            if index::sha256(&out) != p.chunk.sha256 {
+                return Err(chunk_err(
+                    p.offset,
+                    "its sha256 differs from the signed index (tampered or corrupt)",
+                ));
+            }
+            written += write_chunk(target, target_path, p, &out)?;
+        }
+    }
+    if let Some(p) = chunks.next() {
+        return Err(chunk_err(p.offset, "not in any planned range"));
+    }
+    progress.update(fetched, true);
+    Ok(written)
+}
+
+/// Bytes of the ranges before `r`.
+fn fetched_before(ranges: &[Range], r: &Range) -> u64 {
+    ranges
+        .iter()
+        .take_while(|x| x.start < r.start)
+        .map(|x| x.end - x.start)
+        .sum()
+}
+
+fn write_chunk(target: &File, path: &Path, p: &Placed, bytes: &[u8]) -> Result<u64, UpdateError> {
+    target
+        .write_all_at(bytes, p.offset)
+        .map_err(|source| UpdateError::Target {
+            path: path.to_path_buf(),
+            action: "write",
+            source,
+        })?;
+    Ok(bytes.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_bundle::index::Chunk;
+
+    fn plan(zlens: &[u32], fetch: &[bool]) -> Vec<(Placed, bool)> {
+        let idx = Index {
+            chunks: zlens
+                .iter()
+                .map(|&zlen| Chunk {
+                    len: 65536,
+                    zlen,
+                    sha256: [0; 32],
+                })
+                .collect(),
+        };
+        idx.placed().zip(fetch.iter().copied()).collect()
+    }
+
+    #[test]
+    fn neighbours_merge_and_far_chunks_do_not() {
+        // 10 KiB gap merges, 100 KiB gap does not.
+        let p = plan(
+            &[20_000, 10_000, 20_000, 100_000, 20_000, 50_000],
+            &[true, false, true, false, true, false],
+        );
+        let r = ranges(&p, 220_000);
+        assert_eq!(
+            r,
+            vec![
+                Range {
+                    start: 0,
+                    end: 50_000
+                },
+                Range {
+                    start: 150_000,
+                    end: 170_000
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn nearly_everything_means_the_whole_entry() {
+        let p = plan(
+            &[40_000, 1_000, 40_000, 100_000],
+            &[true, false, true, true],
+        );
+        assert_eq!(
+            ranges(&p, 181_000),
+            vec![Range {
+                start: 0,
+                end: 181_000
+            }]
+        );
+    }
+}

@@ -1,0 +1,556 @@
+//! Where a bundle is read from by offset: a file, or an `http://` URL read with Range
+//! requests from any static server (no server of ours). Used by the chunked install, which
+//! reads the head of the bundle, then only the chunk ranges the device lacks.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fleet_http::client::{Client, Proxy, Request, Response, Timeouts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{}: {action}", path.display())]
+    File {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{url}: {reason}")]
+    Http { url: String, reason: String },
+    #[error("{url}: gave up after {attempts} attempts")]
+    GaveUp {
+        url: String,
+        attempts: u32,
+        #[source]
+        source: Box<SourceError>,
+    },
+}
+
+/// Reads byte ranges of one bundle; counts what it fetched.
+pub trait Source: Send {
+    fn name(&self) -> String;
+    /// The bundle's length in bytes.
+    fn size(&self) -> u64;
+    /// Bytes [offset, offset + len), all of them or an error.
+    fn read_range(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, SourceError>;
+    /// Bytes fetched so far (for a URL: received from the server).
+    fn fetched(&self) -> u64;
+    /// Bytes [offset, offset + len) as a reader, handed over as they arrive.
+    fn stream(&mut self, offset: u64, len: u64) -> Result<Box<dyn Read + '_>, SourceError> {
+        Ok(Box::new(io::Cursor::new(self.read_range(offset, len)?)))
+    }
+}
+
+pub struct FileSource {
+    path: PathBuf,
+    file: File,
+    len: u64,
+    fetched: u64,
+}
+
+impl FileSource {
+    pub fn open(path: PathBuf) -> Result<FileSource, SourceError> {
+        let file = File::open(&path).map_err(|source| SourceError::File {
+            path: path.clone(),
+            action: "open",
+            source,
+        })?;
+        let len = file
+            .metadata()
+            .map_err(|source| SourceError::File {
+                path: path.clone(),
+                action: "stat",
+                source,
+            })?
+            .len();
+        Ok(FileSource {
+            path,
+            file,
+            len,
+            fetched: 0,
+        })
+    }
+}
+
+impl Source for FileSource {
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+    fn size(&self) -> u64 {
+        self.len
+    }
+    fn read_range(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, SourceError> {
+        let mut buf = vec![0u8; len as usize];
+        self.file
+            .read_exact_at(&mut buf, offset)
+            .map_err(|source| SourceError::File {
+                path: self.path.clone(),
+                action: "read",
+                source,
+            })?;
+        self.fetched += len;
+        Ok(buf)
+    }
+    fn fetched(&self) -> u64 {
+        self.fetched
+    }
+}
+
+/// Retries of one range (with backoff 1, 2, 4 … 30 s) before the install gives up; a rerun
+/// of the install resumes from what was written.
+const ATTEMPTS: u32 = 6;
+const REDIRECTS: u32 = 5;
+
+/// An `http://` URL read with `Range: bytes=A-B`; the server must answer 206 with a
+/// `Content-Range` naming the same range and the total length.
+pub struct HttpSource {
+    url: String,
+    client: Client,
+    runtime: tokio::runtime::Runtime,
+    len: u64,
+    fetched: u64,
+    /// First probe's answer, so the head read costs no second request.
+    head: Option<(u64, Vec<u8>)>,
+}
+
+/// What the first request fetches: the manifest, the signature and the index's start (the
+/// install reads the head in steps of the same size, so this answer is reused).
+const HEAD: u64 = super::install::HEAD_STEP;
+
+impl HttpSource {
+    /// Follows redirects and learns the bundle's length from the first range.
+    pub fn open(url: &str) -> Result<HttpSource, SourceError> {
+        let http = |reason: String| SourceError::Http {
+            url: url.to_string(),
+            reason,
+        };
+        if !url.starts_with("http://") {
+            return Err(http(
+                "only http:// bundle URLs are read by this fleetd (https:// is not built in yet)"
+                    .into(),
+            ));
+        }
+        let proxy = Proxy::from_env().map_err(|e| http(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| http(format!("tokio runtime: {e}")))?;
+        let mut src = HttpSource {
+            url: url.to_string(),
+            client: Client::tcp(proxy),
+            runtime,
+            len: 0,
+            fetched: 0,
+            head: None,
+        };
+        let (total, bytes) = src.fetch(0, HEAD, None)?;
+        src.len = total;
+        src.head = Some((0, bytes));
+        Ok(src)
+    }
+
+    /// One range request with redirects, up to the response header: the server's total
+    /// length, the last byte it will send, and the response whose body is that range.
+    fn open_range(&mut self, offset: u64, len: u64) -> Result<(u64, u64, Response), SourceError> {
+        let mut url = self.url.clone();
+        for _ in 0..=REDIRECTS {
+            let end = offset + len - 1;
+            let request = Request::get(url.clone())
+                .header("Range", format!("bytes={offset}-{end}"))
+                .timeouts(Timeouts {
+                    connect: Duration::from_secs(10),
+                    response: Some(Duration::from_secs(30)),
+                    idle: Some(Duration::from_secs(30)),
+                    total: None,
+                });
+            let http = |reason: String| SourceError::Http {
+                url: url.clone(),
+                reason,
+            };
+            let client = &self.client;
+            let response = self
+                .runtime
+                .block_on(client.send(request))
+                .map_err(|e| http(error_chain(&e)))?;
+            let status = response.status().as_u16();
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            match status {
+                206 => {
+                    let range = header("content-range").unwrap_or_default();
+                    let (total, last) = parse_content_range(&range, offset, end).ok_or_else(|| {
+                        http(format!(
+                            "asked for bytes {offset}-{end}, the server answered Content-Range {range:?}"
+                        ))
+                    })?;
+                    return Ok((total, last, response));
+                }
+                200 => {
+                    return Err(http(
+                        "the server answered 200 to a Range request: it does not serve byte ranges (an update needs a server that does, e.g. nginx, S3, any CDN)"
+                            .into(),
+                    ));
+                }
+                301 | 302 | 303 | 307 | 308 => {
+                    let location = header("location")
+                        .ok_or_else(|| http(format!("{status} without a Location")))?;
+                    url = resolve(&url, &location);
+                    self.url = url.clone();
+                }
+                _ => return Err(http(format!("HTTP {status} for bytes {offset}-{end}"))),
+            }
+        }
+        Err(SourceError::Http {
+            url: self.url.clone(),
+            reason: format!("more than {REDIRECTS} redirects"),
+        })
+    }
+
+    /// The next piece of a range's body; counts it as fetched.
+    fn next_piece(&mut self, response: &mut Response) -> Result<Option<Vec<u8>>, SourceError> {
+        let piece = self
+            .runtime
+            .block_on(response.chunk())
+            .map_err(|e| SourceError::Http {
+                url: self.url.clone(),
+                reason: error_chain(&e),
+            })?;
+        if let Some(p) = &piece {
+            self.fetched += p.len() as u64;
+        }
+        Ok(piece.map(|p| p.to_vec()))
+    }
+
+    /// One whole range: (total length, bytes).
+    fn get(&mut self, offset: u64, len: u64) -> Result<(u64, Vec<u8>), SourceError> {
+        let (total, last, mut response) = self.open_range(offset, len)?;
+        let want = last - offset + 1;
+        let mut body = Vec::with_capacity(want as usize);
+        while let Some(piece) = self.next_piece(&mut response)? {
+            body.extend_from_slice(&piece);
+            if body.len() as u64 > want {
+                break;
+            }
+        }
+        if body.len() as u64 != want {
+            return Err(SourceError::Http {
+                url: self.url.clone(),
+                reason: format!(
+                    "range {offset}-{last}: {} bytes received, {want} expected",
+                    body.len()
+                ),
+            });
+        }
+        Ok((total, body))
+    }
+
+    /// `get` with retries and backoff; a 200 answer or a wrong range is not retried.
+    fn fetch(
+        &mut self,
+        offset: u64,
+        len: u64,
+        total: Option<u64>,
+    ) -> Result<(u64, Vec<u8>), SourceError> {
+        let len = match total {
+            Some(t) => len.min(t.saturating_sub(offset)),
+            None => len,
+        };
+        let mut delay = Duration::from_secs(1);
+        let mut last = None;
+        for attempt in 1..=ATTEMPTS {
+            match self.get(offset, len) {
+                Ok(r) => return Ok(r),
+                Err(e) if !retryable(&e) => return Err(e),
+                Err(e) => {
+                    log::warn!("{e} (attempt {attempt} of {ATTEMPTS})");
+                    last = Some(e);
+                }
+            }
+            if attempt < ATTEMPTS {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+        Err(SourceError::GaveUp {
+            url: self.url.clone(),
+            attempts: ATTEMPTS,
+            source: Box::new(last.unwrap_or(SourceError::Http {
+                url: self.url.clone(),
+                reason: "no attempt made".into(),
+            })),
+        })
+    }
+}
+
+fn retryable(e: &SourceError) -> bool {
+    match e {
+        SourceError::Http { reason, .. } => {
+            !(reason.contains("answered 200")
+                || reason.contains("Content-Range")
+                || reason.contains("HTTP 4"))
+        }
+        _ => false,
+    }
+}
+
+/// The error and its causes on one line (the HTTP client's text names the URL; the cause
+/// says what happened).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// `bytes START-END/TOTAL` naming the range asked for (or its part before the end of the
+/// file); returns TOTAL and the last byte.
+fn parse_content_range(value: &str, start: u64, end: u64) -> Option<(u64, u64)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (a, b) = range.split_once('-')?;
+    let total: u64 = total.parse().ok()?;
+    let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+    // A server may shorten a range that runs past the end.
+    (a == start && (b == end || (b + 1 == total && b < end))).then_some((total, b))
+}
+
+/// A redirect target: absolute, or a path on the same origin.
+fn resolve(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let origin_end = base
+        .find("://")
+        .and_then(|i| base[i + 3..].find('/').map(|j| i + 3 + j))
+        .unwrap_or(base.len());
+    if location.starts_with('/') {
+        format!("{}{location}", &base[..origin_end])
+    } else {
+        let dir_end = base
+            .rfind('/')
+            .filter(|&i| i >= origin_end)
+            .unwrap_or(origin_end);
+        format!("{}/{location}", &base[..dir_end])
+    }
+}
+
+impl Source for HttpSource {
+    fn name(&self) -> String {
+        self.url.clone()
+    }
+    fn size(&self) -> u64 {
+        self.len
+    }
+    fn read_range(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, SourceError> {
+        // What the first request already brought is not fetched again.
+        let mut out = Vec::with_capacity(len as usize);
+        if let Some((start, bytes)) = &self.head {
+            let head_end = start + bytes.len() as u64;
+            if offset >= *start && offset < head_end {
+                let at = (offset - start) as usize;
+                let n = (len.min(head_end - offset)) as usize;
+                out.extend_from_slice(&bytes[at..at + n]);
+            }
+        }
+        let (offset, len) = (offset + out.len() as u64, len - out.len() as u64);
+        if len == 0 {
+            return Ok(out);
+        }
+        if offset + len > self.len {
+            return Err(SourceError::Http {
+                url: self.url.clone(),
+                reason: format!(
+                    "bytes {offset}..{} asked, the bundle has {} (truncated on the server?)",
+                    offset + len,
+                    self.len
+                ),
+            });
+        }
+        let total = self.len;
+        let (_, bytes) = self.fetch(offset, len, Some(total))?;
+        out.extend_from_slice(&bytes);
+        Ok(out)
+    }
+    fn fetched(&self) -> u64 {
+        self.fetched
+    }
+    fn stream(&mut self, offset: u64, len: u64) -> Result<Box<dyn Read + '_>, SourceError> {
+        // The cached head is not streamed: ranges start after it in practice.
+        if let Some((start, bytes)) = &self.head
+            && offset < start + bytes.len() as u64
+        {
+            return Ok(Box::new(io::Cursor::new(self.read_range(offset, len)?)));
+        }
+        Ok(Box::new(HttpRange {
+            src: self,
+            pos: offset,
+            end: offset + len,
+            response: None,
+            pending: Vec::new(),
+            at: 0,
+        }))
+    }
+}
+
+/// A range of an HTTP source read as it arrives; a dropped connection is resumed from the
+/// byte where it broke (with the same retries as [`HttpSource::fetch`]).
+pub struct HttpRange<'a> {
+    src: &'a mut HttpSource,
+    pos: u64,
+    end: u64,
+    response: Option<Response>,
+    pending: Vec<u8>,
+    at: usize,
+}
+
+impl HttpRange<'_> {
+    fn refill(&mut self) -> Result<(), SourceError> {
+        let mut delay = Duration::from_secs(1);
+        let mut attempt = 1;
+        loop {
+            let result = (|| -> Result<Option<Vec<u8>>, SourceError> {
+                if self.response.is_none() {
+                    let (_, _, response) = self.src.open_range(self.pos, self.end - self.pos)?;
+                    self.response = Some(response);
+                }
+                match self.response.as_mut() {
+                    Some(r) => self.src.next_piece(r),
+                    None => Ok(None),
+                }
+            })();
+            let e = match result {
+                Ok(Some(piece)) if !piece.is_empty() => {
+                    self.pos += piece.len() as u64;
+                    self.pending = piece;
+                    self.at = 0;
+                    return Ok(());
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => SourceError::Http {
+                    url: self.src.url.clone(),
+                    reason: format!("the range ended at byte {} of {}", self.pos, self.end),
+                },
+                Err(e) => e,
+            };
+            self.response = None;
+            if !retryable(&e) || attempt >= ATTEMPTS {
+                return Err(e);
+            }
+            log::warn!(
+                "{e} (attempt {attempt} of {ATTEMPTS}, resuming at byte {})",
+                self.pos
+            );
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(30));
+            attempt += 1;
+        }
+    }
+}
+
+impl Read for HttpRange<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.pending.len() {
+            if self.pos >= self.end {
+                return Ok(0);
+            }
+            self.refill()
+                .map_err(|e| io::Error::other(error_chain(&e)))?;
+        }
+        let n = out.len().min(self.pending.len() - self.at);
+        out[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// A sequential reader over a [`Source`] from `offset` (reads `step` bytes at a time), for
+/// parsing the tar head and streaming the boot image.
+pub struct SeqReader<'a> {
+    src: &'a mut dyn Source,
+    pos: u64,
+    buf: Vec<u8>,
+    at: usize,
+    step: u64,
+}
+
+impl<'a> SeqReader<'a> {
+    pub fn new(src: &'a mut dyn Source, offset: u64, step: u64) -> SeqReader<'a> {
+        SeqReader {
+            src,
+            pos: offset,
+            buf: Vec::new(),
+            at: 0,
+            step,
+        }
+    }
+}
+
+impl Read for SeqReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.buf.len() {
+            let left = self.src.size().saturating_sub(self.pos);
+            if left == 0 {
+                return Ok(0);
+            }
+            let n = self.step.min(left);
+            self.buf = self
+                .src
+                .read_range(self.pos, n)
+                .map_err(|e| io::Error::other(error_chain(&e)))?;
+            self.pos += n;
+            self.at = 0;
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_must_name_the_range_asked() {
+        assert_eq!(
+            parse_content_range("bytes 0-99/1000", 0, 99),
+            Some((1000, 99))
+        );
+        assert_eq!(
+            parse_content_range("bytes 900-999/1000", 900, 1099),
+            Some((1000, 999))
+        );
+        assert_eq!(parse_content_range("bytes 0-99/1000", 100, 199), None);
+        assert_eq!(parse_content_range("bytes */1000", 0, 99), None);
+    }
+
+    #[test]
+    fn redirects_resolve_against_the_url() {
+        assert_eq!(
+            resolve("http://a/x/b.fleet", "/y/c.fleet"),
+            "http://a/y/c.fleet"
+        );
+        assert_eq!(
+            resolve("http://a/x/b.fleet", "c.fleet"),
+            "http://a/x/c.fleet"
+        );
+        assert_eq!(
+            resolve("http://a/x/b.fleet", "http://cdn/z"),
+            "http://cdn/z"
+        );
+    }
+}

@@ -1,0 +1,138 @@
+# Updates by URL (sourced by tests/update/run): Debian's nginx serves the bundles on
+# 127.0.0.1 with its own configuration; every byte it sends is in its access log
+# ($body_bytes_sent), which is what the cases count. fleetd reads the bundle with Range
+# requests and fetches only the chunks neither slot holds.
+
+# serve DIR [RATE]: nginx on a free loopback port serving DIR (limit_rate RATE); sets $base.
+serve() {
+  local dir=$1 rate=${2:-0} n=$work/nginx port
+  mkdir -p "$n"; : >"$n/access.log"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  cat >"$n/nginx.conf" <<EOF
+daemon on;
+# The test's files are in a 0700 temp dir: workers run as root like the master.
+user root;
+pid $n/pid;
+error_log $n/error.log;
+worker_processes 1;
+events { worker_connections 64; }
+http {
+  log_format bytes '\$status \$body_bytes_sent "\$http_range"';
+  access_log $n/access.log bytes;
+  client_body_temp_path $n; proxy_temp_path $n; fastcgi_temp_path $n; uwsgi_temp_path $n; scgi_temp_path $n;
+  server { listen 127.0.0.1:$port; root $dir; limit_rate $rate; }
+}
+EOF
+  nginx -c "$n/nginx.conf" -p "$n" || return 1
+  echo "$n/pid" >>"$work/pids"
+  base=http://127.0.0.1:$port
+}
+unserve() { [ -f "$work/nginx/pid" ] && kill "$(cat "$work/nginx/pid")" 2>/dev/null; sleep 0.2; rm -rf "$work/nginx"; }
+# Body bytes nginx sent since it started.
+sent() { awk '{s += $2} END {print s + 0}' "$work/nginx/access.log"; }
+
+# The release pair: v1 (the shared content) and v2 = v1 plus one "package" (3 MiB of new
+# files), both ext4 images made by mkfs.ext4 -d the way a reproducible image build makes
+# them (mkfs_repro in run).
+ota_fixtures() {
+  [ -f "$work/ota/v2.fleet" ] && return 0
+  local o=$work/ota
+  mkdir -p "$o/www" "$o/v2content"
+  cp -a "$content/." "$o/v2content/"
+  mkdir -p "$o/v2content/usr/lib/newpkg"
+  head -c 3145728 /dev/urandom >"$o/v2content/usr/lib/newpkg/libnew.so"
+  printf 'ID=fleetos\nVERSION_ID=2.1\n' >"$o/v2content/etc/os-release"
+  truncate -s 96M "$o/v2.ext4"
+  mkfs_repro -L fleet-rootA -d "$o/v2content" "$o/v2.ext4"
+  fleet bundle create --rootfs "$o/v2.ext4" --os-version 2.1 --compatible qemux86-64 \
+    --key "$keys/release.pem" -o "$o/www/v2.fleet" >/dev/null
+  cp "$o/www/v2.fleet" "$o/v2.fleet"
+}
+
+# ota_root NAME: slot A holds v1 ($rootfs, as if flashed), slot B is empty.
+ota_root() {
+  local r=$work/$1
+  truncate -s 128M "$work/$1-a.img" "$work/$1-b.img"
+  dd if="$rootfs" of="$work/$1-a.img" conv=notrunc status=none
+  fake_root "$r" grub gpt "$work/$1-a.img" "$work/$1-b.img"
+}
+ota_check_b() { # NAME: slot B holds v2 and passes e2fsck; the trial is armed
+  local img=$work/$1-b.img
+  e2fsck -fn "$img" >/dev/null || die "e2fsck of slot B"
+  debugfs -R "cat /etc/os-release" "$img" 2>/dev/null | grep -q '^VERSION_ID=2.1' || die "slot B is not v2"
+  [ "$(env_get "$work/$1" fleet_try)" = B ] || die "trial not armed"
+}
+
+ota_adaptive() {
+  ota_fixtures; ota_root ota1; serve "$work/ota/www" || die "nginx"
+  local out total
+  out=$(fleetd --root "$work/ota1" update install "$base/v2.fleet") || die "install: $out"
+  ota_check_b ota1
+  total=$(stat -c %s "$work/ota/v2.fleet")
+  echo "$out" | python3 -c '
+import json, sys
+r = json.load(sys.stdin); sent, total = int(sys.argv[1]), int(sys.argv[2])
+assert r["bytes_downloaded"] == sent, ("fetched", r["bytes_downloaded"], "nginx sent", sent)
+assert sent < total * 0.25, ("one package added: fetched", sent, "of", total)
+print("adaptive (one package added): fetched", sent, "of", total, "bytes (%.1f%%)" % (100.0 * sent / total))' "$(sent)" "$total" >>"$work/figures"
+  unserve
+}
+
+ota_full() { # slot A holds nothing useful: the whole entry is fetched, in large ranges
+  ota_fixtures; ota_root ota2; truncate -s 0 "$work/ota2-a.img"; truncate -s 128M "$work/ota2-a.img"
+  serve "$work/ota/www" || die "nginx"
+  fleetd --root "$work/ota2" update install "$base/v2.fleet" >/dev/null || die "install failed"
+  ota_check_b ota2
+  local sent total requests
+  sent=$(sent); total=$(stat -c %s "$work/ota/v2.fleet"); requests=$(wc -l <"$work/nginx/access.log")
+  [ "$sent" -le "$total" ] && [ "$sent" -ge $((total * 9 / 10)) ] || die "sent $sent of $total"
+  [ "$(awk '$1 == 206' "$work/nginx/access.log" | wc -l)" = "$requests" ] || die "a request was not a range"
+  echo "full (no slot helps): $sent of $total bytes in $requests range requests" >>"$work/figures"
+  unserve
+}
+
+ota_no_ranges() { # python's http.server answers 200 to a Range request: refused, nothing changed
+  ota_fixtures; ota_root ota3
+  local port envsum slotsum pid
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  (cd "$work/ota/www" && exec python3 -m http.server --bind 127.0.0.1 "$port" >/dev/null 2>&1) &
+  pid=$!; echo "$pid" >>"$work/pids"
+  for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $port))" 2>/dev/null && break; sleep 0.1; done
+  envsum=$(sha "$work/ota3/mnt/boot/EFI/fleet/grubenv"); slotsum=$(sha "$work/ota3-b.img")
+  ! fleetd --root "$work/ota3" update install "http://127.0.0.1:$port/v2.fleet" 2>"$work/ota3.err" || die "accepted"
+  kill "$pid"
+  grep -q 'answered 200 to a Range request' "$work/ota3.err" || die "message: $(cat "$work/ota3.err")"
+  [ "$(sha "$work/ota3/mnt/boot/EFI/fleet/grubenv")" = "$envsum" ] && [ "$(sha "$work/ota3-b.img")" = "$slotsum" ] ||
+    die "state changed"
+  # A missing bundle: one clear error naming the URL.
+  serve "$work/ota/www" || die "nginx"
+  ! fleetd --root "$work/ota3" update install "$base/nope.fleet" 2>"$work/ota3.err" || die "404 accepted"
+  grep -q "nope.fleet: HTTP 404" "$work/ota3.err" || die "message: $(cat "$work/ota3.err")"
+  unserve
+}
+
+ota_resume() { # SIGKILL in the middle of a range (nginx slowed to 2 MiB/s, killed after the
+  # first whole range); the rerun fetches what was not written yet, plus at most the chunk
+  # that was in flight, the head again and what sat in the socket buffers (1 MiB in all)
+  ota_fixtures; ota_root ota4; truncate -s 0 "$work/ota4-a.img"; truncate -s 128M "$work/ota4-a.img"
+  serve "$work/ota/www" 2m || die "nginx"
+  fleetd --root "$work/ota4" update install "$base/v2.fleet" >/dev/null 2>&1 &
+  local pid=$! first total again
+  for _ in $(seq 300); do
+    [ "$(awk '$1 == 206 && $2 >= 3145728' "$work/nginx/access.log" | wc -l)" -ge 1 ] && break
+    sleep 0.1
+  done
+  sleep 1   # into the second range
+  kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  sleep 0.3; first=$(sent); total=$(stat -c %s "$work/ota/v2.fleet")
+  [ "$first" -lt "$total" ] || die "the first run finished before the kill ($first of $total)"
+  [ -z "$(env_get "$work/ota4" fleet_try)" ] || die "a killed install armed the trial"
+  unserve; serve "$work/ota/www" || die "nginx"
+  fleetd --root "$work/ota4" update install "$base/v2.fleet" >/dev/null || die "rerun failed"
+  ota_check_b ota4
+  again=$(sent)
+  [ $((first + again)) -le $((total + 1048576)) ] ||
+    die "fetched $first, then $again of $total: $((first + again - total)) bytes twice"
+  echo "resume after SIGKILL: $first bytes before the kill, $again after, $((first + again - total)) fetched twice, bundle $total" >>"$work/figures"
+  unserve
+}
