@@ -24,8 +24,9 @@ pub struct VolumeBinding {
 /// Everything the engine client needs to create one container.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ContainerConfig {
-    /// Engine name: `<service>_<app>_<digest prefix>`, so an old and a new configuration
-    /// of a service can exist side by side during a hand-over.
+    /// Engine name as balena names it: `<service>_<imageId>_<releaseId>_<commit>` (see
+    /// [`container_name`]), so balena's tools and users' scripts find it. A new release is
+    /// a new name, so old and new containers exist side by side during a hand-over.
     pub name: String,
     pub app: String,
     pub service: String,
@@ -57,6 +58,12 @@ struct Digested<'a> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// balena's container name: `<service>_<imageId>_<releaseId>_<commit>`, the commit being
+/// the release UUID (the key of `releases` in a v3 target state).
+pub fn container_name(service: &str, image_id: u64, release_id: u64, commit: &str) -> String {
+    format!("{service}_{image_id}_{release_id}_{commit}")
 }
 
 /// The container of each service of each app's target release, keyed by (app, service),
@@ -138,7 +145,12 @@ pub fn desired_containers(target: &TargetState, host: &HostContext) -> Vec<Conta
             }
 
             out.push(ContainerConfig {
-                name: format!("{service_name}_{}_{}", app.uuid, &digest[..12]),
+                name: container_name(
+                    &service_name,
+                    release.image_ids.get(&service_name).copied().unwrap_or(0),
+                    release.id,
+                    &release.uuid,
+                ),
                 app: app.uuid.clone(),
                 service: service_name.clone(),
                 release: release.uuid.clone(),

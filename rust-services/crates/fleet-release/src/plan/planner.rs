@@ -266,6 +266,14 @@ pub fn plan(
         }
         match d.strategy {
             UpdateStrategy::HandOver => {
+                // A change inside one release (variables, config) keeps balena's container
+                // name, and two containers cannot share a name: that old one goes first, as
+                // with download-then-kill (the image is fetched already).
+                let (same_name, olds): (Vec<&Container>, Vec<&Container>) =
+                    olds.into_iter().partition(|c| c.name == d.name);
+                for c in &same_name {
+                    b.stop_and_remove(c);
+                }
                 match keep {
                     None => b.create_and_start(d),
                     Some(k) if k.status == ContainerStatus::Created => b.steps.push(Step::Start {

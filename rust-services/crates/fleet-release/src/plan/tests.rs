@@ -426,7 +426,8 @@ fn environment_change_recreates() {
     );
     assert_eq!(
         describe(&p.steps, &state),
-        ["stop a@r1", "remove a@r1", "create a@r1", "start a@new"]
+        // Same release, same balena name: the new container is `a@r1` by name too.
+        ["stop a@r1", "remove a@r1", "create a@r1", "start a@r1"]
     );
 }
 
@@ -596,6 +597,49 @@ fn interrupted_hand_over_resumes() {
     );
 }
 
+#[test]
+fn hand_over_inside_one_release_removes_the_same_named_container_first() {
+    let yaml = |k: &str| {
+        format!(
+            "services:\n  s:\n    image: s:1\n    environment: {{K: '{k}'}}\n    labels: {{io.balena.update.strategy: hand-over}}\n"
+        )
+    };
+    let state = converge(
+        CurrentState::default(),
+        &one("r1", &yaml("1")),
+        PlanOptions::default(),
+    );
+    let t2 = one("r1", &yaml("2"));
+    let p = plan_for(&state, &t2);
+    assert_eq!(
+        describe(&p.steps, &state),
+        ["stop s@r1", "remove s@r1", "create s@r1", "start s@r1"]
+    );
+    let end = converge(state, &t2, PlanOptions::default());
+    assert_eq!(end.containers.len(), 1);
+}
+
+#[test]
+fn containers_are_named_as_balena_names_them() {
+    let doc = json!({"dev": {"apps": {"a1": {"id": 3, "name": "a", "releases": {"c0ffee": {
+        "id": 12,
+        "services": {
+            "web": {"id": 5, "image_id": "77", "image": "web:1", "composition": {}},
+            "db": {"id": 6, "image": "db:1", "composition": {}}
+        }
+    }}}}}});
+    let t = target_state::parse(doc.to_string().as_bytes()).unwrap();
+    let names: BTreeSet<String> = desired_containers(&t, &host())
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    // No image id in the target (hand-written documents): 0 in its place.
+    assert_eq!(
+        names,
+        BTreeSet::from(["web_77_12_c0ffee".to_string(), "db_0_12_c0ffee".to_string()])
+    );
+}
+
 // ---- resumability: a property over random targets and random current states ----
 
 #[derive(Debug, Clone)]
@@ -711,11 +755,17 @@ fn compose_yaml(services: &[GenService]) -> String {
 fn build(apps: &[GenApp]) -> (TargetState, CurrentState) {
     let names: Vec<String> = (0..apps.len()).map(|i| format!("app{i}")).collect();
     let yamls: Vec<String> = apps.iter().map(|a| compose_yaml(&a.services)).collect();
+    let releases: Vec<String> = (0..apps.len()).map(|i| format!("rel{i}")).collect();
     let spec: Vec<(&str, Option<(&str, &str)>)> = apps
         .iter()
         .enumerate()
         .filter(|(_, a)| a.present)
-        .map(|(i, _)| (names[i].as_str(), Some(("rel", yamls[i].as_str()))))
+        .map(|(i, _)| {
+            (
+                names[i].as_str(),
+                Some((releases[i].as_str(), yamls[i].as_str())),
+            )
+        })
         .collect();
     let target = target_of(&spec);
     let desired = desired_containers(&target, &host());
@@ -748,6 +798,17 @@ fn build(apps: &[GenApp]) -> (TargetState, CurrentState) {
                     d.digest.clone(),
                     d.spec.image.clone(),
                     d.spec.networks.keys().cloned().collect::<BTreeSet<_>>(),
+                ),
+                // An even old digest keeps the target's name: a change inside one release.
+                (n, Some(d)) if n % 2 == 0 => (
+                    d.name.clone(),
+                    format!("old{n}"),
+                    IMAGES[g.image].to_string(),
+                    if app.has_network {
+                        BTreeSet::from(["default".to_string()])
+                    } else {
+                        BTreeSet::new()
+                    },
                 ),
                 (n, _) => (
                     format!("{service}_{uuid}_old{n}"),
@@ -817,7 +878,9 @@ fn apply_checked(
                             d.spec.image
                         ));
                     }
-                    crate::labels::UpdateStrategy::HandOver if !new_started => {
+                    crate::labels::UpdateStrategy::HandOver
+                        if !new_started && d.name != *container =>
+                    {
                         return Err(format!("{container} killed before its successor started"));
                     }
                     _ => {}

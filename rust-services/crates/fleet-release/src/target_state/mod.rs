@@ -201,6 +201,9 @@ pub struct ReleaseTarget {
     /// balena's service ids (`services.<name>.id`) where the target gives them: the
     /// containers' `io.balena.service-id` label.
     pub service_ids: BTreeMap<String, u64>,
+    /// balena's image ids (`services.<name>.image_id`) where the target gives them: part of
+    /// the container name `<service>_<imageId>_<releaseId>_<commit>` (0 when absent).
+    pub image_ids: BTreeMap<String, u64>,
 }
 
 /// Why a target-state document is refused: every problem, each with its path.
@@ -265,6 +268,8 @@ pub fn parse(bytes: &[u8]) -> Result<TargetState, TargetError> {
         }
     }
     let mut apps = BTreeMap::new();
+    // Commit → app: balena names containers by release commit, so a commit is one app's.
+    let mut commits: BTreeMap<String, String> = BTreeMap::new();
     for (app_uuid, mut app) in device.apps {
         let path = format!("{uuid}.apps.{app_uuid}");
         if !is_uuidish(&app_uuid) {
@@ -325,6 +330,12 @@ pub fn parse(bytes: &[u8]) -> Result<TargetState, TargetError> {
         let mut release = None;
         for (rel_uuid, rel) in app.releases {
             let rpath = format!("{path}.releases.{rel_uuid}");
+            if let Some(other) = commits.insert(rel_uuid.clone(), app_uuid.clone()) {
+                problems.push(Problem::new(
+                    &rpath,
+                    format!("release `{rel_uuid}` is also app `{other}`'s: a release commit belongs to one app (it names the containers)"),
+                ));
+            }
             if !is_uuidish(&rel_uuid) {
                 problems.push(Problem::new(
                     &rpath,
@@ -336,6 +347,11 @@ pub fn parse(bytes: &[u8]) -> Result<TargetState, TargetError> {
                 .iter()
                 .filter_map(|(name, s)| Some((name.clone(), s.id?)))
                 .collect();
+            let image_ids = rel
+                .services
+                .iter()
+                .filter_map(|(name, s)| Some((name.clone(), s.image_id?)))
+                .collect();
             match release_compose(&rpath, rel, &mut notes) {
                 Ok((id, compose)) => {
                     release = Some(ReleaseTarget {
@@ -343,6 +359,7 @@ pub fn parse(bytes: &[u8]) -> Result<TargetState, TargetError> {
                         id,
                         compose,
                         service_ids,
+                        image_ids,
                     })
                 }
                 Err(mut p) => problems.append(&mut p),

@@ -342,3 +342,17 @@ fn apps_json_preload_is_read_as_the_device_target() {
     let unknown = parse_apps_json(br#"{"apps": {}, "extra": 1}"#, "dev9").unwrap_err();
     assert!(unknown.to_string().contains("`extra`"), "{unknown}");
 }
+
+#[test]
+fn a_release_commit_belongs_to_one_app() {
+    let rel = json!({"r1": {"id": 1, "composition": "services:\n  s: {image: s:1}\n"}});
+    let doc = json!({"dev": {"apps": {
+        "a1": {"id": 1, "name": "a", "releases": rel.clone()},
+        "a2": {"id": 2, "name": "b", "releases": rel}
+    }}});
+    let e = parse(doc.to_string().as_bytes()).unwrap_err().to_string();
+    assert!(
+        e.contains("dev.apps.a2.releases.r1") && e.contains("also app `a1`"),
+        "{e}"
+    );
+}

@@ -245,7 +245,10 @@ impl Executor {
             if c.status != ContainerStatus::Created {
                 continue;
             }
-            let Some(d) = desired.iter().find(|d| d.name == c.name) else {
+            let Some(d) = desired
+                .iter()
+                .find(|d| d.name == c.name && d.digest == c.digest)
+            else {
                 continue;
             };
             let attached: BTreeSet<String> = c
