@@ -886,3 +886,33 @@ async fn the_state_report_carries_what_the_target_asks_that_is_not_done() {
     );
     assert!(warnings[1].as_str().unwrap().contains("host OS"));
 }
+
+#[test]
+fn header_values_from_the_environment_are_checked_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = RunArgs {
+        data_dir: tmp.path().join("data"),
+        config: tmp.path().join("absent.json"),
+        engine_socket: "/var/run/docker.sock".into(),
+        listen_address: "127.0.0.1".into(),
+        reconcile_s: 60,
+        retry_s: 10,
+        stall_limit_s: 1800,
+    };
+    let bad_key = |k: &str| (k == "FLEET_DEVICE_API_KEY").then(|| "key\r\nX-Evil: 1".to_string());
+    let e = Settings::resolve(&args, bad_key).unwrap_err().to_string();
+    assert!(
+        e.starts_with("deviceApiKey (FLEET_DEVICE_API_KEY): has a character"),
+        "{e}"
+    );
+    let long_uuid = |k: &str| (k == "FLEET_UUID").then(|| "a".repeat(65));
+    let e = Settings::resolve(&args, long_uuid).unwrap_err().to_string();
+    assert!(
+        e.contains("uuid (FLEET_UUID): is 65 bytes long, at most 64"),
+        "{e}"
+    );
+    // A tampered local key file is refused too, naming the file.
+    std::fs::write(tmp.path().join("data").join("api-key"), "two words").unwrap();
+    let e = Settings::resolve(&args, |_| None).unwrap_err().to_string();
+    assert!(e.contains("api-key: has a character"), "{e}");
+}
