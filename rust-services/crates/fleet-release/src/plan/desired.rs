@@ -109,8 +109,25 @@ pub fn desired_containers(target: &TargetState, host: &HostContext) -> Vec<Conta
                     read_only: m.read_only,
                 })
                 .collect();
+            let engine_name = |service: &str| {
+                container_name(
+                    service,
+                    release.image_ids.get(service).copied().unwrap_or(0),
+                    release.id,
+                    &release.uuid,
+                )
+            };
+            // `service:NAME` namespaces join NAME's container of this release.
+            let mut spec = spec.clone();
+            spec.network_mode_service = spec.network_mode_service.as_deref().map(engine_name);
+            for mode in [&mut spec.ipc, &mut spec.pid] {
+                if let Some(other) = mode.as_deref().and_then(|m| m.strip_prefix("service:")) {
+                    *mode = Some(format!("container:{}", engine_name(other)));
+                }
+            }
+            let spec = &spec;
             let networks: BTreeMap<String, NetworkAttachment> = match spec.network_mode {
-                NetworkMode::Host => BTreeMap::new(),
+                NetworkMode::Host | NetworkMode::None | NetworkMode::Service => BTreeMap::new(),
                 NetworkMode::Bridge => spec
                     .networks
                     .iter()
@@ -145,12 +162,7 @@ pub fn desired_containers(target: &TargetState, host: &HostContext) -> Vec<Conta
             }
 
             out.push(ContainerConfig {
-                name: container_name(
-                    &service_name,
-                    release.image_ids.get(&service_name).copied().unwrap_or(0),
-                    release.id,
-                    &release.uuid,
-                ),
+                name: engine_name(&service_name),
                 app: app.uuid.clone(),
                 service: service_name.clone(),
                 release: release.uuid.clone(),
@@ -164,6 +176,17 @@ pub fn desired_containers(target: &TargetState, host: &HostContext) -> Vec<Conta
                 handover_timeout_ms: service_labels.handover_timeout_ms,
                 digest,
             });
+        }
+    }
+    // balena's ids make the name unique; hand-written targets may give two apps the same
+    // release key and id: those containers also carry their app.
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for c in &out {
+        *seen.entry(c.name.clone()).or_default() += 1;
+    }
+    for c in &mut out {
+        if seen.get(&c.name).is_some_and(|n| *n > 1) {
+            c.name = format!("{}_{}", c.name, c.app);
         }
     }
     out

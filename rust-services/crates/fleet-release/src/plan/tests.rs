@@ -638,6 +638,14 @@ fn containers_are_named_as_balena_names_them() {
         names,
         BTreeSet::from(["web_77_12_c0ffee".to_string(), "db_0_12_c0ffee".to_string()])
     );
+    // Two apps with the same release key, id and service (hand-written): the app is added.
+    let yaml = "services:\n  s: {image: s:1}\n";
+    let t = target_of(&[("a1", Some(("r1", yaml))), ("a2", Some(("r1", yaml)))]);
+    let names: BTreeSet<String> = desired_containers(&t, &host())
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
 }
 
 // ---- resumability: a property over random targets and random current states ----
@@ -755,17 +763,11 @@ fn compose_yaml(services: &[GenService]) -> String {
 fn build(apps: &[GenApp]) -> (TargetState, CurrentState) {
     let names: Vec<String> = (0..apps.len()).map(|i| format!("app{i}")).collect();
     let yamls: Vec<String> = apps.iter().map(|a| compose_yaml(&a.services)).collect();
-    let releases: Vec<String> = (0..apps.len()).map(|i| format!("rel{i}")).collect();
     let spec: Vec<(&str, Option<(&str, &str)>)> = apps
         .iter()
         .enumerate()
         .filter(|(_, a)| a.present)
-        .map(|(i, _)| {
-            (
-                names[i].as_str(),
-                Some((releases[i].as_str(), yamls[i].as_str())),
-            )
-        })
+        .map(|(i, _)| (names[i].as_str(), Some(("rel", yamls[i].as_str()))))
         .collect();
     let target = target_of(&spec);
     let desired = desired_containers(&target, &host());

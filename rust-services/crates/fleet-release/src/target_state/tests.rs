@@ -82,14 +82,36 @@ fn app_without_release_and_host_app() {
 #[test]
 fn compose_problems_carry_the_release_path() {
     let doc = wrap(json!({"r1": {"id": 2, "composition":
-        "services:\n  web:\n    image: x\n    build: .\n    volumes: ['./d:/d']\n"}}));
+        "services:\n  web:\n    image: x\n    links: [db]\n    volumes: ['./d:/d']\n"}}));
     let p = problems(doc);
     assert_eq!(p.len(), 2, "{p:?}");
     assert_eq!(
         p[0].path,
-        "dev1.apps.app1.releases.r1.composition:services.web.build"
+        "dev1.apps.app1.releases.r1.composition:services.web.links"
     );
     assert!(p[1].message.contains("bind mount of `./d`"));
+}
+
+#[test]
+fn keys_the_device_does_not_know_are_dropped_and_reported() {
+    let doc = wrap(json!({"r1": {"id": 2, "composition":
+        "x-common: {a: 1}\nservices:\n  web:\n    image: x\n    container_name: w\n    env_file: .env\n"}}));
+    let t = parse(doc.to_string().as_bytes()).unwrap();
+    assert!(t.apps["app1"].release.is_some());
+    let notes: Vec<String> = t.notes.iter().map(ToString::to_string).collect();
+    for key in ["container_name", "env_file"] {
+        let n = notes
+            .iter()
+            .filter(|n| {
+                n.contains(&format!(
+                    "dev1.apps.app1.releases.r1.composition:services.web.{key}"
+                )) && n.contains("service `web`")
+                    && n.contains("dropped")
+            })
+            .count();
+        assert_eq!(n, 1, "one warning for {key}: {notes:?}");
+    }
+    assert!(!notes.iter().any(|n| n.contains("x-common")), "{notes:?}");
 }
 
 #[test]
@@ -341,18 +363,4 @@ fn apps_json_preload_is_read_as_the_device_target() {
     assert!(err.problems[0].path == "apps.1234", "{err}");
     let unknown = parse_apps_json(br#"{"apps": {}, "extra": 1}"#, "dev9").unwrap_err();
     assert!(unknown.to_string().contains("`extra`"), "{unknown}");
-}
-
-#[test]
-fn a_release_commit_belongs_to_one_app() {
-    let rel = json!({"r1": {"id": 1, "composition": "services:\n  s: {image: s:1}\n"}});
-    let doc = json!({"dev": {"apps": {
-        "a1": {"id": 1, "name": "a", "releases": rel.clone()},
-        "a2": {"id": 2, "name": "b", "releases": rel}
-    }}});
-    let e = parse(doc.to_string().as_bytes()).unwrap_err().to_string();
-    assert!(
-        e.contains("dev.apps.a2.releases.r1") && e.contains("also app `a1`"),
-        "{e}"
-    );
 }

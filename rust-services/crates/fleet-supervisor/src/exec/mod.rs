@@ -58,6 +58,10 @@ pub enum ExecError {
     NoSuchApp { app: String },
     #[error("app {app} holds its update lock (updates.lock); use force to override")]
     Locked { app: String },
+    #[error(
+        "create {0}: a container not made by the supervisor has that name; remove or rename it"
+    )]
+    NameTaken(String),
 }
 
 impl ExecError {
@@ -552,10 +556,32 @@ async fn create(
         lock::clear_handover(&dir)?;
     }
     let request = create_request(config, lock_root);
-    engine
-        .create_container(&config.name, &request.body)
-        .await
-        .map_err(ExecError::engine(what.clone()))?;
+    match engine.create_container(&config.name, &request.body).await {
+        // The name is taken by a container the state did not list: one whose create was
+        // cut short by a kill (the engine keeps the name while it is not listed yet) or one
+        // of ours. The name is balena's, made for this release: it is cleared and the
+        // create runs once more. A foreign container of that name is left and refused.
+        Err(fleet_engine::Error::Api { status: 409, .. }) => {
+            let holder = engine
+                .inspect_container(&config.name)
+                .await
+                .map_err(ExecError::engine(what.clone()))?;
+            if holder.is_some_and(|h| !h.config.labels.contains_key(LABEL_SUPERVISED)) {
+                return Err(ExecError::NameTaken(config.name.clone()));
+            }
+            engine
+                .remove_container(&config.name, true)
+                .await
+                .map_err(ExecError::engine(format!("{what}: clear the name")))?;
+            engine
+                .create_container(&config.name, &request.body)
+                .await
+                .map_err(ExecError::engine(what.clone()))?;
+        }
+        r => {
+            r.map_err(ExecError::engine(what.clone()))?;
+        }
+    }
     for (network, endpoint) in &request.extra_networks {
         engine
             .connect_network(network, &config.name, endpoint)
