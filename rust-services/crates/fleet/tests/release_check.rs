@@ -228,3 +228,26 @@ fn unreadable_files_exit_2_naming_the_file() {
     let out = fleet(&["compose", "check"]);
     assert_eq!(code(&out), 2, "usage error");
 }
+
+#[test]
+fn preload_apps_json_is_checked_as_a_target() {
+    let file = data("apps-json.json");
+    let out = fleet(&["target", "check", &file]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("{file}: warning: pinDevice: ")),
+        "{text}"
+    );
+    assert!(text.contains("HOST_CONFIG_gpu_mem"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{file}: app 5f6e7d8c: service browser: registry.example/kiosk:7"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("1 app(s), 1 service(s), 4 step(s) from an empty engine\n"),
+        "{text}"
+    );
+}

@@ -106,6 +106,9 @@ struct Walker {
     problems: Vec<Problem>,
     /// Accepted but not acted on (see [`super::check`]).
     ignored: Vec<Problem>,
+    /// Services with `profiles`: compose starts them only for an active profile, and a
+    /// device has none, so they are left out.
+    profiled: BTreeSet<String>,
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -386,8 +389,18 @@ impl Walker {
                         parsed.insert(name, s);
                     }
                 }
+                for name in std::mem::take(&mut self.profiled) {
+                    parsed.remove(&name);
+                    self.ignore(
+                        &format!("services.{name}.profiles"),
+                        format!("service `{name}` has `profiles`: not run (a device has no active profile)"),
+                    );
+                }
                 if parsed.is_empty() && self.problems.is_empty() {
-                    self.err("services", "no services defined");
+                    self.err(
+                        "services",
+                        "no services to run (none defined, or every one has `profiles`)",
+                    );
                 }
             }
         }
@@ -656,7 +669,9 @@ impl Walker {
                     }
                 }
                 "volumes" => {
-                    (s.volumes, bind_features) = self.service_volumes(name, &p, v, volumes)
+                    let tmpfs;
+                    (s.volumes, bind_features, tmpfs) = self.service_volumes(name, &p, v, volumes);
+                    s.tmpfs.extend(tmpfs);
                 }
                 "privileged" => s.privileged = self.boolean(&p, &v).unwrap_or(false),
                 "cap_add" => s.cap_add = self.texts(&p, &v),
@@ -678,7 +693,15 @@ impl Walker {
                         }
                     }
                 }
-                "tmpfs" => s.tmpfs = self.texts(&p, &v),
+                "tmpfs" => s.tmpfs.extend(self.texts(&p, &v)),
+                "profiles" => {
+                    for (i, profile) in self.texts(&p, &v).iter().enumerate() {
+                        if !is_valid_name(profile) {
+                            self.err(&format!("{p}[{i}]"), format!("service `{name}`: profile `{profile}` is not valid ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"));
+                        }
+                    }
+                    self.profiled.insert(name.to_string());
+                }
                 "working_dir" => s.working_dir = self.text(&p, &v),
                 "user" => s.user = self.text(&p, &v),
                 "stop_signal" => s.stop_signal = self.text(&p, &v),
@@ -700,7 +723,14 @@ impl Walker {
                 }
                 "hostname" => s.hostname = self.text(&p, &v),
                 "read_only" => s.read_only = self.boolean(&p, &v).unwrap_or(false),
-                "security_opt" => s.security_opt = self.texts(&p, &v),
+                "security_opt" => {
+                    s.security_opt = self.texts(&p, &v);
+                    for (i, opt) in s.security_opt.iter().enumerate() {
+                        if !is_supported_security_opt(opt) {
+                            self.err(&format!("{p}[{i}]"), format!("service `{name}`: security_opt `{opt}` is not supported (balena refuses it too: no-new-privileges, apparmor or seccomp `unconfined` only)"));
+                        }
+                    }
+                }
                 "group_add" => s.group_add = self.texts(&p, &v),
                 "init" => s.init = self.boolean(&p, &v),
                 "tty" => s.tty = self.boolean(&p, &v).unwrap_or(false),
@@ -868,13 +898,13 @@ impl Walker {
                     for (key, val) in self.entries(&p, cond) {
                         match (key.as_str(), val.as_str()) {
                             ("condition", Some("service_started")) => {}
-                            ("condition", Some("service_healthy")) => self.ignore(
+                            ("condition", Some(c @ ("service_healthy" | "service_completed_successfully"))) => self.ignore(
                                 &format!("{p}.condition"),
-                                "`service_healthy` is accepted but not waited for: services are only started in dependency order",
+                                format!("`{c}` is accepted but not waited for: services are only started in dependency order"),
                             ),
                             ("condition", _) => self.err(
                                 &format!("{p}.condition"),
-                                "expected service_started or service_healthy",
+                                "expected service_started, service_healthy or service_completed_successfully",
                             ),
                             (other, _) => {
                                 self.unknown(&format!("{p}.{other}"), "depends_on", other, &[])
@@ -940,20 +970,37 @@ impl Walker {
         path: &str,
         v: Value,
         declared: &BTreeSet<String>,
-    ) -> (Vec<VolumeMount>, Vec<&'static str>) {
+    ) -> (Vec<VolumeMount>, Vec<&'static str>, Vec<String>) {
         let Value::Sequence(items) = v else {
             self.err(
                 path,
                 format!("service `{service}`: expected a list, found {}", kind(&v)),
             );
-            return (Vec::new(), Vec::new());
+            return (Vec::new(), Vec::new(), Vec::new());
         };
         let mut out = Vec::new();
         let mut features = Vec::new();
+        let mut tmpfs = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
             let p = format!("{path}[{i}]");
             if let Some(feature) = feature_bind(&item) {
                 features.push(feature);
+                continue;
+            }
+            // `type: tmpfs` is a tmpfs mount at `target`, as the `tmpfs` key makes it.
+            if let Value::Mapping(m) = &item
+                && m.get(Value::String("type".into())).and_then(Value::as_str) == Some("tmpfs")
+            {
+                match m
+                    .get(Value::String("target".into()))
+                    .and_then(Value::as_str)
+                {
+                    Some(t) if t.starts_with('/') => tmpfs.push(t.to_string()),
+                    _ => self.err(
+                        &p,
+                        format!("service `{service}`: a tmpfs mount needs an absolute `target`"),
+                    ),
+                }
                 continue;
             }
             let parsed = match item {
@@ -986,7 +1033,7 @@ impl Walker {
                 Err(e) => self.err(&p, format!("service `{service}`: {e}")),
             }
         }
-        (out, features)
+        (out, features, tmpfs)
     }
 
     fn long_volume(&mut self, path: &str, v: Value) -> Result<VolumeMount, String> {
@@ -1230,6 +1277,20 @@ fn feature_bind(item: &Value) -> Option<&'static str> {
         "/var/log/journal" | "/run/log/journal" | "/etc/machine-id" => "journal-logs",
         _ => return None,
     })
+}
+
+/// The `security_opt` values balena's parser accepts: the ones that need no file or
+/// label policy on the device.
+fn is_supported_security_opt(opt: &str) -> bool {
+    let (key, value) = match opt.split_once([':', '=']) {
+        Some((k, v)) => (k, Some(v)),
+        None => (opt, None),
+    };
+    match key {
+        "no-new-privileges" => matches!(value, None | Some("true" | "false")),
+        "apparmor" | "seccomp" => value == Some("unconfined"),
+        _ => false,
+    }
 }
 
 fn is_host_path(s: &str) -> bool {

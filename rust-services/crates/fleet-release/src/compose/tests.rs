@@ -731,3 +731,44 @@ services:
         "{p:?}"
     );
 }
+
+#[test]
+fn profiles_security_opt_and_tmpfs_volumes_as_balena_reads_them() {
+    let c = check(
+        "services:\n  main: {image: a, volumes: [{type: tmpfs, target: /scratch}], security_opt: ['no-new-privileges:true', 'apparmor=unconfined', 'seccomp:unconfined'], depends_on: {job: {condition: service_completed_successfully}}}\n  job: {image: j}\n  debug: {image: b, profiles: [debug, trace-2.0]}\n",
+    );
+    let compose = c.compose.expect("accepted");
+    assert!(
+        !compose.services.contains_key("debug"),
+        "profiled services do not run"
+    );
+    assert_eq!(compose.services["main"].tmpfs, ["/scratch"]);
+    assert!(
+        has(&c.ignored, "services.debug.profiles", "not run"),
+        "{:?}",
+        c.ignored
+    );
+    assert!(has(
+        &c.ignored,
+        "services.main.depends_on.job.condition",
+        "not waited for"
+    ));
+    // Every service profiled: nothing would run, refused (as balena).
+    let p = problems("services:\n  main: {image: a, profiles: [test]}\n");
+    assert!(has(&p, "services", "no services to run"), "{p:?}");
+    let p = problems(
+        "services:\n  main: {image: a, profiles: ['invalid profile!']}\n  b: {image: b}\n",
+    );
+    assert!(has(&p, "services.main.profiles[0]", "not valid"), "{p:?}");
+    let p = problems(
+        "services:\n  main: {image: a, security_opt: ['label:disable', 'seccomp:profile.json']}\n",
+    );
+    assert!(
+        has(&p, "services.main.security_opt[0]", "balena refuses it too"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "services.main.security_opt[1]", "not supported"),
+        "{p:?}"
+    );
+}
