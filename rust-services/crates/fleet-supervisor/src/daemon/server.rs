@@ -109,7 +109,7 @@ async fn from_hyper(req: fleet_http::Request<Incoming>) -> Result<Request, Respo
     })
 }
 
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -11,6 +11,7 @@ pub mod report;
 mod state;
 #[cfg(test)]
 mod tests;
+mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
