@@ -101,6 +101,13 @@ pub(super) fn check_value(mut value: Value) -> Checked {
     }
 }
 
+/// Which top-level section [`Walker::declared`] reads.
+struct Section {
+    key: &'static str,
+    kind: &'static str,
+    driver: &'static str,
+}
+
 #[derive(Default)]
 struct Walker {
     problems: Vec<Problem>,
@@ -428,95 +435,99 @@ impl Walker {
         &mut self,
         v: Value,
     ) -> (BTreeSet<String>, BTreeMap<String, VolumeOptions>) {
-        let mut out = BTreeSet::new();
-        let mut options = BTreeMap::new();
-        for (name, spec) in self.entries("volumes", v) {
-            let path = format!("volumes.{name}");
-            if !is_valid_name(&name) {
-                self.err(&path, format!("volume name `{name}` is not valid"));
-            }
-            let mut o = VolumeOptions::default();
-            for (key, val) in self.entries(&path, spec) {
-                let p = format!("{path}.{key}");
-                match key.as_str() {
-                    "driver" => match self.text(&p, &val) {
-                        Some(d) if d == "local" => {}
-                        Some(d) => self.err(
-                            &p,
-                            format!("volume `{name}`: driver `{d}` is not supported (local only)"),
-                        ),
-                        None => {}
-                    },
-                    "driver_opts" => o.driver_opts = self.dict(&p, val),
-                    "labels" => o.labels = self.dict(&p, val),
-                    "name" => {
-                        if self.text(&p, &val).is_some() {
-                            self.ignore(&p, format!("volume `{name}`: `name` is not used: the engine name is the supervisor's (<app>_{name})"));
-                        }
-                    }
-                    "external" => self.err(
-                        &p,
-                        format!("volume `{name}`: external volumes are not supported"),
-                    ),
-                    other => self.unknown(&p, &format!("volume `{name}`"), other, &[]),
-                }
-            }
-            if o != VolumeOptions::default() {
-                options.insert(name.clone(), o);
-            }
-            out.insert(name);
-        }
-        (out, options)
+        self.declared(
+            v,
+            Section {
+                key: "volumes",
+                kind: "volume",
+                driver: "local",
+            },
+            |o: &mut VolumeOptions| (&mut o.driver_opts, &mut o.labels),
+            |_, _, _, key, val, _| Some((key, val)),
+        )
     }
 
     fn declared_networks(
         &mut self,
         v: Value,
     ) -> (BTreeSet<String>, BTreeMap<String, NetworkOptions>) {
+        self.declared(
+            v,
+            Section {
+                key: "networks",
+                kind: "network",
+                driver: "bridge",
+            },
+            |o: &mut NetworkOptions| (&mut o.driver_opts, &mut o.labels),
+            |w, name, p, key, val, o| {
+                match key.as_str() {
+                    "internal" => o.internal = w.boolean(p, &val).unwrap_or(false),
+                    "enable_ipv6" => o.enable_ipv6 = w.boolean(p, &val).unwrap_or(false),
+                    "ipam" => o.ipam = w.ipam(name, p, val),
+                    _ => return Some((key, val)),
+                }
+                None
+            },
+        )
+    }
+
+    /// Top-level `volumes` / `networks`: each name, and per entry the keys both read alike
+    /// (`driver` with its one allowed value, `driver_opts`, `labels`, `name` accepted and
+    /// unused, `external` refused); `own` reads the section's other keys, handing back
+    /// those it does not know.
+    fn declared<O: Default + PartialEq>(
+        &mut self,
+        v: Value,
+        section: Section,
+        common: impl Fn(&mut O) -> (&mut BTreeMap<String, String>, &mut BTreeMap<String, String>),
+        mut own: impl FnMut(&mut Self, &str, &str, String, Value, &mut O) -> Option<(String, Value)>,
+    ) -> (BTreeSet<String>, BTreeMap<String, O>) {
+        let Section { key, kind, driver } = section;
         let mut out = BTreeSet::new();
         let mut options = BTreeMap::new();
-        for (name, spec) in self.entries("networks", v) {
-            let path = format!("networks.{name}");
+        for (name, spec) in self.entries(key, v) {
+            let path = format!("{key}.{name}");
             if !is_valid_name(&name) {
-                self.err(&path, format!("network name `{name}` is not valid"));
+                self.err(&path, format!("{kind} name `{name}` is not valid"));
             }
-            let mut o = NetworkOptions::default();
-            for (key, val) in self.entries(&path, spec) {
-                let p = format!("{path}.{key}");
-                match key.as_str() {
+            let mut o = O::default();
+            for (k, val) in self.entries(&path, spec) {
+                let p = format!("{path}.{k}");
+                match k.as_str() {
                     "driver" => match self.text(&p, &val) {
-                        Some(d) if d == "bridge" => {}
+                        Some(d) if d == driver => {}
                         Some(d) => self.err(
                             &p,
                             format!(
-                                "network `{name}`: driver `{d}` is not supported (bridge only)"
+                                "{kind} `{name}`: driver `{d}` is not supported ({driver} only)"
                             ),
                         ),
                         None => {}
                     },
-                    "driver_opts" => o.driver_opts = self.dict(&p, val),
-                    "labels" => o.labels = self.dict(&p, val),
-                    "internal" => o.internal = self.boolean(&p, &val).unwrap_or(false),
-                    "enable_ipv6" => o.enable_ipv6 = self.boolean(&p, &val).unwrap_or(false),
-                    "ipam" => o.ipam = self.ipam(&name, &p, val),
+                    "driver_opts" => *common(&mut o).0 = self.dict(&p, val),
+                    "labels" => *common(&mut o).1 = self.dict(&p, val),
                     "name" => {
                         if self.text(&p, &val).is_some() {
-                            self.ignore(&p, format!("network `{name}`: `name` is not used: the engine name is the supervisor's (<app>_{name})"));
+                            self.ignore(&p, format!("{kind} `{name}`: `name` is not used: the engine name is the supervisor's (<app>_{name})"));
                         }
                     }
                     "external" => self.err(
                         &p,
-                        format!("network `{name}`: external networks are not supported"),
+                        format!("{kind} `{name}`: external {key} are not supported"),
                     ),
-                    other => self.unknown(
-                        &p,
-                        &format!("network `{name}`"),
-                        other,
-                        BALENA_REFUSED_OTHER_KEYS,
-                    ),
+                    _ => {
+                        if let Some((other, _)) = own(self, &name, &p, k, val, &mut o) {
+                            self.unknown(
+                                &p,
+                                &format!("{kind} `{name}`"),
+                                &other,
+                                BALENA_REFUSED_OTHER_KEYS,
+                            );
+                        }
+                    }
                 }
             }
-            if o != NetworkOptions::default() {
+            if o != O::default() {
                 options.insert(name.clone(), o);
             }
             out.insert(name);
