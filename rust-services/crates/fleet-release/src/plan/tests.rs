@@ -70,6 +70,11 @@ fn describe(steps: &[Step], state: &CurrentState) -> Vec<String> {
             Step::Remove { container } => format!("remove {}", service_of(container)),
             Step::Create { config } => format!("create {}@{}", config.service, config.release),
             Step::Start { container } => format!("start {}", service_of(container)),
+            Step::Rename { container, to } => format!(
+                "rename {} to {}",
+                service_of(container),
+                to.split('_').next().unwrap_or(to)
+            ),
             Step::HandoverKill {
                 container,
                 timeout_ms,
@@ -287,7 +292,13 @@ fn lock_held_no_kill_then_released_applied() {
     let p = plan_for(&after, &t2);
     assert_eq!(
         describe(&p.steps, &after),
-        ["stop s@r1", "remove s@r1", "create s@r2", "start s@new"]
+        [
+            "stop s@r1",
+            "remove s@r1",
+            "create s@r2",
+            "start s@new",
+            "rename t@r1 to t"
+        ]
     );
     apply_all(&mut after, &p.steps, &t2).unwrap();
     assert!(plan_for(&after, &t2).is_converged());
@@ -345,7 +356,12 @@ fn lock_does_not_stop_a_fresh_service() {
     );
     assert_eq!(
         describe(&p.steps, &state),
-        ["fetch b:1", "create b@r2", "start b@new"]
+        [
+            "fetch b:1",
+            "create b@r2",
+            "start b@new",
+            "rename a@r1 to a"
+        ]
     );
     assert!(p.held.is_empty());
 }
@@ -404,7 +420,13 @@ fn unchanged_service_not_restarted_on_release_change() {
         &one("r2", "services:\n  a: {image: a:1}\n  b: {image: b:2}\n"),
     );
     let steps = describe(&p.steps, &state);
-    assert!(steps.iter().all(|s| !s.contains(" a@")), "{steps:?}");
+    // Only renamed to the new release's balena name, as balena's metadata update does.
+    assert!(
+        steps
+            .iter()
+            .all(|s| !s.contains(" a@") || s == "rename a@r1 to a"),
+        "{steps:?}"
+    );
 }
 
 #[test]
@@ -620,6 +642,18 @@ fn hand_over_inside_one_release_removes_the_same_named_container_first() {
 }
 
 #[test]
+fn a_current_container_under_an_older_name_is_renamed_not_recreated() {
+    let t = one("r1", "services:\n  a: {image: a:1}\n");
+    let mut state = converge(CurrentState::default(), &t, PlanOptions::default());
+    state.containers[0].name = "a_app1_0123456789ab".into();
+    let p = plan_for(&state, &t);
+    assert_eq!(describe(&p.steps, &state), ["rename a@r1 to a"]);
+    let end = converge(state, &t, PlanOptions::default());
+    assert_eq!(end.containers[0].name, "a_0_1_r1");
+    assert!(plan_for(&end, &t).steps.is_empty());
+}
+
+#[test]
 fn containers_are_named_as_balena_names_them() {
     let doc = json!({"dev": {"apps": {"a1": {"id": 3, "name": "a", "releases": {"c0ffee": {
         "id": 12,
@@ -795,6 +829,13 @@ fn build(apps: &[GenApp]) -> (TargetState, CurrentState) {
                 ContainerStatus::Exited,
             ][g.status as usize];
             let (name, digest, image, networks) = match (g.digest, want) {
+                // Current configuration under an older naming: renamed, not recreated.
+                (0, Some(d)) if g.image % 2 == 1 => (
+                    format!("{service}_{uuid}_legacy"),
+                    d.digest.clone(),
+                    d.spec.image.clone(),
+                    d.spec.networks.keys().cloned().collect::<BTreeSet<_>>(),
+                ),
                 (0, Some(d)) => (
                     d.name.clone(),
                     d.digest.clone(),
@@ -869,10 +910,14 @@ fn apply_checked(
             });
             if let Some(d) = want {
                 let image_ready = state.images.contains(&d.spec.image);
-                let new_started = state
-                    .containers
-                    .iter()
-                    .any(|c| c.name == d.name && c.status != ContainerStatus::Created);
+                // The successor: the current configuration, under either name (a kept
+                // container is renamed last).
+                let new_started = state.containers.iter().any(|c| {
+                    c.app == d.app
+                        && c.service == d.service
+                        && c.digest == d.digest
+                        && c.status != ContainerStatus::Created
+                });
                 match d.strategy {
                     crate::labels::UpdateStrategy::DownloadThenKill if !image_ready => {
                         return Err(format!(

@@ -99,6 +99,7 @@ pub fn describe(step: &Step) -> String {
             config.name, config.app, config.service, config.release
         ),
         Step::Start { container } => format!("start {container}"),
+        Step::Rename { container, to } => format!("rename {container} {to}"),
         Step::HandoverKill {
             container,
             timeout_ms,
@@ -354,6 +355,10 @@ impl Executor {
             Step::Create { config } => create(engine, &self.lock_root, config).await?,
             Step::Start { container } => engine
                 .start_container_idempotent(container)
+                .await
+                .map_err(ExecError::engine(what))?,
+            Step::Rename { container, to } => engine
+                .rename_container(container, to)
                 .await
                 .map_err(ExecError::engine(what))?,
             Step::HandoverKill {
