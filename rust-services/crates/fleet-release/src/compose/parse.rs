@@ -21,7 +21,7 @@ const VERSIONS: &[&str] = &["2", "2.0", "2.1", "2.2", "2.3", "2.4"];
 /// Service keys balena's compose parser refuses: refused here too. Other keys this device
 /// does not know are dropped with a warning, so a release written for a newer balena still
 /// runs (see [`Walker::unknown`]).
-const BALENA_REFUSED_SERVICE_KEYS: &[&str] = &[
+pub(super) const BALENA_REFUSED_SERVICE_KEYS: &[&str] = &[
     "blkio_config",
     "configs",
     "cpu_count",

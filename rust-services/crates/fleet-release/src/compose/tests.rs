@@ -404,7 +404,7 @@ proptest! {
         let checked = check(&yaml);
         let path = format!("services.svc.{key}");
         // Refused when balena refuses it, else dropped with a warning: named either way.
-        let (list, wanted) = if BALENA_REFUSED.contains(&key.as_str()) {
+        let (list, wanted) = if super::parse::BALENA_REFUSED_SERVICE_KEYS.contains(&key.as_str()) {
             (&checked.problems, format!("unsupported key `{key}`"))
         } else {
             (&checked.ignored, format!("key `{key}`"))
@@ -415,32 +415,6 @@ proptest! {
         prop_assert!(found, "{:?}", checked);
     }
 }
-
-const BALENA_REFUSED: &[&str] = &[
-    "blkio_config",
-    "configs",
-    "cpu_count",
-    "cpu_percent",
-    "cpu_period",
-    "credential_spec",
-    "deploy",
-    "develop",
-    "external_links",
-    "gpus",
-    "isolation",
-    "links",
-    "logging",
-    "mem_swappiness",
-    "memswap_limit",
-    "oom_kill_disable",
-    "platform",
-    "pull_policy",
-    "runtime",
-    "scale",
-    "secrets",
-    "stdin_open",
-    "storage_opt",
-];
 
 const KNOWN: &[&str] = &[
     "build",

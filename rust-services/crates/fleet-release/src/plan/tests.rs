@@ -241,18 +241,24 @@ fn delete_then_download_keeps_an_image_still_in_use() {
             "services:\n  s:\n    image: s:{tag}\n    labels: {{io.balena.update.strategy: delete-then-download}}\n  other:\n    image: s:1\n"
         )
     };
-    let state = converge(
-        CurrentState::default(),
-        &one("r1", &yaml("1")),
-        PlanOptions::default(),
-    );
-    let t2 = one("r2", &yaml("2"));
-    let p = plan_for(&state, &t2);
+    let (state, _, p) = installed_then(&yaml("1"), "r2", &yaml("2"));
     assert!(
         !describe(&p.steps, &state)
             .iter()
             .any(|s| s.starts_with("rmi"))
     );
+}
+
+/// Release `r1` of `yaml1` installed, then the plan to (`rel2`, `yaml2`).
+fn installed_then(yaml1: &str, rel2: &str, yaml2: &str) -> (CurrentState, TargetState, Plan) {
+    let state = converge(
+        CurrentState::default(),
+        &one("r1", yaml1),
+        PlanOptions::default(),
+    );
+    let target = one(rel2, yaml2);
+    let p = plan_for(&state, &target);
+    (state, target, p)
 }
 
 fn locked(mut s: CurrentState) -> CurrentState {
@@ -599,13 +605,7 @@ fn interrupted_hand_over_resumes() {
             "services:\n  s:\n    image: s:{tag}\n    labels: {{io.balena.update.strategy: hand-over}}\n"
         )
     };
-    let state = converge(
-        CurrentState::default(),
-        &one("r1", &yaml("1")),
-        PlanOptions::default(),
-    );
-    let t2 = one("r2", &yaml("2"));
-    let p = plan_for(&state, &t2);
+    let (state, t2, p) = installed_then(&yaml("1"), "r2", &yaml("2"));
     // Killed after the new container was created, before it started.
     let mut mid = state.clone();
     apply_all(&mut mid, &p.steps[..2], &t2).unwrap();
@@ -626,13 +626,7 @@ fn hand_over_inside_one_release_removes_the_same_named_container_first() {
             "services:\n  s:\n    image: s:1\n    environment: {{K: '{k}'}}\n    labels: {{io.balena.update.strategy: hand-over}}\n"
         )
     };
-    let state = converge(
-        CurrentState::default(),
-        &one("r1", &yaml("1")),
-        PlanOptions::default(),
-    );
-    let t2 = one("r1", &yaml("2"));
-    let p = plan_for(&state, &t2);
+    let (state, t2, p) = installed_then(&yaml("1"), "r1", &yaml("2"));
     assert_eq!(
         describe(&p.steps, &state),
         ["stop s@r1", "remove s@r1", "create s@r1", "start s@r1"]

@@ -155,7 +155,9 @@ fn body(req: &Request) -> Result<ActionBody, Response> {
     })
 }
 
-fn failure(e: &ReconcileError) -> Response {
+/// An engine-side error as balena answers it: a held lock 423, unknown app/service 404,
+/// else 503 with the reason.
+pub(super) fn failure(e: &ReconcileError) -> Response {
     let status = match e {
         ReconcileError::Locked { .. } => 423,
         ReconcileError::NoSuchApp { .. } | ReconcileError::NoSuchService { .. } => 404,

@@ -10,10 +10,10 @@ use fleet_log::error::one_line;
 use fleet_release::plan::{self, Owned};
 use serde_json::{Value, json};
 
-use super::api::{Request, Response};
+use super::api::{Request, Response, failure};
 use super::params::Params;
 use super::state::Shared;
-use super::{ReconcileError, Reconciler, ServiceState, client};
+use super::{Reconciler, ServiceState, client};
 
 /// Variables balena never shows in `GET /v1/apps/:appId` (credentials).
 const PRIVATE_ENV: &[&str] = &[
@@ -32,16 +32,6 @@ const TAGS_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn failed(status: u16, message: &str) -> Response {
     Response::json(status, &json!({ "status": "failed", "message": message }))
-}
-
-/// An executor error as balena answers it: a held lock 423, unknown 404, else 503.
-fn reconcile_failure(e: &ReconcileError) -> Response {
-    let status = match e {
-        ReconcileError::Locked { .. } => 423,
-        ReconcileError::NoSuchApp { .. } | ReconcileError::NoSuchService { .. } => 404,
-        ReconcileError::Failed(_) => 503,
-    };
-    Response::text(status, &one_line(e))
 }
 
 /// balena's names for container states (`Running`, `Installed`, `exited`, …).
@@ -72,7 +62,7 @@ async fn states_of<R: Reconciler>(
 ) -> Result<Vec<ServiceState>, Response> {
     match shared.reconciler.service_states().await {
         Ok(s) => Ok(s.into_iter().filter(|s| s.app == uuid).collect()),
-        Err(e) => Err(reconcile_failure(&e)),
+        Err(e) => Err(failure(&e)),
     }
 }
 
@@ -154,7 +144,7 @@ pub async fn v1_app_action<R: Reconciler>(
     };
     match result {
         Ok(()) => Response::json(200, &json!({ "containerId": s.container_id })),
-        Err(e) => reconcile_failure(&e),
+        Err(e) => failure(&e),
     }
 }
 
@@ -173,7 +163,7 @@ pub async fn v1_restart<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Res
     let _actions = shared.actions.lock().await;
     match shared.reconciler.restart_app(&uuid, p.force()).await {
         Ok(()) => Response::text(200, "OK"),
-        Err(e) => reconcile_failure(&e),
+        Err(e) => failure(&e),
     }
 }
 
@@ -194,7 +184,7 @@ async fn purge<R: Reconciler>(
             .reconciler
             .purge_app(&uuid, force)
             .await
-            .map_err(|e| reconcile_failure(&e))?;
+            .map_err(|e| failure(&e))?;
     }
     log::info!("app {uuid}: data purged through the API; recreating");
     shared.trigger(false);
