@@ -10,10 +10,10 @@ use fleet_log::error::one_line;
 use fleet_release::plan::{self, Owned};
 use serde_json::{Value, json};
 
-use super::api::{Request, Response, failure};
+use super::message::{Request, Response};
 use super::params::Params;
 use super::state::Shared;
-use super::{Reconciler, ServiceState, client};
+use super::{ReconcileError, Reconciler, ServiceState, client};
 
 /// Variables balena never shows in `GET /v1/apps/:appId` (credentials).
 const PRIVATE_ENV: &[&str] = &[
@@ -32,6 +32,17 @@ const TAGS_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn failed(status: u16, message: &str) -> Response {
     Response::json(status, &json!({ "status": "failed", "message": message }))
+}
+
+/// An engine-side error as balena answers it: a held lock 423, unknown app/service 404,
+/// else 503 with the reason.
+pub fn failure(e: &ReconcileError) -> Response {
+    let status = match e {
+        ReconcileError::Locked { .. } => 423,
+        ReconcileError::NoSuchApp { .. } | ReconcileError::NoSuchService { .. } => 404,
+        ReconcileError::Failed(_) => 503,
+    };
+    Response::text(status, &one_line(e))
 }
 
 /// balena's names for container states (`Running`, `Installed`, `exited`, …).

@@ -9,6 +9,7 @@ mod access;
 mod api;
 pub mod client;
 mod device_api;
+mod message;
 mod params;
 mod power;
 mod server;

@@ -4,8 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::api::{Request, Response};
-use super::server::percent_decode;
+use super::message::{Request, Response, percent_decode};
 
 /// The fields of a body; absent ones are `None`/false.
 #[derive(Debug, Default, Clone, PartialEq)]
