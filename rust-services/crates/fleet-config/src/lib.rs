@@ -6,6 +6,7 @@
 //! document by the validator, which is the single place that knows the keys.
 
 mod dupkeys;
+pub mod header;
 mod problem;
 mod settings;
 mod validate;

@@ -233,3 +233,44 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn header_values_are_visible_ascii_and_bounded() {
+    let bad = br#"{"uuid":"abcdef","deviceApiKey":"key\r\nX-Injected: 1","apiEndpoint":"https://api.example/\u00e9"}"#;
+    let problems = Config::from_slice(bad).unwrap_err();
+    let errors: Vec<(&str, &str)> = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .map(|p| (p.path.as_str(), p.message.as_str()))
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|(p, m)| *p == "deviceApiKey" && m.contains("HTTP header"))
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|(p, m)| *p == "apiEndpoint" && m.contains("HTTP header"))
+    );
+    // The key itself is never echoed.
+    assert!(!problems.iter().any(|p| p.message.contains("X-Injected")));
+    let long = format!(
+        r#"{{"uuid":"{}","deviceApiKey":"{}"}}"#,
+        "a".repeat(65),
+        "k".repeat(257)
+    );
+    let paths: Vec<String> = Config::from_slice(long.as_bytes())
+        .unwrap_err()
+        .iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "uuid: is 65 bytes long, at most 64",
+            "deviceApiKey: is 257 bytes long, at most 256"
+        ]
+    );
+}

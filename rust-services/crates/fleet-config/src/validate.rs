@@ -354,6 +354,10 @@ fn check_supervisor_keys(c: &mut Checker, doc: &Map<String, Value>, s: &mut Sett
         && (u.is_empty() || !u.bytes().all(|b| b.is_ascii_hexdigit()))
     {
         c.error("uuid", "must be a non-empty hexadecimal string");
+    } else if let Some(u) = &sv.uuid
+        && let Some(why) = crate::header::problem(u, crate::header::MAX_UUID)
+    {
+        c.error("uuid", why);
     }
     sv.api_endpoint = c
         .string("apiEndpoint", doc.get("apiEndpoint"))
@@ -365,10 +369,20 @@ fn check_supervisor_keys(c: &mut Checker, doc: &Map<String, Value>, s: &mut Sett
             "apiEndpoint",
             format!("{e:?} is not an http:// or https:// URL"),
         );
+    } else if let Some(e) = &sv.api_endpoint
+        && let Some(why) = crate::header::problem(e, crate::header::MAX_URL)
+    {
+        c.error("apiEndpoint", why);
     }
     sv.device_api_key = c
         .string("deviceApiKey", doc.get("deviceApiKey"))
         .map(str::to_string);
+    // Sent as `Authorization: Bearer <deviceApiKey>`.
+    if let Some(k) = &sv.device_api_key
+        && let Some(why) = crate::header::problem(k, crate::header::MAX_API_KEY)
+    {
+        c.error("deviceApiKey", why);
+    }
     sv.device_type = c
         .string("deviceType", doc.get("deviceType"))
         .map(str::to_string);

@@ -189,6 +189,18 @@ impl Engine {
         Ok(created.id)
     }
 
+    /// `POST /containers/<name>/rename?name=<to>`.
+    pub async fn rename_container(&self, name: &str, to: &str) -> Result<(), Error> {
+        self.call(
+            "POST",
+            &format!("/containers/{}/rename?name={}", encode(name), encode(to)),
+            Body::Empty,
+            true,
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub async fn start_container(&self, name: &str) -> Result<(), Error> {
         self.call(
             "POST",

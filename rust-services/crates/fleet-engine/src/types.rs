@@ -384,6 +384,21 @@ pub struct HostConfig {
     pub shm_size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub userns_mode: Option<String>,
+    /// GPUs and other devices from device drivers (`docker run --gpus`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_requests: Vec<DeviceRequest>,
+}
+
+/// A `HostConfig.DeviceRequests` entry.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeviceRequest {
+    pub driver: String,
+    pub count: i64,
+    #[serde(rename = "DeviceIDs")]
+    pub device_ids: Vec<String>,
+    pub capabilities: Vec<Vec<String>>,
+    pub options: BTreeMap<String, String>,
 }
 
 /// A `HostConfig.Mounts` entry of type `bind`.

@@ -9,6 +9,11 @@ pub enum NetworkMode {
     /// The app's bridge networks (`default` unless `networks` says otherwise).
     Bridge,
     Host,
+    /// `network_mode: none`: loopback only.
+    None,
+    /// `network_mode: service:NAME`: the network namespace of another service of the app
+    /// (named in `Service::network_mode_service`).
+    Service,
 }
 
 impl NetworkMode {
@@ -17,6 +22,8 @@ impl NetworkMode {
         match self {
             NetworkMode::Bridge => "bridge",
             NetworkMode::Host => "host",
+            NetworkMode::None => "none",
+            NetworkMode::Service => "service",
         }
     }
 }

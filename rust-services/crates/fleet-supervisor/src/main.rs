@@ -179,6 +179,10 @@ fn apply(args: ApplyArgs) -> anyhow::Result<bool> {
         config,
     } = args;
     let t = target_file::load(&target_file)?;
+    // What the target asks that this device drops or does not do (also in state reports).
+    for note in &t.notes {
+        eprintln!("warning: {note}");
+    }
     let mut host = match &config {
         Some(path) => match fleet_config::Config::load(path)? {
             Some(c) => HostContext::from_supervisor_keys(&c.settings().supervisor),

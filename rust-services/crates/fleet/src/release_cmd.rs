@@ -28,8 +28,10 @@ pub enum ComposeCommand {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TargetCommand {
-    /// Check a target-state JSON: validate it, plan it from an empty engine and run the
-    /// plan on the planner's model; one line per problem, else one per app and service.
+    /// Check a target-state JSON (balena's v3 state, or a preload `apps.json`, recognised by
+    /// its top-level `apps`): validate it, plan it from an empty engine and run the plan on
+    /// the planner's model; one line per problem, else one per app and service, with a
+    /// warning line per note (what the device drops or does not do).
     Check { file: PathBuf },
 }
 
@@ -101,7 +103,14 @@ fn compose_check(file: &Path, strict: bool) -> anyhow::Result<()> {
 fn target_check(file: &Path) -> anyhow::Result<()> {
     let bytes = read(file)?;
     let name = file.display();
-    let state = match target_state::parse(&bytes) {
+    let is_apps_json = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .is_ok_and(|v| v.get("apps").is_some_and(serde_json::Value::is_object));
+    let parsed = if is_apps_json {
+        target_state::parse_apps_json(&bytes, "preloaded-device")
+    } else {
+        target_state::parse(&bytes)
+    };
+    let state = match parsed {
         Ok(s) => s,
         Err(TargetError { problems }) => return Err(refuse(&name, &problems)),
     };
@@ -127,6 +136,9 @@ fn target_check(file: &Path) -> anyhow::Result<()> {
             ),
         );
         return Err(refuse(&name, &[p]));
+    }
+    for note in &state.notes {
+        println!("{name}: warning: {note}");
     }
     let desired = plan::desired_containers(&state, &host);
     for app in state.apps.values() {

@@ -51,7 +51,36 @@ fn unsupported_key_is_named_with_its_path() {
     assert_eq!(code(&out), 1);
     assert_eq!(
         stdout(&out),
-        format!("{file}: services.sensor.build: service `sensor`: unsupported key `build`\n")
+        format!(
+            "{file}: services.sensor.logging: service `sensor`: unsupported key `logging` (balena refuses it too)\n"
+        )
+    );
+}
+
+#[test]
+fn unknown_keys_and_strategies_warn_and_strict_refuses_them() {
+    let file = data("compose-unknown-key.yml");
+    let out = fleet(&["compose", "check", &file]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{file}: warning: services.sensor.container_name: service `sensor`: key `container_name` is not supported by this device: dropped, the rest applies\n\
+             {file}: warning: services.sensor.labels.io.balena.update.strategy: service `sensor`: update strategy `sometimes` is not download-then-kill, kill-then-download, delete-then-download or hand-over: download-then-kill is used\n\
+             {file}: valid: 1 service (sensor)\n"
+        )
+    );
+    let out = fleet(&["compose", "check", "--strict", &file]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stdout(&out).contains("services.sensor.container_name"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("update strategy `sometimes`"),
+        "{}",
+        stdout(&out)
     );
 }
 
@@ -198,4 +227,27 @@ fn unreadable_files_exit_2_naming_the_file() {
     }
     let out = fleet(&["compose", "check"]);
     assert_eq!(code(&out), 2, "usage error");
+}
+
+#[test]
+fn preload_apps_json_is_checked_as_a_target() {
+    let file = data("apps-json.json");
+    let out = fleet(&["target", "check", &file]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("{file}: warning: pinDevice: ")),
+        "{text}"
+    );
+    assert!(text.contains("HOST_CONFIG_gpu_mem"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{file}: app 5f6e7d8c: service browser: registry.example/kiosk:7"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("1 app(s), 1 service(s), 4 step(s) from an empty engine\n"),
+        "{text}"
+    );
 }

@@ -93,6 +93,10 @@ pub struct PortMapping {
     pub host_ip: Option<String>,
     /// `None`: the engine picks a host port.
     pub host_port: Option<u16>,
+    /// A host range for one container port (`8000-9000:80`): the engine picks a free port
+    /// from `host_port` to this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_port_end: Option<u16>,
     pub container_port: u16,
     pub protocol: Protocol,
 }
@@ -147,6 +151,10 @@ pub struct Service {
     /// Default [`RestartPolicy::Always`].
     pub restart: RestartPolicy,
     pub network_mode: NetworkMode,
+    /// The service whose network namespace `network_mode: service:NAME` joins; in a
+    /// planned container, its engine container name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_mode_service: Option<String>,
     /// Bridge networks by compose name (empty with host networking).
     pub networks: BTreeMap<String, NetworkAttachment>,
     pub ports: Vec<PortMapping>,
@@ -227,6 +235,7 @@ impl Service {
             depends_on: Vec::new(),
             restart: RestartPolicy::Always,
             network_mode: NetworkMode::Bridge,
+            network_mode_service: None,
             networks,
             ports: Vec::new(),
             expose: Vec::new(),
@@ -310,6 +319,11 @@ pub fn from_json(value: &serde_json::Value) -> Result<Compose, ComposeError> {
     parse::parse_value(json_to_yaml(value)).map_err(|problems| ComposeError { problems })
 }
 
+/// [`check`] for an already-decoded document.
+pub fn check_json(value: &serde_json::Value) -> Checked {
+    parse::check_value(json_to_yaml(value))
+}
+
 /// serde_json → YAML value by hand: the workspace's `arbitrary_precision` makes serde
 /// serialize JSON numbers as maps, so a generic conversion would garble them.
 fn json_to_yaml(value: &serde_json::Value) -> serde_norway::Value {
@@ -337,12 +351,40 @@ fn json_to_yaml(value: &serde_json::Value) -> serde_norway::Value {
     }
 }
 
-/// A release made of one Dockerfile-built image: service `main`, privileged, host network,
-/// `resin-data` at `/data`, and the kernel-modules, firmware and dbus features, as the
-/// resin.io docs describe single-container apps.
+/// balena's `features.extra-firmware`: the app's `extra-firmware` volume at
+/// `/extra-firmware` in each service that asks for it, declared for the app. Run after
+/// every change of labels (compose parse, target-state label overlay); idempotent.
+pub fn add_feature_volumes(compose: &mut Compose) {
+    use crate::labels::{EXTRA_FIRMWARE_TARGET, EXTRA_FIRMWARE_VOLUME, Feature};
+    for service in compose.services.values_mut() {
+        let wants = crate::labels::read(&service.labels)
+            .0
+            .features
+            .contains(&Feature::ExtraFirmware);
+        if wants
+            && !service
+                .volumes
+                .iter()
+                .any(|m| m.target == EXTRA_FIRMWARE_TARGET)
+        {
+            service.volumes.push(VolumeMount {
+                volume: EXTRA_FIRMWARE_VOLUME.to_string(),
+                target: EXTRA_FIRMWARE_TARGET.to_string(),
+                read_only: false,
+            });
+            compose.volumes.insert(EXTRA_FIRMWARE_VOLUME.to_string());
+        }
+    }
+}
+
+/// A release made of one Dockerfile-built image, as balena's builder composes it
+/// (`defaultComposition`): service `main`, privileged, tty, restart always, host network,
+/// `resin-data` at `/data`, and the kernel-modules, firmware, dbus, supervisor-api and
+/// balena-api features.
 pub fn single_image(image: impl Into<String>) -> Compose {
     let mut main = Service::with_image(image);
     main.privileged = true;
+    main.tty = true;
     main.network_mode = NetworkMode::Host;
     main.networks.clear();
     main.volumes.push(VolumeMount {
@@ -350,9 +392,15 @@ pub fn single_image(image: impl Into<String>) -> Compose {
         target: "/data".to_string(),
         read_only: false,
     });
-    for feature in ["kernel-modules", "firmware", "dbus"] {
+    for feature in [
+        "kernel-modules",
+        "firmware",
+        "dbus",
+        "supervisor-api",
+        "resin-api",
+    ] {
         main.labels
-            .insert(format!("io.balena.features.{feature}"), "1".to_string());
+            .insert(format!("io.resin.features.{feature}"), "1".to_string());
     }
     Compose {
         services: BTreeMap::from([(SINGLE_IMAGE_SERVICE.to_string(), main)]),

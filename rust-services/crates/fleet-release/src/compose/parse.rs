@@ -18,6 +18,43 @@ pub const MAX_COMPOSE_BYTES: usize = 1024 * 1024;
 
 const VERSIONS: &[&str] = &["2", "2.0", "2.1", "2.2", "2.3", "2.4"];
 
+/// Service keys balena's compose parser refuses: refused here too. Other keys this device
+/// does not know are dropped with a warning, so a release written for a newer balena still
+/// runs (see [`Walker::unknown`]).
+pub(super) const BALENA_REFUSED_SERVICE_KEYS: &[&str] = &[
+    "blkio_config",
+    "configs",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "credential_spec",
+    "deploy",
+    "develop",
+    "external_links",
+    "gpus",
+    "isolation",
+    "links",
+    "logging",
+    "mem_swappiness",
+    "memswap_limit",
+    "oom_kill_disable",
+    "platform",
+    "pull_policy",
+    "runtime",
+    "scale",
+    "secrets",
+    "stdin_open",
+    "storage_opt",
+];
+/// Top-level, network and service-network keys balena refuses.
+const BALENA_REFUSED_OTHER_KEYS: &[&str] = &[
+    "configs",
+    "secrets",
+    "attachable",
+    "enable_ipv4",
+    "link_local_ips",
+];
+
 pub(super) fn parse_str(text: &str) -> Result<Compose, Vec<Problem>> {
     into_result(check_str(text))
 }
@@ -64,11 +101,21 @@ pub(super) fn check_value(mut value: Value) -> Checked {
     }
 }
 
+/// Which top-level section [`Walker::declared`] reads.
+struct Section {
+    key: &'static str,
+    kind: &'static str,
+    driver: &'static str,
+}
+
 #[derive(Default)]
 struct Walker {
     problems: Vec<Problem>,
     /// Accepted but not acted on (see [`super::check`]).
     ignored: Vec<Problem>,
+    /// Services with `profiles`: compose starts them only for an active profile, and a
+    /// device has none, so they are left out.
+    profiled: BTreeSet<String>,
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -96,6 +143,33 @@ impl Walker {
 
     fn ignore(&mut self, path: &str, message: impl Into<String>) {
         self.ignored.push(Problem::new(path, message));
+    }
+
+    /// A key this device does not read, in `what` (`service `web``, `network `n``): `x-`
+    /// extension fields are for the file's author (silent); keys balena refuses are
+    /// refused; any other is dropped with a warning naming it.
+    fn unknown(&mut self, path: &str, what: &str, key: &str, refused: &[&str]) {
+        if key.starts_with("x-") {
+            return;
+        }
+        let what = if what.is_empty() {
+            String::new()
+        } else {
+            format!("{what}: ")
+        };
+        if refused.contains(&key) {
+            self.err(
+                path,
+                format!("{what}unsupported key `{key}` (balena refuses it too)"),
+            );
+        } else {
+            self.ignore(
+                path,
+                format!(
+                    "{what}key `{key}` is not supported by this device: dropped, the rest applies"
+                ),
+            );
+        }
     }
 
     /// A mapping's entries with string keys; other keys are reported.
@@ -166,8 +240,8 @@ impl Walker {
         n
     }
 
-    /// `pid` / `ipc`: one of `allowed`; sharing another container's (`container:`,
-    /// `service:`) is refused, as balena's builder does.
+    /// `pid` / `ipc`: one of `allowed`, or `service:NAME` (another service's namespace, see
+    /// `link_service_namespaces`); `container:` is refused, as balena's builder does.
     fn namespace_mode(
         &mut self,
         service: &str,
@@ -176,13 +250,13 @@ impl Walker {
         allowed: &[&str],
     ) -> Option<String> {
         let mode = self.text(path, v)?;
-        if allowed.contains(&mode.as_str()) {
+        if allowed.contains(&mode.as_str()) || mode.starts_with("service:") {
             Some(mode)
         } else {
             self.err(
                 path,
                 format!(
-                    "service `{service}`: `{mode}` is not supported (one of {})",
+                    "service `{service}`: `{mode}` is not supported (one of {}, service:NAME)",
                     allowed.join(", ")
                 ),
             );
@@ -298,7 +372,7 @@ impl Walker {
                     networks.extend(names);
                     network_options = options;
                 }
-                other => self.err(other, format!("unsupported top-level key `{other}`")),
+                other => self.unknown(other, "", other, BALENA_REFUSED_OTHER_KEYS),
             }
         }
         let mut parsed = BTreeMap::new();
@@ -322,11 +396,22 @@ impl Walker {
                         parsed.insert(name, s);
                     }
                 }
+                for name in std::mem::take(&mut self.profiled) {
+                    parsed.remove(&name);
+                    self.ignore(
+                        &format!("services.{name}.profiles"),
+                        format!("service `{name}` has `profiles`: not run (a device has no active profile)"),
+                    );
+                }
                 if parsed.is_empty() && self.problems.is_empty() {
-                    self.err("services", "no services defined");
+                    self.err(
+                        "services",
+                        "no services to run (none defined, or every one has `profiles`)",
+                    );
                 }
             }
         }
+        self.link_service_namespaces(&mut parsed);
         self.check_depends_on(&parsed);
         // The legacy single-container volume needs no declaration.
         if parsed
@@ -335,103 +420,114 @@ impl Walker {
         {
             volumes.insert(LEGACY_DATA_VOLUME.to_string());
         }
-        Compose {
+        let mut compose = Compose {
             services: parsed,
             volumes,
             networks,
             volume_options,
             network_options,
-        }
+        };
+        super::add_feature_volumes(&mut compose);
+        compose
     }
 
     fn declared_volumes(
         &mut self,
         v: Value,
     ) -> (BTreeSet<String>, BTreeMap<String, VolumeOptions>) {
-        let mut out = BTreeSet::new();
-        let mut options = BTreeMap::new();
-        for (name, spec) in self.entries("volumes", v) {
-            let path = format!("volumes.{name}");
-            if !is_valid_name(&name) {
-                self.err(&path, format!("volume name `{name}` is not valid"));
-            }
-            let mut o = VolumeOptions::default();
-            for (key, val) in self.entries(&path, spec) {
-                let p = format!("{path}.{key}");
-                match key.as_str() {
-                    "driver" => match self.text(&p, &val) {
-                        Some(d) if d == "local" => {}
-                        Some(d) => self.err(
-                            &p,
-                            format!("volume `{name}`: driver `{d}` is not supported (local only)"),
-                        ),
-                        None => {}
-                    },
-                    "driver_opts" => o.driver_opts = self.dict(&p, val),
-                    "labels" => o.labels = self.dict(&p, val),
-                    "name" => {
-                        if self.text(&p, &val).is_some() {
-                            self.ignore(&p, format!("volume `{name}`: `name` is not used: the engine name is the supervisor's (<app>_{name})"));
-                        }
-                    }
-                    "external" => self.err(
-                        &p,
-                        format!("volume `{name}`: external volumes are not supported"),
-                    ),
-                    other => self.err(&p, format!("volume `{name}`: unsupported key `{other}`")),
-                }
-            }
-            if o != VolumeOptions::default() {
-                options.insert(name.clone(), o);
-            }
-            out.insert(name);
-        }
-        (out, options)
+        self.declared(
+            v,
+            Section {
+                key: "volumes",
+                kind: "volume",
+                driver: "local",
+            },
+            |o: &mut VolumeOptions| (&mut o.driver_opts, &mut o.labels),
+            |_, _, _, key, val, _| Some((key, val)),
+        )
     }
 
     fn declared_networks(
         &mut self,
         v: Value,
     ) -> (BTreeSet<String>, BTreeMap<String, NetworkOptions>) {
+        self.declared(
+            v,
+            Section {
+                key: "networks",
+                kind: "network",
+                driver: "bridge",
+            },
+            |o: &mut NetworkOptions| (&mut o.driver_opts, &mut o.labels),
+            |w, name, p, key, val, o| {
+                match key.as_str() {
+                    "internal" => o.internal = w.boolean(p, &val).unwrap_or(false),
+                    "enable_ipv6" => o.enable_ipv6 = w.boolean(p, &val).unwrap_or(false),
+                    "ipam" => o.ipam = w.ipam(name, p, val),
+                    _ => return Some((key, val)),
+                }
+                None
+            },
+        )
+    }
+
+    /// Top-level `volumes` / `networks`: each name, and per entry the keys both read alike
+    /// (`driver` with its one allowed value, `driver_opts`, `labels`, `name` accepted and
+    /// unused, `external` refused); `own` reads the section's other keys, handing back
+    /// those it does not know.
+    fn declared<O: Default + PartialEq>(
+        &mut self,
+        v: Value,
+        section: Section,
+        common: impl Fn(&mut O) -> (&mut BTreeMap<String, String>, &mut BTreeMap<String, String>),
+        mut own: impl FnMut(&mut Self, &str, &str, String, Value, &mut O) -> Option<(String, Value)>,
+    ) -> (BTreeSet<String>, BTreeMap<String, O>) {
+        let Section { key, kind, driver } = section;
         let mut out = BTreeSet::new();
         let mut options = BTreeMap::new();
-        for (name, spec) in self.entries("networks", v) {
-            let path = format!("networks.{name}");
+        for (name, spec) in self.entries(key, v) {
+            let path = format!("{key}.{name}");
             if !is_valid_name(&name) {
-                self.err(&path, format!("network name `{name}` is not valid"));
+                self.err(&path, format!("{kind} name `{name}` is not valid"));
             }
-            let mut o = NetworkOptions::default();
-            for (key, val) in self.entries(&path, spec) {
-                let p = format!("{path}.{key}");
-                match key.as_str() {
+            let mut o = O::default();
+            for (k, val) in self.entries(&path, spec) {
+                let p = format!("{path}.{k}");
+                match k.as_str() {
                     "driver" => match self.text(&p, &val) {
-                        Some(d) if d == "bridge" => {}
+                        Some(d) if d == driver => {}
                         Some(d) => self.err(
                             &p,
                             format!(
-                                "network `{name}`: driver `{d}` is not supported (bridge only)"
+                                "{kind} `{name}`: driver `{d}` is not supported ({driver} only)"
                             ),
                         ),
                         None => {}
                     },
-                    "driver_opts" => o.driver_opts = self.dict(&p, val),
-                    "labels" => o.labels = self.dict(&p, val),
-                    "internal" => o.internal = self.boolean(&p, &val).unwrap_or(false),
-                    "enable_ipv6" => o.enable_ipv6 = self.boolean(&p, &val).unwrap_or(false),
-                    "ipam" => o.ipam = self.ipam(&name, &p, val),
+                    "driver_opts" => *common(&mut o).0 = self.dict(&p, val),
+                    "labels" => *common(&mut o).1 = self.dict(&p, val),
                     "name" => {
                         if self.text(&p, &val).is_some() {
-                            self.ignore(&p, format!("network `{name}`: `name` is not used: the engine name is the supervisor's (<app>_{name})"));
+                            self.ignore(&p, format!("{kind} `{name}`: `name` is not used: the engine name is the supervisor's (<app>_{name})"));
                         }
                     }
                     "external" => self.err(
                         &p,
-                        format!("network `{name}`: external networks are not supported"),
+                        format!("{kind} `{name}`: external {key} are not supported"),
                     ),
-                    other => self.err(&p, format!("network `{name}`: unsupported key `{other}`")),
+                    _ => {
+                        if let Some((other, _)) = own(self, &name, &p, k, val, &mut o) {
+                            self.unknown(
+                                &p,
+                                &format!("{kind} `{name}`"),
+                                &other,
+                                BALENA_REFUSED_OTHER_KEYS,
+                            );
+                        }
+                    }
                 }
             }
-            if o != NetworkOptions::default() {
+            if o != O::default() {
                 options.insert(name.clone(), o);
             }
             out.insert(name);
@@ -518,7 +614,8 @@ impl Walker {
         let mut s = Service::with_image("");
         let mut image = None;
         let mut networks_given = None;
-        let mut network_mode_host = false;
+        let mut network_mode = NetworkMode::Bridge;
+        let mut bind_features = Vec::new();
         for (key, v) in self.entries(&base, spec) {
             let p = format!("{base}.{key}");
             if v.is_null() {
@@ -559,23 +656,21 @@ impl Walker {
                 "network_mode" => {
                     if let Some(m) = self.text(&p, &v) {
                         match m.as_str() {
-                            "host" => network_mode_host = true,
+                            "host" => network_mode = NetworkMode::Host,
+                            "none" => network_mode = NetworkMode::None,
                             "bridge" => {}
+                            other if other.starts_with("service:") => {
+                                network_mode = NetworkMode::Service;
+                                s.network_mode_service = Some(other["service:".len()..].to_string());
+                            }
                             other => self.err(&p, format!(
-                                "service `{name}`: network_mode `{other}` is not supported (host or bridge)"
+                                "service `{name}`: network_mode `{other}` is not supported (host, bridge, none or service:NAME)"
                             )),
                         }
                     }
                 }
                 "networks" => networks_given = Some(self.service_networks(name, &p, v, networks)),
-                "ports" => {
-                    for (i, item) in self.texts(&p, &v).iter().enumerate() {
-                        match scalar::port_mappings(item) {
-                            Ok(m) => s.ports.extend(m),
-                            Err(e) => self.err(&format!("{p}[{i}]"), e),
-                        }
-                    }
-                }
+                "ports" => s.ports = self.ports(&p, v),
                 "expose" => {
                     for (i, item) in self.texts(&p, &v).iter().enumerate() {
                         match scalar::exposed_ports(item) {
@@ -584,7 +679,11 @@ impl Walker {
                         }
                     }
                 }
-                "volumes" => s.volumes = self.service_volumes(name, &p, v, volumes),
+                "volumes" => {
+                    let tmpfs;
+                    (s.volumes, bind_features, tmpfs) = self.service_volumes(name, &p, v, volumes);
+                    s.tmpfs.extend(tmpfs);
+                }
                 "privileged" => s.privileged = self.boolean(&p, &v).unwrap_or(false),
                 "cap_add" => s.cap_add = self.texts(&p, &v),
                 "cap_drop" => s.cap_drop = self.texts(&p, &v),
@@ -605,7 +704,15 @@ impl Walker {
                         }
                     }
                 }
-                "tmpfs" => s.tmpfs = self.texts(&p, &v),
+                "tmpfs" => s.tmpfs.extend(self.texts(&p, &v)),
+                "profiles" => {
+                    for (i, profile) in self.texts(&p, &v).iter().enumerate() {
+                        if !is_valid_name(profile) {
+                            self.err(&format!("{p}[{i}]"), format!("service `{name}`: profile `{profile}` is not valid ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"));
+                        }
+                    }
+                    self.profiled.insert(name.to_string());
+                }
                 "working_dir" => s.working_dir = self.text(&p, &v),
                 "user" => s.user = self.text(&p, &v),
                 "stop_signal" => s.stop_signal = self.text(&p, &v),
@@ -627,7 +734,14 @@ impl Walker {
                 }
                 "hostname" => s.hostname = self.text(&p, &v),
                 "read_only" => s.read_only = self.boolean(&p, &v).unwrap_or(false),
-                "security_opt" => s.security_opt = self.texts(&p, &v),
+                "security_opt" => {
+                    s.security_opt = self.texts(&p, &v);
+                    for (i, opt) in s.security_opt.iter().enumerate() {
+                        if !is_supported_security_opt(opt) {
+                            self.err(&format!("{p}[{i}]"), format!("service `{name}`: security_opt `{opt}` is not supported (balena refuses it too: no-new-privileges, apparmor or seccomp `unconfined` only)"));
+                        }
+                    }
+                }
                 "group_add" => s.group_add = self.texts(&p, &v),
                 "init" => s.init = self.boolean(&p, &v),
                 "tty" => s.tty = self.boolean(&p, &v).unwrap_or(false),
@@ -664,7 +778,27 @@ impl Walker {
                 },
                 "shm_size" => s.shm_size = self.size(&p, &v),
                 "userns_mode" => s.userns_mode = self.text(&p, &v),
-                other => self.err(&p, format!("service `{name}`: unsupported key `{other}`")),
+                "volumes_from" => {
+                    if self
+                        .texts(&p, &v)
+                        .iter()
+                        .any(|f| f.starts_with("container:"))
+                    {
+                        self.err(&p, format!("service `{name}`: volumes_from `container:` is not supported (balena refuses it too)"));
+                    } else {
+                        self.ignore(&p, format!("service `{name}`: key `volumes_from` is not supported by this device: dropped, the rest applies"));
+                    }
+                }
+                "build" => self.ignore(
+                    &p,
+                    format!("service `{name}`: `build` is for the builder: dropped, `image` runs"),
+                ),
+                other => self.unknown(
+                    &p,
+                    &format!("service `{name}`"),
+                    other,
+                    BALENA_REFUSED_SERVICE_KEYS,
+                ),
             }
         }
         match image {
@@ -672,14 +806,15 @@ impl Walker {
             Some(_) => self.err(&format!("{base}.image"), format!("service `{name}`: image is empty")),
             None => self.err(&format!("{base}.image"), format!("service `{name}`: missing `image` (builds happen before a release, not on the device)")),
         }
-        if network_mode_host {
-            s.network_mode = NetworkMode::Host;
+        if network_mode != NetworkMode::Bridge {
+            s.network_mode = network_mode;
             s.networks.clear();
             if networks_given.as_ref().is_some_and(|n| !n.is_empty()) {
                 self.err(
                     &format!("{base}.networks"),
                     format!(
-                        "service `{name}`: `networks` cannot be combined with network_mode host"
+                        "service `{name}`: `networks` cannot be combined with network_mode {}",
+                        network_mode.name()
                     ),
                 );
             }
@@ -688,19 +823,81 @@ impl Walker {
         {
             s.networks = n;
         }
+        // Host paths balena allows become its feature labels, as balena's parser does.
+        for feature in bind_features {
+            s.labels
+                .entry(format!("io.balena.features.{feature}"))
+                .or_insert_with(|| "1".to_string());
+        }
         for problem in labels::check(&s.labels) {
             self.err(
                 &format!("{base}.labels.{}", problem.0),
                 format!("service `{name}`: {}", problem.1),
             );
         }
-        for key in labels::unread(&s.labels) {
+        for (key, reason) in labels::warnings(&s.labels) {
             self.ignore(
                 &format!("{base}.labels.{key}"),
-                format!("service `{name}`: label `{key}` has a supervisor prefix but is not one the supervisor reads (passed to the container as is)"),
+                format!("service `{name}`: {reason}"),
             );
         }
         Some(s)
+    }
+
+    /// `ports`: short strings (`[ip:]host[-range]:container[-range][/proto]`) or the long
+    /// syntax (`target`, `published` number or range, `host_ip`, `protocol`; `mode`,
+    /// `name`, `app_protocol` describe the port and change nothing on one engine).
+    fn ports(&mut self, path: &str, v: Value) -> Vec<super::PortMapping> {
+        let Value::Sequence(items) = v else {
+            self.err(path, format!("expected a list, found {}", kind(&v)));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            let short = match item {
+                Value::Mapping(_) => self.long_port(&p, item),
+                other => self.text(&p, &other),
+            };
+            if let Some(short) = short {
+                match scalar::port_mappings(&short) {
+                    Ok(m) => out.extend(m),
+                    Err(e) => self.err(&p, e),
+                }
+            }
+        }
+        out
+    }
+
+    /// A long-syntax port as the equivalent short string.
+    fn long_port(&mut self, path: &str, v: Value) -> Option<String> {
+        let (mut target, mut published, mut host_ip, mut protocol) = (None, None, None, None);
+        for (key, val) in self.entries(path, v) {
+            let p = format!("{path}.{key}");
+            match key.as_str() {
+                "target" => target = self.text(&p, &val),
+                "published" => published = self.text(&p, &val),
+                "host_ip" => host_ip = self.text(&p, &val),
+                "protocol" => protocol = self.text(&p, &val),
+                "mode" | "name" | "app_protocol" => {}
+                other => self.unknown(&p, "port", other, &[]),
+            }
+        }
+        let Some(target) = target else {
+            self.err(path, "a long-syntax port needs `target`");
+            return None;
+        };
+        let mut short = match (host_ip, published) {
+            (Some(ip), Some(p)) if ip.contains(':') => format!("[{ip}]:{p}:{target}"),
+            (Some(ip), Some(p)) => format!("{ip}:{p}:{target}"),
+            (Some(ip), None) => format!("{ip}::{target}"),
+            (None, Some(p)) => format!("{p}:{target}"),
+            (None, None) => target,
+        };
+        if let Some(proto) = protocol {
+            short = format!("{short}/{proto}");
+        }
+        Some(short)
     }
 
     fn depends_on(&mut self, path: &str, v: Value) -> Vec<String> {
@@ -712,18 +909,17 @@ impl Walker {
                     for (key, val) in self.entries(&p, cond) {
                         match (key.as_str(), val.as_str()) {
                             ("condition", Some("service_started")) => {}
-                            ("condition", Some("service_healthy")) => self.ignore(
+                            ("condition", Some(c @ ("service_healthy" | "service_completed_successfully"))) => self.ignore(
                                 &format!("{p}.condition"),
-                                "`service_healthy` is accepted but not waited for: services are only started in dependency order",
+                                format!("`{c}` is accepted but not waited for: services are only started in dependency order"),
                             ),
                             ("condition", _) => self.err(
                                 &format!("{p}.condition"),
-                                "expected service_started or service_healthy",
+                                "expected service_started, service_healthy or service_completed_successfully",
                             ),
-                            (other, _) => self.err(
-                                &format!("{p}.{other}"),
-                                format!("unsupported key `{other}`"),
-                            ),
+                            (other, _) => {
+                                self.unknown(&format!("{p}.{other}"), "depends_on", other, &[])
+                            }
                         }
                     }
                     out.push(dep);
@@ -764,9 +960,11 @@ impl Walker {
                         match key.as_str() {
                             "aliases" => att.aliases = self.texts(&kp, &val),
                             "ipv4_address" => att.ipv4_address = self.text(&kp, &val),
-                            other => self.err(
+                            other => self.unknown(
                                 &kp,
-                                format!("service `{service}`: unsupported key `{other}`"),
+                                &format!("service `{service}`"),
+                                other,
+                                BALENA_REFUSED_OTHER_KEYS,
                             ),
                         }
                     }
@@ -783,17 +981,39 @@ impl Walker {
         path: &str,
         v: Value,
         declared: &BTreeSet<String>,
-    ) -> Vec<VolumeMount> {
+    ) -> (Vec<VolumeMount>, Vec<&'static str>, Vec<String>) {
         let Value::Sequence(items) = v else {
             self.err(
                 path,
                 format!("service `{service}`: expected a list, found {}", kind(&v)),
             );
-            return Vec::new();
+            return (Vec::new(), Vec::new(), Vec::new());
         };
         let mut out = Vec::new();
+        let mut features = Vec::new();
+        let mut tmpfs = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
             let p = format!("{path}[{i}]");
+            if let Some(feature) = feature_bind(&item) {
+                features.push(feature);
+                continue;
+            }
+            // `type: tmpfs` is a tmpfs mount at `target`, as the `tmpfs` key makes it.
+            if let Value::Mapping(m) = &item
+                && m.get(Value::String("type".into())).and_then(Value::as_str) == Some("tmpfs")
+            {
+                match m
+                    .get(Value::String("target".into()))
+                    .and_then(Value::as_str)
+                {
+                    Some(t) if t.starts_with('/') => tmpfs.push(t.to_string()),
+                    _ => self.err(
+                        &p,
+                        format!("service `{service}`: a tmpfs mount needs an absolute `target`"),
+                    ),
+                }
+                continue;
+            }
             let parsed = match item {
                 Value::String(s) => short_volume(&s),
                 Value::Mapping(_) => self.long_volume(&p, item),
@@ -824,7 +1044,7 @@ impl Walker {
                 Err(e) => self.err(&p, format!("service `{service}`: {e}")),
             }
         }
-        out
+        (out, features, tmpfs)
     }
 
     fn long_volume(&mut self, path: &str, v: Value) -> Result<VolumeMount, String> {
@@ -938,13 +1158,49 @@ impl Walker {
                     hc.retries = self.unsigned(&p, &val).and_then(|n| u32::try_from(n).ok())
                 }
                 "disable" => disable = self.boolean(&p, &val).unwrap_or(false),
-                other => self.err(&p, format!("unsupported key `{other}`")),
+                other => self.unknown(&p, "healthcheck", other, &[]),
             }
         }
         if disable {
             hc.test = vec!["NONE".to_string()];
         }
         Some(hc)
+    }
+
+    /// `service:NAME` in `network_mode`, `ipc` and `pid`: NAME must be another service of the
+    /// file, and it is started first (an implicit `depends_on`, as docker-compose does).
+    fn link_service_namespaces(&mut self, services: &mut BTreeMap<String, Service>) {
+        let names: BTreeSet<String> = services.keys().cloned().collect();
+        for (name, s) in services.iter_mut() {
+            let wanted = [
+                ("network_mode", s.network_mode_service.clone()),
+                (
+                    "ipc",
+                    s.ipc
+                        .as_ref()
+                        .and_then(|m| m.strip_prefix("service:"))
+                        .map(str::to_string),
+                ),
+                (
+                    "pid",
+                    s.pid
+                        .as_ref()
+                        .and_then(|m| m.strip_prefix("service:"))
+                        .map(str::to_string),
+                ),
+            ];
+            for (key, other) in wanted {
+                let Some(other) = other else { continue };
+                if other == *name || !names.contains(&other) {
+                    self.err(
+                        &format!("services.{name}.{key}"),
+                        format!("service `{name}`: `service:{other}` does not name another service of the file"),
+                    );
+                } else if !s.depends_on.contains(&other) {
+                    s.depends_on.push(other);
+                }
+            }
+        }
     }
 
     fn check_depends_on(&mut self, services: &BTreeMap<String, Service>) {
@@ -1001,6 +1257,51 @@ pub fn start_order(services: &BTreeMap<String, Service>) -> Result<Vec<String>, 
         }
     }
     Ok(order)
+}
+
+/// The feature a bind mount of a host path stands for, as balena's compose parser turns
+/// the binds it allows into labels: engine socket, D-Bus, /sys, /proc, kernel modules,
+/// firmware, the journal.
+fn feature_bind(item: &Value) -> Option<&'static str> {
+    let source = match item {
+        Value::String(s) => s.split(':').next()?.to_string(),
+        Value::Mapping(m) => {
+            let get = |k: &str| m.get(Value::String(k.to_string())).and_then(Value::as_str);
+            if get("type") != Some("bind") {
+                return None;
+            }
+            get("source")?.to_string()
+        }
+        _ => return None,
+    };
+    Some(match source.trim_end_matches('/') {
+        "/var/run/docker.sock"
+        | "/run/docker.sock"
+        | "/var/run/balena-engine.sock"
+        | "/run/balena-engine.sock"
+        | "/var/run/balena.sock" => "balena-socket",
+        "/run/dbus" | "/var/run/dbus" => "dbus",
+        "/sys" => "sysfs",
+        "/proc" => "procfs",
+        "/lib/modules" => "kernel-modules",
+        "/lib/firmware" => "firmware",
+        "/var/log/journal" | "/run/log/journal" | "/etc/machine-id" => "journal-logs",
+        _ => return None,
+    })
+}
+
+/// The `security_opt` values balena's parser accepts: the ones that need no file or
+/// label policy on the device.
+fn is_supported_security_opt(opt: &str) -> bool {
+    let (key, value) = match opt.split_once([':', '=']) {
+        Some((k, v)) => (k, Some(v)),
+        None => (opt, None),
+    };
+    match key {
+        "no-new-privileges" => matches!(value, None | Some("true" | "false")),
+        "apparmor" | "seccomp" => value == Some("unconfined"),
+        _ => false,
+    }
 }
 
 fn is_host_path(s: &str) -> bool {

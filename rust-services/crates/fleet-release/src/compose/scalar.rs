@@ -173,6 +173,19 @@ pub fn port_mappings(s: &str) -> Result<Vec<PortMapping>, String> {
         Some(h) => Some(port_range(h)?),
     };
     if let Some(h) = &host
+        && h.len() > 1
+        && container.len() == 1
+    {
+        // One container port behind a host range: the engine picks the host port.
+        return Ok(vec![PortMapping {
+            host_ip: host_ip.map(str::to_string),
+            host_port: h.first().copied(),
+            host_port_end: h.last().copied(),
+            container_port: container[0],
+            protocol,
+        }]);
+    }
+    if let Some(h) = &host
         && h.len() != container.len()
     {
         return Err(format!("`{s}`: host and container ranges differ in length"));
@@ -183,6 +196,7 @@ pub fn port_mappings(s: &str) -> Result<Vec<PortMapping>, String> {
         .map(|(i, c)| PortMapping {
             host_ip: host_ip.map(str::to_string),
             host_port: host.as_ref().map(|h| h[i]),
+            host_port_end: None,
             container_port: *c,
             protocol,
         })
@@ -246,13 +260,26 @@ mod tests {
             vec![PortMapping {
                 host_ip: Some("127.0.0.1".into()),
                 host_port: Some(8080),
+                host_port_end: None,
                 container_port: 80,
                 protocol: Protocol::Udp
             }]
         );
         assert_eq!(port_mappings("80").unwrap()[0].host_port, None);
         assert_eq!(port_mappings("8000-8002:9000-9002").unwrap().len(), 3);
-        assert!(port_mappings("8000-8002:9000").is_err());
+        // A host range for one container port: the engine picks one.
+        let r = port_mappings("8000-9000:80").unwrap();
+        assert_eq!(
+            (r.len(), r[0].host_port, r[0].host_port_end),
+            (1, Some(8000), Some(9000))
+        );
+        assert!(port_mappings("8000-8002:9000-9001").is_err());
+        assert_eq!(
+            port_mappings("[::1]:6001:6001").unwrap()[0]
+                .host_ip
+                .as_deref(),
+            Some("::1")
+        );
         assert!(port_mappings("0:80").is_err());
         assert!(port_mappings("80/sctp").is_err());
         assert!(port_mappings("70000").is_err());

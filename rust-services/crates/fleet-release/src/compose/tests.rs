@@ -220,12 +220,14 @@ fn legacy_resin_data_needs_no_declaration() {
 fn unsupported_keys_refused_naming_key_and_service_all_at_once() {
     let yaml = r#"
 version: "2.1"
+name: project
 x-extension: 1
 services:
   web:
     image: x
     build: .
-    volumes_from: [db]
+    container_name: w
+    volumes_from: [db, "container:abc"]
   db:
     image: y
     links: [web]
@@ -233,41 +235,38 @@ services:
 volumes:
   v: {external: true}
 "#;
-    let p = problems(yaml);
+    let checked = check(yaml);
+    let p = &checked.problems;
     assert!(has(
-        &p,
-        "x-extension",
-        "unsupported top-level key `x-extension`"
-    ));
-    assert!(has(
-        &p,
-        "services.web.build",
-        "service `web`: unsupported key `build`"
-    ));
-    assert!(has(
-        &p,
+        p,
         "services.web.volumes_from",
-        "service `web`: unsupported key `volumes_from`"
+        "`container:` is not supported"
     ));
     assert!(has(
-        &p,
+        p,
         "services.db.links",
-        "service `db`: unsupported key `links`"
+        "service `db`: unsupported key `links` (balena refuses it too)"
     ));
     assert!(has(
-        &p,
+        p,
         "services.db.deploy",
         "service `db`: unsupported key `deploy`"
     ));
     assert!(has(
-        &p,
+        p,
         "volumes.v.external",
         "external volumes are not supported"
     ));
-    assert_eq!(p.len(), 6, "{p:?}");
+    assert_eq!(p.len(), 4, "{p:?}");
+    // Accepted by balena, not acted on here: warnings; `x-` extensions are silent.
+    let w = &checked.ignored;
+    assert!(has(w, "services.web.build", "for the builder"), "{w:?}");
+    assert!(has(w, "services.web.container_name", "dropped"), "{w:?}");
+    assert!(has(w, "name", "dropped"), "{w:?}");
+    assert_eq!(w.len(), 3, "{w:?}");
     let msg = parse(yaml).unwrap_err().to_string();
     assert!(
-        msg.starts_with("compose file invalid (6 problems)"),
+        msg.starts_with("compose file invalid (4 problems)"),
         "{msg}"
     );
 }
@@ -281,7 +280,7 @@ services:
     image: x
     privileged: "yes"
     restart: sometimes
-    network_mode: "service:b"
+    network_mode: "container:b"
     ports: ["99999"]
     devices: ["dev/x"]
     ulimits: {nofile: {soft: 10, hard: 5}}
@@ -297,7 +296,7 @@ services:
         ("version", "not supported"),
         ("services.a.privileged", "expected true or false"),
         ("services.a.restart", "sometimes"),
-        ("services.a.network_mode", "service:b"),
+        ("services.a.network_mode", "container:b"),
         ("services.a.ports[0]", "99999"),
         ("services.a.devices[0]", "absolute"),
         ("services.a.ulimits.nofile", "soft limit"),
@@ -305,11 +304,6 @@ services:
         ("services.a.mem_limit", "lots"),
         ("services.a.depends_on[0]", "unknown service `ghost`"),
         ("services.a.depends_on[1]", "depends on itself"),
-        ("services.a.labels.io.balena.update.strategy", "sometimes"),
-        (
-            "services.a.labels.io.fleet.features.nope",
-            "unknown feature",
-        ),
         ("services.b.image", "missing `image`"),
         ("services.bad name", "not valid"),
     ] {
@@ -357,10 +351,10 @@ fn syntax_errors_and_duplicates_reported() {
 #[test]
 fn merge_keys_apply() {
     let yaml = "x-base: &base\n  image: busybox\n  restart: 'no'\nservices:\n  a:\n    <<: *base\n";
-    // The x-base key itself is refused; the merged service is parsed.
-    let p = problems(yaml);
-    assert_eq!(p.len(), 1, "{p:?}");
-    assert_eq!(p[0].path, "x-base");
+    // The x-base extension is for the file's author; the merged service is parsed.
+    let c = parse(yaml).unwrap();
+    assert_eq!(c.services["a"].image, "busybox");
+    assert_eq!(c.services["a"].restart, RestartPolicy::No);
 }
 
 #[test]
@@ -383,9 +377,16 @@ fn single_image_release() {
     assert_eq!(main.network_mode, NetworkMode::Host);
     assert_eq!(main.volumes[0].volume, "resin-data");
     assert_eq!(main.volumes[0].target, "/data");
-    for f in ["kernel-modules", "firmware", "dbus"] {
-        assert_eq!(main.labels[&format!("io.balena.features.{f}")], "1");
+    for f in [
+        "kernel-modules",
+        "firmware",
+        "dbus",
+        "supervisor-api",
+        "resin-api",
+    ] {
+        assert_eq!(main.labels[&format!("io.resin.features.{f}")], "1");
     }
+    assert!(main.tty);
     assert_eq!(main.restart, RestartPolicy::Always);
     assert_eq!(main.ulimits["core"].hard, 0);
 }
@@ -400,17 +401,23 @@ proptest! {
     fn every_unknown_service_key_is_named(key in "[a-z_]{1,12}") {
         prop_assume!(!KNOWN.contains(&key.as_str()));
         let yaml = format!("services:\n  svc:\n    image: x\n    {key}: 1\n");
-        let p = problems(&yaml);
+        let checked = check(&yaml);
         let path = format!("services.svc.{key}");
-        let wanted = format!("unsupported key `{}`", key);
-        let found = p.iter().any(|p| p.path == path
+        // Refused when balena refuses it, else dropped with a warning: named either way.
+        let (list, wanted) = if super::parse::BALENA_REFUSED_SERVICE_KEYS.contains(&key.as_str()) {
+            (&checked.problems, format!("unsupported key `{key}`"))
+        } else {
+            (&checked.ignored, format!("key `{key}`"))
+        };
+        let found = list.iter().any(|p| p.path == path
             && p.message.contains(&wanted)
             && p.message.contains("service `svc`"));
-        prop_assert!(found);
+        prop_assert!(found, "{:?}", checked);
     }
 }
 
 const KNOWN: &[&str] = &[
+    "build",
     "image",
     "command",
     "entrypoint",
@@ -444,6 +451,21 @@ const KNOWN: &[&str] = &[
     "security_opt",
     "group_add",
     "init",
+    "tty",
+    "cgroup_parent",
+    "cpu_quota",
+    "cpuset",
+    "dns_opt",
+    "dns_search",
+    "domainname",
+    "ipc",
+    "mac_address",
+    "mem_reservation",
+    "oom_score_adj",
+    "pid",
+    "pids_limit",
+    "shm_size",
+    "userns_mode",
 ];
 
 fn arb_json() -> impl Strategy<Value = serde_json::Value> {
@@ -532,9 +554,13 @@ services:
     );
     assert!(checked.ignored[0].message.contains("not waited for"));
 
-    let bad = check("services:\n  web:\n    image: x\n    build: .\n");
+    let bad = check("services:\n  web:\n    image: x\n    links: [db]\n");
     assert!(bad.compose.is_none());
-    assert!(has(&bad.problems, "services.web.build", "unsupported key"));
+    assert!(has(&bad.problems, "services.web.links", "unsupported key"));
+    // `build` is the builder's: the image runs, with a warning.
+    let built = check("services:\n  web:\n    image: x\n    build: .\n");
+    assert!(built.compose.is_some());
+    assert!(has(&built.ignored, "services.web.build", "for the builder"));
 }
 
 #[test]
@@ -567,14 +593,18 @@ fn builder_nulls_mean_unset() {
 #[test]
 fn namespaces_of_other_containers_and_negative_pids_limit_refused() {
     let p = problems(
-        "services:\n  a:\n    image: x\n    pid: container:b\n    ipc: service:b\n    pids_limit: -1\n  b:\n    image: y\n",
+        "services:\n  a:\n    image: x\n    pid: container:b\n    ipc: service:c\n    pids_limit: -1\n  b:\n    image: y\n",
     );
     assert!(
         has(&p, "services.a.pid", "`container:b` is not supported"),
         "{p:?}"
     );
     assert!(
-        has(&p, "services.a.ipc", "`service:b` is not supported"),
+        has(
+            &p,
+            "services.a.ipc",
+            "`service:c` does not name another service"
+        ),
         "{p:?}"
     );
     assert!(has(&p, "services.a.pids_limit", "negative"), "{p:?}");
@@ -587,6 +617,132 @@ fn namespaces_of_other_containers_and_negative_pids_limit_refused() {
             "networks.n.ipam.config[0].aux_addresses",
             "not supported"
         ),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn extra_firmware_feature_mounts_the_app_volume() {
+    let c = parse(
+        "services:\n  a:\n    image: a\n    labels: {io.balena.features.extra-firmware: '1'}\n  b: {image: b}\n",
+    )
+    .unwrap();
+    let a = &c.services["a"];
+    assert_eq!(
+        (a.volumes[0].volume.as_str(), a.volumes[0].target.as_str()),
+        ("extra-firmware", "/extra-firmware")
+    );
+    assert!(c.volumes.contains("extra-firmware"));
+    assert!(c.services["b"].volumes.is_empty());
+}
+
+#[test]
+fn long_and_ranged_ports_none_and_service_namespaces_and_feature_binds() {
+    let c = parse(
+        r#"
+services:
+  web:
+    image: w
+    ports:
+      - "8000-9000:80"
+      - "[::1]:6001:6001"
+      - {target: 9090, published: 9090, host_ip: 127.0.0.1, protocol: udp, mode: host, name: p, app_protocol: http}
+      - {target: 443}
+    volumes:
+      - /var/run/docker.sock:/var/run/docker.sock
+      - /run/dbus:/host/run/dbus
+      - {type: bind, source: /lib/firmware, target: /lib/firmware}
+      - /etc/machine-id:/etc/machine-id:ro
+  side:
+    image: s
+    network_mode: service:web
+    ipc: service:web
+    pid: service:web
+  alone:
+    image: a
+    network_mode: none
+"#,
+    )
+    .unwrap();
+    let web = &c.services["web"];
+    assert_eq!(web.ports.len(), 4, "{:?}", web.ports);
+    assert_eq!(
+        (
+            web.ports[0].host_port,
+            web.ports[0].host_port_end,
+            web.ports[0].container_port
+        ),
+        (Some(8000), Some(9000), 80)
+    );
+    assert_eq!(web.ports[2].host_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(web.ports[2].protocol, Protocol::Udp);
+    assert_eq!(web.ports[3].host_port, None);
+    assert!(web.volumes.is_empty(), "binds become features, not mounts");
+    for f in ["balena-socket", "dbus", "firmware", "journal-logs"] {
+        assert_eq!(web.labels[&format!("io.balena.features.{f}")], "1", "{f}");
+    }
+    let side = &c.services["side"];
+    assert_eq!(side.network_mode, NetworkMode::Service);
+    assert_eq!(side.network_mode_service.as_deref(), Some("web"));
+    assert!(side.networks.is_empty());
+    assert_eq!(
+        side.depends_on,
+        ["web"],
+        "started after the namespace it joins"
+    );
+    assert_eq!(c.services["alone"].network_mode, NetworkMode::None);
+    assert_eq!(
+        start_order(&c.services).unwrap().last().map(String::as_str),
+        Some("side")
+    );
+    let p = problems("services:\n  a:\n    image: x\n    network_mode: service:ghost\n");
+    assert!(
+        has(
+            &p,
+            "services.a.network_mode",
+            "does not name another service"
+        ),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn profiles_security_opt_and_tmpfs_volumes_as_balena_reads_them() {
+    let c = check(
+        "services:\n  main: {image: a, volumes: [{type: tmpfs, target: /scratch}], security_opt: ['no-new-privileges:true', 'apparmor=unconfined', 'seccomp:unconfined'], depends_on: {job: {condition: service_completed_successfully}}}\n  job: {image: j}\n  debug: {image: b, profiles: [debug, trace-2.0]}\n",
+    );
+    let compose = c.compose.expect("accepted");
+    assert!(
+        !compose.services.contains_key("debug"),
+        "profiled services do not run"
+    );
+    assert_eq!(compose.services["main"].tmpfs, ["/scratch"]);
+    assert!(
+        has(&c.ignored, "services.debug.profiles", "not run"),
+        "{:?}",
+        c.ignored
+    );
+    assert!(has(
+        &c.ignored,
+        "services.main.depends_on.job.condition",
+        "not waited for"
+    ));
+    // Every service profiled: nothing would run, refused (as balena).
+    let p = problems("services:\n  main: {image: a, profiles: [test]}\n");
+    assert!(has(&p, "services", "no services to run"), "{p:?}");
+    let p = problems(
+        "services:\n  main: {image: a, profiles: ['invalid profile!']}\n  b: {image: b}\n",
+    );
+    assert!(has(&p, "services.main.profiles[0]", "not valid"), "{p:?}");
+    let p = problems(
+        "services:\n  main: {image: a, security_opt: ['label:disable', 'seccomp:profile.json']}\n",
+    );
+    assert!(
+        has(&p, "services.main.security_opt[0]", "balena refuses it too"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "services.main.security_opt[1]", "not supported"),
         "{p:?}"
     );
 }

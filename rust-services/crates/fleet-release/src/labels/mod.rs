@@ -28,10 +28,28 @@ pub enum Feature {
     JournalLogs,
     SupervisorApi,
     BalenaApi,
+    /// One GPU requested from the engine (`DeviceRequests`, as `docker run --gpus 1`).
+    Gpu,
+    /// The app's `extra-firmware` volume at `/extra-firmware` (see
+    /// [`EXTRA_FIRMWARE_VOLUME`]).
+    ExtraFirmware,
 }
 
+/// The named volume `features.extra-firmware` mounts, and where.
+pub const EXTRA_FIRMWARE_VOLUME: &str = "extra-firmware";
+pub const EXTRA_FIRMWARE_TARGET: &str = "/extra-firmware";
+
+/// Feature labels balena reads that ask nothing of the container here: `optional` (a
+/// service whose contract is unmet is skipped; contracts are not checked on this device)
+/// and `host-os.board-rev` (a variable balena sets only when the host OS has the file).
+const INERT_FEATURES: &[&str] = &["optional", "host-os.board-rev"];
+
+/// `features.requires.<type>`: contract requirements, checked as balena's builder checks
+/// their values (not enforced on the device).
+const REQUIRES: &str = "requires.";
+
 impl Feature {
-    pub const ALL: [Feature; 9] = [
+    pub const ALL: [Feature; 11] = [
         Feature::BalenaSocket,
         Feature::Dbus,
         Feature::Sysfs,
@@ -41,6 +59,8 @@ impl Feature {
         Feature::JournalLogs,
         Feature::SupervisorApi,
         Feature::BalenaApi,
+        Feature::Gpu,
+        Feature::ExtraFirmware,
     ];
 
     /// The label suffix after the prefix and `features.`.
@@ -55,11 +75,19 @@ impl Feature {
             Feature::JournalLogs => "journal-logs",
             Feature::SupervisorApi => "supervisor-api",
             Feature::BalenaApi => "balena-api",
+            Feature::Gpu => "gpu",
+            Feature::ExtraFirmware => "extra-firmware",
         }
     }
 
+    /// A feature by its label name, with the resinOS names balena still maps
+    /// (`resin-api`, `resin-socket`).
     fn from_name(s: &str) -> Option<Feature> {
-        Feature::ALL.into_iter().find(|f| f.name() == s)
+        match s {
+            "resin-api" => Some(Feature::BalenaApi),
+            "resin-socket" => Some(Feature::BalenaSocket),
+            _ => Feature::ALL.into_iter().find(|f| f.name() == s),
+        }
     }
 }
 
@@ -132,6 +160,50 @@ fn strip_prefix(key: &str) -> Option<&str> {
     PREFIXES.iter().find_map(|p| key.strip_prefix(p))
 }
 
+/// Whether a `features.requires.<kind>` value is one balena's builder accepts; `None` for
+/// kinds it does not know (it ignores them).
+fn requirement_problem(kind: &str, value: &str) -> Option<String> {
+    match kind {
+        "sw.supervisor" | "sw.l4t" | "sw.balena-os" | "sw.linux" => {
+            (!is_version_range(value)).then(|| format!("`{value}` is not a semver range"))
+        }
+        "arch.sw" => (!["aarch64", "rpi", "amd64", "armv7hf", "i386"].contains(&value))
+            .then(|| format!("`{value}` is not one of aarch64, rpi, amd64, armv7hf, i386")),
+        _ => None,
+    }
+}
+
+/// A node-semver range, as far as a device needs to tell a typo: `||`-separated sets of
+/// comparators (`>=1.2`, `~1`, `^2.0.0`, `1.x`, `*`) or hyphen ranges (`1.0 - 2.0`).
+pub fn is_version_range(s: &str) -> bool {
+    let version = |v: &str| {
+        let v = v.strip_prefix('v').unwrap_or(v);
+        let core = v.split(['-', '+']).next().unwrap_or("");
+        let parts: Vec<&str> = core.split('.').collect();
+        !core.is_empty()
+            && parts.len() <= 3
+            && parts.iter().all(|p| {
+                matches!(*p, "x" | "X" | "*")
+                    || (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            })
+    };
+    let comparator = |c: &str| {
+        let c = c.trim_start_matches(['<', '>', '=', '~', '^']);
+        version(c.trim())
+    };
+    !s.trim().is_empty()
+        && s.split("||").all(|set| {
+            let set = set.trim();
+            if set.is_empty() {
+                return true; // `a ||` means any version, as in node-semver
+            }
+            match set.split_once(" - ") {
+                Some((lo, hi)) => version(lo.trim()) && version(hi.trim()),
+                None => set.split_whitespace().all(comparator),
+            }
+        })
+}
+
 fn truthy(v: &str) -> Option<bool> {
     match v.trim() {
         "1" | "true" | "yes" | "on" => Some(true),
@@ -157,6 +229,12 @@ pub fn read(labels: &BTreeMap<String, String>) -> (ServiceLabels, Vec<(String, S
             continue;
         };
         if let Some(name) = rest.strip_prefix("features.") {
+            if let Some(kind) = name.strip_prefix(REQUIRES) {
+                if let Some(reason) = requirement_problem(kind, value.trim()) {
+                    problems.push((key.clone(), reason));
+                }
+                continue;
+            }
             match (Feature::from_name(name), truthy(value)) {
                 (Some(f), Some(true)) => {
                     out.features.insert(f);
@@ -165,21 +243,19 @@ pub fn read(labels: &BTreeMap<String, String>) -> (ServiceLabels, Vec<(String, S
                 (Some(_), None) => {
                     problems.push((key.clone(), format!("`{value}` is not 1/0 or true/false")))
                 }
-                (None, _) => problems.push((key.clone(), format!("unknown feature `{name}`"))),
+                // balena ignores feature labels it does not know: see `warnings`.
+                (None, _) => {}
             }
         } else if rest == "update.strategy" {
-            match UpdateStrategy::from_name(value) {
-                Some(s) => out.strategy = s,
-                None => problems.push((
-                    key.clone(),
-                    format!(
-                        "update strategy `{value}` is not download-then-kill, kill-then-download, delete-then-download or hand-over"
-                    ),
-                )),
+            // An unknown strategy is download-then-kill, as balena does (see `warnings`).
+            if let Some(s) = UpdateStrategy::from_name(value.trim()) {
+                out.strategy = s;
             }
         } else if rest == "update.handover-timeout" {
             match value.trim().parse::<u64>() {
                 Ok(ms) => out.handover_timeout_ms = ms,
+                // Empty: the default, as balena reads it.
+                Err(_) if value.trim().is_empty() => {}
                 Err(_) => problems.push((
                     key.clone(),
                     format!("hand-over timeout `{value}` is not a number of milliseconds"),
@@ -195,17 +271,45 @@ pub fn check(labels: &BTreeMap<String, String>) -> Vec<(String, String)> {
     read(labels).1
 }
 
+/// What the labels ask that is accepted with a change of meaning or not at all, as
+/// (label, reason): an unknown update strategy (download-then-kill instead) and the labels
+/// of [`unread`].
+pub fn warnings(labels: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (key, value) in labels {
+        if strip_prefix(key) == Some("update.strategy")
+            && UpdateStrategy::from_name(value.trim()).is_none()
+        {
+            out.push((
+                key.clone(),
+                format!("update strategy `{value}` is not download-then-kill, kill-then-download, delete-then-download or hand-over: download-then-kill is used"),
+            ));
+        }
+    }
+    for key in unread(labels) {
+        out.push((
+            key.clone(),
+            format!("label `{key}` has a supervisor prefix but is not one the supervisor reads (passed to the container as is)"),
+        ));
+    }
+    out
+}
+
 /// Labels under one of the [`PREFIXES`] that [`read`] neither acts on nor refuses (an
-/// `io.balena.update.stratgy` typo, `io.resin.foo`): they reach the container unchanged.
+/// `io.balena.update.stratgy` typo, `io.resin.foo`, a feature balena does not have): they
+/// reach the container unchanged.
 pub fn unread(labels: &BTreeMap<String, String>) -> Vec<String> {
     labels
         .keys()
         .filter(|key| !RESERVED.contains(&key.as_str()))
         .filter(|key| {
-            strip_prefix(key).is_some_and(|rest| {
-                !rest.starts_with("features.")
-                    && rest != "update.strategy"
-                    && rest != "update.handover-timeout"
+            strip_prefix(key).is_some_and(|rest| match rest.strip_prefix("features.") {
+                Some(name) => {
+                    Feature::from_name(name).is_none()
+                        && !INERT_FEATURES.contains(&name)
+                        && !name.starts_with(REQUIRES)
+                }
+                None => rest != "update.strategy" && rest != "update.handover-timeout",
             })
         })
         .cloned()
@@ -344,8 +448,10 @@ pub fn settings(
             }
             Feature::SupervisorApi => {
                 let supervisor_host = match network_mode {
-                    NetworkMode::Host => "127.0.0.1",
-                    NetworkMode::Bridge => host.supervisor_bridge_host.as_str(),
+                    NetworkMode::Host | NetworkMode::None => "127.0.0.1",
+                    NetworkMode::Bridge | NetworkMode::Service => {
+                        host.supervisor_bridge_host.as_str()
+                    }
                 };
                 let port = host.supervisor_port.to_string();
                 env_all(&mut out, "SUPERVISOR_HOST", supervisor_host);
@@ -357,6 +463,9 @@ pub fn settings(
                 );
                 env_all(&mut out, "SUPERVISOR_API_KEY", &host.supervisor_api_key);
             }
+            // Not a mount or a variable: the create body's `DeviceRequests` and the
+            // service's volumes (`compose::add_feature_volumes`).
+            Feature::Gpu | Feature::ExtraFirmware => {}
             Feature::BalenaApi => {
                 if let Some(key) = &host.device_api_key {
                     env_all(&mut out, "API_KEY", key);

@@ -73,11 +73,74 @@ fn strategies_and_timeout() {
     }
     let (l, _) = read(&labels(&[("io.fleet.update.handover-timeout", "1500")]));
     assert_eq!(l.handover_timeout_ms, 1500);
-    let (_, p) = read(&labels(&[
+    let (_, p) = read(&labels(&[("io.balena.update.handover-timeout", "1m")]));
+    assert_eq!(p.len(), 1);
+    // As balena: an empty timeout is the default; an unknown strategy is
+    // download-then-kill, with a warning.
+    let odd = labels(&[
         ("io.balena.update.strategy", "yolo"),
-        ("io.balena.update.handover-timeout", "1m"),
+        ("io.balena.update.handover-timeout", ""),
+    ]);
+    let (l, p) = read(&odd);
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!(l.strategy, UpdateStrategy::DownloadThenKill);
+    assert_eq!(l.handover_timeout_ms, DEFAULT_HANDOVER_TIMEOUT_MS);
+    let w = warnings(&odd);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].1.contains("`yolo`") && w[0].1.contains("download-then-kill is used"));
+}
+
+#[test]
+fn legacy_names_contracts_and_inert_features() {
+    let l = labels(&[
+        ("io.resin.features.resin-api", "1"),
+        ("io.resin.features.resin-socket", "1"),
+        ("io.balena.features.gpu", "1"),
+        ("io.balena.features.extra-firmware", "1"),
+        ("io.balena.features.optional", "true"),
+        ("io.balena.features.host-os.board-rev", "1"),
+        (
+            "io.balena.features.requires.sw.supervisor",
+            ">=14.0.0 <17 || 17.1.x",
+        ),
+        ("io.balena.features.requires.arch.sw", "aarch64"),
+        ("io.balena.features.requires.hw.device-type", "jetson-nano"),
+        ("io.balena.features.requires.sw.made-up", "anything"),
+        ("io.balena.features.teleport", "1"),
+    ]);
+    let (s, p) = read(&l);
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!(
+        s.features,
+        BTreeSet::from([
+            Feature::BalenaApi,
+            Feature::BalenaSocket,
+            Feature::Gpu,
+            Feature::ExtraFirmware
+        ])
+    );
+    // Only the feature balena does not have is a warning.
+    assert_eq!(unread(&l), ["io.balena.features.teleport"]);
+    let (_, p) = read(&labels(&[
+        ("io.balena.features.requires.sw.l4t", "not-valid"),
+        ("io.balena.features.requires.arch.sw", "sparc"),
     ]));
-    assert_eq!(p.len(), 2);
+    assert_eq!(p.len(), 2, "{p:?}");
+    for good in [
+        "1.2.3",
+        ">=14",
+        "~1.2",
+        "^2.0.0",
+        "1.x",
+        "*",
+        "1.0 - 2.0",
+        "<=5",
+    ] {
+        assert!(is_version_range(good), "{good}");
+    }
+    for bad in ["", "not-valid", ">=a.b", "1.2.3.4"] {
+        assert!(!is_version_range(bad), "{bad}");
+    }
 }
 
 #[test]
@@ -181,8 +244,11 @@ fn every_feature_adds_something() {
         )]));
         assert!(p.is_empty());
         assert!(l.features.contains(&f));
-        let s = only(f, NetworkMode::Bridge);
-        assert!(!(s.mounts.is_empty() && s.env.is_empty()), "{f:?}");
+        // GPU and extra-firmware act on the create body and the volumes instead.
+        if !matches!(f, Feature::Gpu | Feature::ExtraFirmware) {
+            let s = only(f, NetworkMode::Bridge);
+            assert!(!(s.mounts.is_empty() && s.env.is_empty()), "{f:?}");
+        }
     }
 }
 

@@ -24,8 +24,9 @@ pub struct VolumeBinding {
 /// Everything the engine client needs to create one container.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ContainerConfig {
-    /// Engine name: `<service>_<app>_<digest prefix>`, so an old and a new configuration
-    /// of a service can exist side by side during a hand-over.
+    /// Engine name as balena names it: `<service>_<imageId>_<releaseId>_<commit>` (see
+    /// [`container_name`]), so balena's tools and users' scripts find it. A new release is
+    /// a new name, so old and new containers exist side by side during a hand-over.
     pub name: String,
     pub app: String,
     pub service: String,
@@ -57,6 +58,12 @@ struct Digested<'a> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// balena's container name: `<service>_<imageId>_<releaseId>_<commit>`, the commit being
+/// the release UUID (the key of `releases` in a v3 target state).
+pub fn container_name(service: &str, image_id: u64, release_id: u64, commit: &str) -> String {
+    format!("{service}_{image_id}_{release_id}_{commit}")
 }
 
 /// The container of each service of each app's target release, keyed by (app, service),
@@ -102,8 +109,25 @@ pub fn desired_containers(target: &TargetState, host: &HostContext) -> Vec<Conta
                     read_only: m.read_only,
                 })
                 .collect();
+            let engine_name = |service: &str| {
+                container_name(
+                    service,
+                    release.image_ids.get(service).copied().unwrap_or(0),
+                    release.id,
+                    &release.uuid,
+                )
+            };
+            // `service:NAME` namespaces join NAME's container of this release.
+            let mut spec = spec.clone();
+            spec.network_mode_service = spec.network_mode_service.as_deref().map(engine_name);
+            for mode in [&mut spec.ipc, &mut spec.pid] {
+                if let Some(other) = mode.as_deref().and_then(|m| m.strip_prefix("service:")) {
+                    *mode = Some(format!("container:{}", engine_name(other)));
+                }
+            }
+            let spec = &spec;
             let networks: BTreeMap<String, NetworkAttachment> = match spec.network_mode {
-                NetworkMode::Host => BTreeMap::new(),
+                NetworkMode::Host | NetworkMode::None | NetworkMode::Service => BTreeMap::new(),
                 NetworkMode::Bridge => spec
                     .networks
                     .iter()
@@ -138,7 +162,7 @@ pub fn desired_containers(target: &TargetState, host: &HostContext) -> Vec<Conta
             }
 
             out.push(ContainerConfig {
-                name: format!("{service_name}_{}_{}", app.uuid, &digest[..12]),
+                name: engine_name(&service_name),
                 app: app.uuid.clone(),
                 service: service_name.clone(),
                 release: release.uuid.clone(),
@@ -152,6 +176,17 @@ pub fn desired_containers(target: &TargetState, host: &HostContext) -> Vec<Conta
                 handover_timeout_ms: service_labels.handover_timeout_ms,
                 digest,
             });
+        }
+    }
+    // balena's ids make the name unique; hand-written targets may give two apps the same
+    // release key and id: those containers also carry their app.
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for c in &out {
+        *seen.entry(c.name.clone()).or_default() += 1;
+    }
+    for c in &mut out {
+        if seen.get(&c.name).is_some_and(|n| *n > 1) {
+            c.name = format!("{}_{}", c.name, c.app);
         }
     }
     out

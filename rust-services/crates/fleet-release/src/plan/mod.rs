@@ -11,7 +11,7 @@ pub mod simulate;
 #[cfg(test)]
 mod tests;
 
-pub use desired::{ContainerConfig, VolumeBinding, desired_containers};
+pub use desired::{ContainerConfig, VolumeBinding, container_name, desired_containers};
 pub use model::{
     Container, ContainerStatus, CurrentState, LABEL_APP, LABEL_APP_ID, LABEL_DIGEST, LABEL_NAME,
     LABEL_RELEASE, LABEL_SERVICE, LABEL_SUPERVISED, Owned,

@@ -56,6 +56,12 @@ pub enum Step {
     Start {
         container: String,
     },
+    /// Give a container whose configuration is current its balena name (one created
+    /// under an older naming), so balena's tools find it; it keeps running.
+    Rename {
+        container: String,
+        to: String,
+    },
     /// Hand-over: wait until the new container signals it took over (the
     /// `handover-complete` file in the lock directory) or `timeout_ms` passed, then stop
     /// the old one.
@@ -237,6 +243,7 @@ pub fn plan(
     }
 
     // 4. Each target service, apps in order and services in depends_on order.
+    let mut renames = Vec::new();
     for d in &desired {
         let mut cs: Vec<&Container> = by_service
             .get(&(d.app.as_str(), d.service.as_str()))
@@ -250,8 +257,18 @@ pub fn plan(
             .filter(|c| keep.is_none_or(|k| k.name != c.name))
             .copied()
             .collect();
+        let rename = keep.filter(|k| k.name != d.name).map(|k| {
+            (
+                d.app.as_str(),
+                Step::Rename {
+                    container: k.name.clone(),
+                    to: d.name.clone(),
+                },
+            )
+        });
 
         if olds.is_empty() {
+            renames.extend(rename);
             match keep {
                 Some(k) if k.status == ContainerStatus::Created => b.steps.push(Step::Start {
                     container: k.name.clone(),
@@ -264,8 +281,17 @@ pub fn plan(
         if b.hold_if_locked(&d.app, &olds) {
             continue;
         }
+        renames.extend(rename);
         match d.strategy {
             UpdateStrategy::HandOver => {
+                // A change inside one release (variables, config) keeps balena's container
+                // name, and two containers cannot share a name: that old one goes first, as
+                // with download-then-kill (the image is fetched already).
+                let (same_name, olds): (Vec<&Container>, Vec<&Container>) =
+                    olds.into_iter().partition(|c| c.name == d.name);
+                for c in &same_name {
+                    b.stop_and_remove(c);
+                }
                 match keep {
                     None => b.create_and_start(d),
                     Some(k) if k.status == ContainerStatus::Created => b.steps.push(Step::Start {
@@ -319,15 +345,26 @@ pub fn plan(
         }
     }
 
-    // 5. Networks nothing will use any more (volumes are kept: they hold the user's data).
-    let held_apps: BTreeSet<&str> = b.held.iter().map(|h| h.app.as_str()).collect();
+    // 5. A container kept as it is but named otherwise (an unchanged service of a new
+    //    release, or one created under an older naming) gets balena's name, as balena's
+    //    metadata update does; by now any container that held the name is gone.
+    //    An app holding back an update is left entirely as it is.
+    let held_apps: BTreeSet<String> = b.held.iter().map(|h| h.app.clone()).collect();
+    let renames: Vec<Step> = renames
+        .into_iter()
+        .filter(|(app, _)| !held_apps.contains(*app))
+        .map(|(_, step)| step)
+        .collect();
+    b.steps.extend(renames);
+
+    // 6. Networks nothing will use any more (volumes are kept: they hold the user's data).
     for network in &current.networks {
         let wanted = target
             .apps
             .get(&network.app)
             .and_then(|a| a.release.as_ref())
             .is_some_and(|r| r.compose.networks.contains(&network.name));
-        if !wanted && !held_apps.contains(network.app.as_str()) {
+        if !wanted && !held_apps.contains(&network.app) {
             b.steps.push(Step::RemoveNetwork {
                 network: network.clone(),
             });

@@ -100,6 +100,12 @@ pub fn apply(state: &mut CurrentState, step: &Step, target: &TargetState) -> Res
                 restart_count: 0,
             });
         }
+        Step::Rename { container, to } => {
+            if state.containers.iter().any(|c| &c.name == to) {
+                return Err(format!("rename {container} to {to}: the name is taken"));
+            }
+            find(state, container)?.name = to.clone();
+        }
         Step::Start { container } => {
             let c = find(state, container)?.clone();
             if c.status == ContainerStatus::Running {

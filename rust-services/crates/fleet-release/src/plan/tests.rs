@@ -70,6 +70,11 @@ fn describe(steps: &[Step], state: &CurrentState) -> Vec<String> {
             Step::Remove { container } => format!("remove {}", service_of(container)),
             Step::Create { config } => format!("create {}@{}", config.service, config.release),
             Step::Start { container } => format!("start {}", service_of(container)),
+            Step::Rename { container, to } => format!(
+                "rename {} to {}",
+                service_of(container),
+                to.split('_').next().unwrap_or(to)
+            ),
             Step::HandoverKill {
                 container,
                 timeout_ms,
@@ -236,18 +241,24 @@ fn delete_then_download_keeps_an_image_still_in_use() {
             "services:\n  s:\n    image: s:{tag}\n    labels: {{io.balena.update.strategy: delete-then-download}}\n  other:\n    image: s:1\n"
         )
     };
-    let state = converge(
-        CurrentState::default(),
-        &one("r1", &yaml("1")),
-        PlanOptions::default(),
-    );
-    let t2 = one("r2", &yaml("2"));
-    let p = plan_for(&state, &t2);
+    let (state, _, p) = installed_then(&yaml("1"), "r2", &yaml("2"));
     assert!(
         !describe(&p.steps, &state)
             .iter()
             .any(|s| s.starts_with("rmi"))
     );
+}
+
+/// Release `r1` of `yaml1` installed, then the plan to (`rel2`, `yaml2`).
+fn installed_then(yaml1: &str, rel2: &str, yaml2: &str) -> (CurrentState, TargetState, Plan) {
+    let state = converge(
+        CurrentState::default(),
+        &one("r1", yaml1),
+        PlanOptions::default(),
+    );
+    let target = one(rel2, yaml2);
+    let p = plan_for(&state, &target);
+    (state, target, p)
 }
 
 fn locked(mut s: CurrentState) -> CurrentState {
@@ -287,7 +298,13 @@ fn lock_held_no_kill_then_released_applied() {
     let p = plan_for(&after, &t2);
     assert_eq!(
         describe(&p.steps, &after),
-        ["stop s@r1", "remove s@r1", "create s@r2", "start s@new"]
+        [
+            "stop s@r1",
+            "remove s@r1",
+            "create s@r2",
+            "start s@new",
+            "rename t@r1 to t"
+        ]
     );
     apply_all(&mut after, &p.steps, &t2).unwrap();
     assert!(plan_for(&after, &t2).is_converged());
@@ -345,7 +362,12 @@ fn lock_does_not_stop_a_fresh_service() {
     );
     assert_eq!(
         describe(&p.steps, &state),
-        ["fetch b:1", "create b@r2", "start b@new"]
+        [
+            "fetch b:1",
+            "create b@r2",
+            "start b@new",
+            "rename a@r1 to a"
+        ]
     );
     assert!(p.held.is_empty());
 }
@@ -404,7 +426,13 @@ fn unchanged_service_not_restarted_on_release_change() {
         &one("r2", "services:\n  a: {image: a:1}\n  b: {image: b:2}\n"),
     );
     let steps = describe(&p.steps, &state);
-    assert!(steps.iter().all(|s| !s.contains(" a@")), "{steps:?}");
+    // Only renamed to the new release's balena name, as balena's metadata update does.
+    assert!(
+        steps
+            .iter()
+            .all(|s| !s.contains(" a@") || s == "rename a@r1 to a"),
+        "{steps:?}"
+    );
 }
 
 #[test]
@@ -426,7 +454,8 @@ fn environment_change_recreates() {
     );
     assert_eq!(
         describe(&p.steps, &state),
-        ["stop a@r1", "remove a@r1", "create a@r1", "start a@new"]
+        // Same release, same balena name: the new container is `a@r1` by name too.
+        ["stop a@r1", "remove a@r1", "create a@r1", "start a@r1"]
     );
 }
 
@@ -576,13 +605,7 @@ fn interrupted_hand_over_resumes() {
             "services:\n  s:\n    image: s:{tag}\n    labels: {{io.balena.update.strategy: hand-over}}\n"
         )
     };
-    let state = converge(
-        CurrentState::default(),
-        &one("r1", &yaml("1")),
-        PlanOptions::default(),
-    );
-    let t2 = one("r2", &yaml("2"));
-    let p = plan_for(&state, &t2);
+    let (state, t2, p) = installed_then(&yaml("1"), "r2", &yaml("2"));
     // Killed after the new container was created, before it started.
     let mut mid = state.clone();
     apply_all(&mut mid, &p.steps[..2], &t2).unwrap();
@@ -594,6 +617,63 @@ fn interrupted_hand_over_resumes() {
             "remove s@r1"
         ]
     );
+}
+
+#[test]
+fn hand_over_inside_one_release_removes_the_same_named_container_first() {
+    let yaml = |k: &str| {
+        format!(
+            "services:\n  s:\n    image: s:1\n    environment: {{K: '{k}'}}\n    labels: {{io.balena.update.strategy: hand-over}}\n"
+        )
+    };
+    let (state, t2, p) = installed_then(&yaml("1"), "r1", &yaml("2"));
+    assert_eq!(
+        describe(&p.steps, &state),
+        ["stop s@r1", "remove s@r1", "create s@r1", "start s@r1"]
+    );
+    let end = converge(state, &t2, PlanOptions::default());
+    assert_eq!(end.containers.len(), 1);
+}
+
+#[test]
+fn a_current_container_under_an_older_name_is_renamed_not_recreated() {
+    let t = one("r1", "services:\n  a: {image: a:1}\n");
+    let mut state = converge(CurrentState::default(), &t, PlanOptions::default());
+    state.containers[0].name = "a_app1_0123456789ab".into();
+    let p = plan_for(&state, &t);
+    assert_eq!(describe(&p.steps, &state), ["rename a@r1 to a"]);
+    let end = converge(state, &t, PlanOptions::default());
+    assert_eq!(end.containers[0].name, "a_0_1_r1");
+    assert!(plan_for(&end, &t).steps.is_empty());
+}
+
+#[test]
+fn containers_are_named_as_balena_names_them() {
+    let doc = json!({"dev": {"apps": {"a1": {"id": 3, "name": "a", "releases": {"c0ffee": {
+        "id": 12,
+        "services": {
+            "web": {"id": 5, "image_id": "77", "image": "web:1", "composition": {}},
+            "db": {"id": 6, "image": "db:1", "composition": {}}
+        }
+    }}}}}});
+    let t = target_state::parse(doc.to_string().as_bytes()).unwrap();
+    let names: BTreeSet<String> = desired_containers(&t, &host())
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    // No image id in the target (hand-written documents): 0 in its place.
+    assert_eq!(
+        names,
+        BTreeSet::from(["web_77_12_c0ffee".to_string(), "db_0_12_c0ffee".to_string()])
+    );
+    // Two apps with the same release key, id and service (hand-written): the app is added.
+    let yaml = "services:\n  s: {image: s:1}\n";
+    let t = target_of(&[("a1", Some(("r1", yaml))), ("a2", Some(("r1", yaml)))]);
+    let names: BTreeSet<String> = desired_containers(&t, &host())
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
 }
 
 // ---- resumability: a property over random targets and random current states ----
@@ -743,11 +823,29 @@ fn build(apps: &[GenApp]) -> (TargetState, CurrentState) {
                 ContainerStatus::Exited,
             ][g.status as usize];
             let (name, digest, image, networks) = match (g.digest, want) {
+                // Current configuration under an older naming: renamed, not recreated.
+                (0, Some(d)) if g.image % 2 == 1 => (
+                    format!("{service}_{uuid}_legacy"),
+                    d.digest.clone(),
+                    d.spec.image.clone(),
+                    d.spec.networks.keys().cloned().collect::<BTreeSet<_>>(),
+                ),
                 (0, Some(d)) => (
                     d.name.clone(),
                     d.digest.clone(),
                     d.spec.image.clone(),
                     d.spec.networks.keys().cloned().collect::<BTreeSet<_>>(),
+                ),
+                // An even old digest keeps the target's name: a change inside one release.
+                (n, Some(d)) if n % 2 == 0 => (
+                    d.name.clone(),
+                    format!("old{n}"),
+                    IMAGES[g.image].to_string(),
+                    if app.has_network {
+                        BTreeSet::from(["default".to_string()])
+                    } else {
+                        BTreeSet::new()
+                    },
                 ),
                 (n, _) => (
                     format!("{service}_{uuid}_old{n}"),
@@ -806,10 +904,14 @@ fn apply_checked(
             });
             if let Some(d) = want {
                 let image_ready = state.images.contains(&d.spec.image);
-                let new_started = state
-                    .containers
-                    .iter()
-                    .any(|c| c.name == d.name && c.status != ContainerStatus::Created);
+                // The successor: the current configuration, under either name (a kept
+                // container is renamed last).
+                let new_started = state.containers.iter().any(|c| {
+                    c.app == d.app
+                        && c.service == d.service
+                        && c.digest == d.digest
+                        && c.status != ContainerStatus::Created
+                });
                 match d.strategy {
                     crate::labels::UpdateStrategy::DownloadThenKill if !image_ready => {
                         return Err(format!(
@@ -817,7 +919,9 @@ fn apply_checked(
                             d.spec.image
                         ));
                     }
-                    crate::labels::UpdateStrategy::HandOver if !new_started => {
+                    crate::labels::UpdateStrategy::HandOver
+                        if !new_started && d.name != *container =>
+                    {
                         return Err(format!("{container} killed before its successor started"));
                     }
                     _ => {}

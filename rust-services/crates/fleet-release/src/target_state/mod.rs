@@ -201,6 +201,9 @@ pub struct ReleaseTarget {
     /// balena's service ids (`services.<name>.id`) where the target gives them: the
     /// containers' `io.balena.service-id` label.
     pub service_ids: BTreeMap<String, u64>,
+    /// balena's image ids (`services.<name>.image_id`) where the target gives them: part of
+    /// the container name `<service>_<imageId>_<releaseId>_<commit>` (0 when absent).
+    pub image_ids: BTreeMap<String, u64>,
 }
 
 /// Why a target-state document is refused: every problem, each with its path.
@@ -336,6 +339,11 @@ pub fn parse(bytes: &[u8]) -> Result<TargetState, TargetError> {
                 .iter()
                 .filter_map(|(name, s)| Some((name.clone(), s.id?)))
                 .collect();
+            let image_ids = rel
+                .services
+                .iter()
+                .filter_map(|(name, s)| Some((name.clone(), s.image_id?)))
+                .collect();
             match release_compose(&rpath, rel, &mut notes) {
                 Ok((id, compose)) => {
                     release = Some(ReleaseTarget {
@@ -343,6 +351,7 @@ pub fn parse(bytes: &[u8]) -> Result<TargetState, TargetError> {
                         id,
                         compose,
                         service_ids,
+                        image_ids,
                     })
                 }
                 Err(mut p) => problems.append(&mut p),
@@ -449,17 +458,28 @@ fn is_uuidish(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// The compose of a checked file; what it drops or ignores goes to the notes (logged and
+/// reported), so a key this device does not know does not stop the update.
+fn accepted(
+    checked: compose::Checked,
+    notes: &mut Vec<Problem>,
+    at: &str,
+) -> Result<Compose, Vec<Problem>> {
+    let prefixed = |problems: Vec<Problem>| {
+        problems
+            .into_iter()
+            .map(|p| Problem::new(format!("{at}:{}", p.path), p.message))
+            .collect::<Vec<_>>()
+    };
+    notes.extend(prefixed(checked.ignored));
+    checked.compose.ok_or_else(|| prefixed(checked.problems))
+}
+
 fn release_compose(
     path: &str,
     mut rel: ReleaseDoc,
     notes: &mut Vec<Problem>,
 ) -> Result<(u64, Compose), Vec<Problem>> {
-    let prefix = |problems: Vec<Problem>, at: &str| -> Vec<Problem> {
-        problems
-            .into_iter()
-            .map(|p| Problem::new(format!("{path}.{at}:{}", p.path), p.message))
-            .collect()
-    };
     // balena's `running: false`: installed, not running. This device does not keep
     // stopped services: such a service is left out and reported.
     let stopped: Vec<String> = rel
@@ -491,11 +511,11 @@ fn release_compose(
     let mut compose = if let Some(image) = &rel.image {
         compose::single_image(image.clone())
     } else if let Some(c) = &rel.composition {
-        let parsed = match c {
-            Value::String(text) => compose::parse(text),
-            other => compose::from_json(other),
+        let checked = match c {
+            Value::String(text) => compose::check(text),
+            other => compose::check_json(other),
         };
-        parsed.map_err(|e| prefix(e.problems, "composition"))?
+        accepted(checked, notes, &format!("{path}.composition"))?
     } else if rel.services.is_empty() {
         // balena's release without services: nothing runs.
         Compose {
@@ -530,7 +550,11 @@ fn release_compose(
         if let Some(n) = &rel.networks {
             doc.insert("networks".to_string(), n.clone());
         }
-        compose::from_json(&Value::Object(doc)).map_err(|e| prefix(e.problems, "services"))?
+        accepted(
+            compose::check_json(&Value::Object(doc)),
+            notes,
+            &format!("{path}.services"),
+        )?
     };
     for name in &stopped {
         compose.services.remove(name);
@@ -562,6 +586,7 @@ fn release_compose(
             service.environment.extend(overlay.environment.clone());
         }
     }
+    compose::add_feature_volumes(&mut compose);
     if problems.is_empty() {
         Ok((rel.id, compose))
     } else {

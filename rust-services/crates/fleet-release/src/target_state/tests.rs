@@ -82,14 +82,36 @@ fn app_without_release_and_host_app() {
 #[test]
 fn compose_problems_carry_the_release_path() {
     let doc = wrap(json!({"r1": {"id": 2, "composition":
-        "services:\n  web:\n    image: x\n    build: .\n    volumes: ['./d:/d']\n"}}));
+        "services:\n  web:\n    image: x\n    links: [db]\n    volumes: ['./d:/d']\n"}}));
     let p = problems(doc);
     assert_eq!(p.len(), 2, "{p:?}");
     assert_eq!(
         p[0].path,
-        "dev1.apps.app1.releases.r1.composition:services.web.build"
+        "dev1.apps.app1.releases.r1.composition:services.web.links"
     );
     assert!(p[1].message.contains("bind mount of `./d`"));
+}
+
+#[test]
+fn keys_the_device_does_not_know_are_dropped_and_reported() {
+    let doc = wrap(json!({"r1": {"id": 2, "composition":
+        "x-common: {a: 1}\nservices:\n  web:\n    image: x\n    container_name: w\n    env_file: .env\n"}}));
+    let t = parse(doc.to_string().as_bytes()).unwrap();
+    assert!(t.apps["app1"].release.is_some());
+    let notes: Vec<String> = t.notes.iter().map(ToString::to_string).collect();
+    for key in ["container_name", "env_file"] {
+        let n = notes
+            .iter()
+            .filter(|n| {
+                n.contains(&format!(
+                    "dev1.apps.app1.releases.r1.composition:services.web.{key}"
+                )) && n.contains("service `web`")
+                    && n.contains("dropped")
+            })
+            .count();
+        assert_eq!(n, 1, "one warning for {key}: {notes:?}");
+    }
+    assert!(!notes.iter().any(|n| n.contains("x-common")), "{notes:?}");
 }
 
 #[test]

@@ -5,62 +5,12 @@ use std::collections::BTreeMap;
 use fleet_log::error::{Chain, one_line};
 use serde_json::{Value, json};
 
+use super::device_api::{self, failure};
+pub use super::message::{Request, Response};
 use super::power::{self, PowerAction};
 use super::source;
 use super::state::Shared;
-use super::{ReconcileError, Reconciler, ServiceState};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    pub method: String,
-    pub path: String,
-    /// Decoded query parameters, in order.
-    pub query: Vec<(String, String)>,
-    /// Header names lower-cased.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Request {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn json(status: u16, value: &serde_json::Value) -> Response {
-        Response {
-            status,
-            content_type: "application/json",
-            body: serde_json::to_vec(value).unwrap_or_default(),
-        }
-    }
-
-    pub fn text(status: u16, text: &str) -> Response {
-        Response {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: text.as_bytes().to_vec(),
-        }
-    }
-}
+use super::{Reconciler, ServiceState};
 
 /// Paths that answer without a key, as on balena: liveness probes.
 const OPEN_PATHS: &[&str] = &["/ping", "/v1/healthy"];
@@ -78,18 +28,36 @@ pub async fn route<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response
         ("GET", ["v1", "healthy"]) => healthy(shared).await,
         ("GET", ["v2", "applications", "state"]) => applications_state(shared).await,
         ("GET", ["v2", "state", "status"]) => state_status(shared).await,
-        ("POST", ["v2", "applications", app_id, action]) => {
-            app_action(shared, app_id, action, &req.body).await
+        ("POST", ["v2", "applications", id, "purge"]) => {
+            device_api::v2_purge(shared, id, req).await
         }
-        ("POST", ["v1", "update"]) => match body(&req.body) {
+        ("GET", ["v2", "applications", id, "state"]) => device_api::v2_app_state(shared, id).await,
+        ("GET", ["v1", "apps", id]) => device_api::v1_app(shared, id).await,
+        ("POST", ["v1", "apps", id, a @ ("stop" | "start")]) => {
+            device_api::v1_app_action(shared, id, a, req).await
+        }
+        ("POST", ["v1", "restart"]) => device_api::v1_restart(shared, req).await,
+        ("POST", ["v1", "purge"]) => device_api::v1_purge(shared, req).await,
+        ("GET", ["v1", "device"]) => device_api::v1_device(shared).await,
+        ("POST", ["v1", "blink"]) => device_api::v1_blink(),
+        ("GET", ["v1", "device", "host-config"]) => device_api::v1_host_config(),
+        ("GET", ["v2", "device", "name"]) => device_api::v2_device_name(shared),
+        ("GET", ["v2", "device", "tags"]) => device_api::v2_device_tags(shared).await,
+        ("GET", ["v2", "device", "vpn"]) => device_api::v2_device_vpn(shared),
+        ("GET", ["v2", "cleanup-volumes"]) => device_api::v2_cleanup_volumes(shared).await,
+        ("POST", ["v2", "journal-logs"]) => device_api::v2_journal_logs(req).await,
+        ("POST", ["v2", "applications", app_id, action]) => {
+            app_action(shared, app_id, action, req).await
+        }
+        ("POST", ["v1", "update"]) => match body(req) {
             Ok(b) => {
                 shared.trigger(b.force);
                 Response::text(204, "")
             }
             Err(r) => r,
         },
-        ("POST", ["v1", "reboot"]) => power(shared, PowerAction::Reboot, &req.body).await,
-        ("POST", ["v1", "shutdown"]) => power(shared, PowerAction::PowerOff, &req.body).await,
+        ("POST", ["v1", "reboot"]) => power(shared, PowerAction::Reboot, req).await,
+        ("POST", ["v1", "shutdown"]) => power(shared, PowerAction::PowerOff, req).await,
         ("GET", ["v2", "local", "target-state"]) => get_local_target(shared),
         ("POST", ["v2", "local", "target-state"]) => post_local_target(shared, &req.body),
         (_, ["ping"] | ["v1", "healthy" | "update" | "reboot" | "shutdown"])
@@ -122,39 +90,18 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 struct ActionBody {
     force: bool,
     service_name: Option<String>,
+    image_id: Option<u64>,
 }
 
-/// The JSON body of the POST endpoints: `force`, `serviceName` (both optional).
-fn body(bytes: &[u8]) -> Result<ActionBody, Response> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(ActionBody::default());
-    }
-    let bad = |m: String| Response::json(400, &json!({ "status": "failed", "message": m }));
-    let v: Value =
-        serde_json::from_slice(bytes).map_err(|e| bad(format!("body is not JSON: {e}")))?;
-    let force = match v.get("force") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(bad("`force` must be true or false".into())),
-    };
-    let service_name = match v.get("serviceName") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(bad("`serviceName` must be a string".into())),
-    };
+/// The body of the POST endpoints, JSON or form: `force` (boolean or balena's truthy
+/// strings), `serviceName` or `imageId` (all optional).
+fn body(req: &Request) -> Result<ActionBody, Response> {
+    let p = super::params::Params::of(req)?;
     Ok(ActionBody {
-        force,
-        service_name,
+        force: p.force(),
+        service_name: p.text("serviceName"),
+        image_id: p.int("imageId"),
     })
-}
-
-fn failure(e: &ReconcileError) -> Response {
-    let status = match e {
-        ReconcileError::Locked { .. } => 423,
-        ReconcileError::NoSuchApp { .. } | ReconcileError::NoSuchService { .. } => 404,
-        ReconcileError::Failed(_) => 503,
-    };
-    Response::text(status, &one_line(e))
 }
 
 async fn healthy<R: Reconciler>(shared: &Shared<R>) -> Response {
@@ -284,9 +231,9 @@ async fn app_action<R: Reconciler>(
     shared: &Shared<R>,
     app_id: &str,
     action: &str,
-    raw: &[u8],
+    req: &Request,
 ) -> Response {
-    let b = match body(raw) {
+    let b = match body(req) {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -296,7 +243,23 @@ async fn app_action<R: Reconciler>(
             &format!("Application {app_id} not found in the target"),
         );
     };
-    let service = b.service_name.as_deref();
+    // balena names the service by `serviceName` or by its release's `imageId`.
+    let by_image = b.image_id.and_then(|image_id| {
+        let target = shared.target.borrow();
+        let release = target.as_ref()?.state.apps.get(&app)?.release.as_ref()?;
+        release
+            .image_ids
+            .iter()
+            .find(|(_, id)| **id == image_id)
+            .map(|(service, _)| service.clone())
+    });
+    if b.image_id.is_some() && by_image.is_none() && b.service_name.is_none() {
+        return Response::text(
+            404,
+            "Service not found, a container must exist for this action",
+        );
+    }
+    let service = b.service_name.as_deref().or(by_image.as_deref());
     let _actions = shared.actions.lock().await;
     let r = &shared.reconciler;
     let result = match (action, service) {
@@ -315,8 +278,8 @@ async fn app_action<R: Reconciler>(
     }
 }
 
-async fn power<R: Reconciler>(shared: &Shared<R>, action: PowerAction, raw: &[u8]) -> Response {
-    let b = match body(raw) {
+async fn power<R: Reconciler>(shared: &Shared<R>, action: PowerAction, req: &Request) -> Response {
+    let b = match body(req) {
         Ok(b) => b,
         Err(r) => return r,
     };

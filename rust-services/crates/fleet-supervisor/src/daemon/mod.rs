@@ -8,6 +8,9 @@
 mod access;
 mod api;
 pub mod client;
+mod device_api;
+mod message;
+mod params;
 mod power;
 mod server;
 mod settings;
@@ -66,6 +69,19 @@ pub trait Reconciler {
         force: bool,
     ) -> Result<(), ReconcileError>;
     async fn restart_app(&self, app: &str, force: bool) -> Result<(), ReconcileError>;
+    /// Removes the app's containers and volumes (its data); the next apply recreates them.
+    async fn purge_app(&self, app: &str, _force: bool) -> Result<(), ReconcileError> {
+        Err(ReconcileError::NoSuchApp {
+            app: app.to_string(),
+        })
+    }
+    /// Removes the supervisor's volumes not in `keep`; returns the engine names removed.
+    async fn remove_orphan_volumes(
+        &self,
+        _keep: &std::collections::BTreeSet<fleet_release::plan::Owned>,
+    ) -> Result<Vec<String>, ReconcileError> {
+        Ok(Vec::new())
+    }
     /// Subnets of the engine's bridge networks (the default bridge and the apps'), whose
     /// containers may reach the API ([`crate::exec::report::bridge_subnets`] reads them).
     async fn bridge_subnets(&self) -> Result<Vec<Subnet>, ReconcileError> {

@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 
 use super::Reconciler;
 use super::access;
-use super::api::{self, Request, Response};
+use super::api;
+use super::message::{Request, Response, percent_decode};
 use super::state::Shared;
 
 const MAX_BODY: usize = fleet_release::target_state::MAX_TARGET_BYTES;
@@ -107,31 +108,4 @@ async fn from_hyper(req: fleet_http::Request<Incoming>) -> Result<Request, Respo
         headers,
         body: body.to_vec(),
     })
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

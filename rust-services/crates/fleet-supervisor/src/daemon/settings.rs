@@ -71,6 +71,8 @@ pub enum SettingsError {
     Port(String),
     #[error(transparent)]
     Write(#[from] FsError),
+    #[error("{name}: {reason}")]
+    Header { name: String, reason: String },
     #[error("{}: cannot read or write the API key", path.display())]
     Io {
         path: PathBuf,
@@ -98,13 +100,42 @@ impl Settings {
         // every container with `features.supervisor-api`, the cloud credential only to
         // those with `features.balena-api` (as on balena).
         let api_key = local_api_key(&args.data_dir)?;
+        let uuid = pick("FLEET_UUID", &s.supervisor.uuid);
+        let api_endpoint = pick("FLEET_API_ENDPOINT", &s.supervisor.api_endpoint);
+        // config.json is checked when loaded; the environment and the key file are not:
+        // every value that goes into a request is checked here, at start.
+        {
+            use fleet_config::header::{MAX_API_KEY, MAX_URL, MAX_UUID, problem};
+            let key_file = args.data_dir.join(API_KEY_FILE).display().to_string();
+            for (name, value, max) in [
+                ("uuid (FLEET_UUID)", uuid.as_deref(), MAX_UUID),
+                (
+                    "apiEndpoint (FLEET_API_ENDPOINT)",
+                    api_endpoint.as_deref(),
+                    MAX_URL,
+                ),
+                (
+                    "deviceApiKey (FLEET_DEVICE_API_KEY)",
+                    device_api_key.as_deref(),
+                    MAX_API_KEY,
+                ),
+                (key_file.as_str(), Some(api_key.as_str()), MAX_API_KEY),
+            ] {
+                if let Some(reason) = value.and_then(|v| problem(v, max)) {
+                    return Err(SettingsError::Header {
+                        name: name.to_string(),
+                        reason,
+                    });
+                }
+            }
+        }
         Ok(Settings {
             data_dir: args.data_dir.clone(),
             listen_address: args.listen_address.clone(),
             listen_port,
             api_key,
-            uuid: pick("FLEET_UUID", &s.supervisor.uuid),
-            api_endpoint: pick("FLEET_API_ENDPOINT", &s.supervisor.api_endpoint),
+            uuid,
+            api_endpoint,
             device_api_key,
             device_type: pick("FLEET_DEVICE_TYPE", &s.supervisor.device_type),
             development_mode: s.development_mode,

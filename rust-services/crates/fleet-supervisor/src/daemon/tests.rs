@@ -106,6 +106,21 @@ impl Reconciler for Memory {
         self.log(format!("restart {app} {force}"));
         Ok(())
     }
+
+    async fn purge_app(&self, app: &str, force: bool) -> Result<(), ReconcileError> {
+        self.gate(app, force)?;
+        self.log(format!("purge {app} {force}"));
+        Ok(())
+    }
+
+    async fn remove_orphan_volumes(
+        &self,
+        keep: &std::collections::BTreeSet<fleet_release::plan::Owned>,
+    ) -> Result<Vec<String>, ReconcileError> {
+        let names: Vec<String> = keep.iter().map(|o| o.engine_name()).collect();
+        self.log(format!("cleanup keeping {}", names.join(",")));
+        Ok(Vec::new())
+    }
 }
 
 fn settings(dir: &Path) -> Settings {
@@ -390,7 +405,8 @@ async fn service_actions_map_app_ids_and_honour_locks() {
             )
             .await
             .0,
-            400
+            // As balena: a number is a name like any other, and no service has it.
+            404
         );
         assert_eq!(
             post("/v2/applications/1804/restart-service", "not json")
@@ -885,4 +901,178 @@ async fn the_state_report_carries_what_the_target_asks_that_is_not_done() {
             .contains("HOST_CONFIG_gpu_mem")
     );
     assert!(warnings[1].as_str().unwrap().contains("host OS"));
+}
+
+#[test]
+fn header_values_from_the_environment_are_checked_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = RunArgs {
+        data_dir: tmp.path().join("data"),
+        config: tmp.path().join("absent.json"),
+        engine_socket: "/var/run/docker.sock".into(),
+        listen_address: "127.0.0.1".into(),
+        reconcile_s: 60,
+        retry_s: 10,
+        stall_limit_s: 1800,
+    };
+    let bad_key = |k: &str| (k == "FLEET_DEVICE_API_KEY").then(|| "key\r\nX-Evil: 1".to_string());
+    let e = Settings::resolve(&args, bad_key).unwrap_err().to_string();
+    assert!(
+        e.starts_with("deviceApiKey (FLEET_DEVICE_API_KEY): has a character"),
+        "{e}"
+    );
+    let long_uuid = |k: &str| (k == "FLEET_UUID").then(|| "a".repeat(65));
+    let e = Settings::resolve(&args, long_uuid).unwrap_err().to_string();
+    assert!(
+        e.contains("uuid (FLEET_UUID): is 65 bytes long, at most 64"),
+        "{e}"
+    );
+    // A tampered local key file is refused too, naming the file.
+    std::fs::write(tmp.path().join("data").join("api-key"), "two words").unwrap();
+    let e = Settings::resolve(&args, |_| None).unwrap_err().to_string();
+    assert!(e.contains("api-key: has a character"), "{e}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn balena_device_api_routes_answer_with_balena_shapes() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_target(tmp.path(), EXAMPLE);
+    with_daemon(settings(tmp.path()), timing(), |addr, shared| async move {
+        until("target loaded", || shared.target.borrow().is_some()).await;
+        let m = &shared.reconciler;
+        let json_of = |s: &str| serde_json::from_str::<Value>(s).unwrap();
+        let get = |path: &'static str| call(addr, "GET", path, Some(KEY), "");
+        let post =
+            |path: &'static str, body: &'static str| call(addr, "POST", path, Some(KEY), body);
+
+        // v1 single-container routes (the memory engine has one container, `db`).
+        let (status, body) = get("/v1/apps/1804").await;
+        assert_eq!(status, 200, "{body}");
+        let app = json_of(&body);
+        assert_eq!(
+            (app["appId"].as_u64(), app["containerId"].as_str()),
+            (Some(1804), Some("c0ffee"))
+        );
+        assert_eq!(app["releaseId"], 5521);
+        assert!(app["env"]["BALENA_APP_ID"].is_string(), "{app}");
+        assert!(
+            app["env"].get("BALENA_SUPERVISOR_API_KEY").is_none(),
+            "credentials hidden: {app}"
+        );
+        assert_eq!(get("/v1/apps/99").await, (400, "App not found".into()));
+        assert_eq!(
+            post("/v1/apps/1804/stop", r#"{"force":"1"}"#).await,
+            (200, r#"{"containerId":"c0ffee"}"#.into())
+        );
+        assert_eq!(
+            m.calls.borrow().last().unwrap(),
+            &format!("stop-service {APP} db true")
+        );
+        assert_eq!(post("/v1/apps/1804/start", "").await.0, 200);
+        assert_eq!(
+            post("/v1/restart", r#"{"appId":"1804"}"#).await,
+            (200, "OK".into())
+        );
+        assert_eq!(
+            m.calls.borrow().last().unwrap(),
+            &format!("restart {APP} false")
+        );
+        assert_eq!(
+            post("/v1/restart", "{}").await,
+            (400, "Missing app id".into())
+        );
+
+        // Purge: v1 and v2 shapes; a held lock is 423 unless forced.
+        assert_eq!(
+            post("/v1/purge", r#"{"appId":1804}"#).await,
+            (200, r#"{"Data":"OK","Error":""}"#.into())
+        );
+        // The purge wakes the loop, which recreates what was removed.
+        assert!(
+            m.calls.borrow().contains(&format!("purge {APP} false")),
+            "{:?}",
+            m.calls.borrow()
+        );
+        assert_eq!(
+            post("/v1/purge", "{}").await,
+            (400, "Invalid or missing appId".into())
+        );
+        m.locked.set(true);
+        assert_eq!(post("/v2/applications/1804/purge", "").await.0, 423);
+        assert_eq!(
+            post("/v2/applications/1804/purge", r#"{"force":"true"}"#).await,
+            (200, "OK".into())
+        );
+        m.locked.set(false);
+        assert_eq!(post("/v2/applications/0/purge", "").await.0, 400);
+
+        // App state by numeric id.
+        let (status, body) = get("/v2/applications/1804/state").await;
+        assert_eq!(status, 200, "{body}");
+        let state = json_of(&body);
+        let services = state["local"]["1804"]["services"].as_object().unwrap();
+        assert_eq!(services.len(), 1, "{state}");
+        let (_, db) = services.iter().next().unwrap();
+        assert_eq!(
+            (db["status"].as_str(), db["releaseId"].as_u64()),
+            (Some("Running"), Some(5521))
+        );
+        assert_eq!(get("/v2/applications/77/state").await.0, 409);
+        assert_eq!(get("/v2/applications/abc/state").await.0, 400);
+
+        // Device routes.
+        let (status, body) = get("/v1/device").await;
+        assert_eq!(status, 200, "{body}");
+        let dev = json_of(&body);
+        assert_eq!(dev["status"], "Idle", "{dev}");
+        assert!(
+            dev["api_port"].is_u64() && dev["update_pending"].is_boolean(),
+            "{dev}"
+        );
+        assert_eq!(
+            json_of(&get("/v2/device/name").await.1)["status"],
+            "success"
+        );
+        assert_eq!(
+            json_of(&get("/v2/device/vpn").await.1),
+            json!({"status": "success", "vpn": {"enabled": false, "connected": false}})
+        );
+        let (status, body) = get("/v2/device/tags").await;
+        assert_eq!(
+            (status, json_of(&body)["status"].as_str()),
+            (500, Some("failed"))
+        );
+        assert_eq!(post("/v1/blink", "").await, (200, "OK".into()));
+        let host = json_of(&get("/v1/device/host-config").await.1);
+        assert!(host["network"]["hostname"].is_string() && host["network"]["proxy"].is_object());
+
+        // Volume cleanup keeps what the target declares.
+        assert_eq!(
+            get("/v2/cleanup-volumes").await,
+            (200, r#"{"status":"success"}"#.into())
+        );
+        assert!(
+            m.calls
+                .borrow()
+                .iter()
+                .any(|c| c.starts_with("cleanup keeping ")),
+            "{:?}",
+            m.calls.borrow()
+        );
+        let (status, _) = post("/v2/journal-logs", r#"{"follow":true}"#).await;
+        assert_eq!(status, 501);
+        // Unknown imageId: no such service.
+        assert_eq!(
+            post(
+                "/v2/applications/1804/restart-service",
+                r#"{"imageId":424242}"#
+            )
+            .await
+            .0,
+            404
+        );
+        // Every new route wants the key.
+        assert_eq!(call(addr, "GET", "/v1/device", None, "").await.0, 401);
+    })
+    .await;
 }

@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use fleet_engine::{
-    CreateContainer, DeviceMapping, Empty, EndpointConfig, HealthConfig, HostConfig, IpamConfig,
-    NetworkingConfig, PortBinding, RestartPolicy, Ulimit,
+    CreateContainer, DeviceMapping, DeviceRequest, Empty, EndpointConfig, HealthConfig, HostConfig,
+    IpamConfig, NetworkingConfig, PortBinding, RestartPolicy, Ulimit,
 };
 
 use fleet_release::compose::{NetworkAttachment, NetworkMode, Protocol, RestartPolicy as Restart};
+use fleet_release::labels::Feature;
 use fleet_release::plan::ContainerConfig;
 use fleet_release::update_lock;
 
@@ -38,6 +39,24 @@ fn endpoint(service: &str, attachment: &NetworkAttachment) -> EndpointConfig {
             ipv4_address: ip.clone(),
         }),
     }
+}
+
+/// `features.gpu`: one GPU, as `docker run --gpus 1` asks for it (balena does the same).
+fn gpu_requests(labels: &BTreeMap<String, String>) -> Vec<DeviceRequest> {
+    if !fleet_release::labels::read(labels)
+        .0
+        .features
+        .contains(&Feature::Gpu)
+    {
+        return Vec::new();
+    }
+    vec![DeviceRequest {
+        driver: String::new(),
+        count: 1,
+        device_ids: Vec::new(),
+        capabilities: vec![vec!["gpu".to_string()]],
+        options: BTreeMap::new(),
+    }]
 }
 
 fn bind(source: &str, target: &str, read_only: bool) -> String {
@@ -84,13 +103,25 @@ pub fn create_request(config: &ContainerConfig, lock_root: &Path) -> CreateReque
         exposed_ports.insert(key.clone(), Empty {});
         port_bindings.entry(key).or_default().push(PortBinding {
             host_ip: p.host_ip.clone().unwrap_or_default(),
-            host_port: p.host_port.map(|n| n.to_string()).unwrap_or_default(),
+            host_port: match (p.host_port, p.host_port_end) {
+                (Some(a), Some(b)) => format!("{a}-{b}"),
+                (Some(a), None) => a.to_string(),
+                _ => String::new(),
+            },
         });
     }
 
     let mut networks = config.networks.iter();
     let (network_mode, networking_config) = match (spec.network_mode, networks.next()) {
         (NetworkMode::Host, _) => ("host".to_string(), None),
+        (NetworkMode::None, _) => ("none".to_string(), None),
+        (NetworkMode::Service, _) => (
+            format!(
+                "container:{}",
+                spec.network_mode_service.as_deref().unwrap_or_default()
+            ),
+            None,
+        ),
         (NetworkMode::Bridge, None) => ("none".to_string(), None),
         (NetworkMode::Bridge, Some((name, attachment))) => (
             name.clone(),
@@ -195,6 +226,7 @@ pub fn create_request(config: &ContainerConfig, lock_root: &Path) -> CreateReque
             pids_limit: spec.pids_limit,
             shm_size: spec.shm_size,
             userns_mode: spec.userns_mode.clone(),
+            device_requests: gpu_requests(&spec.labels),
         },
     };
     CreateRequest {

@@ -11,6 +11,7 @@ pub mod report;
 mod state;
 #[cfg(test)]
 mod tests;
+mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -58,6 +59,10 @@ pub enum ExecError {
     NoSuchApp { app: String },
     #[error("app {app} holds its update lock (updates.lock); use force to override")]
     Locked { app: String },
+    #[error(
+        "create {0}: a container not made by the supervisor has that name; remove or rename it"
+    )]
+    NameTaken(String),
 }
 
 impl ExecError {
@@ -94,6 +99,7 @@ pub fn describe(step: &Step) -> String {
             config.name, config.app, config.service, config.release
         ),
         Step::Start { container } => format!("start {container}"),
+        Step::Rename { container, to } => format!("rename {container} {to}"),
         Step::HandoverKill {
             container,
             timeout_ms,
@@ -245,7 +251,10 @@ impl Executor {
             if c.status != ContainerStatus::Created {
                 continue;
             }
-            let Some(d) = desired.iter().find(|d| d.name == c.name) else {
+            let Some(d) = desired
+                .iter()
+                .find(|d| d.name == c.name && d.digest == c.digest)
+            else {
                 continue;
             };
             let attached: BTreeSet<String> = c
@@ -346,6 +355,10 @@ impl Executor {
             Step::Create { config } => create(engine, &self.lock_root, config).await?,
             Step::Start { container } => engine
                 .start_container_idempotent(container)
+                .await
+                .map_err(ExecError::engine(what))?,
+            Step::Rename { container, to } => engine
+                .rename_container(container, to)
                 .await
                 .map_err(ExecError::engine(what))?,
             Step::HandoverKill {
@@ -549,10 +562,32 @@ async fn create(
         lock::clear_handover(&dir)?;
     }
     let request = create_request(config, lock_root);
-    engine
-        .create_container(&config.name, &request.body)
-        .await
-        .map_err(ExecError::engine(what.clone()))?;
+    match engine.create_container(&config.name, &request.body).await {
+        // The name is taken by a container the state did not list: one whose create was
+        // cut short by a kill (the engine keeps the name while it is not listed yet) or one
+        // of ours. The name is balena's, made for this release: it is cleared and the
+        // create runs once more. A foreign container of that name is left and refused.
+        Err(fleet_engine::Error::Api { status: 409, .. }) => {
+            let holder = engine
+                .inspect_container(&config.name)
+                .await
+                .map_err(ExecError::engine(what.clone()))?;
+            if holder.is_some_and(|h| !h.config.labels.contains_key(LABEL_SUPERVISED)) {
+                return Err(ExecError::NameTaken(config.name.clone()));
+            }
+            engine
+                .remove_container(&config.name, true)
+                .await
+                .map_err(ExecError::engine(format!("{what}: clear the name")))?;
+            engine
+                .create_container(&config.name, &request.body)
+                .await
+                .map_err(ExecError::engine(what.clone()))?;
+        }
+        r => {
+            r.map_err(ExecError::engine(what.clone()))?;
+        }
+    }
     for (network, endpoint) in &request.extra_networks {
         engine
             .connect_network(network, &config.name, endpoint)

@@ -2,7 +2,9 @@
 
 use super::{ExecError, Executor, report};
 use crate::daemon::{ApplySummary, ReconcileError, Reconciler, ServiceState, Subnet};
-use fleet_release::plan::CurrentState;
+use std::collections::BTreeSet;
+
+use fleet_release::plan::{CurrentState, Owned};
 use fleet_release::target_state::TargetState;
 
 /// Locks become HTTP 423, unknown apps/services 404, everything else 503.
@@ -88,6 +90,22 @@ impl Reconciler for Executor {
         Executor::restart_app(self, app, force)
             .await
             .map(drop)
+            .map_err(reconcile_error)
+    }
+
+    async fn purge_app(&self, app: &str, force: bool) -> Result<(), ReconcileError> {
+        Executor::purge_app(self, app, force)
+            .await
+            .map(drop)
+            .map_err(reconcile_error)
+    }
+
+    async fn remove_orphan_volumes(
+        &self,
+        keep: &BTreeSet<Owned>,
+    ) -> Result<Vec<String>, ReconcileError> {
+        Executor::remove_orphan_volumes(self, keep)
+            .await
             .map_err(reconcile_error)
     }
 }

@@ -189,3 +189,48 @@ fn network_options_reach_the_create_body() {
     assert_eq!(body["Options"]["com.docker.network.bridge.name"], "br0");
     assert_eq!(body["IPAM"]["Config"][0]["Subnet"], "10.9.0.0/16");
 }
+
+#[test]
+fn gpu_feature_requests_one_gpu_and_extra_firmware_mounts_its_volume() {
+    let r = request(
+        "services:\n  web:\n    image: x\n    labels: {io.balena.features.gpu: '1', io.balena.features.extra-firmware: '1'}\n",
+    );
+    let body = serde_json::to_value(&r.body).unwrap();
+    assert_eq!(
+        body["HostConfig"]["DeviceRequests"],
+        serde_json::json!([{"Driver": "", "Count": 1, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}])
+    );
+    let binds = &r.body.host_config.binds;
+    assert!(
+        binds.contains(&"app1_extra-firmware:/extra-firmware".to_string()),
+        "{binds:?}"
+    );
+    let plain = serde_json::to_value(&request("services:\n  web: {image: x}\n").body).unwrap();
+    assert!(plain["HostConfig"].get("DeviceRequests").is_none());
+}
+
+#[test]
+fn service_namespaces_join_the_other_services_container_and_none_has_no_network() {
+    let t = target_of(
+        "services:\n  web: {image: w}\n  side: {image: s, network_mode: 'service:web', ipc: 'service:web'}\n  alone: {image: a, network_mode: none}\n",
+    );
+    let configs = plan::desired_containers(&t, &HostContext::default());
+    let body = |service: &str| {
+        let c = configs.iter().find(|c| c.service == service).unwrap();
+        serde_json::to_value(&create_request(c, Path::new("/run/locks")).body).unwrap()
+    };
+    assert_eq!(
+        body("side")["HostConfig"]["NetworkMode"],
+        "container:web_0_1_r1"
+    );
+    assert_eq!(
+        body("side")["HostConfig"]["IpcMode"],
+        "container:web_0_1_r1"
+    );
+    assert!(
+        body("side")
+            .get("NetworkingConfig")
+            .is_none_or(|n| n.is_null())
+    );
+    assert_eq!(body("alone")["HostConfig"]["NetworkMode"], "none");
+}
