@@ -3,11 +3,19 @@
 # ($body_bytes_sent), which is what the cases count. fleetd reads the bundle with Range
 # requests and fetches only the chunks neither slot holds.
 
-# serve DIR [RATE]: nginx on a free loopback port serving DIR (limit_rate RATE); sets $base.
+# serve DIR [RATE] [tls]: nginx on a free loopback port serving DIR (limit_rate RATE; with
+# tls: https with a certificate for 127.0.0.1 from the test's own CA, $work/ca/ca.crt); sets
+# $base.
 serve() {
-  local dir=$1 rate=${2:-0} n=$work/nginx port
+  local dir=$1 rate=${2:-0} tls=${3:-} n=$work/nginx port listen scheme=http
   mkdir -p "$n"; : >"$n/access.log"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  listen="listen 127.0.0.1:$port;"
+  if [ -n "$tls" ]; then
+    make_ca || return 1
+    listen="listen 127.0.0.1:$port ssl; ssl_certificate $work/ca/server.crt; ssl_certificate_key $work/ca/server.key;"
+    scheme=https
+  fi
   cat >"$n/nginx.conf" <<EOF
 daemon on;
 # The test's files are in a 0700 temp dir: workers run as root like the master.
@@ -20,12 +28,25 @@ http {
   log_format bytes '\$status \$body_bytes_sent "\$http_range"';
   access_log $n/access.log bytes;
   client_body_temp_path $n; proxy_temp_path $n; fastcgi_temp_path $n; uwsgi_temp_path $n; scgi_temp_path $n;
-  server { listen 127.0.0.1:$port; root $dir; limit_rate $rate; }
+  server { $listen root $dir; limit_rate $rate; }
 }
 EOF
   nginx -c "$n/nginx.conf" -p "$n" || return 1
   echo "$n/pid" >>"$work/pids"
-  base=http://127.0.0.1:$port
+  base=$scheme://127.0.0.1:$port
+}
+# make_ca: a CA and a server certificate for IP 127.0.0.1 (openssl), once.
+make_ca() {
+  local c=$work/ca
+  [ -f "$c/server.crt" ] && return 0
+  mkdir -p "$c"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=fleet-test-ca \
+    -keyout "$c/ca.key" -out "$c/ca.crt" 2>/dev/null || return 1
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$c/server.key" -out "$c/server.csr" 2>/dev/null || return 1
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$c/ext"
+  openssl x509 -req -in "$c/server.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" -CAcreateserial -days 2 \
+    -extfile "$c/ext" -out "$c/server.crt" 2>/dev/null
 }
 unserve() { [ -f "$work/nginx/pid" ] && kill "$(cat "$work/nginx/pid")" 2>/dev/null; sleep 0.2; rm -rf "$work/nginx"; }
 # Body bytes nginx sent since it started.
@@ -134,5 +155,23 @@ ota_resume() { # SIGKILL in the middle of a range (nginx slowed to 2 MiB/s, kill
   [ $((first + again)) -le $((total + 1048576)) ] ||
     die "fetched $first, then $again of $total: $((first + again - total)) bytes twice"
   echo "resume after SIGKILL: $first bytes before the kill, $again after, $((first + again - total)) fetched twice, bundle $total" >>"$work/figures"
+  unserve
+}
+
+ota_https() { # https: trusted through the root's CA bundle; an unknown issuer is refused
+  ota_fixtures; ota_root ota5; serve "$work/ota/www" 0 tls || die "nginx"
+  local envsum slotsum
+  mkdir -p "$work/ota5/etc/ssl/certs"
+  # Another CA only: the server's certificate is not trusted, nothing is written.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=other \
+    -keyout "$work/other.key" -out "$work/ota5/etc/ssl/certs/ca-certificates.crt" 2>/dev/null
+  envsum=$(sha "$work/ota5/mnt/boot/EFI/fleet/grubenv"); slotsum=$(sha "$work/ota5-b.img")
+  ! fleetd --root "$work/ota5" update install "$base/v2.fleet" 2>"$work/ota5.err" || die "untrusted accepted"
+  grep -q 'not trusted' "$work/ota5.err" || die "message: $(cat "$work/ota5.err")"
+  [ "$(sha "$work/ota5/mnt/boot/EFI/fleet/grubenv")" = "$envsum" ] && [ "$(sha "$work/ota5-b.img")" = "$slotsum" ] ||
+    die "state changed"
+  cp "$work/ca/ca.crt" "$work/ota5/etc/ssl/certs/ca-certificates.crt"
+  fleetd --root "$work/ota5" update install "$base/v2.fleet" >/dev/null || die "https install failed"
+  ota_check_b ota5
   unserve
 }

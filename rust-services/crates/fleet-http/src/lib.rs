@@ -7,6 +7,8 @@
 
 pub mod client;
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use bytes::Bytes;
 pub use http_body_util::Full;

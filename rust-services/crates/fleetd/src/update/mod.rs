@@ -18,7 +18,8 @@ use fleet_fs::Root;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Write a bundle to the inactive slot and arm a trial boot: FILE, file://PATH, - for
-    /// stdin, or http://URL (only the chunks neither slot holds are fetched; a rerun resumes).
+    /// stdin, or an http(s):// URL (only the chunks neither slot holds are fetched; a rerun
+    /// resumes).
     Install {
         bundle: String,
         /// Slot to write (default: the one not running).
@@ -119,7 +120,7 @@ pub async fn run(root: &Root, cmd: Command) -> Result<(), UpdateError> {
             };
             let root = root.clone();
             let report = tokio::task::spawn_blocking(move || {
-                let (input, input_len) = open_input(&bundle)?;
+                let (input, input_len) = open_input(&bundle, &root)?;
                 let opts = install::Options { input_len, ..opts };
                 install::install(&root, input, &opts)
             })
@@ -151,12 +152,12 @@ pub async fn run(root: &Root, cmd: Command) -> Result<(), UpdateError> {
 /// The bundle argument: `-` (stdin), a path or `file://` URL (read once), or an `http://`
 /// URL (read by ranges: only what the device lacks is fetched). With the file's length, so a
 /// truncated file is refused before the slot is touched.
-fn open_input(bundle: &str) -> Result<(install::Input, Option<u64>), UpdateError> {
+fn open_input(bundle: &str, root: &Root) -> Result<(install::Input, Option<u64>), UpdateError> {
     if bundle == "-" {
         return Ok((install::Input::Stream(Box::new(std::io::stdin())), None));
     }
     if bundle.starts_with("http://") || bundle.starts_with("https://") {
-        let source = source::HttpSource::open(bundle)?;
+        let source = source::HttpSource::open(bundle, root)?;
         return Ok((install::Input::Source(Box::new(source)), None));
     }
     let path = PathBuf::from(bundle.strip_prefix("file://").unwrap_or(bundle));

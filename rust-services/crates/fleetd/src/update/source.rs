@@ -8,7 +8,9 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use fleet_fs::Root;
 use fleet_http::client::{Client, Proxy, Request, Response, Timeouts};
+use fleet_http::tls::{Tls, TrustSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -21,6 +23,9 @@ pub enum SourceError {
     },
     #[error("{url}: {reason}")]
     Http { url: String, reason: String },
+    /// Not worth retrying: the server's certificate, or what it answered.
+    #[error("{url}: {reason}")]
+    Refused { url: String, reason: String },
     #[error("{url}: gave up after {attempts} attempts")]
     GaveUp {
         url: String,
@@ -122,26 +127,36 @@ pub struct HttpSource {
 const HEAD: u64 = super::install::HEAD_STEP;
 
 impl HttpSource {
-    /// Follows redirects and learns the bundle's length from the first range.
-    pub fn open(url: &str) -> Result<HttpSource, SourceError> {
+    /// Follows redirects and learns the bundle's length from the first range. `https://`
+    /// trusts the system bundle below `root` and config.json's `balenaRootCA`, as the
+    /// supervisor does.
+    pub fn open(url: &str, root: &Root) -> Result<HttpSource, SourceError> {
         let http = |reason: String| SourceError::Http {
             url: url.to_string(),
             reason,
         };
-        if !url.starts_with("http://") {
-            return Err(http(
-                "only http:// bundle URLs are read by this fleetd (https:// is not built in yet)"
-                    .into(),
-            ));
-        }
         let proxy = Proxy::from_env().map_err(|e| http(e.to_string()))?;
+        let client = if url.starts_with("https://") {
+            let extra_ca = std::fs::read(root.config_json())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v.get("balenaRootCA")?.as_str().map(str::to_string))
+                .map(|ca| ("balenaRootCA".to_string(), ca));
+            let trust = TrustSource::new(root.path("/").as_path(), extra_ca);
+            let tls = Tls::load(&trust).map_err(|e| http(error_chain(&e)))?;
+            Client::tls(tls.config, proxy)
+        } else if url.starts_with("http://") {
+            Client::tcp(proxy)
+        } else {
+            return Err(http("not an http:// or https:// URL".into()));
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| http(format!("tokio runtime: {e}")))?;
         let mut src = HttpSource {
             url: url.to_string(),
-            client: Client::tcp(proxy),
+            client,
             runtime,
             len: 0,
             fetched: 0,
@@ -171,11 +186,20 @@ impl HttpSource {
                 url: url.clone(),
                 reason,
             };
+            let refused = |reason: String| SourceError::Refused {
+                url: url.clone(),
+                reason,
+            };
             let client = &self.client;
             let response = self
                 .runtime
                 .block_on(client.send(request))
-                .map_err(|e| http(error_chain(&e)))?;
+                .map_err(|e| match e {
+                    fleet_http::client::Error::Tls { host, source, .. } => {
+                        refused(fleet_http::tls::describe_failure(&source, &host))
+                    }
+                    other => http(error_chain(&other)),
+                })?;
             let status = response.status().as_u16();
             let header = |name: &str| {
                 response
@@ -188,14 +212,14 @@ impl HttpSource {
                 206 => {
                     let range = header("content-range").unwrap_or_default();
                     let (total, last) = parse_content_range(&range, offset, end).ok_or_else(|| {
-                        http(format!(
+                        refused(format!(
                             "asked for bytes {offset}-{end}, the server answered Content-Range {range:?}"
                         ))
                     })?;
                     return Ok((total, last, response));
                 }
                 200 => {
-                    return Err(http(
+                    return Err(refused(
                         "the server answered 200 to a Range request: it does not serve byte ranges (an update needs a server that does, e.g. nginx, S3, any CDN)"
                             .into(),
                     ));
@@ -206,7 +230,9 @@ impl HttpSource {
                     url = resolve(&url, &location);
                     self.url = url.clone();
                 }
-                _ => return Err(http(format!("HTTP {status} for bytes {offset}-{end}"))),
+                // Server errors may pass (a restart, an overloaded CDN node); others will not.
+                500..=599 => return Err(http(format!("HTTP {status} for bytes {offset}-{end}"))),
+                _ => return Err(refused(format!("HTTP {status} for bytes {offset}-{end}"))),
             }
         }
         Err(SourceError::Http {
