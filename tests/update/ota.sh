@@ -175,3 +175,57 @@ ota_https() { # https: trusted through the root's CA bundle; an unknown issuer i
   ota_check_b ota5
   unserve
 }
+
+ota_channel() { # the release channel: signed channel.json, waves, install when due
+  ota_fixtures; ota_root ota6; serve "$work/ota/www" || die "nginx"
+  local r=$work/ota6 out
+  ! fleetd --root "$r" update channel >/dev/null 2>&1 || die "a channel without fleet.update.url"
+  fleet bundle channel --os-version 2.1 --bundle v2.fleet --compatible qemux86-64 \
+    --key "$keys/release.pem" --wave-start 1000 --wave-hours 10 -o "$work/ota/www/channel.json" >/dev/null
+  mkdir -p "$r/mnt/boot"
+  printf '{"deviceType":"qemux86-64","fleet":{"update":{"url":"%s/channel.json"}}}\n' "$base" >"$r/mnt/boot/config.json"
+  [ "$(fleetd --root "$r" update channel)" = "$base/channel.json" ] || die "configured channel"
+  want() { # ACTION ARGS...: fleetd update check ARGS prints ACTION
+    local a=$1; shift
+    out=$(fleetd --root "$r" update check --device-id dev-7 "$@") || die "check $*: $out"
+    echo "$out" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["action"] == sys.argv[1], r' "$a" ||
+      die "check $*: $out"
+  }
+  want wait --now 999
+  echo "$out" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert 1000 <= r["due"] < 37000, r'
+  local due; due=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["due"])')
+  want wait --now $((due - 1))
+  want due --now "$due"
+  [ -z "$(env_get "$r" fleet_try)" ] || die "check without --install armed a trial"
+  want installed --install --now "$due"
+  ota_check_b ota6
+  want armed --install --now "$due"
+  # A channel changed without its signature, or for another device: refused.
+  cp "$work/ota/www/channel.json" "$work/channel.good"
+  sed -i 's/"2.1"/"9.9"/' "$work/ota/www/channel.json"
+  ! fleetd --root "$r" update check --now "$due" 2>"$work/ch.err" || die "unsigned change accepted"
+  grep -q 'signature does not match' "$work/ch.err" || die "message: $(cat "$work/ch.err")"
+  fleet bundle channel --os-version 2.2 --bundle v2.fleet --compatible raspberrypi5 \
+    --key "$keys/release.pem" -o "$work/ota/www/channel.json" >/dev/null
+  ! fleetd --root "$r" update check --now "$due" 2>"$work/ch.err" || die "foreign channel accepted"
+  grep -q 'it is for raspberrypi5' "$work/ch.err" || die "message: $(cat "$work/ch.err")"
+  # The running version: nothing to do.
+  fleet bundle channel --os-version 1.0 --bundle v2.fleet --compatible qemux86-64 \
+    --key "$keys/release.pem" -o "$work/ota/www/channel.json" >/dev/null
+  want up-to-date --install --now "$due"
+  unserve
+}
+
+ota_downgrade() { # an older bundle than the running system: refused unless --allow-downgrade
+  local r=$work/down
+  truncate -s 128M "$work/down-a.img" "$work/down-b.img"
+  fake_root "$r" grub gpt "$work/down-a.img" "$work/down-b.img"
+  fleet bundle create --rootfs "$rootfs" --os-version 0.9 --compatible qemux86-64 \
+    --key "$keys/release.pem" -o "$work/old.fleet" >/dev/null
+  local envsum; envsum=$(sha "$r/mnt/boot/EFI/fleet/grubenv")
+  ! fleetd --root "$r" update install "$work/old.fleet" 2>"$work/down.err" || die "downgrade accepted"
+  grep -q 'older than the running 1.0' "$work/down.err" || die "message: $(cat "$work/down.err")"
+  [ "$(sha "$r/mnt/boot/EFI/fleet/grubenv")" = "$envsum" ] || die "env changed"
+  fleetd --root "$r" update install --allow-downgrade "$work/old.fleet" >/dev/null || die "--allow-downgrade refused"
+  [ "$(env_get "$r" fleet_try)" = B ] || die "not armed"
+}

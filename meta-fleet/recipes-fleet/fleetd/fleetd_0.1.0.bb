@@ -26,6 +26,8 @@ SRC_URI += " \
     file://fleet-netimport.service \
     file://fleet-supervisor.service \
     file://fleet-health.service \
+    file://fleet-update.service \
+    file://fleet-update.timer \
     file://fleet-devmode-engine.socket \
     file://fleet-devmode-engine.service \
     file://supervisor.conf \
@@ -55,6 +57,8 @@ FLEETD_UNITS = " \
     fleet-netimport.service \
     fleet-supervisor.service \
     fleet-health.service \
+    fleet-update.service \
+    fleet-update.timer \
     fleet-devmode-engine.socket \
     fleet-devmode-engine.service \
 "
@@ -64,6 +68,7 @@ SYSTEMD_SERVICE:${PN} = " \
     fleet-netimport.service \
     fleet-supervisor.service \
     fleet-health.service \
+    fleet-update.timer \
 "
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 

@@ -4,10 +4,12 @@
 //! checked before any image byte is looked at, and the manifest's sizes and sha256s pin the
 //! images.
 
+pub mod channel;
 pub mod error;
 pub mod index;
 pub mod keys;
 pub mod tar;
+pub mod version;
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};

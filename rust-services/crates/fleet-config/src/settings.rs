@@ -58,6 +58,8 @@ pub struct FleetSettings {
     pub supervisor_image: Option<String>,
     /// `fleet.logging.maxUse` in journald syntax (`32M`); `None` = default.
     pub logging_max_use: Option<String>,
+    /// `fleet.update.url`: the release channel file `fleet-update.timer` checks.
+    pub update_url: Option<String>,
 }
 
 /// One `fleet.network.wifi` entry.

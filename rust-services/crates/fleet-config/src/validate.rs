@@ -462,7 +462,27 @@ fn check_fleet(c: &mut Checker, fleet: &Map<String, Value>, s: &mut Settings) {
         }
         c.unknown_keys("fleet.logging", log, &["maxUse"]);
     }
-    c.unknown_keys("fleet", fleet, &["network", "supervisor", "logging"]);
+    if let Some(update) = c.object("fleet.update", fleet.get("update")) {
+        if let Some(url) = c.string("fleet.update.url", update.get("url")) {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && url.len() <= 2048
+                && url.bytes().all(|b| b.is_ascii_graphic());
+            if ok {
+                s.fleet.update_url = Some(url.to_string());
+            } else {
+                c.error(
+                    "fleet.update.url",
+                    format!("{url:?} is not an http:// or https:// URL (visible ASCII, at most 2048 bytes)"),
+                );
+            }
+        }
+        c.unknown_keys("fleet.update", update, &["url"]);
+    }
+    c.unknown_keys(
+        "fleet",
+        fleet,
+        &["network", "supervisor", "logging", "update"],
+    );
 }
 
 fn check_wifi(c: &mut Checker, p: &str, obj: &Map<String, Value>) -> Option<WifiNetwork> {

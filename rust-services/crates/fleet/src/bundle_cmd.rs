@@ -40,6 +40,31 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Write a release channel (channel.json + channel.json.sig) for devices whose
+    /// config.json has fleet.update.url pointing at it; publish both beside the bundles.
+    Channel {
+        /// Version the channel offers (the bundle's).
+        #[arg(long = "os-version")]
+        version: String,
+        /// The bundle's URL, absolute or relative to the channel file.
+        #[arg(long)]
+        bundle: String,
+        /// Device type the bundle runs on (repeatable).
+        #[arg(long, required = true)]
+        compatible: Vec<String>,
+        /// Private key (PEM) that signs the channel: one of the devices' release keys.
+        #[arg(long)]
+        key: PathBuf,
+        /// Rollout wave start: unix seconds, or "now".
+        #[arg(long, value_name = "SECONDS|now")]
+        wave_start: Option<String>,
+        /// Hours over which the fleet is spread from the wave start.
+        #[arg(long, default_value_t = 0)]
+        wave_hours: u32,
+        /// Where to write channel.json (the signature goes beside it, + ".sig").
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Sign (or re-sign) a bundle's manifest.
     Sign {
         bundle: PathBuf,
@@ -114,6 +139,48 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
                 manifest.rootfs.sha256,
                 if key.is_some() { "" } else { " (unsigned)" }
             );
+            Ok(())
+        }
+        Command::Channel {
+            version,
+            bundle,
+            compatible,
+            key,
+            wave_start,
+            wave_hours,
+            output,
+        } => {
+            let key = keys::read_private(&key)?;
+            let start = match wave_start.as_deref() {
+                None => None,
+                Some("now") => Some(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0),
+                ),
+                Some(s) => Some(
+                    s.parse::<u64>()
+                        .with_context(|| format!("--wave-start {s:?}: unix seconds or now"))?,
+                ),
+            };
+            let channel = fleet_bundle::channel::Channel {
+                format: fleet_bundle::channel::FORMAT,
+                version,
+                bundle,
+                compatible,
+                wave: start.map(|start| fleet_bundle::channel::Wave {
+                    start,
+                    hours: wave_hours,
+                }),
+            };
+            let bytes = channel.to_bytes();
+            let sig_path = PathBuf::from(format!("{}.sig", output.display()));
+            std::fs::write(&output, &bytes)
+                .with_context(|| format!("{}: write", output.display()))?;
+            std::fs::write(&sig_path, keys::sign(&key, &bytes))
+                .with_context(|| format!("{}: write", sig_path.display()))?;
+            println!("{}\n{}", output.display(), sig_path.display());
             Ok(())
         }
         Command::Sign {

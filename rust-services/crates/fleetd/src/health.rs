@@ -185,7 +185,7 @@ pub fn default_units(root: &Root) -> Result<Vec<String>, HealthError> {
 }
 
 /// A clean reboot through systemd; the reboot syscall if systemd does not take it.
-async fn reboot() -> Result<(), HealthError> {
+pub async fn reboot() -> Result<(), HealthError> {
     let ok = tokio::process::Command::new("systemctl")
         .arg("reboot")
         .status()

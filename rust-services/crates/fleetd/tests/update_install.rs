@@ -163,6 +163,7 @@ impl Fake {
                 keys: None,
                 tries: 3,
                 input_len,
+                allow_downgrade: false,
             },
         )
     }
@@ -641,6 +642,7 @@ fn chunked_install_reads_only_missing_chunks_and_resumes() {
                 keys: None,
                 tries: 3,
                 input_len: None,
+                allow_downgrade: false,
             },
         )
     };

@@ -47,6 +47,8 @@ pub struct Options {
     /// Length of the bundle when it is a file: a truncated file is then refused before the
     /// slot is touched (a stream can only be found short while writing).
     pub input_len: Option<u64>,
+    /// Accept a bundle older than the running system.
+    pub allow_downgrade: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -191,6 +193,7 @@ fn accept(
     prep: &Prepared,
     manifest: &Manifest,
     key: &Path,
+    allow_downgrade: bool,
 ) -> Result<Option<(BootTarget, ImageInfo)>, UpdateError> {
     log::info!(version = manifest.version.as_str(), key = key.display().to_string().as_str();
         "bundle signature good");
@@ -200,6 +203,15 @@ fn accept(
         return Err(UpdateError::WrongDevice {
             mine,
             compatible: manifest.compatible.join(", "),
+        });
+    }
+    if let Some(running) = slots::running_version(root)
+        && !allow_downgrade
+        && fleet_bundle::version::compare(&manifest.version, &running).is_lt()
+    {
+        return Err(UpdateError::Downgrade {
+            bundle: manifest.version.clone(),
+            running,
         });
     }
     if manifest.rootfs.size > prep.slot_size {
@@ -278,7 +290,7 @@ fn install_stream(
 ) -> Result<Report, UpdateError> {
     // Nothing below this point may run for an unsigned or foreign bundle.
     let (manifest, key, rootfs) = BundleReader::open(input)?.verify(&prep.trusted)?;
-    let boot = accept(root, prep, &manifest, &key)?;
+    let boot = accept(root, prep, &manifest, &key, opts.allow_downgrade)?;
     let dev = open_rw(&prep.target)?;
     let (end, decoder) = rootfs.open()?;
     if let Some(len) = opts.input_len
@@ -334,7 +346,7 @@ fn install_source(
         let (data, len) = rootfs.locate()?;
         (manifest, key, index, data, len)
     };
-    let boot = accept(root, prep, &manifest, &key)?;
+    let boot = accept(root, prep, &manifest, &key, opts.allow_downgrade)?;
     if data + len > src.size() {
         return Err(too_short(src.size(), data + len, "rootfs"));
     }

@@ -3,6 +3,7 @@
 //! Boot state: [`fleet_bootenv`] (GRUB env block on x86, `uboot.env` on the Pi).
 //! Running slot: [`slots`] (kernel command line + sysfs). Writing a slot: [`install`].
 
+pub mod check;
 pub mod chunked;
 pub mod install;
 pub mod slots;
@@ -34,7 +35,36 @@ pub enum Command {
         /// Trial boots before the bootloader rolls back (1-9).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
         tries: u32,
+        /// Install a bundle older than the running system.
+        #[arg(long)]
+        allow_downgrade: bool,
     },
+    /// Check the release channel (fleet.update.url, or --channel): print what it offers and,
+    /// with --install, install it when this device's turn in the rollout has come (run by
+    /// fleet-update.timer).
+    Check {
+        /// Channel URL (default: fleet.update.url of config.json).
+        #[arg(long, value_name = "URL")]
+        channel: Option<String>,
+        /// Install the channel's bundle when it is due.
+        #[arg(long)]
+        install: bool,
+        /// Reboot into the trial after installing.
+        #[arg(long, requires = "install")]
+        reboot: bool,
+        /// Directory of trusted *.pub keys (default /etc/fleet/keys).
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+        /// This device's id in the rollout wave (default /etc/machine-id).
+        #[arg(long, hide = true)]
+        device_id: Option<String>,
+        /// The time, in unix seconds (default: the clock; for tests).
+        #[arg(long, hide = true)]
+        now: Option<u64>,
+    },
+    /// Print the configured release channel (fleet.update.url); exit 1 when there is none
+    /// (fleet-update.service's ExecCondition: without a channel the check is skipped).
+    Channel,
     /// Print the boot state as JSON.
     Status,
     /// Make the running slot the known-good one (ends a trial).
@@ -65,6 +95,12 @@ pub enum UpdateError {
     Unconfirmed { booted: Slot, active: Slot },
     #[error("refusing to write {}: it is mounted", .0.display())]
     Mounted(PathBuf),
+    #[error(
+        "refusing the bundle: version {bundle} is older than the running {running} (--allow-downgrade to install it anyway)"
+    )]
+    Downgrade { bundle: String, running: String },
+    #[error("no release channel: config.json has no fleet.update.url (or give --channel URL)")]
+    NoChannel,
     #[error(
         "refusing the bundle: this device's type is unknown (no /etc/fleet/device-type, no deviceType in config.json)"
     )]
@@ -110,6 +146,7 @@ pub async fn run(root: &Root, cmd: Command) -> Result<(), UpdateError> {
             target,
             keys,
             tries,
+            allow_downgrade,
         } => {
             let opts = install::Options {
                 slot,
@@ -117,6 +154,7 @@ pub async fn run(root: &Root, cmd: Command) -> Result<(), UpdateError> {
                 keys,
                 tries,
                 input_len: None,
+                allow_downgrade,
             };
             let root = root.clone();
             let report = tokio::task::spawn_blocking(move || {
@@ -129,6 +167,48 @@ pub async fn run(root: &Root, cmd: Command) -> Result<(), UpdateError> {
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
             Ok(())
         }
+        Command::Check {
+            channel,
+            install,
+            reboot,
+            keys,
+            device_id,
+            now,
+        } => {
+            let opts = check::CheckOptions {
+                channel,
+                install,
+                install_opts: install::Options {
+                    slot: None,
+                    target: None,
+                    keys,
+                    tries: 3,
+                    input_len: None,
+                    allow_downgrade: false,
+                },
+                device_id,
+                now,
+            };
+            let root2 = root.clone();
+            let report = tokio::task::spawn_blocking(move || check::check(&root2, &opts))
+                .await
+                .map_err(|e| UpdateError::Input("-".into(), std::io::Error::other(e)))??;
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            if reboot && matches!(report.action, check::Action::Installed) {
+                log::info!("rebooting into the trial of {}", report.version);
+                crate::health::reboot()
+                    .await
+                    .map_err(|e| UpdateError::Input("reboot".into(), std::io::Error::other(e)))?;
+            }
+            Ok(())
+        }
+        Command::Channel => match check::configured_channel(root) {
+            Some(url) => {
+                println!("{url}");
+                Ok(())
+            }
+            None => Err(UpdateError::NoChannel),
+        },
         Command::Status => {
             println!(
                 "{}",

@@ -354,7 +354,7 @@ fn parse_content_range(value: &str, start: u64, end: u64) -> Option<(u64, u64)> 
 }
 
 /// A redirect target: absolute, or a path on the same origin.
-fn resolve(base: &str, location: &str) -> String {
+pub fn resolve(base: &str, location: &str) -> String {
     if location.contains("://") {
         return location.to_string();
     }
