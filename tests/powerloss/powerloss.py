@@ -25,7 +25,7 @@ TOP = os.path.dirname(os.path.dirname(HERE))
 MKIMG = os.path.join(TOP, "tests", "image", "mkimg")
 RECORD = os.path.join(HERE, "record")
 UBOOT = os.path.join(HERE, "uboot")
-# POWERLOSS_LEGACY_READER=1: read config.json as fleetOS did before the fix (no .fleet-new).
+# POWERLOSS_LEGACY_READER=1: read config.json as fleetOS did before the fix (no .fleet-next).
 LEGACY_READER = os.environ.get("POWERLOSS_LEGACY_READER") == "1"
 
 NEW_CONFIG = (
@@ -61,10 +61,10 @@ def mread(part, path):
 
 def boot_file(part, path):
     """`path` on the boot partition as fleetOS reads it (fleet_config::fat_current): the
-    whole replacement `path.fleet-new` an interrupted `fleet image configure` left, else
+    whole replacement `path.fleet-next` an interrupted `fleet image configure` left, else
     `path`. `legacy` readers (before the fix) read `path` only."""
     if not LEGACY_READER:
-        data = mread(part, path + ".fleet-new")
+        data = mread(part, path + ".fleet-next")
         if data is not None:
             return data
     return mread(part, path)

@@ -201,7 +201,7 @@ pub fn summarize<T: Read + Write + Seek>(part: T, probe: &[&str]) -> Result<Summ
         for e in dir.iter() {
             let e = e.map_err(io_err("system-connections"))?;
             let name = e.file_name();
-            // An interrupted replacement: `.fleet-new` is the file, `.fleet-tmp` nothing.
+            // An interrupted replacement: `.fleet-next` is the file, `.fleet-tmp` nothing.
             if e.is_file() && !name.ends_with(FAT_TMP_SUFFIX) && !name.ends_with(FAT_OLD_SUFFIX) {
                 let name = name
                     .strip_suffix(FAT_NEW_SUFFIX)
@@ -422,8 +422,8 @@ pub fn no_barrier() -> io::Result<()> {
 /// content as fleetOS reads it ([`fleet_config::fat_current`]): FAT has no atomic
 /// rename-over, and a card writes in any order between flushes. `barrier` makes everything
 /// written so far durable (fsync of the device). Steps, each followed by the barrier:
-/// write `NAME.fleet-tmp` (never read); rename it to `NAME.fleet-new` (from now on the content);
-/// remove `NAME`; write `NAME` again; rename `NAME.fleet-new` to `NAME.fleet-old` (never read),
+/// write `NAME.fleet-tmp` (never read); rename it to `NAME.fleet-next` (from now on the content);
+/// remove `NAME`; write `NAME` again; rename `NAME.fleet-next` to `NAME.fleet-old` (never read),
 /// remove that. A removal frees the clusters and marks the entry deleted in any order, so a
 /// file is only removed under a name nobody reads. A replacement left by an interrupted run
 /// is finished first. Proven by tests/powerloss (block-level crash states).

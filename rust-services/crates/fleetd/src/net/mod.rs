@@ -287,7 +287,7 @@ pub fn read_boot_keyfiles(dir: &Path) -> Result<BootKeyfiles, NetError> {
         if name.ends_with(FAT_TMP_SUFFIX) || name.ends_with(FAT_OLD_SUFFIX) {
             continue;
         }
-        // `fleet image configure` leaves `NAME.fleet-new`, the whole new file, when a power
+        // `fleet image configure` leaves `NAME.fleet-next`, the whole new file, when a power
         // cut stops it (fleet_config::fat_current): it stands for NAME.
         let (name, replacement) = match name.strip_suffix(FAT_NEW_SUFFIX) {
             Some(base) => (base.to_string(), true),
@@ -340,7 +340,7 @@ mod tests {
         // the file, whatever order the directory lists them in; the temporaries are skipped.
         std::fs::write(dir.path().join("good.nmconnection"), "[conn").unwrap();
         std::fs::write(
-            dir.path().join("good.nmconnection.fleet-new"),
+            dir.path().join("good.nmconnection.fleet-next"),
             "[connection]\nid=good2\ntype=ethernet\n",
         )
         .unwrap();
