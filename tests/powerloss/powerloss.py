@@ -172,17 +172,19 @@ class UbootTrial:
 
     boots = True
 
+    helper, bootloader, files = UBOOT, "uboot", ("fleet-a.env", "fleet-b.env")
+
     def __init__(self, seq, active, trial, tries):
         self.state = [str(seq), active, trial, str(tries)]
-        self.cache = {}  # (fleet-a.env, fleet-b.env) bytes -> what fleetd reads
+        self.cache = {}  # env file bytes -> what fleetd reads
 
     def prepare(self, work):
         image = os.path.join(work, "disk.img")
-        run(UBOOT, "image", image, *self.state)
+        run(self.helper, "image", image, *self.state)
         return image
 
     def record(self, work, image, log):
-        run(UBOOT, "record", image, log)
+        run(self.helper, "record", image, log)
 
     def read(self, part, work):
         root = os.path.join(work, "fleetd-root")
@@ -192,20 +194,22 @@ class UbootTrial:
             os.makedirs(os.path.join(root, "etc", "fleet"))
             os.makedirs(os.path.join(root, "proc"))
             with open(os.path.join(root, "etc", "fleet", "update.conf"), "w") as f:
-                f.write("bootloader=uboot\n")
+                f.write(f"bootloader={self.bootloader}\n")
             with open(os.path.join(root, "proc", "cmdline"), "w") as f:
                 f.write("fleet.slot=A\n")
-        for name in ("fleet-a.env", "fleet-b.env"):
+        for name in self.files:
             path = os.path.join(boot, name)
             if os.path.exists(path):
                 os.unlink(path)
-        # One mtools run for both copies; a copy it cannot read is simply not there.
+        # One mtools run for all env files; a file it cannot read is simply not there.
+        os.makedirs(os.path.join(boot, os.path.dirname(self.files[0])), exist_ok=True)
         subprocess.run(
-            ["mcopy", "-n", "-i", part, "::fleet-a.env", "::fleet-b.env", boot + "/"],
+            ["mcopy", "-n", "-i", part, *("::" + f for f in self.files),
+             os.path.join(boot, os.path.dirname(self.files[0])) + "/"],
             capture_output=True,
         )
         copies = []
-        for name in ("fleet-a.env", "fleet-b.env"):
+        for name in self.files:
             path = os.path.join(boot, name)
             copies.append(open(path, "rb").read() if os.path.exists(path) else None)
         key = tuple(copies)
@@ -228,6 +232,18 @@ class UbootTrial:
         return {"boot state": v}, good
 
 
+class GrubTrial(UbootTrial):
+    """Real GRUB (standalone EFI, the layer's script) under OVMF on the GPT layout, one
+    power-on with a trial armed in /EFI/fleet/grubenv: `save_env` rewrites the block in
+    place through the firmware's block I/O before booting. Read with fleetd (grub backend)."""
+
+    helper, bootloader, files = os.path.join(HERE, "grub"), "grub", ("EFI/fleet/grubenv",)
+
+    def __init__(self, active, trial, tries, extra=None):
+        super().__init__(0, active, trial, tries)
+        self.state = [active, trial, str(tries)] + ([extra] if extra else [])
+
+
 SCENARIOS = {
     "control-mtools-overwrite": Control(),
     "configure-rpi": Configure("mbr", False),
@@ -242,10 +258,18 @@ SCENARIOS = {
     "uboot-countdown-b-good": UbootTrial(5, "B", "A", 3),
     # B good, A's trial out of tries: U-Boot rolls back to B and clears the trial.
     "uboot-rollback-to-b": UbootTrial(5, "B", "A", 0),
+    # The same three on x86 under GRUB/OVMF (grubenv rewritten in place by save_env).
+    "grub-countdown-b-good": GrubTrial("B", "A", 3),
+    "grub-last-try": GrubTrial("A", "B", 1),
+    "grub-rollback-to-b": GrubTrial("B", "A", 0),
+    # DESIGN.md section 7's exception: a long hand-set fleet_extra_cmdline placed before the
+    # trial variables pushes them across the block's sector boundary.
+    # 433 characters: fleet_try ends in sector 1, fleet_tries straddles sectors 1 and 2.
+    "grub-long-extra-cmdline": GrubTrial("B", "A", 0, "fleet.debug=" + "x" * 421),
 }
 
 
-def boot_for_real(base, overlay, work):
+def boot_for_real(helper, base, overlay, work):
     """Writes the crash state onto a copy of the whole card and powers it on under QEMU."""
     card = os.path.join(work, "crash-card.img")
     run("cp", "--sparse=always", base, card)
@@ -253,7 +277,7 @@ def boot_for_real(base, overlay, work):
         for sector, data in overlay.items():
             f.seek(sector * crashstates.SECTOR)
             f.write(data)
-    return run(UBOOT, "boot", card).stdout.decode().strip()
+    return run(helper, "boot", card).stdout.decode().strip()
 
 
 def main():
@@ -356,12 +380,12 @@ def main():
     mismatches = []
     booted_slots = {}
     for label, overlay, predicted in picked:
-        slot = boot_for_real(base, overlay, a.work)
+        slot = boot_for_real(sc.helper, base, overlay, a.work)
         summary["booted"] += 1
         booted_slots[slot] = booted_slots.get(slot, 0) + 1
         if slot != predicted:
             summary["boot_mismatch"] += 1
-            mismatches.append(f"{label}: predicted {predicted}, U-Boot booted {slot}")
+            mismatches.append(f"{label}: predicted {predicted}, the bootloader booted {slot}")
     if booted_slots:
         summary["booted_slots"] = booted_slots
     summary["verdicts"] = verdicts
