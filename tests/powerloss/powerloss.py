@@ -157,6 +157,87 @@ class Control(Configure):
         subprocess.run([RECORD, image, log, "sh", "-c", script], check=True, capture_output=True)
 
 
+class Provision:
+    """`fleetd provision` with a changed config.json (hostname, an SSH key) on a device's
+    fleet-state ext4 (loop-mounted through the recorder, DESIGN.md §4 binds: /etc/hostname is
+    rewritten in place through its file bind). A state is read as the device would after the
+    cut: journal replayed and repaired by `e2fsck -fy` (systemd-fsck), then the files."""
+
+    boots = False
+    OLD = b'{"hostname":"before","os":{"sshKeys":[]}}\n'
+    NEW = (
+        b'{"hostname":"after","os":{"sshKeys":["ssh-ed25519 '
+        b'AAAAC3NzaC1lZDI1NTE5AAAAIGb5m0U4q1f0hY0Jp6s2C3kz2vW4m6xw0S0yQn1m3y7Q f22@host"]}}\n'
+    )
+    FILES = ("/etc/hostname", "/etc/machine-id", "/var/lib/fleet/config.last-good.json",
+             "/home/root/.ssh/authorized_keys")
+
+    def prepare(self, work):
+        image = os.path.join(work, "state.img")
+        old = os.path.join(work, "old.json")
+        with open(old, "wb") as f:
+            f.write(self.OLD)
+        run(os.path.join(HERE, "provision"), "image", image, old)
+        return image
+
+    def part(self, image):
+        return 0, os.path.getsize(image)
+
+    def record(self, work, image, log):
+        new = os.path.join(work, "new.json")
+        with open(new, "wb") as f:
+            f.write(self.NEW)
+        run(RECORD, image, log, os.path.join(HERE, "provision"), "apply", "@DISK", new)
+
+    def fsck(self, part):
+        """Replays the journal on a copy (e2fsck -fy, as systemd-fsck's -p would), then
+        e2fsck -fn on the result: clean = nothing beyond the journal needed repair."""
+        self.replayed = part + ".replayed"
+        run("cp", part, self.replayed)
+        first = subprocess.run(["e2fsck", "-fy", self.replayed], capture_output=True, text=True)
+        second = subprocess.run(["e2fsck", "-fn", self.replayed], capture_output=True, text=True)
+        self.broken = first.returncode >= 4
+        if first.returncode >= 4 or second.returncode != 0:
+            lines = (first.stdout + first.stderr + second.stdout).splitlines()
+            return "errors", "; ".join(x for x in lines if x.strip())[:300]
+        # e2fsck -fy exit 1: it fixed something (e.g. orphan inodes), as systemd-fsck would.
+        return ("clean" if first.returncode == 0 else "repaired"), ""
+
+    def read(self, part, work):
+        if not getattr(self, "replayed", None) or not os.path.exists(self.replayed):
+            self.fsck(part)
+        got = {}
+        for path in self.FILES:
+            if self.broken:
+                got[path] = RuntimeError("e2fsck could not repair the file system")
+                continue
+            p = subprocess.run(["debugfs", "-R", f"cat {path}", self.replayed], capture_output=True)
+            err = p.stderr.decode(errors="replace")
+            if "File not found" in err:
+                got[path] = None
+            elif p.returncode != 0 or "ext2fs_open" in err:
+                got[path] = RuntimeError(err.strip()[-200:])
+            else:
+                got[path] = p.stdout
+        os.unlink(self.replayed)
+        self.replayed = None
+        return got
+
+    def judge(self, got, old, new):
+        row = {}
+        for path, data in got.items():
+            if old[path] == new[path]:
+                # Not changed by the scenario (machine-id): must be exactly as it was.
+                row[path] = "old" if data == old[path] else ("lost" if not data else "mixed")
+            elif old[path] is None and data is None:
+                row[path] = "old"
+            else:
+                row[path] = verdict(data, old[path], new[path])
+                if row[path] in ("old", "new") and data is not None and not data.strip():
+                    row[path] = "lost"
+        return row, None
+
+
 def next_boot(state):
     """BootState::next_boot (fleet-bootenv) and boot.cmd.in: the slot the next power-on boots."""
     active, trial, tries = state
@@ -245,6 +326,7 @@ class GrubTrial(UbootTrial):
 
 
 SCENARIOS = {
+    "provision-state": Provision(),
     "control-mtools-overwrite": Control(),
     "configure-rpi": Configure("mbr", False),
     "configure-rpi-connection": Configure("mbr", True),
@@ -295,7 +377,8 @@ def main():
     os.makedirs(a.work, exist_ok=True)
     t0 = time.monotonic()
     image = sc.prepare(a.work)
-    start, size = part1(image)
+    start, size = sc.part(image) if hasattr(sc, "part") else part1(image)
+    check_fs = sc.fsck if hasattr(sc, "fsck") else fsck
     base = os.path.join(a.work, "base.img")
     run("cp", "--sparse=always", image, base)
     log = os.path.join(a.work, "writes.log")
@@ -306,6 +389,8 @@ def main():
     old = sc.read(disk.path, a.work)
     new = sc.read(final.path, a.work)
     for name in new:
+        if name == "/etc/machine-id":
+            continue
         if new[name] == old[name] or isinstance(new[name], Exception):
             print(f"{a.scenario}: the scenario did not change {name}: {new[name]!r}", file=sys.stderr)
             return 2
@@ -339,12 +424,12 @@ def main():
         summary["checked"] += 1
         disk.set(local)
         try:
-            fs, why = fsck(disk.path)
+            fs, why = check_fs(disk.path)
             got = sc.read(disk.path, a.work)
         finally:
             disk.reset()
         row, good = sc.judge(got, old, new)
-        if fs != "clean":
+        if fs == "errors" or (fs != "clean" and check_fs is fsck):
             summary["fsck_errors"] += 1
         for v in row.values():
             verdicts[v] = verdicts.get(v, 0) + 1
