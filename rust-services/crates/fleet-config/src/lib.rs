@@ -36,6 +36,30 @@ pub enum ConfigError {
     },
 }
 
+/// Suffix of the whole replacement `fleet image configure` leaves next to a boot-partition
+/// file it is replacing: FAT has no atomic rename-over, so the replacement is written and
+/// flushed as `NAME.fleet-next` (via `NAME.fleet-tmp`) before `NAME` is rewritten, and removed
+/// last. While it exists it is the file's content (`NAME` may be half-written then).
+/// Not `.fleet-new`: `fleet` before this scheme used that name for an unflushed temporary.
+pub const FAT_NEW_SUFFIX: &str = ".fleet-next";
+/// Suffix of a replacement still being written: never read.
+pub const FAT_TMP_SUFFIX: &str = ".fleet-tmp";
+/// Suffix of a replacement on its way out (renamed before removal): never read.
+pub const FAT_OLD_SUFFIX: &str = ".fleet-old";
+
+/// The file that holds `path`'s content on a FAT partition: `path.fleet-next` while an
+/// interrupted replacement left it there, else `path`.
+pub fn fat_current(path: &Path) -> PathBuf {
+    let mut new = path.as_os_str().to_owned();
+    new.push(FAT_NEW_SUFFIX);
+    let new = PathBuf::from(new);
+    if new.is_file() {
+        new
+    } else {
+        path.to_path_buf()
+    }
+}
+
 /// A validated `config.json`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -74,8 +98,10 @@ impl Config {
         })
     }
 
-    /// Reads `path`. `Ok(None)` when the file does not exist (callers apply defaults).
+    /// Reads `path` (or the replacement a power cut left next to it, [`fat_current`]).
+    /// `Ok(None)` when the file does not exist (callers apply defaults).
     pub fn load(path: &Path) -> Result<Option<Config>, ConfigError> {
+        let path = &fat_current(path);
         let bytes = match read_limited(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -274,3 +274,24 @@ fn header_values_are_visible_ascii_and_bounded() {
         ]
     );
 }
+
+#[test]
+fn load_reads_the_replacement_a_power_cut_left_on_fat() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    // Half-written config.json next to the whole, flushed replacement: the replacement wins.
+    std::fs::write(&path, br#"{"hostname":"ha"#).unwrap();
+    std::fs::write(
+        dir.path().join("config.json.fleet-next"),
+        br#"{"hostname":"after"}"#,
+    )
+    .unwrap();
+    // A replacement still being written is never read.
+    std::fs::write(dir.path().join("config.json.fleet-tmp"), br#"{"host"#).unwrap();
+    let c = Config::load(&path).unwrap().unwrap();
+    assert_eq!(c.settings().hostname.as_deref(), Some("after"));
+    std::fs::remove_file(dir.path().join("config.json.fleet-next")).unwrap();
+    std::fs::write(&path, br#"{"hostname":"plain"}"#).unwrap();
+    let c = Config::load(&path).unwrap().unwrap();
+    assert_eq!(c.settings().hostname.as_deref(), Some("plain"));
+}

@@ -5,7 +5,7 @@
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use fatfs::{FileSystem, FsOptions};
-use fleet_config::{Config, Problem};
+use fleet_config::{Config, FAT_NEW_SUFFIX, FAT_OLD_SUFFIX, FAT_TMP_SUFFIX, Problem};
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
@@ -152,10 +152,15 @@ fn open<T: Read + Write + Seek>(mut part: T) -> Result<FileSystem<T>, BootError>
     FileSystem::new(part, FsOptions::new().update_accessed_date(false)).map_err(BootError::NotFat)
 }
 
+/// `path` as fleetOS reads it: the replacement an interrupted `replace` left, else the file.
 fn read_file<T: Read + Write + Seek>(
     fs: &FileSystem<T>,
     path: &str,
 ) -> Result<Option<Vec<u8>>, BootError> {
+    let new = format!("{path}{FAT_NEW_SUFFIX}");
+    if let Some(bytes) = read_opt(&fs.root_dir(), &new).map_err(io_err(&new))? {
+        return Ok(Some(bytes));
+    }
     match fs.root_dir().open_file(path) {
         Ok(mut f) => {
             let mut buf = Vec::new();
@@ -196,8 +201,15 @@ pub fn summarize<T: Read + Write + Seek>(part: T, probe: &[&str]) -> Result<Summ
         for e in dir.iter() {
             let e = e.map_err(io_err("system-connections"))?;
             let name = e.file_name();
-            if e.is_file() {
-                connections.push(name);
+            // An interrupted replacement: `.fleet-next` is the file, `.fleet-tmp` nothing.
+            if e.is_file() && !name.ends_with(FAT_TMP_SUFFIX) && !name.ends_with(FAT_OLD_SUFFIX) {
+                let name = name
+                    .strip_suffix(FAT_NEW_SUFFIX)
+                    .unwrap_or(&name)
+                    .to_string();
+                if !connections.contains(&name) {
+                    connections.push(name);
+                }
             }
         }
     }
@@ -327,8 +339,14 @@ impl Edits {
     }
 
     /// Applies the edits to a FAT partition (pass `&mut` handles: fatfs 0.3 keeps what it
-    /// is given). Validation happens before the first write. The caller syncs the device.
-    pub fn apply<T: Read + Write + Seek>(&self, mut part: T) -> Result<(), BootError> {
+    /// is given). Validation happens before the first write. `barrier` makes the writes so
+    /// far durable (fsync of the device; [`no_barrier`] in memory): the replacement steps
+    /// are ordered by it. The caller syncs the device at the end.
+    pub fn apply<T: Read + Write + Seek>(
+        &self,
+        mut part: T,
+        barrier: &mut dyn FnMut() -> io::Result<()>,
+    ) -> Result<(), BootError> {
         for (name, _) in &self.connections {
             if name.is_empty() || name.contains('/') || name.starts_with('.') {
                 return Err(BootError::Bad(format!(
@@ -353,23 +371,40 @@ impl Edits {
                 Err(e) => return Err(io_err(CONNECTIONS)(e)),
             };
         let fs = if missing_dir {
-            fs.root_dir()
-                .create_dir(CONNECTIONS)
-                .map_err(io_err(CONNECTIONS))?;
+            // Made under a temporary name and renamed once its cluster is durable: a power
+            // cut never leaves `system-connections` pointing at an unwritten cluster.
+            let tmp = format!("{CONNECTIONS}{FAT_TMP_SUFFIX}");
+            let stale = match fs.root_dir().open_dir(&tmp) {
+                Ok(_) => true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                Err(e) => return Err(io_err(&tmp)(e)),
+            };
+            if stale {
+                fs.root_dir().remove(&tmp).map_err(io_err(&tmp))?;
+            }
+            fs.root_dir().create_dir(&tmp).map_err(io_err(&tmp))?;
             fs.unmount().map_err(io_err("unmount"))?;
-            fix_new_root_dir(&mut part, CONNECTIONS).map_err(io_err(CONNECTIONS))?;
-            open(&mut part)?
+            fix_new_root_dir(&mut part, &tmp).map_err(io_err(&tmp))?;
+            barrier().map_err(io_err(&tmp))?;
+            let fs = open(&mut part)?;
+            {
+                let root = fs.root_dir();
+                root.rename(&tmp, &root, CONNECTIONS)
+                    .map_err(io_err(CONNECTIONS))?;
+            }
+            barrier().map_err(io_err(CONNECTIONS))?;
+            fs
         } else {
             fs
         };
         let root = fs.root_dir();
         if let Some(bytes) = new_config {
-            replace(&root, "", "config.json", &bytes)?;
+            replace(&root, "", "config.json", &bytes, barrier)?;
         }
         if !self.connections.is_empty() {
             let dir = root.open_dir(CONNECTIONS).map_err(io_err(CONNECTIONS))?;
             for (name, bytes) in &self.connections {
-                replace(&dir, "system-connections/", name, bytes)?;
+                replace(&dir, "system-connections/", name, bytes, barrier)?;
             }
         }
         drop(root);
@@ -378,29 +413,95 @@ impl Edits {
     }
 }
 
-/// Writes `name` in `dir` as FAT allows atomically: the full new contents go to a temporary
-/// file first, then the old file is removed and the temporary renamed.
+/// A no-op barrier, for partitions held in memory (nothing to lose there).
+pub fn no_barrier() -> io::Result<()> {
+    Ok(())
+}
+
+/// Replaces `name` in `dir` so that a power cut at any write leaves its old or its new
+/// content as fleetOS reads it ([`fleet_config::fat_current`]): FAT has no atomic
+/// rename-over, and a card writes in any order between flushes. `barrier` makes everything
+/// written so far durable (fsync of the device). Steps, each followed by the barrier:
+/// write `NAME.fleet-tmp` (never read); rename it to `NAME.fleet-next` (from now on the content);
+/// remove `NAME`; write `NAME` again; rename `NAME.fleet-next` to `NAME.fleet-old` (never read),
+/// remove that. A removal frees the clusters and marks the entry deleted in any order, so a
+/// file is only removed under a name nobody reads. A replacement left by an interrupted run
+/// is finished first. Proven by tests/powerloss (block-level crash states).
 fn replace<T: Read + Write + Seek>(
     dir: &fatfs::Dir<'_, T>,
     shown: &str,
     name: &str,
     bytes: &[u8],
+    barrier: &mut dyn FnMut() -> io::Result<()>,
 ) -> Result<(), BootError> {
-    let tmp = format!("{name}.fleet-new");
+    let tmp = format!("{name}{FAT_TMP_SUFFIX}");
+    let new = format!("{name}{FAT_NEW_SUFFIX}");
     let path = format!("{shown}{name}");
-    {
-        let mut f = dir.create_file(&tmp).map_err(io_err(&path))?;
-        f.write_all(bytes).map_err(io_err(&path))?;
-        // create_file does not truncate an existing (stale) temporary.
-        f.truncate().map_err(io_err(&path))?;
-        f.flush().map_err(io_err(&path))?;
+    let err = |e| io_err(&path)(e);
+    if let Some(left) = read_opt(dir, &new).map_err(err)? {
+        rewrite(dir, name, &new, &left, barrier).map_err(err)?;
     }
+    remove_opt(dir, &tmp).map_err(err)?;
+    remove_opt(dir, &format!("{name}{FAT_OLD_SUFFIX}")).map_err(err)?;
+    write_new(dir, &tmp, bytes).map_err(err)?;
+    barrier().map_err(err)?;
+    dir.rename(&tmp, dir, &new).map_err(err)?;
+    barrier().map_err(err)?;
+    rewrite(dir, name, &new, bytes, barrier).map_err(err)
+}
+
+/// With `new` durable and whole: `name` := `bytes`, then `new` removed.
+fn rewrite<T: Read + Write + Seek>(
+    dir: &fatfs::Dir<'_, T>,
+    name: &str,
+    new: &str,
+    bytes: &[u8],
+    barrier: &mut dyn FnMut() -> io::Result<()>,
+) -> io::Result<()> {
+    remove_opt(dir, name)?;
+    barrier()?;
+    write_new(dir, name, bytes)?;
+    barrier()?;
+    let old = format!("{name}{FAT_OLD_SUFFIX}");
+    remove_opt(dir, &old)?;
+    dir.rename(new, dir, &old)?;
+    barrier()?;
+    dir.remove(&old)?;
+    barrier()
+}
+
+fn write_new<T: Read + Write + Seek>(
+    dir: &fatfs::Dir<'_, T>,
+    name: &str,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let mut f = dir.create_file(name)?;
+    f.write_all(bytes)?;
+    // create_file does not truncate an existing file.
+    f.truncate()?;
+    f.flush()
+}
+
+fn remove_opt<T: Read + Write + Seek>(dir: &fatfs::Dir<'_, T>, name: &str) -> io::Result<()> {
     match dir.remove(name) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(&path)(e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
     }
-    dir.rename(&tmp, dir, name).map_err(io_err(&path))
+}
+
+fn read_opt<T: Read + Write + Seek>(
+    dir: &fatfs::Dir<'_, T>,
+    name: &str,
+) -> io::Result<Option<Vec<u8>>> {
+    match dir.open_file(name) {
+        Ok(mut f) => {
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf)?;
+            Ok(Some(buf))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// fatfs 0.3.6 writes a new directory's "." and ".." with long-name entries in front and

@@ -1,12 +1,15 @@
 //! `fleet image configure`: edit the boot partition of an image file or block device in place.
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use crate::bootfs::{BootError, Edits, Slice};
 use crate::inspect::{PartInfo, find_boot, probe_fs};
 use crate::table::{Table, TableError};
+use crate::writeback::{Shared, WriteBack};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigureError {
@@ -54,10 +57,21 @@ pub fn configure(path: &Path, edits: &Edits) -> Result<(), ConfigureError> {
     let (start, size) = boot_range(&mut file, &table)
         .map_err(io_err)?
         .ok_or_else(|| ConfigureError::NoBoot { path: path.into() })?;
-    let slice = Slice::new(&mut file, start, size).map_err(io_err)?;
-    edits.apply(slice).map_err(|source| ConfigureError::Boot {
-        path: path.into(),
-        source,
-    })?;
-    file.sync_all().map_err(io_err)
+    // The replacement steps are ordered by barriers (see bootfs::replace): write out the
+    // sector buffer, then fsync through a second handle of the same file.
+    let syncer = file.try_clone().map_err(io_err)?;
+    let slice = Slice::new(file, start, size).map_err(io_err)?;
+    let buffer = Shared(Rc::new(RefCell::new(WriteBack::new(slice))));
+    let held = buffer.clone();
+    let mut barrier = move || {
+        held.0.borrow_mut().write_out()?;
+        syncer.sync_data()
+    };
+    edits
+        .apply(buffer, &mut barrier)
+        .map_err(|source| ConfigureError::Boot {
+            path: path.into(),
+            source,
+        })?;
+    barrier().map_err(io_err)
 }

@@ -406,7 +406,7 @@ impl Flash<'_> {
         let slice = Slice::new(&mut recorder, boot.start, boot.size).map_err(self.read_err())?;
         self.opts
             .edits
-            .apply(slice)
+            .apply(slice, &mut crate::bootfs::no_barrier)
             .map_err(|source| FlashError::Boot {
                 path: self.image.into(),
                 source,

@@ -11,3 +11,4 @@ pub mod inspect;
 pub mod source;
 pub mod table;
 pub mod target;
+pub mod writeback;

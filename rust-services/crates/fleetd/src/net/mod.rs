@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use fleet_config::{Config, ConfigError};
+use fleet_config::{Config, ConfigError, FAT_NEW_SUFFIX, FAT_OLD_SUFFIX, FAT_TMP_SUFFIX};
 use fleet_fs::Root;
 use fleet_fs::root::BOOT_CONNECTIONS;
 use fleet_fs::{Change, FsError};
@@ -284,7 +284,19 @@ pub fn read_boot_keyfiles(dir: &Path) -> Result<BootKeyfiles, NetError> {
             );
             continue;
         };
+        if name.ends_with(FAT_TMP_SUFFIX) || name.ends_with(FAT_OLD_SUFFIX) {
+            continue;
+        }
+        // `fleet image configure` leaves `NAME.fleet-next`, the whole new file, when a power
+        // cut stops it (fleet_config::fat_current): it stands for NAME.
+        let (name, replacement) = match name.strip_suffix(FAT_NEW_SUFFIX) {
+            Some(base) => (base.to_string(), true),
+            None => (name, false),
+        };
         if !keyfile::is_candidate(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        if !replacement && out.contains_key(&name) {
             continue;
         }
         let parsed = read_capped(&entry.path())
@@ -324,6 +336,19 @@ mod tests {
             got["bad"].as_ref().unwrap_err(),
             "[connection] has no type="
         );
+        // What an interrupted `fleet image configure` leaves: the replacement stands for
+        // the file, whatever order the directory lists them in; the temporaries are skipped.
+        std::fs::write(dir.path().join("good.nmconnection"), "[conn").unwrap();
+        std::fs::write(
+            dir.path().join("good.nmconnection.fleet-next"),
+            "[connection]\nid=good2\ntype=ethernet\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("bad.fleet-tmp"), "[conn").unwrap();
+        std::fs::write(dir.path().join("bad.fleet-old"), "[conn").unwrap();
+        let got = read_boot_keyfiles(dir.path()).unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got["good.nmconnection"].as_ref().unwrap().id, "good2");
         assert!(
             read_boot_keyfiles(&dir.path().join("missing"))
                 .unwrap()

@@ -1,0 +1,488 @@
+#!/usr/bin/env python3
+"""Power loss at the block level: record a scenario's writes and flushes with QEMU's
+blklogwrites, replay them into crash states, check every state offline.
+
+Usage: powerloss.py SCENARIO --work DIR [--seed N] [--subsets N] [--exhaustive N]
+       [--torn-all] [--show N]
+Prints one summary line per scenario as JSON (states, fsck verdicts, config verdicts) and
+the first --show failing states. Exit status 1 when a state loses or mixes config, 2 on a
+harness error. Scenarios: see SCENARIOS below.
+"""
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import crashstates  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+MKIMG = os.path.join(TOP, "tests", "image", "mkimg")
+RECORD = os.path.join(HERE, "record")
+UBOOT = os.path.join(HERE, "uboot")
+# POWERLOSS_LEGACY_READER=1: read config.json as fleetOS did before the fix (no .fleet-next).
+LEGACY_READER = os.environ.get("POWERLOSS_LEGACY_READER") == "1"
+
+NEW_CONFIG = (
+    b'{"deviceApiKey":"n3w-key","deviceType":"raspberrypi4-64",'
+    b'"unknownVendorKey":{"keep":[3]},"hostname":"after",'
+    b'"fleet":{"network":{"wifi":[{"ssid":"f22-net","psk":"f22-passphrase"}]}}}\n'
+)
+KEYFILE = (
+    b"[connection]\nid=f22-wired\ntype=ethernet\n\n[ipv4]\nmethod=auto\n\n[ipv6]\nmethod=auto\n"
+)
+
+
+def run(*cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, **kw)
+
+
+def part1(image):
+    out = run("partx", "-g", "-o", "START,SECTORS", "-n", "1", image).stdout.split()
+    return int(out[0]) * 512, int(out[1]) * 512
+
+
+def mread(part, path):
+    """A file of the FAT image `part` as mtools reads it: bytes, None when absent, or an
+    exception text when the file system cannot be read there."""
+    p = subprocess.run(["mtype", "-i", part, "::" + path], capture_output=True)
+    if p.returncode == 0:
+        return p.stdout
+    err = p.stderr.decode(errors="replace")
+    if "not found" in err:
+        return None
+    return RuntimeError(err.strip().splitlines()[-1] if err.strip() else f"mtype rc {p.returncode}")
+
+
+def boot_file(part, path):
+    """`path` on the boot partition as fleetOS reads it (fleet_config::fat_current): the
+    whole replacement `path.fleet-next` an interrupted `fleet image configure` left, else
+    `path`. `legacy` readers (before the fix) read `path` only."""
+    if not LEGACY_READER:
+        data = mread(part, path + ".fleet-next")
+        if data is not None:
+            return data
+    return mread(part, path)
+
+
+def verdict(data, old, new):
+    if isinstance(data, Exception):
+        return "unreadable"
+    if data == new:
+        return "new"
+    if data == old:
+        return "old"
+    if data is None:
+        return "lost"
+    return "mixed"
+
+
+def fsck(part):
+    p = subprocess.run(["fsck.vfat", "-n", part], capture_output=True)
+    if p.returncode == 0:
+        return "clean", ""
+    text = p.stdout.decode(errors="replace")
+    lines = [
+        line
+        for line in text.splitlines()[1:]
+        if line.strip() and not line.startswith(("Checking", "Starting", "Leaving", "/"))
+    ]
+    return "errors", "; ".join(lines[:3])
+
+
+class Configure:
+    """`fleet image configure` of a card image (host side): replace config.json, optionally
+    add a NetworkManager keyfile (creating system-connections/). Nothing to boot."""
+
+    boots = False
+
+    def __init__(self, layout, connection):
+        self.layout, self.connection = layout, connection
+
+    def prepare(self, work):
+        image = os.path.join(work, "disk.img")
+        run(MKIMG, self.layout, image)
+        return image
+
+    def record(self, work, image, log):
+        cfg = os.path.join(work, "new-config.json")
+        with open(cfg, "wb") as f:
+            f.write(NEW_CONFIG)
+        args = ["fleet", "image", "configure", "--config", cfg]
+        if self.connection:
+            kf = os.path.join(work, "f22-wired.nmconnection")
+            with open(kf, "wb") as f:
+                f.write(KEYFILE)
+            args += ["--connection", kf]
+        subprocess.run([RECORD, image, log, *args, "@DISK"], check=True, capture_output=True)
+
+    def read(self, part, work):
+        """What fleetOS would read from this boot partition: {file: bytes | None | error}."""
+        names = ["config.json"]
+        if self.connection:
+            names.append("system-connections/f22-wired.nmconnection")
+        return {n: boot_file(part, n) for n in names}
+
+    def judge(self, got, old, new):
+        """{file: verdict}, and whether the device would still boot a good slot (None: the
+        scenario does not touch boot state)."""
+        row = {}
+        for name, data in got.items():
+            if name == "config.json" or old[name] is not None:
+                row[name] = verdict(data, old[name], new[name])
+            else:
+                # A file the scenario adds: absent is the old state.
+                row[name] = verdict(data, None, new[name]) if data is not None else "old"
+        return row, None
+
+
+class Control(Configure):
+    """Negative control: config.json overwritten in place by mtools (`mcopy -o`, no ordering,
+    what a naive tool does). The checker must find lost or mixed states here."""
+
+    def __init__(self):
+        super().__init__("mbr", False)
+
+    def record(self, work, image, log):
+        cfg = os.path.join(work, "config.json")
+        with open(cfg, "wb") as f:
+            f.write(NEW_CONFIG)
+        start, _ = part1(image)
+        script = f'mcopy -o -i "$RECORD_DISK@@{start}" "{cfg}" ::config.json'
+        subprocess.run([RECORD, image, log, "sh", "-c", script], check=True, capture_output=True)
+
+
+class Provision:
+    """`fleetd provision` with a changed config.json (hostname, an SSH key) on a device's
+    fleet-state ext4 (loop-mounted through the recorder, DESIGN.md §4 binds: /etc/hostname is
+    rewritten in place through its file bind). A state is read as the device would after the
+    cut: journal replayed and repaired by `e2fsck -fy` (systemd-fsck), then the files."""
+
+    boots = False
+    OLD = b'{"hostname":"before","os":{"sshKeys":[]}}\n'
+    NEW = (
+        b'{"hostname":"after","os":{"sshKeys":["ssh-ed25519 '
+        b'AAAAC3NzaC1lZDI1NTE5AAAAIGb5m0U4q1f0hY0Jp6s2C3kz2vW4m6xw0S0yQn1m3y7Q f22@host"]}}\n'
+    )
+    FILES = ("/etc/hostname", "/etc/machine-id", "/var/lib/fleet/config.last-good.json",
+             "/home/root/.ssh/authorized_keys")
+
+    def prepare(self, work):
+        image = os.path.join(work, "state.img")
+        old = os.path.join(work, "old.json")
+        with open(old, "wb") as f:
+            f.write(self.OLD)
+        run(os.path.join(HERE, "provision"), "image", image, old)
+        return image
+
+    def part(self, image):
+        return 0, os.path.getsize(image)
+
+    def record(self, work, image, log):
+        new = os.path.join(work, "new.json")
+        with open(new, "wb") as f:
+            f.write(self.NEW)
+        run(RECORD, image, log, os.path.join(HERE, "provision"), "apply", "@DISK", new)
+
+    def fsck(self, part):
+        """Replays the journal on a copy (e2fsck -fy, as systemd-fsck's -p would), then
+        e2fsck -fn on the result: clean = nothing beyond the journal needed repair."""
+        self.replayed = part + ".replayed"
+        run("cp", part, self.replayed)
+        first = subprocess.run(["e2fsck", "-fy", self.replayed], capture_output=True, text=True)
+        second = subprocess.run(["e2fsck", "-fn", self.replayed], capture_output=True, text=True)
+        self.broken = first.returncode >= 4
+        if first.returncode >= 4 or second.returncode != 0:
+            lines = (first.stdout + first.stderr + second.stdout).splitlines()
+            return "errors", "; ".join(x for x in lines if x.strip())[:300]
+        # e2fsck -fy exit 1: it fixed something (e.g. orphan inodes), as systemd-fsck would.
+        return ("clean" if first.returncode == 0 else "repaired"), ""
+
+    def read(self, part, work):
+        if not getattr(self, "replayed", None) or not os.path.exists(self.replayed):
+            self.fsck(part)
+        got = {}
+        for path in self.FILES:
+            if self.broken:
+                got[path] = RuntimeError("e2fsck could not repair the file system")
+                continue
+            p = subprocess.run(["debugfs", "-R", f"cat {path}", self.replayed], capture_output=True)
+            err = p.stderr.decode(errors="replace")
+            if "File not found" in err:
+                got[path] = None
+            elif p.returncode != 0 or "ext2fs_open" in err:
+                got[path] = RuntimeError(err.strip()[-200:])
+            else:
+                got[path] = p.stdout
+        os.unlink(self.replayed)
+        self.replayed = None
+        return got
+
+    def judge(self, got, old, new):
+        row = {}
+        for path, data in got.items():
+            if old[path] == new[path]:
+                # Not changed by the scenario (machine-id): must be exactly as it was.
+                row[path] = "old" if data == old[path] else ("lost" if not data else "mixed")
+            elif old[path] is None and data is None:
+                row[path] = "old"
+            else:
+                row[path] = verdict(data, old[path], new[path])
+                if row[path] in ("old", "new") and data is not None and not data.strip():
+                    row[path] = "lost"
+        return row, None
+
+
+def next_boot(state):
+    """BootState::next_boot (fleet-bootenv) and boot.cmd.in: the slot the next power-on boots."""
+    active, trial, tries = state
+    if trial and 1 <= tries <= 9:
+        return trial
+    return active
+
+
+class UbootTrial:
+    """Real U-Boot (tests/rpi-uboot) on the RPi layout, one power-on with a trial armed in
+    fleet-a.env: boot.scr counts the trial down (or rolls back) and saves the other copy,
+    fleet-b.env, before booting. The state is read with fleetd (the fleet_env backend)."""
+
+    boots = True
+
+    helper, bootloader, files = UBOOT, "uboot", ("fleet-a.env", "fleet-b.env")
+
+    def __init__(self, seq, active, trial, tries):
+        self.state = [str(seq), active, trial, str(tries)]
+        self.cache = {}  # env file bytes -> what fleetd reads
+
+    def prepare(self, work):
+        image = os.path.join(work, "disk.img")
+        run(self.helper, "image", image, *self.state)
+        return image
+
+    def record(self, work, image, log):
+        run(self.helper, "record", image, log)
+
+    def read(self, part, work):
+        root = os.path.join(work, "fleetd-root")
+        boot = os.path.join(root, "mnt", "boot")
+        if not os.path.isdir(root):
+            os.makedirs(boot)
+            os.makedirs(os.path.join(root, "etc", "fleet"))
+            os.makedirs(os.path.join(root, "proc"))
+            with open(os.path.join(root, "etc", "fleet", "update.conf"), "w") as f:
+                f.write(f"bootloader={self.bootloader}\n")
+            with open(os.path.join(root, "proc", "cmdline"), "w") as f:
+                f.write("fleet.slot=A\n")
+        for name in self.files:
+            path = os.path.join(boot, name)
+            if os.path.exists(path):
+                os.unlink(path)
+        # One mtools run for all env files; a file it cannot read is simply not there.
+        os.makedirs(os.path.join(boot, os.path.dirname(self.files[0])), exist_ok=True)
+        subprocess.run(
+            ["mcopy", "-n", "-i", part, *("::" + f for f in self.files),
+             os.path.join(boot, os.path.dirname(self.files[0])) + "/"],
+            capture_output=True,
+        )
+        copies = []
+        for name in self.files:
+            path = os.path.join(boot, name)
+            copies.append(open(path, "rb").read() if os.path.exists(path) else None)
+        key = tuple(copies)
+        if key not in self.cache:
+            p = subprocess.run(["fleetd", "--root", root, "update", "status"], capture_output=True)
+            if p.returncode != 0:
+                self.cache[key] = RuntimeError(p.stderr.decode(errors="replace").strip())
+            else:
+                st = json.loads(p.stdout)
+                self.cache[key] = (st["active"], st["trial"], st["tries_left"] or 0)
+        return {"boot state": self.cache[key]}
+
+    def judge(self, got, old, new):
+        state = got["boot state"]
+        if isinstance(state, Exception):
+            return {"boot state": "unreadable"}, False
+        o, n = old["boot state"], new["boot state"]
+        v = "new" if state == n else "old" if state == o else "mixed"
+        good = next_boot(state) in (next_boot(o), next_boot(n)) and state[0] in (o[0], n[0])
+        return {"boot state": v}, good
+
+
+class GrubTrial(UbootTrial):
+    """Real GRUB (standalone EFI, the layer's script) under OVMF on the GPT layout, one
+    power-on with a trial armed in /EFI/fleet/grubenv: `save_env` rewrites the block in
+    place through the firmware's block I/O before booting. Read with fleetd (grub backend)."""
+
+    helper, bootloader, files = os.path.join(HERE, "grub"), "grub", ("EFI/fleet/grubenv",)
+
+    def __init__(self, active, trial, tries, extra=None):
+        super().__init__(0, active, trial, tries)
+        self.state = [active, trial, str(tries)] + ([extra] if extra else [])
+
+
+SCENARIOS = {
+    "provision-state": Provision(),
+    "control-mtools-overwrite": Control(),
+    "configure-rpi": Configure("mbr", False),
+    "configure-rpi-connection": Configure("mbr", True),
+    "configure-x86": Configure("gpt", False),
+    # A good, B on trial (3 tries): U-Boot counts down to 2 and boots B.
+    "uboot-countdown": UbootTrial(5, "A", "B", 3),
+    # A good, B's last try: U-Boot saves tries 0 and boots B; the next power-on rolls back,
+    # so the old and the new state predict different slots (B again / A).
+    "uboot-last-try": UbootTrial(5, "A", "B", 1),
+    # B good, A on trial: the case a lost env used to turn into booting A.
+    "uboot-countdown-b-good": UbootTrial(5, "B", "A", 3),
+    # B good, A's trial out of tries: U-Boot rolls back to B and clears the trial.
+    "uboot-rollback-to-b": UbootTrial(5, "B", "A", 0),
+    # The same three on x86 under GRUB/OVMF (grubenv rewritten in place by save_env).
+    "grub-countdown-b-good": GrubTrial("B", "A", 3),
+    "grub-last-try": GrubTrial("A", "B", 1),
+    "grub-rollback-to-b": GrubTrial("B", "A", 0),
+    # DESIGN.md section 7's exception: a long hand-set fleet_extra_cmdline placed before the
+    # trial variables pushes them across the block's sector boundary.
+    # 433 characters: fleet_try ends in sector 1, fleet_tries straddles sectors 1 and 2.
+    "grub-long-extra-cmdline": GrubTrial("B", "A", 0, "fleet.debug=" + "x" * 421),
+}
+
+
+def boot_for_real(helper, base, overlay, work):
+    """Writes the crash state onto a copy of the whole card and powers it on under QEMU."""
+    card = os.path.join(work, "crash-card.img")
+    run("cp", "--sparse=always", base, card)
+    with open(card, "r+b") as f:
+        for sector, data in overlay.items():
+            f.seek(sector * crashstates.SECTOR)
+            f.write(data)
+    return run(helper, "boot", card).stdout.decode().strip()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario", choices=sorted(SCENARIOS))
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--seed", type=int, default=22)
+    ap.add_argument("--subsets", type=int, default=200)
+    ap.add_argument("--exhaustive", type=int, default=0)
+    ap.add_argument("--torn-all", action="store_true")
+    ap.add_argument("--boots", type=int, default=0, help="crash states booted for real")
+    ap.add_argument("--show", type=int, default=5)
+    a = ap.parse_args()
+    sc = SCENARIOS[a.scenario]
+    os.makedirs(a.work, exist_ok=True)
+    t0 = time.monotonic()
+    image = sc.prepare(a.work)
+    start, size = sc.part(image) if hasattr(sc, "part") else part1(image)
+    check_fs = sc.fsck if hasattr(sc, "fsck") else fsck
+    base = os.path.join(a.work, "base.img")
+    run("cp", "--sparse=always", image, base)
+    log = os.path.join(a.work, "writes.log")
+    sc.record(a.work, image, log)
+    epochs = crashstates.parse(log)
+    disk = crashstates.Disk(base, start, size, os.path.join(a.work, "state.part"))
+    final = crashstates.Disk(image, start, size, os.path.join(a.work, "final.part"))
+    old = sc.read(disk.path, a.work)
+    new = sc.read(final.path, a.work)
+    for name in new:
+        if name == "/etc/machine-id":
+            continue
+        if new[name] == old[name] or isinstance(new[name], Exception):
+            print(f"{a.scenario}: the scenario did not change {name}: {new[name]!r}", file=sys.stderr)
+            return 2
+    summary = {
+        "scenario": a.scenario,
+        "seed": a.seed,
+        "epochs": len(epochs),
+        "writes": sum(len(e) for e in epochs),
+        "states": 0,
+        "checked": 0,
+        "booted": 0,
+        "boot_mismatch": 0,
+        "no_good_slot": 0,
+        "lost_or_mixed": 0,
+        "unreadable": 0,
+        "fsck_errors": 0,
+        "outside_partition": 0,
+    }
+    verdicts, bad, seen, to_boot = {}, [], set(), {}
+    rng = random.Random(a.seed)
+    for label, overlay in crashstates.states(
+        epochs, a.seed, a.subsets, a.exhaustive, a.torn_all
+    ):
+        summary["states"] += 1
+        local, outside = disk.inside(overlay)
+        summary["outside_partition"] += outside
+        key = hash(tuple(sorted(overlay.items())))
+        if key in seen:
+            continue
+        seen.add(key)
+        summary["checked"] += 1
+        disk.set(local)
+        try:
+            fs, why = check_fs(disk.path)
+            got = sc.read(disk.path, a.work)
+        finally:
+            disk.reset()
+        row, good = sc.judge(got, old, new)
+        if fs == "errors" or (fs != "clean" and check_fs is fsck):
+            summary["fsck_errors"] += 1
+        for v in row.values():
+            verdicts[v] = verdicts.get(v, 0) + 1
+        if good is False:
+            summary["no_good_slot"] += 1
+        if any(v in ("lost", "mixed") for v in row.values()):
+            summary["lost_or_mixed"] += 1
+        if any(v == "unreadable" for v in row.values()):
+            summary["unreadable"] += 1
+        if good is False or any(v in ("lost", "mixed", "unreadable") for v in row.values()):
+            bad.append((label, row, good, why))
+        if sc.boots and a.boots:
+            # A reservoir sample per verdict (old/new/...), so the states booted for real
+            # cover each outcome the checker predicts; the prediction is the checker's.
+            state = got["boot state"]
+            predicted = "-" if isinstance(state, Exception) else next_boot(state)
+            kind = tuple(sorted(row.values()))
+            pool = to_boot.setdefault(kind, [[], 0])
+            pool[1] += 1
+            item = (label, dict(overlay), predicted)
+            if len(pool[0]) < a.boots:
+                pool[0].append(item)
+            else:
+                j = rng.randrange(pool[1])
+                if j < a.boots:
+                    pool[0][j] = item
+    pools = [p[0] for _, p in sorted(to_boot.items())] if isinstance(to_boot, dict) else []
+    picked = []
+    while len(picked) < a.boots and any(pools):
+        for pool in pools:
+            if pool and len(picked) < a.boots:
+                picked.append(pool.pop(0))
+    mismatches = []
+    booted_slots = {}
+    for label, overlay, predicted in picked:
+        slot = boot_for_real(sc.helper, base, overlay, a.work)
+        summary["booted"] += 1
+        booted_slots[slot] = booted_slots.get(slot, 0) + 1
+        if slot != predicted:
+            summary["boot_mismatch"] += 1
+            mismatches.append(f"{label}: predicted {predicted}, the bootloader booted {slot}")
+    if booted_slots:
+        summary["booted_slots"] = booted_slots
+    summary["verdicts"] = verdicts
+    summary["seconds"] = round(time.monotonic() - t0, 1)
+    print(json.dumps(summary))
+    for label, row, good, why in bad[: a.show]:
+        print(f"  state {label} (seed {a.seed}): {row} good slot: {good} fsck: {why}")
+    for m in mismatches[: a.show]:
+        print(f"  booted {m}")
+    failed = summary["lost_or_mixed"] or summary["unreadable"] or summary["no_good_slot"]
+    return 1 if failed or summary["boot_mismatch"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
