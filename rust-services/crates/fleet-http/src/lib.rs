@@ -9,6 +9,6 @@ pub mod client;
 pub mod server;
 
 pub use bytes::Bytes;
-pub use http_body_util::Full;
+pub use http_body_util::{Either, Full};
 pub use hyper::body::Incoming;
 pub use hyper::{Request, Response, StatusCode, header};
