@@ -58,8 +58,14 @@ impl Feature {
         }
     }
 
+    /// Also balena's legacy names (`io.resin.features.resin-api`, `…resin-socket`: what
+    /// balena-cli's default composition for a Dockerfile project still labels).
     fn from_name(s: &str) -> Option<Feature> {
-        Feature::ALL.into_iter().find(|f| f.name() == s)
+        match s {
+            "resin-api" => Some(Feature::BalenaApi),
+            "resin-socket" => Some(Feature::BalenaSocket),
+            _ => Feature::ALL.into_iter().find(|f| f.name() == s),
+        }
     }
 }
 
