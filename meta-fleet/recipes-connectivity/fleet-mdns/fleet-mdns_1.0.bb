@@ -24,5 +24,4 @@ do_install() {
     chmod 0644 ${D}${sysconfdir}/avahi/services/fleet-ssh.service
 }
 
-FILES:${PN} = "${sysconfdir}/avahi/services/fleet-ssh.service"
 RDEPENDS:${PN} = "avahi-daemon"
