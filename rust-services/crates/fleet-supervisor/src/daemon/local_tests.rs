@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use super::state::Shared;
-use super::tests::{call, settings, timing, until};
+use super::tests::{call, serve_with, settings, timing, until};
 use super::*;
 use fleet_release::plan::CurrentState;
 
@@ -91,17 +91,7 @@ where
     F: FnOnce(SocketAddr, Rc<Shared<Pushed>>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let local = tokio::task::LocalSet::new();
-    local
-        .run_until(async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let shared = Rc::new(Shared::new(settings, Pushed::default(), timing()));
-            let daemon = tokio::task::spawn_local(run_on(listener, shared.clone()));
-            body(addr, shared).await;
-            daemon.abort();
-        })
-        .await;
+    serve_with(settings, Pushed::default(), timing(), body).await;
 }
 
 fn local_mode(dir: &std::path::Path) -> Settings {

@@ -138,12 +138,26 @@ where
     F: FnOnce(SocketAddr, Rc<Shared<Memory>>) -> Fut,
     Fut: Future<Output = ()>,
 {
+    serve_with(settings, Memory::default(), timing, body).await;
+}
+
+/// [`with_daemon`] with any engine side.
+pub(super) async fn serve_with<R, F, Fut>(
+    settings: Settings,
+    reconciler: R,
+    timing: Timing,
+    body: F,
+) where
+    R: Reconciler + 'static,
+    F: FnOnce(SocketAddr, Rc<Shared<R>>) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async move {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            let shared = Rc::new(Shared::new(settings, Memory::default(), timing));
+            let shared = Rc::new(Shared::new(settings, reconciler, timing));
             let daemon = tokio::task::spawn_local(run_on(listener, shared.clone()));
             body(addr, shared).await;
             daemon.abort();
