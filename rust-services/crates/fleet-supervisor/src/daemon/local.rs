@@ -12,7 +12,7 @@ use fleet_http::server::ChannelBody;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use super::api::{Request, Response};
+use super::http::{Request, Response};
 use super::settings::Settings;
 use super::source;
 use super::state::Shared;

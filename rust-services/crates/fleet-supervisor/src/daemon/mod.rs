@@ -8,6 +8,7 @@
 mod access;
 mod api;
 pub mod client;
+mod http;
 pub mod local;
 #[cfg(test)]
 mod local_tests;
