@@ -28,7 +28,12 @@ IMAGE_INSTALL = " \
     ca-certificates \
     kernel-modules \
     ${FLEET_IMAGE_BOOTLOADER_TOOLS} \
+    ${FLEET_IMAGE_MDNS} \
 "
+# mDNS (Avahi): <hostname>.local and SSH on 22222 with the _resin-device subtype that
+# `balena device detect` browses for; in production and development images alike.
+FLEET_MDNS ?= "1"
+FLEET_IMAGE_MDNS = "${@'fleet-mdns' if d.getVar('FLEET_MDNS') == '1' else ''}"
 # Boot-state tools: fleetd edits the environment itself, these are for people debugging.
 FLEET_IMAGE_BOOTLOADER_TOOLS ?= ""
 FLEET_IMAGE_BOOTLOADER_TOOLS:x86-64 ?= "grub-editenv"

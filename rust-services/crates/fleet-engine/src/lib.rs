@@ -3,6 +3,7 @@
 //! networks), on the workspace's HTTP client (`fleet_http::client`, hyper 1) with a timeout
 //! for every call. See README.md for why this is not bollard.
 
+mod logs;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fleet_http::client::{self, Client, Lines, Method, Request, Timeouts};
+pub use logs::{LogFollower, Stream};
 use serde::de::DeserializeOwned;
 pub use types::*;
 

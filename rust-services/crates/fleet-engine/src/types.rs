@@ -195,6 +195,9 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "null_default")]
     pub env: Vec<String>,
+    /// Created with a terminal: its log stream is not multiplexed.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -11,6 +11,6 @@ pub mod server;
 pub mod tls;
 
 pub use bytes::Bytes;
-pub use http_body_util::Full;
+pub use http_body_util::{Either, Full};
 pub use hyper::body::Incoming;
 pub use hyper::{Request, Response, StatusCode, header};

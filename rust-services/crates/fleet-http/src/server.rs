@@ -50,12 +50,14 @@ pub struct Peers {
 
 /// Accepts connections forever, one local task per connection. `connection` runs once per
 /// accepted connection (an access check, say) and returns the request handler for it.
-pub async fn serve<C, CF, H, HF>(listener: TcpListener, limits: Limits, connection: C)
+pub async fn serve<C, CF, H, HF, B>(listener: TcpListener, limits: Limits, connection: C)
 where
     C: Fn(Peers) -> CF,
     CF: Future<Output = H> + 'static,
     H: Fn(Request<Incoming>) -> HF + 'static,
-    HF: Future<Output = Response<Full<Bytes>>> + 'static,
+    HF: Future<Output = Response<B>> + 'static,
+    B: Body<Data = Bytes> + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
@@ -128,6 +130,36 @@ pub async fn read_body(
             Err(BodyError::TooLarge { limit })
         }
         Ok(Err(e)) => Err(BodyError::Read(e)),
+    }
+}
+
+/// A response body sent as it is produced (a log stream): each [`Bytes`] sent on the
+/// channel goes out as one chunk; the body ends when every sender is dropped. When the
+/// client goes away the receiver is dropped, so the producer's next send fails and it stops.
+#[derive(Debug)]
+pub struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+impl ChannelBody {
+    /// A body and its sender; `depth` chunks may wait unsent before `send` waits.
+    pub fn new(depth: usize) -> (tokio::sync::mpsc::Sender<Bytes>, ChannelBody) {
+        let (tx, rx) = tokio::sync::mpsc::channel(depth.max(1));
+        (tx, ChannelBody { rx })
+    }
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
     }
 }
 

@@ -302,3 +302,17 @@ fn strategy_names_round_trip() {
         assert_eq!(UpdateStrategy::from_name(s.name()), Some(s));
     }
 }
+
+#[test]
+fn balena_legacy_feature_names() {
+    // balena-cli's default composition for a Dockerfile-only project.
+    let (l, p) = read(&labels(&[
+        ("io.resin.features.resin-api", "1"),
+        ("io.resin.features.resin-socket", "1"),
+    ]));
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!(
+        l.features,
+        BTreeSet::from([Feature::BalenaApi, Feature::BalenaSocket])
+    );
+}

@@ -6,9 +6,9 @@ use fleet_log::error::{Chain, one_line};
 use serde_json::{Value, json};
 
 use super::device_api::{self, failure};
+use super::local;
 pub use super::message::{Request, Response};
 use super::power::{self, PowerAction};
-use super::source;
 use super::state::Shared;
 use super::{Reconciler, ServiceState};
 
@@ -19,7 +19,7 @@ const ENGINE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 
 pub async fn route<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response {
     let path = req.path.trim_end_matches('/');
-    if !OPEN_PATHS.contains(&path) && !authorized(&shared.settings.api_key, req) {
+    if !permitted(shared, req) {
         return Response::text(401, "Unauthorized");
     }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -58,8 +58,11 @@ pub async fn route<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response
         },
         ("POST", ["v1", "reboot"]) => power(shared, PowerAction::Reboot, req).await,
         ("POST", ["v1", "shutdown"]) => power(shared, PowerAction::PowerOff, req).await,
-        ("GET", ["v2", "local", "target-state"]) => get_local_target(shared),
-        ("POST", ["v2", "local", "target-state"]) => post_local_target(shared, &req.body),
+        ("GET", ["v2", "local", "target-state"]) => local::get_target(shared),
+        ("POST", ["v2", "local", "target-state"]) => local::post_target(shared, &req.body).await,
+        ("GET", ["v2", "version"]) => local::version(),
+        ("GET", ["v2", "containerId"]) => local::container_id(shared, req).await,
+        ("GET", ["v2", "local", "device-info"]) => local::device_info(shared),
         (_, ["ping"] | ["v1", "healthy" | "update" | "reboot" | "shutdown"])
         | (_, ["v2", "applications", "state"] | ["v2", "state", "status"])
         | (_, ["v2", "applications", _, _] | ["v2", "local", "target-state"]) => {
@@ -67,6 +70,15 @@ pub async fn route<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response
         }
         _ => Response::text(404, "Not Found"),
     }
+}
+
+/// Open paths, every path in local mode (as balena: no key, whatever `Authorization` says),
+/// else the key.
+pub fn permitted<R>(shared: &Shared<R>, req: &Request) -> bool {
+    let path = req.path.trim_end_matches('/');
+    OPEN_PATHS.contains(&path)
+        || local::local_mode(&shared.settings)
+        || authorized(&shared.settings.api_key, req)
 }
 
 /// `Authorization: Bearer <key>` or balena's `?apikey=<key>`.
@@ -315,38 +327,5 @@ async fn power<R: Reconciler>(shared: &Shared<R>, action: PowerAction, req: &Req
             answer(202, "OK", None)
         }
         Err(e) => answer(500, "", Some(one_line(&e))),
-    }
-}
-
-fn dev_mode_only<R>(shared: &Shared<R>) -> Option<Response> {
-    (!shared.settings.development_mode).then(|| {
-        Response::json(
-            403,
-            &json!({ "status": "failed", "message": "only available in development mode (config.json developmentMode)" }),
-        )
-    })
-}
-
-fn get_local_target<R>(shared: &Shared<R>) -> Response {
-    if let Some(r) = dev_mode_only(shared) {
-        return r;
-    }
-    let state = shared.target.borrow().as_ref().map(|t| t.document.clone());
-    Response::json(200, &json!({ "status": "success", "state": state }))
-}
-
-fn post_local_target<R>(shared: &Shared<R>, body: &[u8]) -> Response {
-    if let Some(r) = dev_mode_only(shared) {
-        return r;
-    }
-    match source::accept(shared, body) {
-        Ok(changed) => {
-            if changed {
-                log::info!("new target from POST /v2/local/target-state");
-            }
-            shared.wake.notify_one();
-            Response::json(200, &json!({ "status": "success", "message": "OK" }))
-        }
-        Err(e) => Response::json(400, &json!({ "status": "failed", "message": e })),
     }
 }

@@ -9,6 +9,9 @@ mod access;
 mod api;
 pub mod client;
 mod device_api;
+pub mod local;
+#[cfg(test)]
+mod local_tests;
 mod message;
 mod params;
 mod power;
@@ -87,6 +90,31 @@ pub trait Reconciler {
     async fn bridge_subnets(&self) -> Result<Vec<Subnet>, ReconcileError> {
         Ok(Vec::new())
     }
+    /// The engine's ID of an image, `None` when it has no such image (local mode pins
+    /// pushed images by it).
+    async fn image_id(&self, image: &str) -> Result<Option<String>, ReconcileError> {
+        let _ = image;
+        Ok(None)
+    }
+    /// Sends a container's output from `since` (Unix seconds) on, one line at a time, until
+    /// the output ends or `out` is closed (`/v2/local/logs`).
+    async fn follow_logs(
+        &self,
+        container_id: &str,
+        since: u64,
+        out: tokio::sync::mpsc::Sender<LogLine>,
+    ) -> Result<(), ReconcileError> {
+        let _ = (container_id, since, out);
+        Ok(())
+    }
+}
+
+/// One line a supervised container wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub container_id: String,
+    pub message: String,
+    pub stderr: bool,
 }
 
 /// The outcome of one [`Reconciler::apply`].

@@ -5,13 +5,15 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use fleet_http::server::ChannelBody;
 use fleet_http::server::{self, BodyError, Limits, Peers};
-use fleet_http::{Bytes, Full, Incoming};
+use fleet_http::{Bytes, Either, Full, Incoming};
 use tokio::net::TcpListener;
 
 use super::Reconciler;
 use super::access;
 use super::api;
+use super::local;
 use super::message::{Request, Response, percent_decode};
 use super::state::Shared;
 
@@ -58,6 +60,12 @@ pub async fn serve<R: Reconciler + 'static>(
                         return r;
                     }
                     let response = match from_hyper(req).await {
+                        Ok(request)
+                            if local::is_log_stream(&request)
+                                && api::permitted(&shared, &request) =>
+                        {
+                            return streamed(local::logs(shared.clone()));
+                        }
                         Ok(request) => api::route(&shared, &request).await,
                         Err(response) => response,
                     };
@@ -69,8 +77,20 @@ pub async fn serve<R: Reconciler + 'static>(
     .await
 }
 
-fn to_hyper(r: Response) -> fleet_http::Response<Full<Bytes>> {
-    server::response(r.status, r.content_type, r.body)
+type Body = Either<Full<Bytes>, ChannelBody>;
+
+fn to_hyper(r: Response) -> fleet_http::Response<Body> {
+    server::response(r.status, r.content_type, r.body).map(Either::Left)
+}
+
+/// A 200 whose NDJSON body is sent as it is produced.
+fn streamed(body: ChannelBody) -> fleet_http::Response<Body> {
+    let mut r = fleet_http::Response::new(Either::Right(body));
+    r.headers_mut().insert(
+        fleet_http::header::CONTENT_TYPE,
+        fleet_http::header::HeaderValue::from_static("application/x-ndjson"),
+    );
+    r
 }
 
 /// The API's request from hyper's, body read whole; an error is the response to send.

@@ -123,7 +123,7 @@ impl Reconciler for Memory {
     }
 }
 
-fn settings(dir: &Path) -> Settings {
+pub(super) fn settings(dir: &Path) -> Settings {
     Settings {
         data_dir: dir.to_path_buf(),
         listen_address: "127.0.0.1".into(),
@@ -139,7 +139,7 @@ fn settings(dir: &Path) -> Settings {
     }
 }
 
-fn timing() -> Timing {
+pub(super) fn timing() -> Timing {
     Timing {
         reconcile: Duration::from_secs(60),
         retry: Duration::from_millis(100),
@@ -153,12 +153,26 @@ where
     F: FnOnce(SocketAddr, Rc<Shared<Memory>>) -> Fut,
     Fut: Future<Output = ()>,
 {
+    serve_with(settings, Memory::default(), timing, body).await;
+}
+
+/// [`with_daemon`] with any engine side.
+pub(super) async fn serve_with<R, F, Fut>(
+    settings: Settings,
+    reconciler: R,
+    timing: Timing,
+    body: F,
+) where
+    R: Reconciler + 'static,
+    F: FnOnce(SocketAddr, Rc<Shared<R>>) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async move {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            let shared = Rc::new(Shared::new(settings, Memory::default(), timing));
+            let shared = Rc::new(Shared::new(settings, reconciler, timing));
             let daemon = tokio::task::spawn_local(run_on(listener, shared.clone()));
             body(addr, shared).await;
             daemon.abort();
@@ -166,7 +180,7 @@ where
         .await;
 }
 
-async fn call(
+pub(super) async fn call(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -191,7 +205,7 @@ async fn call(
     (r.status, String::from_utf8_lossy(&r.body).into_owned())
 }
 
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+pub(super) async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..250 {
         if cond() {
             return;
@@ -494,7 +508,10 @@ async fn local_target_state_endpoint_is_development_mode_only() {
         let (status, body) = call(addr, "GET", "/v2/local/target-state", Some(KEY), "").await;
         assert_eq!(
             (status, body.as_str()),
-            (200, r#"{"status":"success","state":null}"#)
+            (
+                200,
+                r#"{"status":"success","state":{"local":{"config":{},"apps":{}}}}"#
+            )
         );
         let (status, body) = call(addr, "POST", "/v2/local/target-state", Some(KEY), EXAMPLE).await;
         assert_eq!(status, 200, "{body}");
@@ -512,7 +529,10 @@ async fn local_target_state_endpoint_is_development_mode_only() {
         assert_eq!(std::fs::read_to_string(&target_file).unwrap(), EXAMPLE);
         let (_, body) = call(addr, "GET", "/v2/local/target-state", Some(KEY), "").await;
         let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["state"][DEVICE]["apps"][APP]["id"], json!(1804));
+        let app = &v["state"]["local"]["apps"]["1804"];
+        assert_eq!(app["name"], json!("greenhouse"), "{body}");
+        assert_eq!(app["commit"], json!("a1b2c3d4e5f60718293a4b5c6d7e8f90"));
+        assert_eq!(v["state"]["local"]["name"], json!("greenhouse-7"));
     })
     .await;
 }

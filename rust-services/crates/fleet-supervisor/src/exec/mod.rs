@@ -51,6 +51,10 @@ pub enum ExecError {
         "image {image}: not on the engine after fetching it (no {tarball} and the pull gave nothing)"
     )]
     ImageMissing { image: String, tarball: String },
+    #[error(
+        "image {image}: not on the engine; pushed images (local_image_*) are never pulled: push again"
+    )]
+    LocalImageMissing { image: String },
     #[error("app {app}: no container of service `{service}`")]
     NoSuchService { app: String, service: String },
     #[error("concurrent create/start task failed: {reason}")]
@@ -409,6 +413,12 @@ impl Executor {
                     .load_image(path)
                     .await
                     .map_err(ExecError::engine(format!("load {}", path.display())))?;
+            }
+            // Built on the device by `balena push`: no registry has it.
+            _ if image.starts_with(crate::daemon::local::LOCAL_IMAGE_PREFIX) => {
+                return Err(ExecError::LocalImageMissing {
+                    image: image.to_string(),
+                });
             }
             _ => self
                 .engine

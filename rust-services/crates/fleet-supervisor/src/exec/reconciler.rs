@@ -1,7 +1,7 @@
 //! The daemon's engine side: [`Executor`] is the [`Reconciler`] `fleet-supervisor run` drives.
 
 use super::{ExecError, Executor, report};
-use crate::daemon::{ApplySummary, ReconcileError, Reconciler, ServiceState, Subnet};
+use crate::daemon::{ApplySummary, LogLine, ReconcileError, Reconciler, ServiceState, Subnet};
 use std::collections::BTreeSet;
 
 use fleet_release::plan::{CurrentState, Owned};
@@ -28,6 +28,44 @@ impl Reconciler for Executor {
 
     async fn bridge_subnets(&self) -> Result<Vec<Subnet>, ReconcileError> {
         report::bridge_subnets(self.engine()).await
+    }
+
+    async fn image_id(&self, image: &str) -> Result<Option<String>, ReconcileError> {
+        let inspect = self.engine().inspect_image(image).await;
+        Ok(inspect.map_err(ReconcileError::failed)?.map(|i| i.id))
+    }
+
+    async fn follow_logs(
+        &self,
+        container_id: &str,
+        since: u64,
+        out: tokio::sync::mpsc::Sender<LogLine>,
+    ) -> Result<(), ReconcileError> {
+        let engine = self.engine();
+        let Some(inspect) = engine
+            .inspect_container(container_id)
+            .await
+            .map_err(ReconcileError::failed)?
+        else {
+            return Ok(());
+        };
+        let mut lines = engine
+            .follow_logs(container_id, since, inspect.config.tty)
+            .await
+            .map_err(ReconcileError::failed)?;
+        while let Some((stream, message)) =
+            lines.next_line().await.map_err(ReconcileError::failed)?
+        {
+            let line = LogLine {
+                container_id: container_id.to_string(),
+                message,
+                stderr: stream == fleet_engine::Stream::Stderr,
+            };
+            if out.send(line).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     async fn apply(

@@ -1,5 +1,5 @@
 //! `developmentMode` → the development-mode units, enabled for this boot only (under
-//! `/run/systemd/system`, regenerated every boot): the engine API on TCP 2377
+//! `/run/systemd/system`, regenerated every boot): the engine API on TCP 2375 and 2377
 //! (`fleet-devmode-engine.socket`), root SSH without a key (sshd options through a runtime
 //! drop-in), and a login on the serial console.
 
@@ -142,7 +142,7 @@ pub fn apply(root: &Root, effects: Effects, settings: &Settings) -> Result<(), I
         return Ok(());
     }
     if settings.development_mode {
-        log::warn!(FLEET_KEY = KEY; "development mode on: engine API on TCP 2377, root SSH without a key, login on {getty}");
+        log::warn!(FLEET_KEY = KEY; "development mode on: engine API on TCP 2375 and 2377, root SSH without a key, login on {getty}");
         effects.systemctl(KEY, &["daemon-reload"])?;
         // --no-block: a getty is ordered after network.target, which waits for provisioning.
         effects.systemctl(KEY, &["--no-block", "start", ENGINE_SOCKET, &getty])?;
