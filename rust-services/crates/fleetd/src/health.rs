@@ -158,7 +158,7 @@ pub async fn run(root: &Root, args: Args) -> Result<(), HealthError> {
                 "{}; rebooting so the bootloader counts the trial down",
                 Chain(&e)
             );
-            reboot().await
+            crate::reboot::reboot().await.map_err(HealthError::Reboot)
         }
         Err(e) => Err(e),
     }
@@ -182,20 +182,4 @@ pub fn default_units(root: &Root) -> Result<Vec<String>, HealthError> {
         ]);
     }
     Ok(units)
-}
-
-/// A clean reboot through systemd; the reboot syscall if systemd does not take it.
-pub async fn reboot() -> Result<(), HealthError> {
-    let ok = tokio::process::Command::new("systemctl")
-        .arg("reboot")
-        .status()
-        .await
-        .is_ok_and(|s| s.success());
-    if ok {
-        return Ok(());
-    }
-    nix::unistd::sync();
-    nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT)
-        .map(|_| ())
-        .map_err(HealthError::Reboot)
 }

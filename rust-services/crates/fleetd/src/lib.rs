@@ -7,6 +7,7 @@ pub mod health;
 pub mod logging;
 pub mod net;
 pub mod provision;
+pub mod reboot;
 pub mod supervisor;
 pub mod update;
 

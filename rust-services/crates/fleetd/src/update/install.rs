@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use super::UpdateError;
 use super::chunked;
 use super::slots::{self, SlotRecord};
-use super::source::{SeqReader, Source};
+use super::source::{HEAD_STEP, SeqReader, Source};
 use super::trial::{self, Recorded, TrialRecord};
 
 /// Decompressed bytes per pipeline chunk; three chunks in flight plus one compare buffer,
@@ -327,8 +327,6 @@ fn install_stream(
     )
 }
 
-/// Head read sequentially by ranges of this size (manifest, signature, index).
-pub const HEAD_STEP: u64 = 64 * 1024;
 /// A bundle without a chunk index, or the boot image, is streamed in ranges of this size.
 const STREAM_STEP: u64 = 4 << 20;
 

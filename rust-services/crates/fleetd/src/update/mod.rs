@@ -196,7 +196,7 @@ pub async fn run(root: &Root, cmd: Command) -> Result<(), UpdateError> {
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
             if reboot && matches!(report.action, check::Action::Installed) {
                 log::info!("rebooting into the trial of {}", report.version);
-                crate::health::reboot()
+                crate::reboot::reboot()
                     .await
                     .map_err(|e| UpdateError::Input("reboot".into(), std::io::Error::other(e)))?;
             }

@@ -122,9 +122,9 @@ pub struct HttpSource {
     head: Option<(u64, Vec<u8>)>,
 }
 
-/// What the first request fetches: the manifest, the signature and the index's start (the
-/// install reads the head in steps of the same size, so this answer is reused).
-const HEAD: u64 = super::install::HEAD_STEP;
+/// What the first request fetches: the manifest, the signature and the index's start. The
+/// install reads the bundle's head in steps of this size, so that answer is reused.
+pub const HEAD_STEP: u64 = 64 * 1024;
 
 impl HttpSource {
     /// Follows redirects and learns the bundle's length from the first range. `https://`
@@ -162,7 +162,7 @@ impl HttpSource {
             fetched: 0,
             head: None,
         };
-        let (total, bytes) = src.fetch(0, HEAD, None)?;
+        let (total, bytes) = src.fetch(0, HEAD_STEP, None)?;
         src.len = total;
         src.head = Some((0, bytes));
         Ok(src)
