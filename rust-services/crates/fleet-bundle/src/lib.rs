@@ -391,7 +391,7 @@ fn compress_chunked(
         Ok(())
     };
     loop {
-        let n = fill_block(&mut reader, &mut block).map_err(io_at(input, "read"))?;
+        let n = read_up_to(&mut reader, &mut block).map_err(io_at(input, "read"))?;
         if n == 0 {
             break;
         }
@@ -413,7 +413,8 @@ fn compress_chunked(
     Ok((info, index::Index { chunks }))
 }
 
-fn fill_block(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Fills `buf` as far as the stream allows; returns how much was read.
+pub fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

@@ -477,20 +477,6 @@ fn arm(
     })
 }
 
-/// Fills `buf` from `r` until full or end of stream; returns the length.
-fn fill(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 /// Decompresses the image `name` in a second thread; this one hashes, compares and writes.
 /// Returns the bytes actually written, and the decoder (read to its end) to go on from.
 fn stream_into<D: Read + Send>(
@@ -510,7 +496,8 @@ fn stream_into<D: Read + Send>(
         let reader = s.spawn(move || -> Result<D, BundleError> {
             while let Ok(mut buf) = empty_rx.recv() {
                 buf.resize(CHUNK, 0);
-                let n = fill(&mut decoder, &mut buf).map_err(|e| BundleError::io(name, e))?;
+                let n = fleet_bundle::read_up_to(&mut decoder, &mut buf)
+                    .map_err(|e| BundleError::io(name, e))?;
                 if n == 0 {
                     break;
                 }
