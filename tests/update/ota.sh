@@ -3,13 +3,14 @@
 # ($body_bytes_sent), which is what the cases count. fleetd reads the bundle with Range
 # requests and fetches only the chunks neither slot holds.
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # serve DIR [RATE] [tls]: nginx on a free loopback port serving DIR (limit_rate RATE; with
 # tls: https with a certificate for 127.0.0.1 from the test's own CA, $work/ca/ca.crt); sets
 # $base.
 serve() {
   local dir=$1 rate=${2:-0} tls=${3:-} n=$work/nginx port listen scheme=http
   mkdir -p "$n"; : >"$n/access.log"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   local addr=${SERVE_ADDR:-127.0.0.1} run=()
   [ -n "${SERVE_NS:-}" ] && run=(ip netns exec "$SERVE_NS")
   listen="listen $addr:$port;"
@@ -117,7 +118,7 @@ ota_full() { # slot A holds nothing useful: the whole entry is fetched, in large
 ota_no_ranges() { # python's http.server answers 200 to a Range request: refused, nothing changed
   ota_fixtures; ota_root ota3
   local port envsum slotsum pid
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   (cd "$work/ota/www" && exec python3 -m http.server --bind 127.0.0.1 "$port" >/dev/null 2>&1) &
   pid=$!; echo "$pid" >>"$work/pids"
   for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $port))" 2>/dev/null && break; sleep 0.1; done

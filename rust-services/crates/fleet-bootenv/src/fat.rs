@@ -92,24 +92,30 @@ pub struct Found {
     pub len: u32,
 }
 
-/// The root directory entries as read.
-fn root_entries(g: &Geometry, read: &mut ReadAt) -> Result<Vec<u8>, String> {
+/// The root directory's live entries with their byte offsets: deleted ones skipped, up to
+/// the end marker.
+fn root_entries(g: &Geometry, read: &mut ReadAt) -> Result<Vec<(u64, [u8; 32])>, String> {
     let mut dir = vec![0u8; g.root_dir.1 as usize];
     read(g.root_dir.0, &mut dir).map_err(|e| format!("reading the root directory: {e}"))?;
-    Ok(dir)
+    Ok(dir
+        .chunks_exact(32)
+        .enumerate()
+        .take_while(|(_, e)| e[0] != 0)
+        .filter(|(_, e)| e[0] != 0xE5)
+        .map(|(i, e)| {
+            let mut entry = [0u8; 32];
+            entry.copy_from_slice(e);
+            (g.root_dir.0 + 32 * i as u64, entry)
+        })
+        .collect())
 }
 
 /// Finds the root-directory file whose 8.3 name is `name` (e.g. `b"CMDLINE TXT"`); its data
 /// must lie in its first cluster.
 pub fn find_file(g: &Geometry, read: &mut ReadAt, name: &[u8; 11]) -> Result<Found, String> {
     let shown = String::from_utf8_lossy(name).to_ascii_lowercase();
-    let dir = root_entries(g, read)?;
-    for entry in dir.chunks_exact(32) {
-        match entry[0] {
-            0 => break,
-            0xE5 => continue,
-            _ => {}
-        }
+    for (_, entry) in root_entries(g, read)? {
+        let entry = &entry[..];
         let attr = entry[11];
         if attr & 0x0F == 0x0F || attr & 0x18 != 0 || &entry[..11] != name {
             continue;
@@ -135,18 +141,10 @@ pub fn find_file(g: &Geometry, read: &mut ReadAt, name: &[u8; 11]) -> Result<Fou
 
 /// The volume label entry of the root directory (attribute 0x08), if there is one.
 pub fn find_label_entry(g: &Geometry, read: &mut ReadAt) -> Result<Option<u64>, String> {
-    let dir = root_entries(g, read)?;
-    for (i, entry) in dir.chunks_exact(32).enumerate() {
-        match entry[0] {
-            0 => break,
-            0xE5 => continue,
-            _ => {}
-        }
-        if entry[11] & 0x0F != 0x0F && entry[11] & 0x08 != 0 {
-            return Ok(Some(g.root_dir.0 + 32 * i as u64));
-        }
-    }
-    Ok(None)
+    Ok(root_entries(g, read)?
+        .into_iter()
+        .find(|(_, e)| e[11] & 0x0F != 0x0F && e[11] & 0x08 != 0)
+        .map(|(at, _)| at))
 }
 
 /// Writes `bytes` at `offset`, fsyncs, drops the page cache and reads them back.

@@ -14,6 +14,8 @@
 //! `FLEETIX1`, u32 LE block size, u32 LE chunk count, then per chunk u32 LE uncompressed
 //! length, u32 LE compressed length, 32-byte sha256 of the uncompressed bytes.
 
+use std::io::{self, Read};
+
 use sha2::{Digest, Sha256};
 
 pub const BLOCK: usize = 4096;
@@ -170,6 +172,34 @@ pub fn decompress(frame: &[u8], len: u32) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Cuts what `r` yields into the index's chunks, calling `chunk` with each in order. The one
+/// chunking loop: the bundle builder and the device (looking for chunks in its running slot)
+/// must cut the same content the same way.
+pub fn split<E>(
+    r: &mut impl Read,
+    read_err: impl Fn(io::Error) -> E,
+    mut chunk: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut chunker = Chunker::new();
+    let mut pending: Vec<u8> = Vec::with_capacity(MAX_BLOCKS * BLOCK);
+    let mut block = vec![0u8; BLOCK];
+    loop {
+        let n = crate::read_up_to(r, &mut block).map_err(&read_err)?;
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&block[..n]);
+        if chunker.push(&block[..n]) || n < BLOCK {
+            chunk(&pending)?;
+            pending.clear();
+        }
+    }
+    if !pending.is_empty() {
+        chunk(&pending)?;
+    }
+    Ok(())
+}
+
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
@@ -179,18 +209,16 @@ mod tests {
     use super::*;
 
     fn chunk_lens(data: &[u8]) -> Vec<usize> {
-        let mut c = Chunker::new();
         let mut out = Vec::new();
-        let mut start = 0;
-        for (i, b) in data.chunks(BLOCK).enumerate() {
-            if c.push(b) {
-                out.push((i + 1) * BLOCK - start);
-                start = (i + 1) * BLOCK;
-            }
-        }
-        if start < data.len() {
-            out.push(data.len() - start);
-        }
+        split(
+            &mut &data[..],
+            |e| e,
+            |c| {
+                out.push(c.len());
+                Ok::<(), io::Error>(())
+            },
+        )
+        .unwrap();
         out
     }
 

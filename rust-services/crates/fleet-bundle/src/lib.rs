@@ -375,36 +375,23 @@ fn compress_chunked(
         .map_err(io_at(z, "zstd"))?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    let mut chunker = index::Chunker::new();
     let mut chunks = Vec::new();
-    let mut pending: Vec<u8> = Vec::with_capacity(index::MAX_BLOCKS * index::BLOCK);
-    let mut block = vec![0u8; index::BLOCK];
-    let mut flush = |pending: &mut Vec<u8>, out: &mut BufWriter<File>| -> Result<(), BundleError> {
-        let frame = compressor.compress(pending).map_err(io_at(z, "zstd"))?;
-        out.write_all(&frame).map_err(io_at(z, "write"))?;
-        chunks.push(index::Chunk {
-            len: pending.len() as u32,
-            zlen: frame.len() as u32,
-            sha256: index::sha256(pending),
-        });
-        pending.clear();
-        Ok(())
-    };
-    loop {
-        let n = read_up_to(&mut reader, &mut block).map_err(io_at(input, "read"))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&block[..n]);
-        size += n as u64;
-        pending.extend_from_slice(&block[..n]);
-        if chunker.push(&block[..n]) || n < index::BLOCK {
-            flush(&mut pending, &mut out)?;
-        }
-    }
-    if !pending.is_empty() {
-        flush(&mut pending, &mut out)?;
-    }
+    index::split(
+        &mut reader,
+        |e| io_at(input, "read")(e),
+        |chunk| {
+            hasher.update(chunk);
+            size += chunk.len() as u64;
+            let frame = compressor.compress(chunk).map_err(io_at(z, "zstd"))?;
+            out.write_all(&frame).map_err(io_at(z, "write"))?;
+            chunks.push(index::Chunk {
+                len: chunk.len() as u32,
+                zlen: frame.len() as u32,
+                sha256: index::sha256(chunk),
+            });
+            Ok(())
+        },
+    )?;
     out.flush().map_err(io_at(z, "write"))?;
     let info = ImageInfo {
         size,

@@ -7,9 +7,9 @@
 //! it is written, local copies included; when the ranges would cost about as much as the
 //! whole entry, the whole entry is fetched in large ranges instead.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -81,32 +81,28 @@ fn read_at(file: &File, offset: u64, len: u32) -> Option<Vec<u8>> {
     file.read_exact_at(&mut buf, offset).ok().map(|()| buf)
 }
 
-/// Where each needed chunk of the running slot is: its image chunked the same way.
-fn scan_active(active: &File, size: u64, wanted: &HashMap<[u8; 32], ()>) -> HashMap<[u8; 32], u64> {
+/// Where each needed chunk of the running slot is: its image chunked the same way. A read
+/// error ends the scan early: what was found stays usable, the rest is fetched.
+fn scan_active(active: &File, size: u64, wanted: &HashSet<[u8; 32]>) -> HashMap<[u8; 32], u64> {
     let mut found = HashMap::new();
-    let mut chunker = index::Chunker::new();
-    let mut chunk = Vec::with_capacity(index::MAX_BLOCKS * index::BLOCK);
     let mut start = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut offset = 0u64;
-    while offset < size {
-        let n = ((size - offset) as usize).min(buf.len());
-        if active.read_exact_at(&mut buf[..n], offset).is_err() {
-            break;
-        }
-        for block in buf[..n].chunks(index::BLOCK) {
-            chunk.extend_from_slice(block);
-            if chunker.push(block) || block.len() < index::BLOCK {
-                let sha = index::sha256(&chunk);
-                if wanted.contains_key(&sha) {
-                    found.entry(sha).or_insert(start);
-                }
-                start += chunk.len() as u64;
-                chunk.clear();
-            }
-        }
-        offset += n as u64;
+    let mut file = active;
+    if file.seek(SeekFrom::Start(0)).is_err() {
+        return found;
     }
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file.take(size));
+    let _ = index::split(
+        &mut reader,
+        |_| (),
+        |chunk| {
+            let sha = index::sha256(chunk);
+            if wanted.contains(&sha) {
+                found.entry(sha).or_insert(start);
+            }
+            start += chunk.len() as u64;
+            Ok(())
+        },
+    );
     found
 }
 
@@ -171,11 +167,11 @@ pub fn write(
             _ => From::Fetch,
         })
         .collect();
-    let wanted: HashMap<[u8; 32], ()> = placed
+    let wanted: HashSet<[u8; 32]> = placed
         .iter()
         .zip(&from)
         .filter(|(_, f)| **f == From::Fetch)
-        .map(|(p, _)| (p.chunk.sha256, ()))
+        .map(|(p, _)| p.chunk.sha256)
         .collect();
     if let Some((file, path, size)) = active
         && !wanted.is_empty()
@@ -233,7 +229,8 @@ pub fn write(
     }
     let name = src.name();
     let mut progress = Progress::new(to_fetch);
-    let mut fetched = 0u64;
+    // Bytes of the ranges already read through, and in all.
+    let (mut ranges_done, mut fetched) = (0u64, 0u64);
     let mut chunks = plan
         .iter()
         .filter(|(_, fetch)| *fetch)
@@ -256,7 +253,7 @@ pub fn write(
             let mut frame = vec![0u8; p.chunk.zlen as usize];
             reader.read_exact(&mut frame).map_err(broken)?;
             pos = p.zoffset + u64::from(p.chunk.zlen);
-            fetched = pos - r.start + fetched_before(&ranges, r);
+            fetched = ranges_done + (pos - r.start);
             progress.update(fetched, false);
             let out = index::decompress(&frame, p.chunk.len).map_err(|e| chunk_err(p.offset, e))?;
             if index::sha256(&out) != p.chunk.sha256 {
@@ -267,21 +264,13 @@ pub fn write(
             }
             written += write_chunk(target, target_path, p, &out)?;
         }
+        ranges_done += r.end - r.start;
     }
     if let Some(p) = chunks.next() {
         return Err(chunk_err(p.offset, "not in any planned range"));
     }
     progress.update(fetched, true);
     Ok(written)
-}
-
-/// Bytes of the ranges before `r`.
-fn fetched_before(ranges: &[Range], r: &Range) -> u64 {
-    ranges
-        .iter()
-        .take_while(|x| x.start < r.start)
-        .map(|x| x.end - x.start)
-        .sum()
 }
 
 fn write_chunk(target: &File, path: &Path, p: &Placed, bytes: &[u8]) -> Result<u64, UpdateError> {
