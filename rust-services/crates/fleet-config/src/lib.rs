@@ -191,6 +191,11 @@ impl Config {
         Ok(())
     }
 
+    /// Writes the document to `path` on the boot partition, power-safe ([`replace_on_fat`]).
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        replace_on_fat(path, &self.to_bytes())
+    }
+
     /// Serialises the document: compact when the input was one line (as balenaOS writes it),
     /// pretty otherwise; always newline-terminated.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -204,6 +209,68 @@ impl Config {
         out.push(b'\n');
         out
     }
+}
+
+/// Replaces the file at `path` on a mounted FAT partition (the boot partition) so that a
+/// power cut at any point leaves its old or its new content as [`Config::load`] reads it:
+/// the scheme `fleet image configure` uses on an image (`fleet_image::bootfs`), here through
+/// the kernel's vfat, with an fsync of the file and of its directory as the barrier. A
+/// replacement an earlier cut left behind is finished first.
+pub fn replace_on_fat(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+    let with = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    let (tmp, new, old) = (
+        with(FAT_TMP_SUFFIX),
+        with(FAT_NEW_SUFFIX),
+        with(FAT_OLD_SUFFIX),
+    );
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| ConfigError::Io { path: p, source }
+    };
+    let barrier = || std::fs::File::open(dir).and_then(|d| d.sync_all());
+    let write = |p: &Path, bytes: &[u8]| -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(p)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    let remove = |p: &Path| match std::fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    };
+    // With `new` durable and whole: `path` := `bytes`, then `new` retired under a name
+    // nobody reads before it is removed.
+    let rewrite = |bytes: &[u8]| -> std::io::Result<()> {
+        remove(path)?;
+        barrier()?;
+        write(path, bytes)?;
+        barrier()?;
+        remove(&old)?;
+        std::fs::rename(&new, &old)?;
+        barrier()?;
+        remove(&old)?;
+        barrier()
+    };
+    match std::fs::read(&new) {
+        Ok(left) => rewrite(&left).map_err(io(path))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&new)(e)),
+    }
+    remove(&tmp).map_err(io(&tmp))?;
+    remove(&old).map_err(io(&old))?;
+    write(&tmp, bytes).map_err(io(&tmp))?;
+    barrier().map_err(io(dir))?;
+    std::fs::rename(&tmp, &new).map_err(io(&new))?;
+    barrier().map_err(io(dir))?;
+    rewrite(bytes).map_err(io(path))
 }
 
 fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {

@@ -47,6 +47,11 @@ pub struct SupervisorKeys {
     pub application_id: Option<String>,
     pub device_type: Option<String>,
     pub listen_port: Option<u16>,
+    /// `apiKey`: the fleet's provisioning key, present until the device is registered.
+    pub provisioning_key: Option<String>,
+    /// `registered_at` (ms since the epoch) and `deviceId`: written once registered.
+    pub registered_at: Option<u64>,
+    pub device_id: Option<u64>,
 }
 
 /// `fleet.*`

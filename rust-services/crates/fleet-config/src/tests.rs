@@ -295,3 +295,60 @@ fn load_reads_the_replacement_a_power_cut_left_on_fat() {
     let c = Config::load(&path).unwrap().unwrap();
     assert_eq!(c.settings().hostname.as_deref(), Some("plain"));
 }
+
+#[test]
+fn save_replaces_the_file_and_leaves_no_side_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, br#"{"uuid":"ab","apiKey":"prov"}"#).unwrap();
+    let mut c = Config::load(&path).unwrap().unwrap();
+    assert_eq!(
+        c.settings().supervisor.provisioning_key.as_deref(),
+        Some("prov")
+    );
+    c.remove(&["apiKey"]).unwrap();
+    c.set(&["deviceApiKey"], "dev".into()).unwrap();
+    c.save(&path).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "{\"uuid\":\"ab\",\"deviceApiKey\":\"dev\"}\n"
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["config.json"]);
+}
+
+#[test]
+fn save_finishes_a_replacement_a_power_cut_left_before_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    // Cut after NAME was removed: only the durable `.fleet-next` holds the content.
+    std::fs::write(
+        dir.path().join("config.json.fleet-next"),
+        b"{\"uuid\":\"cd\"}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("config.json.fleet-tmp"), b"{\"half").unwrap();
+    let c = Config::load(&path).unwrap().unwrap();
+    assert_eq!(c.settings().supervisor.uuid.as_deref(), Some("cd"));
+    c.save(&path).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "{\"uuid\":\"cd\"}\n"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn registration_keys_are_read_and_null_api_key_is_absent() {
+    let c = Config::from_slice(br#"{"apiKey":null,"registered_at":"1733360000000","deviceId":42}"#)
+        .unwrap();
+    let s = &c.settings().supervisor;
+    assert_eq!(s.provisioning_key, None);
+    assert_eq!(s.registered_at, Some(1_733_360_000_000));
+    assert_eq!(s.device_id, Some(42));
+    let bad = Config::from_slice(br#"{"deviceId":"x"}"#).unwrap_err();
+    assert!(bad[0].to_string().contains("deviceId"), "{}", bad[0]);
+}

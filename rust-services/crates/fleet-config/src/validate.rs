@@ -120,6 +120,19 @@ impl Checker {
         }
     }
 
+    /// A whole number; balena tools write some of them as strings.
+    fn whole_number(&mut self, path: &str, v: Option<&Value>) -> Option<u64> {
+        match v? {
+            Value::Null => None,
+            Value::Number(n) if n.is_u64() => n.as_u64(),
+            Value::String(t) if t.trim().parse::<u64>().is_ok() => t.trim().parse().ok(),
+            other => {
+                self.wrong_type(path, "a whole number", other);
+                None
+            }
+        }
+    }
+
     fn string<'v>(&mut self, path: &str, v: Option<&'v Value>) -> Option<&'v str> {
         match v? {
             Value::String(s) => Some(s),
@@ -383,6 +396,16 @@ fn check_supervisor_keys(c: &mut Checker, doc: &Map<String, Value>, s: &mut Sett
     {
         c.error("deviceApiKey", why);
     }
+    // balena tools leave `"apiKey": null` behind once registered.
+    let provisioning_key = doc.get("apiKey").filter(|v| !v.is_null());
+    sv.provisioning_key = c.string("apiKey", provisioning_key).map(str::to_string);
+    if let Some(k) = &sv.provisioning_key
+        && let Some(why) = crate::header::problem(k, crate::header::MAX_API_KEY)
+    {
+        c.error("apiKey", why);
+    }
+    sv.registered_at = c.whole_number("registered_at", doc.get("registered_at"));
+    sv.device_id = c.whole_number("deviceId", doc.get("deviceId"));
     sv.device_type = c
         .string("deviceType", doc.get("deviceType"))
         .map(str::to_string);

@@ -355,15 +355,29 @@ impl Engine {
     /// `repo@digest`. The engine streams progress (read line by line, nothing kept); an
     /// `error` in it fails the pull.
     pub async fn pull_image(&self, reference: &str) -> Result<(), Error> {
+        self.pull_image_as(reference, None).await
+    }
+
+    /// `docker pull` with credentials for the image's registry (`X-Registry-Auth`): the
+    /// engine presents them to the registry, or to the token service the registry names
+    /// (openBalena's `/auth/v1/token`), as `docker login` credentials would be.
+    pub async fn pull_image_as(
+        &self,
+        reference: &str,
+        login: Option<&RegistryLogin>,
+    ) -> Result<(), Error> {
         let (repo, tag) = split_reference(reference);
         let path = format!(
             "/images/create?fromImage={}&tag={}",
             encode(repo),
             encode(tag)
         );
-        let r = self
-            .call_with("POST", &path, Body::Empty, true, PULL)
-            .await?;
+        let mut request =
+            Request::new(Method::POST, format!("/v{}{path}", self.version)).timeouts(PULL);
+        if let Some(login) = login {
+            request = request.header("x-registry-auth", login.header_value(reference));
+        }
+        let r = self.send_checked("POST", request, &path).await?;
         // Thousands of progress lines for a large image: read and dropped as they come.
         progress(&path, r.lines(MAX_PROGRESS_LINE), |_| {}).await
     }
@@ -492,6 +506,16 @@ impl Engine {
                 .header("content-type", "application/x-tar")
                 .body(client::Body::reader(file, len)),
         };
+        self.send_checked(method, request, path).await
+    }
+
+    /// Sends; the answer when it is a 2xx, else [`Error::Api`] naming `path`.
+    async fn send_checked(
+        &self,
+        method: &'static str,
+        request: Request,
+        path: &str,
+    ) -> Result<client::Response, Error> {
         let r = self.client.send(request).await?;
         let status = r.status().as_u16();
         if (200..300).contains(&status) {
@@ -507,6 +531,39 @@ impl Engine {
             status,
             message,
         })
+    }
+}
+
+/// Registry credentials for a pull (`docker login`'s user and password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryLogin {
+    pub username: String,
+    pub password: String,
+}
+
+impl RegistryLogin {
+    /// `X-Registry-Auth`: base64url of the engine's AuthConfig JSON, for the registry the
+    /// reference names.
+    pub fn header_value(&self, reference: &str) -> String {
+        use base64::Engine as _;
+        let auth = serde_json::json!({
+            "username": self.username,
+            "password": self.password,
+            "serveraddress": registry_host(reference),
+        });
+        base64::engine::general_purpose::URL_SAFE
+            .encode(serde_json::to_vec(&auth).unwrap_or_default())
+    }
+}
+
+/// The registry a reference names: its first path component when that looks like a host
+/// (a dot, a port or `localhost`, as the engine decides), else Docker Hub.
+pub fn registry_host(reference: &str) -> &str {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first
+        }
+        _ => "docker.io",
     }
 }
 

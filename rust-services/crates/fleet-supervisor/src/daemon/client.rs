@@ -18,6 +18,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
+    /// The `ETag` header, for a later `If-None-Match`.
+    pub etag: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -109,9 +111,15 @@ pub async fn request(
     }
     let answer = client.send(req).await?;
     let status = answer.status().as_u16();
+    let etag = answer
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = answer.bytes(MAX_RESPONSE).await?;
     Ok(Response {
         status,
+        etag,
         body: body.to_vec(),
     })
 }

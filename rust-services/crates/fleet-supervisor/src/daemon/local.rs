@@ -3,20 +3,20 @@
 //! streamed) and `/v2/local/target-state` in balena's v2 local format, converted to and from
 //! the v3 target the daemon keeps, as balena's supervisor converts it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::Duration;
 
 use fleet_http::Bytes;
 use fleet_http::server::ChannelBody;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
+use super::Reconciler;
 use super::message::{Request, Response};
+use super::service_logs::{self, ServiceLine};
 use super::settings::Settings;
 use super::source;
 use super::state::Shared;
-use super::{LogLine, Reconciler};
 
 /// The balena supervisor API level this one follows (v3 target state and the v2 local
 /// endpoints, balena supervisor 13.0.0); balena-cli wants at least 7.21.4 for `push` and
@@ -29,8 +29,6 @@ pub const LOCAL_IMAGE_PREFIX: &str = "local_image_";
 pub const LABEL_LOCAL_IMAGE_ID: &str = "io.fleet.local.image-id";
 /// The device UUID of a converted target when config.json names none.
 const LOCAL_DEVICE: &str = "local";
-/// How often the log stream looks for newly started containers.
-const LOG_SCAN: Duration = Duration::from_secs(1);
 
 /// Local mode, as balena's: a development device with no cloud endpoint. Its API needs no
 /// key (any `Authorization` header is ignored).
@@ -397,70 +395,39 @@ fn ndjson(v: &Value) -> Bytes {
     Bytes::from(line)
 }
 
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
 async fn stream_logs<R: Reconciler + 'static>(shared: Rc<Shared<R>>, tx: mpsc::Sender<Bytes>) {
-    let started = super::state::unix_now();
     let first = json!({ "message": "Streaming logs", "isSystem": true, "timestamp": now_ms() });
     if tx.send(ndjson(&first)).await.is_err() {
         return;
     }
-    let (lines_tx, mut lines) = mpsc::channel::<LogLine>(64);
-    let mut followed: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
-    let mut seen: BTreeSet<String> = BTreeSet::new();
-    let mut names: BTreeMap<String, String> = BTreeMap::new();
-    let mut scan = tokio::time::interval(LOG_SCAN);
+    let (lines_tx, mut lines) = mpsc::channel::<ServiceLine>(64);
+    let since = super::state::unix_now();
+    let follower = tokio::task::spawn_local(service_logs::follow_all(shared, since, lines_tx));
     loop {
         tokio::select! {
             _ = tx.closed() => break,
-            Some(line) = lines.recv() => {
-                let service = names.get(&line.container_id).cloned();
+            line = lines.recv() => {
+                let Some(line) = line else { break };
                 let v = json!({
-                    "message": line.message,
+                    "message": line.line.message,
                     "timestamp": now_ms(),
-                    "serviceName": service,
+                    "serviceName": line.service,
                     "isSystem": false,
-                    "isStdErr": line.stderr,
+                    "isStdErr": line.line.stderr,
                 });
                 if tx.send(ndjson(&v)).await.is_err() {
                     break;
                 }
             }
-            _ = scan.tick() => {
-                followed.retain(|_, task| !task.is_finished());
-                let Ok(states) = shared.reconciler.service_states().await else {
-                    continue;
-                };
-                for s in states.into_iter().filter(|s| s.status == "running") {
-                    if followed.contains_key(&s.container_id) {
-                        continue;
-                    }
-                    // Output from the stream's start; a container followed before and
-                    // restarted since: from now, not again from the start.
-                    let since = if seen.insert(s.container_id.clone()) {
-                        started
-                    } else {
-                        super::state::unix_now()
-                    };
-                    names.insert(s.container_id.clone(), s.service.clone());
-                    let (shared, out, id) = (shared.clone(), lines_tx.clone(), s.container_id.clone());
-                    let task = tokio::task::spawn_local(async move {
-                        if let Err(e) = shared.reconciler.follow_logs(&id, since, out).await {
-                            log::debug!("logs of container {id}: {e}");
-                        }
-                    });
-                    followed.insert(s.container_id, task);
-                }
-            }
         }
     }
-    for task in followed.values() {
-        task.abort();
-    }
+    follower.abort();
 }
 
 #[cfg(test)]

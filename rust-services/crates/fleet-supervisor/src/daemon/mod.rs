@@ -8,6 +8,7 @@
 mod access;
 mod api;
 pub mod client;
+pub mod cloud;
 mod device_api;
 pub mod local;
 #[cfg(test)]
@@ -16,10 +17,10 @@ mod message;
 mod params;
 mod power;
 mod server;
+mod service_logs;
 mod settings;
 mod source;
 mod state;
-mod state_report;
 #[cfg(test)]
 mod tests;
 pub mod tls;
@@ -95,6 +96,10 @@ pub trait Reconciler {
     async fn image_id(&self, image: &str) -> Result<Option<String>, ReconcileError> {
         let _ = image;
         Ok(None)
+    }
+    /// Registry credentials for later pulls (the device's cloud identity).
+    fn set_registry_login(&self, login: fleet_engine::RegistryLogin) {
+        let _ = login;
     }
     /// Sends a container's output from `since` (Unix seconds) on, one line at a time, until
     /// the output ends or `out` is closed (`/v2/local/logs`).
@@ -224,6 +229,7 @@ pub async fn run<R: Reconciler + 'static>(
             tokio::select! {
                 _ = server::serve(listener, shared.clone(), server::limits()) => {}
                 _ = source::reconcile_loop(shared.clone()) => {}
+                _ = cloud::run(shared.clone()) => {}
                 _ = term.recv() => log::info!("SIGTERM: exiting"),
                 _ = int.recv() => log::info!("SIGINT: exiting"),
             }
@@ -237,6 +243,7 @@ pub async fn run<R: Reconciler + 'static>(
 pub(crate) async fn run_on<R: Reconciler + 'static>(listener: TcpListener, shared: Rc<Shared<R>>) {
     tokio::select! {
         _ = server::serve(listener, shared.clone(), server::limits()) => {}
-        _ = source::reconcile_loop(shared) => {}
+        _ = source::reconcile_loop(shared.clone()) => {}
+        _ = cloud::run(shared) => {}
     }
 }

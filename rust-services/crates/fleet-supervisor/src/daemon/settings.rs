@@ -1,7 +1,6 @@
 //! The daemon's settings: the container contract's environment (`FLEET_*`, set by
 //! `fleetd supervisor` from config.json) first, then config.json itself, then defaults.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use fleet_config::Config;
@@ -61,6 +60,22 @@ pub struct Settings {
     pub root_ca: Option<(String, String)>,
     /// `FLEET_OS_VERSION` (fleetd sets it from the host's os-release), for the state report.
     pub os_version: Option<String>,
+    /// What registering with the server needs and leaves behind (config.json keys).
+    pub registration: Registration,
+}
+
+/// config.json's registration keys (balena's) and where config.json is, to record the
+/// outcome there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registration {
+    pub config_path: Option<PathBuf>,
+    /// `apiKey`: the fleet's provisioning key; dropped once registered.
+    pub provisioning_key: Option<String>,
+    /// `applicationId`: the fleet the device joins.
+    pub application_id: Option<String>,
+    /// `registered_at`, `deviceId`: set once registered.
+    pub registered_at: Option<u64>,
+    pub device_id: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +156,13 @@ impl Settings {
             development_mode: s.development_mode,
             root_ca: root_ca(config.document()),
             os_version: env("FLEET_OS_VERSION").filter(|v| !v.is_empty()),
+            registration: Registration {
+                config_path: Some(args.config.clone()),
+                provisioning_key: s.supervisor.provisioning_key.clone(),
+                application_id: pick("FLEET_APPLICATION_ID", &s.supervisor.application_id),
+                registered_at: s.supervisor.registered_at,
+                device_id: s.supervisor.device_id,
+            },
         })
     }
 
@@ -207,15 +229,10 @@ fn local_api_key(data_dir: &Path) -> Result<String, SettingsError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(source) => return Err(SettingsError::Io { path, source }),
     }
-    let mut bytes = [0u8; 16];
-    let random = Path::new("/dev/urandom");
-    std::fs::File::open(random)
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|source| SettingsError::Io {
-            path: random.into(),
-            source,
-        })?;
-    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let key = super::cloud::random_hex(16).map_err(|source| SettingsError::Io {
+        path: "/dev/urandom".into(),
+        source,
+    })?;
     fleet_fs::ensure_dir(data_dir)?;
     fleet_fs::atomic_write(&path, key.as_bytes(), 0o600)?;
     Ok(key)

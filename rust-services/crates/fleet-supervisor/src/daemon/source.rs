@@ -7,40 +7,10 @@ use std::time::{Duration, Instant};
 use fleet_log::error::{Chain, one_line};
 use serde_json::Value;
 
+use super::Reconciler;
+use super::cloud::{self, poll};
 use super::state::{ApplyRecord, Shared, Target, unix_now};
-use super::{Reconciler, client, state_report};
 use fleet_release::target_state;
-
-/// balena's default `SUPERVISOR_POLL_INTERVAL` (15 min) and its lower bound.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(900_000);
-pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10_000);
-/// A poll that takes longer than this has failed.
-const POLL_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The poll interval a target document asks for (`<uuid>.config.SUPERVISOR_POLL_INTERVAL`,
-/// milliseconds, as a string or a number), within bounds.
-pub fn poll_interval(document: Option<&Value>) -> Duration {
-    let ms = document
-        .and_then(|d| d.as_object())
-        .and_then(|d| d.values().next())
-        .and_then(|device| device.get("config"))
-        .and_then(|config| config.as_object())
-        .and_then(|config| {
-            // balena's servers send it as `RESIN_SUPERVISOR_POLL_INTERVAL` or
-            // `BALENA_SUPERVISOR_POLL_INTERVAL`.
-            config
-                .iter()
-                .find(|(k, _)| target_state::config_name(k) == "SUPERVISOR_POLL_INTERVAL")
-                .map(|(_, v)| v)
-        })
-        .and_then(|v| match v {
-            Value::String(s) => s.trim().parse::<u64>().ok(),
-            other => other.as_u64(),
-        });
-    ms.map(Duration::from_millis)
-        .unwrap_or(DEFAULT_POLL_INTERVAL)
-        .max(MIN_POLL_INTERVAL)
-}
 
 /// Validates a target document and makes it the target: kept on disk (atomically) and
 /// used from now on. A bad document changes nothing. Returns whether the target changed.
@@ -127,55 +97,6 @@ fn reload_file<R>(shared: &Shared<R>, last_seen: &mut Option<Vec<u8>>) {
     *last_seen = Some(bytes);
 }
 
-/// Polls the server once; a failure keeps the last good target.
-async fn poll<R>(shared: &Shared<R>) {
-    let s = &shared.settings;
-    let Some(endpoint) = &s.api_endpoint else {
-        return;
-    };
-    let (Some(uuid), Some(key)) = (&s.uuid, &s.device_api_key) else {
-        log::error!("apiEndpoint is set but uuid or deviceApiKey is missing: not polling");
-        return;
-    };
-    let url = format!("{}/device/v3/{uuid}/state", endpoint.trim_end_matches('/'));
-    let tls = match shared.endpoint_tls() {
-        Ok(tls) => tls,
-        Err(e) => {
-            log::warn!("target poll failed: {url}: TLS: {e}; keeping the last good target");
-            return;
-        }
-    };
-    let auth = format!("Bearer {key}");
-    let result = client::get(
-        &url,
-        &[("Authorization", auth.as_str())],
-        tls,
-        client::Route::ProxyFromEnv,
-        POLL_TIMEOUT,
-    )
-    .await;
-    let response = match result {
-        Err(e) => {
-            let e = fleet_log::error::one_line(&e);
-            log::warn!("target poll failed: {e}; keeping the last good target");
-            return;
-        }
-        Ok(r) => r,
-    };
-    if response.status != 200 {
-        log::warn!(
-            "target poll {url}: HTTP {}; keeping the last good target",
-            response.status
-        );
-        return;
-    }
-    match accept(shared, &response.body) {
-        Ok(true) => log::info!("new target from {url}"),
-        Ok(false) => log::debug!("target unchanged"),
-        Err(e) => log::error!("target from {url} refused, keeping the last good one: {e}"),
-    }
-}
-
 /// Applies the target once; returns how soon to come back.
 async fn apply_once<R: Reconciler>(shared: &Shared<R>, force: bool) -> Duration {
     let Some(target) = shared.target.borrow().clone() else {
@@ -202,8 +123,17 @@ async fn apply_once<R: Reconciler>(shared: &Shared<R>, force: bool) -> Duration 
     };
     if let Some(e) = &error {
         log::error!("apply failed: {e}");
+        cloud::logs::system(
+            shared,
+            &format!("Update failed, the running services are kept: {e}"),
+        );
     } else if summary.steps > 0 {
         log::info!("applied {} step(s)", summary.steps);
+        let release = releases.join(",");
+        cloud::logs::system(
+            shared,
+            &format!("Applied release {release} ({} step(s))", summary.steps),
+        );
     }
     for held in &summary.held {
         log::info!(
@@ -234,14 +164,12 @@ pub async fn reconcile_loop<R: Reconciler>(shared: Rc<Shared<R>>) {
             reload_file(&shared, &mut last_seen);
         }
         if shared.settings.remote() && (poll_now || Instant::now() >= next_poll) {
-            poll(&shared).await;
-            let document = shared.target.borrow().as_ref().map(|t| t.document.clone());
-            next_poll = Instant::now() + poll_interval(document.as_ref());
+            next_poll = Instant::now() + poll::poll(&shared).await;
         }
         let mut delay = apply_once(&shared, force).await;
         shared.heartbeat.set(Instant::now());
         if shared.settings.remote() {
-            state_report::send_if_due(&shared).await;
+            cloud::report::send_if_due(&shared).await;
         }
         if shared.settings.remote() {
             delay = delay.min(next_poll.saturating_duration_since(Instant::now()));

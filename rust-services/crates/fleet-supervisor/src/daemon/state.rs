@@ -1,12 +1,16 @@
 //! State shared by the API handlers and the reconcile loop (one thread: `RefCell`s).
 
 use std::cell::{Cell, RefCell};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use fleet_log::error::{Chain, one_line};
 use serde::Serialize;
 use tokio::sync::{Mutex, Notify};
 
+use super::cloud::Identity;
+use super::cloud::logs::LogBuffer;
+use super::cloud::provision::configured_identity;
+use super::cloud::report::ReportState;
 use super::settings::Settings;
 use super::tls::{Tls, TrustSource};
 use super::{ApplySummary, Reconciler, Subnet, Timing};
@@ -55,19 +59,16 @@ pub struct Shared<R> {
     /// Rate limit of the "refused a connection" log line.
     pub refusal_logged: Cell<Option<Instant>>,
     pub refusals_unlogged: Cell<u64>,
+    /// The device's identity on the server (registered), `None` before.
+    pub identity: RefCell<Option<Identity>>,
+    /// The ETag of the target in force, for the next poll's `If-None-Match`.
+    pub poll_etag: RefCell<Option<String>>,
+    /// Polls failed in a row (backoff).
+    pub poll_failures: Cell<u32>,
     /// The state report to the server: what was sent last and when the next may go.
     pub report: RefCell<ReportState>,
-}
-
-/// Bookkeeping of `PATCH /device/v3/state`.
-#[derive(Debug, Clone)]
-pub struct ReportState {
-    pub last_sent: Option<serde_json::Value>,
-    pub sent_at: Option<Instant>,
-    /// No report before this (backoff after a failure).
-    pub not_before: Instant,
-    /// The current backoff; zero after a success.
-    pub backoff: Duration,
+    /// Log lines for the server, not yet delivered.
+    pub cloud_logs: RefCell<LogBuffer>,
 }
 
 impl<R: Reconciler> Shared<R> {
@@ -77,8 +78,10 @@ impl<R: Reconciler> Shared<R> {
             .as_ref()
             .filter(|e| e.to_ascii_lowercase().starts_with("https://"))
             .map(|_| load_tls(&settings));
+        if let Some(identity) = configured_identity(&settings) {
+            reconciler.set_registry_login(identity.registry_login());
+        }
         Shared {
-            settings,
             reconciler,
             timing,
             actions: Mutex::new(()),
@@ -94,12 +97,12 @@ impl<R: Reconciler> Shared<R> {
             subnets_read: Cell::new(None),
             refusal_logged: Cell::new(None),
             refusals_unlogged: Cell::new(0),
-            report: RefCell::new(ReportState {
-                last_sent: None,
-                sent_at: None,
-                not_before: Instant::now(),
-                backoff: Duration::ZERO,
-            }),
+            identity: RefCell::new(configured_identity(&settings)),
+            poll_etag: RefCell::new(None),
+            poll_failures: Cell::new(0),
+            report: RefCell::new(ReportState::default()),
+            cloud_logs: RefCell::new(LogBuffer::default()),
+            settings,
         }
     }
 

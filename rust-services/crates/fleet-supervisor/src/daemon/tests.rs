@@ -136,6 +136,7 @@ pub(super) fn settings(dir: &Path) -> Settings {
         development_mode: false,
         root_ca: None,
         os_version: None,
+        registration: Default::default(),
     }
 }
 
@@ -690,51 +691,63 @@ async fn the_state_report_names_services_status_and_release() {
     let shared = Shared::new(s, Memory::default(), timing());
     source::accept(&shared, EXAMPLE.as_bytes()).unwrap();
     let states = shared.reconciler.service_states().await.unwrap();
-    let body = state_report::body(&shared, DEVICE, &states);
+    let body = cloud::report::body(&shared, DEVICE, &states);
     let device = &body[DEVICE];
     assert_eq!(device["api_port"], json!(48484));
     assert_eq!(
         device["supervisor_version"],
-        json!(env!("CARGO_PKG_VERSION"))
+        json!(cloud::supervisor_version())
     );
-    // Not applied yet.
-    assert_eq!(device["update_pending"], json!(true));
-    assert_eq!(device["update_failed"], json!(false));
+    assert_eq!(device["os_variant"], json!("prod"));
+    assert!(
+        device["os_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("balenaOS 2.95.0+fleetos.")
+    );
+    // balena's v3 shape: services under the release they run, the target's update status.
     let app = &device["apps"][APP];
+    let release = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+    assert_eq!(app["release_uuid"], json!(release));
     assert_eq!(
-        app["release_uuid"],
-        json!("a1b2c3d4e5f60718293a4b5c6d7e8f90")
+        app["releases"][release]["update_status"],
+        json!("applying changes"),
+        "not applied yet"
     );
     assert_eq!(
-        app["services"]["db"],
+        app["releases"][release]["services"]["db"],
         json!({ "image": "registry.example/greenhouse-db:5521", "status": "Running", "download_progress": null })
     );
+    assert!(app.get("services").is_none(), "{app}");
 }
 
 #[test]
 fn poll_interval_comes_from_the_target_config_within_bounds() {
     let doc = |v: Value| json!({ DEVICE: { "config": { "SUPERVISOR_POLL_INTERVAL": v } } });
-    assert_eq!(source::poll_interval(None), source::DEFAULT_POLL_INTERVAL);
     assert_eq!(
-        source::poll_interval(Some(&doc(json!("60000")))),
+        cloud::poll::poll_interval(None),
+        cloud::poll::DEFAULT_POLL_INTERVAL
+    );
+    assert_eq!(
+        cloud::poll::poll_interval(Some(&doc(json!("60000")))),
         Duration::from_secs(60)
     );
     assert_eq!(
-        source::poll_interval(Some(&doc(json!(120000)))),
+        cloud::poll::poll_interval(Some(&doc(json!(120000)))),
         Duration::from_secs(120)
     );
     assert_eq!(
-        source::poll_interval(Some(&doc(json!("5")))),
-        source::MIN_POLL_INTERVAL
+        cloud::poll::poll_interval(Some(&doc(json!("5")))),
+        cloud::poll::MIN_POLL_INTERVAL
     );
     assert_eq!(
-        source::poll_interval(Some(&doc(json!("soon")))),
-        source::DEFAULT_POLL_INTERVAL
+        cloud::poll::poll_interval(Some(&doc(json!("soon")))),
+        cloud::poll::DEFAULT_POLL_INTERVAL
     );
     // As balena's servers name it.
     let prefixed = json!({ DEVICE: { "config": { "RESIN_SUPERVISOR_POLL_INTERVAL": "300000" } } });
     assert_eq!(
-        source::poll_interval(Some(&prefixed)),
+        cloud::poll::poll_interval(Some(&prefixed)),
         Duration::from_secs(300)
     );
 }
@@ -911,7 +924,7 @@ async fn the_state_report_carries_what_the_target_asks_that_is_not_done() {
     doc[DEVICE]["config"] = json!({ "BALENA_HOST_CONFIG_gpu_mem": "64" });
     doc[DEVICE]["apps"]["hostos"] = json!({ "id": 9, "name": "os", "is_host": true });
     source::accept(&shared, doc.to_string().as_bytes()).unwrap();
-    let body = state_report::body(&shared, DEVICE, &[]);
+    let body = cloud::report::body(&shared, DEVICE, &[]);
     let warnings = body[DEVICE]["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(

@@ -128,6 +128,8 @@ pub struct Executor {
     host: HostContext,
     lock_root: PathBuf,
     image_dir: Option<PathBuf>,
+    /// Credentials for registry pulls; set once the device has its cloud identity.
+    registry_login: std::cell::RefCell<Option<fleet_engine::RegistryLogin>>,
 }
 
 impl Executor {
@@ -139,7 +141,13 @@ impl Executor {
             host,
             lock_root,
             image_dir: None,
+            registry_login: std::cell::RefCell::new(None),
         }
+    }
+
+    /// Pulls from now on present `login` to the registry (balena's `d_<uuid>` and device key).
+    pub fn set_registry_login(&self, login: fleet_engine::RegistryLogin) {
+        self.registry_login.replace(Some(login));
     }
 
     /// A directory of `docker save` tarballs ([`image_tarball_name`]) to load images from
@@ -420,11 +428,13 @@ impl Executor {
                     image: image.to_string(),
                 });
             }
-            _ => self
-                .engine
-                .pull_image(image)
-                .await
-                .map_err(ExecError::engine(format!("pull {image}")))?,
+            _ => {
+                let login = self.registry_login.borrow().clone();
+                self.engine
+                    .pull_image_as(image, login.as_ref())
+                    .await
+                    .map_err(ExecError::engine(format!("pull {image}")))?
+            }
         }
         if inspect("inspect fetched image").await?.is_none() {
             return Err(ExecError::ImageMissing {

@@ -26,6 +26,10 @@ impl Reconciler for Executor {
         report::from_engine(self.engine()).await
     }
 
+    fn set_registry_login(&self, login: fleet_engine::RegistryLogin) {
+        Executor::set_registry_login(self, login);
+    }
+
     async fn bridge_subnets(&self) -> Result<Vec<Subnet>, ReconcileError> {
         report::bridge_subnets(self.engine()).await
     }
