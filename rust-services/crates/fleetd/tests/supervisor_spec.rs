@@ -32,12 +32,12 @@ fn image_from_conf_and_override() {
     assert!(c.env.contains(&"FLEET_OS_VERSION=2.1.0".to_string()));
     assert_eq!(c.host_config.network_mode, "host");
     assert_eq!(c.host_config.restart_policy.name, "always");
-    let config_src = format!("{}/mnt/boot/config.json", d.path().display());
+    let config_src = format!("{}/mnt/boot", d.path().display());
     assert!(
         c.host_config
             .mounts
             .iter()
-            .any(|m| m.source == config_src && m.target == "/boot/config.json"),
+            .any(|m| m.source == config_src && m.target == "/boot"),
         "{:?}",
         c.host_config.mounts
     );

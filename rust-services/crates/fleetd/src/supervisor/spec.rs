@@ -120,11 +120,13 @@ pub fn desired(root: &Root, engine_socket: &Path) -> Result<Desired, SpecError> 
     ];
     // Without config.json the supervisor runs in local mode with defaults; the hash changes
     // once the file appears, and the container is recreated with it.
-    if config_path.is_file() {
-        mounts.push(BindMount::new(
-            config_path.display().to_string(),
-            "/boot/config.json",
-        ));
+    // The whole boot partition, not the file: registration replaces config.json there
+    // power-safe (temporary names, renames in its directory), as balena's supervisor
+    // writes /mnt/boot/config.json.
+    if config_path.is_file()
+        && let Some(boot) = config_path.parent()
+    {
+        mounts.push(BindMount::new(boot.display().to_string(), "/boot"));
     }
     let mut create = CreateContainer {
         image: image.clone(),
