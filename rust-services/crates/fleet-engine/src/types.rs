@@ -31,6 +31,9 @@ pub struct ImageSummary {
     pub id: String,
     #[serde(default, deserialize_with = "null_default")]
     pub repo_tags: Vec<String>,
+    /// `repo@sha256:…`: how an image pulled by digest (a balena release's) is named.
+    #[serde(default, deserialize_with = "null_default")]
+    pub repo_digests: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

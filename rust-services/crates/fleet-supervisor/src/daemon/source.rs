@@ -116,17 +116,33 @@ async fn apply_once<R: Reconciler>(shared: &Shared<R>, force: bool) -> Duration 
         Ok(summary) => (summary, None),
         Err(e) => (Default::default(), Some(one_line(&e))),
     };
-    let again = if error.is_some() || !summary.held.is_empty() {
+    // A failing update is retried with backoff (a broken release is not pulled every few
+    // seconds forever), and said once to the server until its error changes.
+    let failures = match &error {
+        Some(_) => shared.apply_failures.get().saturating_add(1),
+        None => 0,
+    };
+    shared.apply_failures.set(failures);
+    let again = if error.is_some() {
+        retry_after(shared.timing.retry, failures)
+    } else if !summary.held.is_empty() {
         shared.timing.retry
     } else {
         shared.timing.reconcile
     };
+    let previous_error = shared
+        .last_apply
+        .borrow()
+        .as_ref()
+        .and_then(|l| l.error.clone());
     if let Some(e) = &error {
-        log::error!("apply failed: {e}");
-        cloud::logs::system(
-            shared,
-            &format!("Update failed, the running services are kept: {e}"),
-        );
+        log::error!("apply failed: {e}; next try in {}s", again.as_secs());
+        if previous_error.as_ref() != Some(e) {
+            cloud::logs::system(
+                shared,
+                &format!("Update failed, the running services are kept: {e}"),
+            );
+        }
     } else if summary.steps > 0 {
         log::info!("applied {} step(s)", summary.steps);
         let release = releases.join(",");
@@ -149,6 +165,15 @@ async fn apply_once<R: Reconciler>(shared: &Shared<R>, force: bool) -> Duration 
         error,
     }));
     again
+}
+
+/// Longest wait between tries of a failing update.
+const RETRY_CAP: Duration = Duration::from_secs(5 * 60);
+
+/// `retry · 2^(failures-1)`, at most [`RETRY_CAP`] (or `retry` when that is longer).
+pub fn retry_after(retry: Duration, failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    (retry * factor).min(RETRY_CAP.max(retry))
 }
 
 /// Polls (remote mode) and applies, on change, on request and periodically; forever.

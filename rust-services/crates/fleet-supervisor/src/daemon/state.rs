@@ -65,6 +65,8 @@ pub struct Shared<R> {
     pub poll_etag: RefCell<Option<String>>,
     /// Polls failed in a row (backoff).
     pub poll_failures: Cell<u32>,
+    /// Applies failed in a row (backoff).
+    pub apply_failures: Cell<u32>,
     /// The state report to the server: what was sent last and when the next may go.
     pub report: RefCell<ReportState>,
     /// Log lines for the server, not yet delivered.
@@ -100,6 +102,7 @@ impl<R: Reconciler> Shared<R> {
             identity: RefCell::new(configured_identity(&settings)),
             poll_etag: RefCell::new(None),
             poll_failures: Cell::new(0),
+            apply_failures: Cell::new(0),
             report: RefCell::new(ReportState::default()),
             cloud_logs: RefCell::new(LogBuffer::default()),
             settings,

@@ -102,8 +102,8 @@ pub async fn read(engine: &Engine) -> Result<(CurrentState, Vec<Observed>), Exec
         .await
         .map_err(ExecError::engine("list images"))?
         .into_iter()
-        .flat_map(|i| i.repo_tags)
-        .filter(|t| t != "<none>:<none>")
+        .flat_map(|i| i.repo_tags.into_iter().chain(i.repo_digests))
+        .filter(|t| t != "<none>:<none>" && t != "<none>@<none>")
         .flat_map(|t| {
             // A compose `image: name` means `name:latest`; list both spellings.
             let short = t.strip_suffix(":latest").map(str::to_string);

@@ -35,7 +35,7 @@ pub fn addresses() -> (String, String) {
             ips.insert(v4.ip().to_string());
             let path = format!("/sys/class/net/{}/address", ifa.interface_name);
             if let Ok(mac) = std::fs::read_to_string(path) {
-                macs.insert(mac.trim().to_ascii_uppercase());
+                macs.insert(mac.trim().to_string());
             }
         }
     }

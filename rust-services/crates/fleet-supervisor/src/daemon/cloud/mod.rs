@@ -122,7 +122,10 @@ pub async fn call<R>(
         .map_err(|e| format!("{url}: TLS: {e}"))?;
     let auth = format!("Bearer {key}");
     let mut all = vec![("Authorization", auth.as_str())];
-    if !body.is_empty() {
+    let typed = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+    if !body.is_empty() && !typed {
         all.push(("Content-Type", "application/json"));
     }
     all.extend_from_slice(headers);

@@ -164,6 +164,18 @@ mod tests {
     }
 
     #[test]
+    fn failing_updates_back_off() {
+        use crate::daemon::source::retry_after;
+        let r = Duration::from_secs(10);
+        let waits: Vec<u64> = (1..=7).map(|n| retry_after(r, n).as_secs()).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(
+            retry_after(Duration::from_millis(100), 1),
+            Duration::from_millis(100)
+        );
+    }
+
+    #[test]
     fn jitter_stays_within_ten_percent() {
         for _ in 0..50 {
             let j = jitter(Duration::from_secs(100)).as_millis();
