@@ -154,6 +154,21 @@ pub fn config_name(key: &str) -> &str {
         .unwrap_or(key)
 }
 
+/// The device `config` variable `name` (unprefixed, `SUPERVISOR_POLL_INTERVAL`) of a target
+/// document, with balena's precedence: `BALENA_name` over `RESIN_name` over `name` (balena's
+/// API sends its default `RESIN_` value after a user's `BALENA_` one).
+pub fn config_var<'a>(document: &'a Value, name: &str) -> Option<&'a Value> {
+    let config = document
+        .as_object()?
+        .values()
+        .next()?
+        .get("config")?
+        .as_object()?;
+    ["BALENA_", "RESIN_", ""]
+        .iter()
+        .find_map(|prefix| config.get(&format!("{prefix}{name}")))
+}
+
 /// An id as balena sends it: a number or a numeric string.
 fn id_of(v: &Value) -> Option<u64> {
     match v {

@@ -373,17 +373,8 @@ pub fn v1_blink() -> Response {
 /// The device-level `config` variable of the target, with or without balena's prefixes.
 fn config_var<R>(shared: &Shared<R>, name: &str) -> Option<String> {
     let target = shared.target.borrow();
-    let doc = &target.as_ref()?.document;
-    let config = doc
-        .as_object()?
-        .values()
-        .next()?
-        .get("config")?
-        .as_object()?;
-    config.iter().find_map(|(k, v)| {
-        (fleet_release::target_state::config_name(k) == name)
-            .then(|| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-    })
+    let v = fleet_release::target_state::config_var(&target.as_ref()?.document, name)?;
+    Some(v.as_str().map_or_else(|| v.to_string(), str::to_string))
 }
 
 /// `GET /v2/device/name`: `{status, deviceName}` (the target's device `name`).

@@ -748,6 +748,14 @@ fn poll_interval_comes_from_the_target_config_within_bounds() {
         cloud::poll::poll_interval(Some(&prefixed)),
         Duration::from_secs(300)
     );
+    // open-balena-api sends a user's BALENA_ value first and its RESIN_ default after it
+    // (recorded); the user's wins, as on balena.
+    let both = json!({ DEVICE: { "config": {
+        "BALENA_SUPERVISOR_POLL_INTERVAL": "60000", "RESIN_SUPERVISOR_POLL_INTERVAL": "600000" } } });
+    assert_eq!(
+        cloud::poll::poll_interval(Some(&both)),
+        Duration::from_secs(60)
+    );
 }
 
 #[test]

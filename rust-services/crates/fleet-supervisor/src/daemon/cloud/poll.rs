@@ -21,21 +21,10 @@ pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10_000);
 const POLL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The poll interval a target document asks for (`<uuid>.config.SUPERVISOR_POLL_INTERVAL`,
-/// milliseconds, as a string or a number), within bounds.
+/// milliseconds, as a string or a number, balena's prefixes honoured), within bounds.
 pub fn poll_interval(document: Option<&Value>) -> Duration {
     let ms = document
-        .and_then(|d| d.as_object())
-        .and_then(|d| d.values().next())
-        .and_then(|device| device.get("config"))
-        .and_then(|config| config.as_object())
-        .and_then(|config| {
-            // balena's servers send it as `RESIN_SUPERVISOR_POLL_INTERVAL` or
-            // `BALENA_SUPERVISOR_POLL_INTERVAL`.
-            config
-                .iter()
-                .find(|(k, _)| target_state::config_name(k) == "SUPERVISOR_POLL_INTERVAL")
-                .map(|(_, v)| v)
-        })
+        .and_then(|d| target_state::config_var(d, "SUPERVISOR_POLL_INTERVAL"))
         .and_then(|v| match v {
             Value::String(s) => s.trim().parse::<u64>().ok(),
             other => other.as_u64(),
