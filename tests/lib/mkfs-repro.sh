@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # mkfs_repro ARGS...: mkfs.ext4 as a reproducible image build runs it (fixed UUID, hash seed
 # and clock): a rebuild with a change differs only where the change is. Sourced by
 # tests/update/run and scripts/bench-ota.

@@ -1,10 +1,11 @@
+# shellcheck shell=bash
 # A device root for `fleetd --root` (sourced by tests/update/run and scripts/bench-ota): the
 # slots are symlinks /dev/vda2, /dev/vda3 to image files, udev's view of them in /sys, the
 # kernel command line in /proc, the trusted key $keys/release.pub, device type qemux86-64 and
 # VERSION_ID 1.0.
 # fake_root DIR BOOTLOADER(grub|uboot|none) LAYOUT(gpt|mbr) SLOT_A_DEV SLOT_B_DEV
 fake_root() {
-  local r=$1 bl=$2 layout=$3 a=$4 b=$5 n dev
+  local r=$1 bl=$2 layout=$3 a=$4 b=$5 n
   mkdir -p "$r"/{proc,dev,etc/fleet/keys,mnt/boot/EFI/fleet}
   cp "$keys/release.pub" "$r/etc/fleet/keys/"
   echo qemux86-64 >"$r/etc/fleet/device-type"
