@@ -1,4 +1,5 @@
-# Updates by URL (sourced by tests/update/run; scripts/bench-ota uses serve/unserve/sent): Debian's nginx serves the bundles on
+# Updates by URL (sourced by tests/update/run; scripts/bench-ota uses serve, unserve, sent):
+# Debian's nginx serves the bundles on
 # 127.0.0.1 with its own configuration; every byte it sends is in its access log
 # ($body_bytes_sent), which is what the cases count. fleetd reads the bundle with Range
 # requests and fetches only the chunks neither slot holds.
