@@ -66,9 +66,19 @@ def logical_lines(path):
 ASSIGN = re.compile(r'^([A-Za-z0-9_${}\-./]+)((?::[A-Za-z0-9_${}\-]+)*)\s*(\?\?=|\?=|:=|\+=|=\+|\.=|=\.|=)\s*"(.*)"\s*$')
 
 
+REQUIRE = re.compile(r"^(?:require|include)\s+(\S+)\s*$")
+
+
 def assignments(path):
-    """(name, overrides, op, value) for every simple assignment in a recipe file."""
+    """(name, overrides, op, value) for every simple assignment in a recipe file and in the
+    files it requires from its own directory (${BPN} expanded), in parse order."""
     for line in logical_lines(path):
+        req = REQUIRE.match(line.strip())
+        if req:
+            inc = path.parent / req.group(1).replace("${BPN}", recipe_name(path).removesuffix("-native"))
+            if inc.is_file():
+                yield from assignments(inc)
+            continue
         m = ASSIGN.match(line.strip())
         if m:
             yield m.group(1), m.group(2), m.group(3), m.group(4)
@@ -240,7 +250,8 @@ def check_pinned_against_clones(top, clones):
 
 def check_crates(top):
     """The generated includes equal what scripts/gen-crates-inc makes of Cargo.lock now."""
-    for what, name in (("crates", "fleetd-crates.inc"), ("licenses", "fleetd-licenses.inc")):
+    for what, name in (("crates", "fleetd-crates.inc"),
+                       ("licenses", "fleetd-licenses.inc and fleet-licenses.inc")):
         res = subprocess.run([sys.executable, str(top / "scripts" / "gen-crates-inc"), "--check", what],
                              capture_output=True, text=True)
         diff = [l for l in res.stdout.splitlines() if l[:1] in "+-" and l[:3] not in ("+++", "---")]
@@ -385,6 +396,154 @@ def check_device_checks(top, layer):
     report("device checks shared by testimage and scripts/test-image", problems)
 
 
+# ---------------------------------------------------------------- the update bundle
+
+def class_knobs(path):
+    """The ?=/??= variables a class offers."""
+    return sorted({n for n, ov, op, _v in assignments(path) if op in ("?=", "??=") and not ov})
+
+
+def check_bundle_recipes(top, layer):
+    """kas build makes fleet-image-<machine>.fleet: the class, the recipes and their wiring."""
+    problems = []
+    cls = layer / "classes-recipe" / "fleet_bundle.bbclass"
+    bundles = sorted((layer / "recipes-core" / "bundles").glob("fleet-image-bundle_*.bb"))
+    natives = sorted((layer / "recipes-fleet" / "fleetd").glob("fleet-native_*.bb"))
+    image = layer / "recipes-core" / "images" / "fleet-image.bb"
+    if not cls.is_file():
+        return report("bundle class and recipes", [f"{cls.relative_to(layer)} missing"])
+    if len(bundles) != 1 or len(natives) != 1:
+        return report("bundle class and recipes", [f"bundle recipes {bundles}, fleet-native recipes {natives}"])
+    bundle, native = bundles[0], natives[0]
+    text = cls.read_text()
+    if "inherit fleet_bundle" not in bundle.read_text():
+        problems.append(f"{bundle.name} does not inherit fleet_bundle")
+    if var_values(bundle, "FLEET_BUNDLE_IMAGE") != "fleet-image":
+        problems.append(f"{bundle.name}: FLEET_BUNDLE_IMAGE is not fleet-image")
+    if "fleet-native" not in var_values(cls, "DEPENDS").split():
+        problems.append("the class does not DEPEND on fleet-native")
+    if "${FLEET_BUNDLE_KEY}" not in var_values(cls, "SRC_URI").split():
+        problems.append("the signing key FLEET_BUNDLE_KEY is not in the class's SRC_URI")
+    if 'do_compile[depends] += "${FLEET_BUNDLE_IMAGE}:do_image_complete"' not in text:
+        problems.append("do_compile does not wait for the image's do_image_complete")
+    if var_values(cls, "FLEET_BUNDLE_NAME") != "${FLEET_BUNDLE_IMAGE}${IMAGE_MACHINE_SUFFIX}":
+        problems.append("the bundle is not named <image>-<machine>.fleet")
+    if "${DEPLOYDIR}" not in functions(cls).get("do_deploy", "") or "addtask deploy" not in text:
+        problems.append("the class does not deploy the bundle")
+    fstypes = var_values(image, "IMAGE_FSTYPES").split()
+    for want in ("ext4", "wic"):
+        if want not in fstypes:
+            problems.append(f"fleet-image's IMAGE_FSTYPES lacks {want}")
+    ntext = native.read_text()
+    if not re.search(r"^inherit(_defer)? native$", ntext, re.M) or not re.search(r"^inherit cargo\b", ntext, re.M):
+        problems.append(f"{native.name} does not inherit cargo and native")
+    crate = var_values(native, "CARGO_SRC_DIR")
+    manifest = top / "rust-services" / crate / "Cargo.toml"
+    if not manifest.is_file() or not re.search(r'^name = "fleet"$', manifest.read_text(), re.M):
+        problems.append(f"CARGO_SRC_DIR {crate!r} is not the fleet crate")
+    if recipe_packages_of(native) != ["fleet"]:
+        problems.append(f"{native.name} builds {recipe_packages_of(native)}, not --package fleet")
+    targets = (yaml.safe_load((top / "kas" / "fleet.yml").read_text()) or {}).get("target")
+    targets = [targets] if isinstance(targets, str) else (targets or [])
+    if "fleet-image" not in targets or "fleet-image-bundle" not in targets:
+        problems.append(f"kas/fleet.yml targets {targets}: kas build must make the image and its bundle")
+    readme = (layer / "README.md").read_text()
+    undocumented = [k for k in class_knobs(cls) if f"`{k}`" not in readme and k != "FLEET_DEVICE_TYPE"]
+    if undocumented:
+        problems.append(f"knobs not in the layer README: {undocumented}")
+    report("bundle class and recipes", problems)
+
+
+def recipe_packages_of(recipe):
+    return re.findall(r"--package\s+([A-Za-z0-9_-]+)", recipe.read_text())
+
+
+def expand(text, values):
+    """${NAME} -> values[NAME], repeatedly, as bitbake expands a shell task's variables."""
+    for _ in range(10):
+        new = re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda m: values.get(m.group(1), m.group(0)), text)
+        if new == text:
+            break
+        text = new
+    return text
+
+
+def run_bundle_task(layer, work, values):
+    """The class's do_compile (with its helper) run by sh, its variables set as bitbake would."""
+    cls = layer / "classes-recipe" / "fleet_bundle.bbclass"
+    funcs = functions(cls)
+    script = ('set -e\nbbfatal() { echo "ERROR: $*" >&2; exit 1; }\nbbwarn() { echo "WARNING: $*" >&2; }\n'
+              f"fleet_bundle_boot_partition() {{\n{funcs['fleet_bundle_boot_partition']}}}\n"
+              f"do_compile() {{\n{funcs['do_compile']}}}\ndo_compile\n")
+    missing = sorted(set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", expand(script, values))))
+    if missing:
+        raise RuntimeError(f"unexpanded {missing}")
+    return subprocess.run(["sh", "-c", expand(script, values)], cwd=work, capture_output=True, text=True)
+
+
+def check_bundle_task(layer):
+    """The class's shell, run outside bitbake on real files: an ext4 root (mkfs.ext4) and a
+    tryboot-shaped .wic (sfdisk, mkfs.vfat -n fleet-bootA as partition 2), with the fleet CLI
+    on PATH (scripts/test builds it): the bundle it writes verifies with the public key."""
+    import shutil
+    import tempfile
+    if not shutil.which("fleet"):
+        return report("bundle class makes a signed bundle", ["no fleet CLI on PATH (cargo build -p fleet)"])
+    problems = []
+    with tempfile.TemporaryDirectory(prefix="fleet-layer-bundle.") as tmp:
+        work = pathlib.Path(tmp)
+        sh = lambda cmd: subprocess.run(["sh", "-ec", cmd], cwd=work, capture_output=True, text=True, check=True)
+        try:
+            sh("mkdir -p deploy unpack/k root/etc && printf 'VERSION_ID=7.1\\n' >root/etc/os-release"
+               " && truncate -s 16M deploy/img-m1.rootfs.ext4 && mkfs.ext4 -q -d root deploy/img-m1.rootfs.ext4"
+               " && fleet bundle keygen -o unpack/k/release >/dev/null"
+               # tryboot shape: p1 fleet-auto, p2 fleet-bootA (FAT32), p3 fleet-bootB
+               " && truncate -s 80M deploy/img-m1.rootfs.wic"
+               " && printf '2048,8192,c\\n10240,69632,c\\n79872,,c\\n' | sfdisk -q deploy/img-m1.rootfs.wic"
+               " && truncate -s 34M boot.vfat && mkfs.vfat -F 32 -n fleet-bootA boot.vfat >/dev/null"
+               " && dd if=boot.vfat of=deploy/img-m1.rootfs.wic bs=512 seek=10240 conv=notrunc status=none")
+        except subprocess.CalledProcessError as e:
+            return report("bundle class makes a signed bundle", [f"fixture: {e.stderr.strip()}"])
+        base = {"B": str(work / "out"), "UNPACKDIR": str(work / "unpack"), "FLEET_BUNDLE_NAME": "img-m1",
+                "FLEET_BUNDLE_IMAGE": "img", "FLEET_BUNDLE_ROOTFS": str(work / "deploy/img-m1.rootfs.ext4"),
+                "FLEET_BUNDLE_WIC": str(work / "deploy/img-m1.rootfs.wic"), "FLEET_BUNDLE_VERSION": "7.1",
+                "FLEET_BUNDLE_COMPATIBLE": "m1 m1-alt", "FLEET_BUNDLE_ZSTD_LEVEL": "3",
+                "FLEET_BUNDLE_KEY": "file://release.pem", "FLEET_BUNDLE_BOOT": "0"}
+        for case, values in (("root only", base), ("tryboot", {**base, "FLEET_BUNDLE_BOOT": "1"})):
+            (work / "out").mkdir(exist_ok=True)
+            res = run_bundle_task(layer, work, values)
+            out = work / "out" / "img-m1.fleet"
+            if res.returncode != 0 or not out.is_file():
+                problems.append(f"{case}: do_compile failed: {res.stderr.strip()[-300:]}")
+                continue
+            ver = subprocess.run(["fleet", "bundle", "verify", "--key", str(work / "unpack/k/release.pub"), str(out)],
+                                 capture_output=True, text=True)
+            if ver.returncode != 0:
+                problems.append(f"{case}: fleet bundle verify: {ver.stderr.strip()}")
+            said = ver.stdout + ver.stderr
+            if "OK, version 7.1, for m1, m1-alt, signed by" not in said:
+                problems.append(f"{case}: fleet bundle verify said {said.strip()!r}")
+            if ("with a boot partition image" in said) != (case == "tryboot"):
+                problems.append(f"{case}: boot partition image {'missing' if case == 'tryboot' else 'present'}: {said.strip()!r}")
+            # fleet-bootA of the .wic, whole (69632 sectors), as fleet bundle create reports it.
+            if case == "tryboot" and "boot 35651584 bytes" not in res.stdout + res.stderr:
+                problems.append(f"tryboot: not the whole fleet-bootA: {(res.stdout + res.stderr).strip()!r}")
+            shutil.rmtree(work / "out")
+        # Another layout: partition 2 is not fleet-bootA -> one clear error.
+        sh("dd if=/dev/zero of=deploy/img-m1.rootfs.wic bs=512 seek=10240 count=1 conv=notrunc status=none")
+        (work / "out").mkdir()
+        res = run_bundle_task(layer, work, {**base, "FLEET_BUNDLE_BOOT": "1"})
+        if res.returncode == 0 or "not fleet-bootA" not in res.stderr:
+            problems.append(f"a .wic whose partition 2 is not fleet-bootA was accepted: {res.stderr.strip()}")
+        # No key: an unsigned bundle and a warning.
+        shutil.rmtree(work / "unpack" / "k")
+        shutil.rmtree(work / "out"); (work / "out").mkdir()
+        res = run_bundle_task(layer, work, {**base, "FLEET_BUNDLE_KEY": ""})
+        if res.returncode != 0 or "FLEET_BUNDLE_KEY is empty" not in res.stderr:
+            problems.append(f"without a key: {res.returncode} {res.stderr.strip()}")
+    report("bundle class makes a signed bundle (root only, tryboot, bad layout, no key)", problems)
+
+
 def main(argv):
     if len(argv) < 1:
         print(__doc__.strip().splitlines()[3], file=sys.stderr)
@@ -408,6 +567,8 @@ def main(argv):
     check_supervisor_tag(layer)
     check_wks(layer)
     check_device_checks(top, layer)
+    check_bundle_recipes(top, layer)
+    check_bundle_task(layer)
     return 1 if failures else 0
 
 

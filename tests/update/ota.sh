@@ -1,7 +1,7 @@
-# Updates by URL (sourced by tests/update/run): Debian's nginx serves the bundles on
-# 127.0.0.1 with its own configuration; every byte it sends is in its access log
-# ($body_bytes_sent), which is what the cases count. fleetd reads the bundle with Range
-# requests and fetches only the chunks neither slot holds.
+# Updates by URL (sourced by tests/update/run; scripts/bench-ota uses serve, unserve, sent):
+# Debian's nginx serves the bundles on 127.0.0.1 with its own configuration; every byte it
+# sends is in its access log ($body_bytes_sent), which is what the cases count. fleetd reads
+# the bundle with Range requests and fetches only the chunks neither slot holds.
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # serve DIR [RATE] [tls]: nginx on a free loopback port serving DIR (limit_rate RATE; with

@@ -45,7 +45,8 @@ inherit core-image
 
 # Disk layout: fleet-boot, fleet-rootA, fleet-rootB, fleet-state, fleet-data. Hard
 # assignments: the machine configurations already set their own defaults with ?=.
-IMAGE_FSTYPES = "wic wic.bmap wic.zst"
+# ext4: the root filesystem alone, what the update bundle (fleet-image-bundle) carries.
+IMAGE_FSTYPES = "wic wic.bmap wic.zst ext4"
 WKS_FILE = "fleet-gpt-efi.wks.in"
 WKS_FILE:rpi = "${@'fleet-rpi-tryboot.wks.in' if d.getVar('FLEET_RPI_TRYBOOT') == '1' else 'fleet-rpi.wks.in'}"
 FLEET_BOOT_SIZE ?= "128"

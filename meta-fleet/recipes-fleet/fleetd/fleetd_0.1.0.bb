@@ -5,23 +5,9 @@ build also yields fleet-supervisor, packaged on its own for the supervisor conta
 # LICENSE of the recipe and of each package: Apache-2.0 (fleetOS's own crates) and the
 # licences of the crates linked in, generated from Cargo.lock by scripts/gen-crates-inc.
 require ${BPN}-licenses.inc
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
-
-# The sources are this repository's Cargo workspace, found relative to the layer (a kas
-# checkout keeps meta-fleet/ and rust-services/ side by side). Point FLEET_SRC_DIR elsewhere
-# to build another checkout. Only the workspace manifest, lock file and crates are taken, so
-# a local target/ directory never ends up in the build.
-FLEET_SRC_DIR ?= "${FLEET_TOPDIR}/rust-services"
-# A recipe-level FILESEXTRAPATHS is the point here: the sources live outside the layer.
-# nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext
-FILESEXTRAPATHS:prepend := "${FLEET_SRC_DIR}:"
-
-require ${BPN}-crates.inc
+require fleet-rust-services.inc
 
 SRC_URI += " \
-    file://Cargo.toml;subdir=rust-services \
-    file://Cargo.lock;subdir=rust-services \
-    file://crates;subdir=rust-services \
     file://fleet-provision.service \
     file://fleet-netimport.service \
     file://fleet-supervisor.service \
@@ -33,12 +19,9 @@ SRC_URI += " \
     file://supervisor.conf \
 "
 
-S = "${UNPACKDIR}/rust-services"
-
 # Build the two device binaries in one cargo run (they share most crates); the workspace
 # lock file pins every crate.
 CARGO_SRC_DIR = "crates/fleetd"
-CARGO_LOCK_PATH = "${S}/Cargo.lock"
 CARGO_BUILD_FLAGS:append = " --package fleetd --package fleet-supervisor"
 
 inherit cargo cargo-update-recipe-crates systemd
