@@ -7,6 +7,7 @@
 
 mod access;
 mod api;
+mod backoff;
 pub mod client;
 pub mod cloud;
 mod device_api;

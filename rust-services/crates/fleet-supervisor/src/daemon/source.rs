@@ -8,6 +8,7 @@ use fleet_log::error::{Chain, one_line};
 use serde_json::Value;
 
 use super::Reconciler;
+use super::backoff::doubling;
 use super::cloud::{self, poll};
 use super::state::{ApplyRecord, Shared, Target, unix_now};
 use fleet_release::target_state;
@@ -97,6 +98,9 @@ fn reload_file<R>(shared: &Shared<R>, last_seen: &mut Option<Vec<u8>>) {
     *last_seen = Some(bytes);
 }
 
+/// Longest wait between tries of a failing update.
+const RETRY_CAP: Duration = Duration::from_secs(5 * 60);
+
 /// Applies the target once; returns how soon to come back.
 async fn apply_once<R: Reconciler>(shared: &Shared<R>, force: bool) -> Duration {
     let Some(target) = shared.target.borrow().clone() else {
@@ -124,7 +128,7 @@ async fn apply_once<R: Reconciler>(shared: &Shared<R>, force: bool) -> Duration 
     };
     shared.apply_failures.set(failures);
     let again = if error.is_some() {
-        retry_after(shared.timing.retry, failures)
+        doubling(shared.timing.retry, RETRY_CAP, failures)
     } else if !summary.held.is_empty() {
         shared.timing.retry
     } else {
@@ -165,15 +169,6 @@ async fn apply_once<R: Reconciler>(shared: &Shared<R>, force: bool) -> Duration 
         error,
     }));
     again
-}
-
-/// Longest wait between tries of a failing update.
-const RETRY_CAP: Duration = Duration::from_secs(5 * 60);
-
-/// `retry · 2^(failures-1)`, at most [`RETRY_CAP`] (or `retry` when that is longer).
-pub fn retry_after(retry: Duration, failures: u32) -> Duration {
-    let factor = 1u32 << failures.saturating_sub(1).min(16);
-    (retry * factor).min(RETRY_CAP.max(retry))
 }
 
 /// Polls (remote mode) and applies, on change, on request and periodically; forever.

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::call;
 use crate::daemon::Reconciler;
+use crate::daemon::backoff::Backoff;
 use crate::daemon::local::now_ms;
 use crate::daemon::service_logs::{self, ServiceLine};
 use crate::daemon::state::{Shared, unix_now};
@@ -25,8 +26,8 @@ const FLUSH: Duration = Duration::from_secs(1);
 /// Largest request body; the rest waits for the next flush.
 const MAX_REQUEST: usize = 64 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(30);
-const BACKOFF_FIRST: Duration = Duration::from_secs(5);
-const BACKOFF_CAP: Duration = Duration::from_secs(5 * 60);
+/// Waits after failed deliveries.
+const BACKOFF: Backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(5 * 60));
 
 /// Lines waiting for delivery, oldest first, each a JSON object and its newline.
 #[derive(Debug, Default)]
@@ -124,7 +125,7 @@ pub async fn run<R: Reconciler + 'static>(shared: Rc<Shared<R>>) {
         tokio::task::spawn_local(service_logs::follow_all(shared.clone(), unix_now(), tx));
     let mut flush = tokio::time::interval(FLUSH);
     let mut not_before = Instant::now();
-    let mut backoff = Duration::ZERO;
+    let mut backoff = BACKOFF;
     loop {
         tokio::select! {
             line = lines.recv() => {
@@ -137,14 +138,14 @@ pub async fn run<R: Reconciler + 'static>(shared: Rc<Shared<R>>) {
                     continue;
                 }
                 match deliver(&shared).await {
-                    Ok(()) => backoff = Duration::ZERO,
+                    Ok(()) => backoff.succeeded(),
                     Err(e) => {
-                        backoff = (backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_CAP);
-                        not_before = Instant::now() + backoff;
+                        let wait = backoff.failed();
+                        not_before = Instant::now() + wait;
                         let b = shared.cloud_logs.borrow();
                         log::warn!(
                             "log delivery failed: {e}; {} line(s), {} bytes kept, next try in {}s",
-                            b.len(), b.bytes(), backoff.as_secs()
+                            b.len(), b.bytes(), wait.as_secs()
                         );
                     }
                 }

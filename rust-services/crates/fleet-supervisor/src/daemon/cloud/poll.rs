@@ -10,6 +10,7 @@ use fleet_http::client::Method;
 use serde_json::Value;
 
 use super::{call, logs};
+use crate::daemon::backoff::doubling;
 use crate::daemon::source::accept;
 use crate::daemon::state::Shared;
 use fleet_release::target_state;
@@ -59,18 +60,12 @@ pub async fn poll<R>(shared: &Shared<R>) -> Duration {
     };
     shared.poll_failures.set(failures);
     let base = match polled {
-        Polled::Failed => backoff(failures, interval),
+        Polled::Failed => doubling(BACKOFF_FIRST, interval, failures),
         // Registration triggers a poll when it is done.
         Polled::NoIdentity => interval,
         Polled::New | Polled::Unchanged => interval,
     };
     jitter(base)
-}
-
-/// `BACKOFF_FIRST · 2^(failures-1)`, at most the poll interval.
-pub fn backoff(failures: u32, interval: Duration) -> Duration {
-    let factor = 1u32 << failures.saturating_sub(1).min(16);
-    (BACKOFF_FIRST * factor).min(interval)
 }
 
 /// ±10 %, from the clock's nanoseconds (enough to spread a fleet).
@@ -143,26 +138,6 @@ async fn poll_once<R>(shared: &Shared<R>) -> Polled {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_interval() {
-        let interval = Duration::from_secs(600);
-        let waits: Vec<u64> = (1..=7).map(|n| backoff(n, interval).as_secs()).collect();
-        assert_eq!(waits, [15, 30, 60, 120, 240, 480, 600]);
-        assert_eq!(backoff(100, interval), interval);
-    }
-
-    #[test]
-    fn failing_updates_back_off() {
-        use crate::daemon::source::retry_after;
-        let r = Duration::from_secs(10);
-        let waits: Vec<u64> = (1..=7).map(|n| retry_after(r, n).as_secs()).collect();
-        assert_eq!(waits, [10, 20, 40, 80, 160, 300, 300]);
-        assert_eq!(
-            retry_after(Duration::from_millis(100), 1),
-            Duration::from_millis(100)
-        );
-    }
 
     #[test]
     fn jitter_stays_within_ten_percent() {

@@ -17,12 +17,12 @@ use serde_json::{Value, json};
 
 use super::{Identity, call, host_info, os_variant, os_version, random_hex, supervisor_version};
 use crate::daemon::Reconciler;
+use crate::daemon::backoff::Backoff;
 use crate::daemon::state::Shared;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-/// Retry after a failed attempt: first wait, doubled up to the cap.
-const RETRY_FIRST: Duration = Duration::from_secs(10);
-const RETRY_CAP: Duration = Duration::from_secs(5 * 60);
+/// Waits after failed attempts.
+const RETRY: Backoff = Backoff::new(Duration::from_secs(10), Duration::from_secs(5 * 60));
 
 /// The identity config.json already gives: registered (no provisioning key left) with a
 /// uuid and a device key. `None` when registration is pending or there is no server.
@@ -64,7 +64,7 @@ pub async fn until_registered<R: Reconciler>(shared: &Shared<R>) {
         );
         return;
     }
-    let mut wait = Duration::ZERO;
+    let mut backoff = RETRY;
     loop {
         match attempt(shared).await {
             Ok(identity) => {
@@ -76,7 +76,7 @@ pub async fn until_registered<R: Reconciler>(shared: &Shared<R>) {
                 return;
             }
             Err(e) => {
-                wait = (wait * 2).clamp(RETRY_FIRST, RETRY_CAP);
+                let wait = backoff.failed();
                 log::warn!("registration failed: {e}; next try in {}s", wait.as_secs());
                 if let ProvisionError::Exchange(_) = e
                     && let Err(e) = regenerate(shared)

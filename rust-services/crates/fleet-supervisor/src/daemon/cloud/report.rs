@@ -23,6 +23,7 @@ use fleet_http::client::Method;
 use serde_json::{Map, Value, json};
 
 use super::{call, host_info, os_variant, os_version, supervisor_version};
+use crate::daemon::backoff::Backoff;
 use crate::daemon::state::Shared;
 use crate::daemon::{Reconciler, ServiceState};
 
@@ -32,8 +33,8 @@ pub const REFRESH: Duration = Duration::from_secs(15 * 60);
 pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// Metrics that changed alone make a report at most this often.
 pub const METRICS_INTERVAL: Duration = Duration::from_secs(5 * 60);
-const BACKOFF_FIRST: Duration = Duration::from_secs(10);
-const BACKOFF_CAP: Duration = Duration::from_secs(5 * 60);
+/// Waits after failed reports.
+const BACKOFF: Backoff = Backoff::new(Duration::from_secs(10), Duration::from_secs(5 * 60));
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Bookkeeping of the report.
@@ -44,7 +45,7 @@ pub struct ReportState {
     pub metrics_at: Option<Instant>,
     /// No report before this (throttle, backoff after a failure).
     pub not_before: Instant,
-    pub backoff: Duration,
+    pub backoff: Backoff,
     /// Releases each app's targets named (commit per app): the server knows these.
     pub known_releases: BTreeMap<String, BTreeSet<String>>,
     pub metrics: host_info::Metrics,
@@ -57,7 +58,7 @@ impl Default for ReportState {
             sent_at: None,
             metrics_at: None,
             not_before: Instant::now(),
-            backoff: Duration::ZERO,
+            backoff: BACKOFF,
             known_releases: BTreeMap::new(),
             metrics: host_info::Metrics::default(),
         }
@@ -268,15 +269,15 @@ pub async fn send_if_due<R: Reconciler>(shared: &Shared<R>) {
             if metrics_due {
                 report.metrics_at = report.sent_at;
             }
-            report.backoff = Duration::ZERO;
+            report.backoff.succeeded();
             report.not_before = Instant::now() + MIN_INTERVAL;
         }
         Some(problem) => {
-            report.backoff = (report.backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_CAP);
-            report.not_before = Instant::now() + report.backoff;
+            let wait = report.backoff.failed();
+            report.not_before = Instant::now() + wait;
             log::warn!(
                 "state report failed: {problem}; next try in {}s",
-                report.backoff.as_secs()
+                wait.as_secs()
             );
         }
     }
