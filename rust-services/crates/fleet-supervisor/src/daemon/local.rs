@@ -15,13 +15,10 @@ use super::Reconciler;
 use super::message::{Request, Response};
 use super::service_logs::{self, ServiceLine};
 use super::settings::Settings;
-use super::source;
-use super::state::Shared;
+use super::state::{Shared, now_ms};
+use super::target;
+use super::versions::BALENA_SUPERVISOR_API;
 
-/// The balena supervisor API level this one follows (v3 target state and the v2 local
-/// endpoints, balena supervisor 13.0.0); balena-cli wants at least 7.21.4 for `push` and
-/// 9.7.0 for its live session.
-pub const BALENA_SUPERVISOR_API: &str = "13.0.0";
 /// Images `balena push` builds on the device: never pulled from a registry.
 pub const LOCAL_IMAGE_PREFIX: &str = "local_image_";
 /// The engine's ID of a pushed image, put on its service when the target is posted, so a
@@ -147,7 +144,7 @@ pub async fn post_target<R: Reconciler>(shared: &Shared<R>, body: &[u8]) -> Resp
     } else {
         body.to_vec()
     };
-    match source::accept(shared, &bytes) {
+    match target::accept(shared, &bytes) {
         Ok(changed) => {
             if changed {
                 log::info!("new target from POST /v2/local/target-state");
@@ -393,12 +390,6 @@ fn ndjson(v: &Value) -> Bytes {
     let mut line = serde_json::to_vec(v).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 async fn stream_logs<R: Reconciler + 'static>(shared: Rc<Shared<R>>, tx: mpsc::Sender<Bytes>) {

@@ -125,7 +125,7 @@ async fn local_mode_needs_no_key_and_ignores_an_unrelated_one() {
             assert_eq!(status, 200, "{body}");
             let v = json_of(&body);
             assert_eq!(v["status"], "success");
-            assert_eq!(v["version"], local::BALENA_SUPERVISOR_API);
+            assert_eq!(v["version"], versions::BALENA_SUPERVISOR_API);
             assert_eq!(v["fleetos"], env!("CARGO_PKG_VERSION"));
             let (status, _) = call(addr, "GET", "/v2/state/status", key, "").await;
             assert_eq!(status, 200);

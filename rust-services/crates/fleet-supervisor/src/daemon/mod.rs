@@ -22,9 +22,11 @@ mod service_logs;
 mod settings;
 mod source;
 mod state;
+mod target;
 #[cfg(test)]
 mod tests;
 pub mod tls;
+pub mod versions;
 
 use std::rc::Rc;
 use std::time::Duration;

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use fleet_config::Config;
+
+use super::cloud::identity::{Identity, random_hex};
 use fleet_fs::FsError;
 
 use fleet_release::labels::HostContext;
@@ -166,6 +168,19 @@ impl Settings {
         })
     }
 
+    /// The identity config.json already gives: registered (no provisioning key left) with a
+    /// uuid and a device key. `None` when registration is pending or there is no server.
+    pub fn identity(&self) -> Option<Identity> {
+        self.api_endpoint.as_ref()?;
+        if self.registration.provisioning_key.is_some() {
+            return None;
+        }
+        Some(Identity {
+            uuid: self.uuid.clone()?,
+            device_api_key: self.device_api_key.clone()?,
+        })
+    }
+
     pub fn target_file(&self) -> PathBuf {
         self.data_dir.join(TARGET_FILE)
     }
@@ -229,7 +244,7 @@ fn local_api_key(data_dir: &Path) -> Result<String, SettingsError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(source) => return Err(SettingsError::Io { path, source }),
     }
-    let key = super::cloud::random_hex(16).map_err(|source| SettingsError::Io {
+    let key = random_hex(16).map_err(|source| SettingsError::Io {
         path: "/dev/urandom".into(),
         source,
     })?;

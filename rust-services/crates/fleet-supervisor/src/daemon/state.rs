@@ -7,10 +7,9 @@ use fleet_log::error::{Chain, one_line};
 use serde::Serialize;
 use tokio::sync::{Mutex, Notify};
 
-use super::cloud::Identity;
-use super::cloud::logs::LogBuffer;
-use super::cloud::provision::configured_identity;
-use super::cloud::report::ReportState;
+use super::cloud::identity::Identity;
+use super::cloud::log_buffer::LogBuffer;
+use super::cloud::report_state::ReportState;
 use super::settings::Settings;
 use super::tls::{Tls, TrustSource};
 use super::{ApplySummary, Reconciler, Subnet, Timing};
@@ -80,7 +79,7 @@ impl<R: Reconciler> Shared<R> {
             .as_ref()
             .filter(|e| e.to_ascii_lowercase().starts_with("https://"))
             .map(|_| load_tls(&settings));
-        if let Some(identity) = configured_identity(&settings) {
+        if let Some(identity) = settings.identity() {
             reconciler.set_registry_login(identity.registry_login());
         }
         Shared {
@@ -99,7 +98,7 @@ impl<R: Reconciler> Shared<R> {
             subnets_read: Cell::new(None),
             refusal_logged: Cell::new(None),
             refusals_unlogged: Cell::new(0),
-            identity: RefCell::new(configured_identity(&settings)),
+            identity: RefCell::new(settings.identity()),
             poll_etag: RefCell::new(None),
             poll_failures: Cell::new(0),
             apply_failures: Cell::new(0),
@@ -167,6 +166,13 @@ fn load_tls(settings: &Settings) -> Result<Tls, String> {
             Err(one_line(&e))
         }
     }
+}
+
+/// Milliseconds since the Unix epoch (balena's log timestamps).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 pub fn unix_now() -> u64 {

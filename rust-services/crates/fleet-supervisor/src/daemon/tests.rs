@@ -687,14 +687,14 @@ async fn the_state_report_names_services_status_and_release() {
     let mut s = settings(tmp.path());
     s.listen_port = 48484;
     let shared = Shared::new(s, Memory::default(), timing());
-    source::accept(&shared, EXAMPLE.as_bytes()).unwrap();
+    target::accept(&shared, EXAMPLE.as_bytes()).unwrap();
     let states = shared.reconciler.service_states().await.unwrap();
     let body = cloud::report::body(&shared, DEVICE, &states);
     let device = &body[DEVICE];
     assert_eq!(device["api_port"], json!(48484));
     assert_eq!(
         device["supervisor_version"],
-        json!(cloud::supervisor_version())
+        json!(versions::supervisor_version())
     );
     assert_eq!(device["os_variant"], json!("prod"));
     assert!(
@@ -929,7 +929,7 @@ async fn the_state_report_carries_what_the_target_asks_that_is_not_done() {
     let mut doc: Value = serde_json::from_str(EXAMPLE).unwrap();
     doc[DEVICE]["config"] = json!({ "BALENA_HOST_CONFIG_gpu_mem": "64" });
     doc[DEVICE]["apps"]["hostos"] = json!({ "id": 9, "name": "os", "is_host": true });
-    source::accept(&shared, doc.to_string().as_bytes()).unwrap();
+    target::accept(&shared, doc.to_string().as_bytes()).unwrap();
     let body = cloud::report::body(&shared, DEVICE, &[]);
     let warnings = body[DEVICE]["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 2, "{warnings:?}");

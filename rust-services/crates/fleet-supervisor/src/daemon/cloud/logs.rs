@@ -4,7 +4,6 @@
 //! the server cannot be reached they wait in a buffer of at most [`BUFFER_BYTES`]; beyond
 //! that the oldest lines go first, and the next delivery says how many were dropped.
 
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -12,15 +11,12 @@ use fleet_http::client::Method;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::call;
+use super::request::{call, snippet};
 use crate::daemon::Reconciler;
 use crate::daemon::backoff::Backoff;
-use crate::daemon::local::now_ms;
 use crate::daemon::service_logs::{self, ServiceLine};
-use crate::daemon::state::{Shared, unix_now};
+use crate::daemon::state::{Shared, now_ms, unix_now};
 
-/// Memory for lines not yet delivered.
-pub const BUFFER_BYTES: usize = 256 * 1024;
 /// How often buffered lines are sent.
 const FLUSH: Duration = Duration::from_secs(1);
 /// Largest request body; the rest waits for the next flush.
@@ -28,64 +24,6 @@ const MAX_REQUEST: usize = 64 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// Waits after failed deliveries.
 const BACKOFF: Backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(5 * 60));
-
-/// Lines waiting for delivery, oldest first, each a JSON object and its newline.
-#[derive(Debug, Default)]
-pub struct LogBuffer {
-    lines: VecDeque<Vec<u8>>,
-    bytes: usize,
-    /// Lines dropped to stay within the budget since the last delivery.
-    dropped: u64,
-}
-
-impl LogBuffer {
-    pub fn push(&mut self, v: &Value) {
-        let mut line = serde_json::to_vec(v).unwrap_or_default();
-        line.push(b'\n');
-        self.bytes += line.len();
-        self.lines.push_back(line);
-        while self.bytes > BUFFER_BYTES {
-            let Some(old) = self.lines.pop_front() else {
-                break;
-            };
-            self.bytes -= old.len();
-            self.dropped += 1;
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.lines.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    /// The oldest lines, up to `max` bytes (at least one): the body and how many lines.
-    fn batch(&self, max: usize) -> (Vec<u8>, usize) {
-        let mut body = Vec::new();
-        let mut n = 0;
-        for line in &self.lines {
-            if n > 0 && body.len() + line.len() > max {
-                break;
-            }
-            body.extend_from_slice(line);
-            n += 1;
-        }
-        (body, n)
-    }
-
-    /// Forgets the `n` oldest lines (delivered).
-    fn delivered(&mut self, n: usize) {
-        for line in self.lines.drain(..n.min(self.lines.len())) {
-            self.bytes -= line.len();
-        }
-    }
-}
 
 /// A system line (the supervisor speaking about the apps), for the server.
 pub fn system<R>(shared: &Shared<R>, message: &str) {
@@ -185,46 +123,8 @@ async fn deliver<R>(shared: &Shared<R>) -> Result<(), String> {
         )
         .await?;
         if !(200..300).contains(&r.status) {
-            return Err(format!(
-                "{path}: HTTP {}: {}",
-                r.status,
-                super::provision::snippet(&r.body)
-            ));
+            return Err(format!("{path}: HTTP {}: {}", r.status, snippet(&r.body)));
         }
         shared.cloud_logs.borrow_mut().delivered(n);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_buffer_drops_the_oldest_beyond_its_budget() {
-        let mut b = LogBuffer::default();
-        let line = |i: usize| json!({ "message": format!("{i:0>1000}"), "timestamp": i });
-        let per_line = serde_json::to_vec(&line(0)).unwrap().len() + 1;
-        let fits = BUFFER_BYTES / per_line;
-        for i in 0..fits + 10 {
-            b.push(&line(i));
-        }
-        assert!(b.bytes() <= BUFFER_BYTES);
-        assert_eq!(b.len(), fits);
-        assert_eq!(b.dropped, 10);
-        let (body, n) = b.batch(MAX_REQUEST);
-        assert_eq!(n, MAX_REQUEST / per_line);
-        let first: Value =
-            serde_json::from_slice(body.split(|c| *c == b'\n').next().unwrap()).unwrap();
-        assert_eq!(first["timestamp"], json!(10), "the oldest kept is the 11th");
-        b.delivered(n);
-        assert_eq!(b.len(), fits - n);
-    }
-
-    #[test]
-    fn one_line_larger_than_a_request_still_goes() {
-        let mut b = LogBuffer::default();
-        b.push(&json!({ "message": "x".repeat(MAX_REQUEST + 10) }));
-        let (_, n) = b.batch(MAX_REQUEST);
-        assert_eq!(n, 1);
     }
 }

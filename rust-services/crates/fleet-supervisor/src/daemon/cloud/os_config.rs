@@ -9,7 +9,7 @@ use std::time::Duration;
 use fleet_http::client::Method;
 use serde_json::Value;
 
-use super::call;
+use super::request::call;
 use crate::daemon::state::Shared;
 
 const TIMEOUT: Duration = Duration::from_secs(30);

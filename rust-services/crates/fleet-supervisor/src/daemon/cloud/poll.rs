@@ -9,10 +9,11 @@ use std::time::Duration;
 use fleet_http::client::Method;
 use serde_json::Value;
 
-use super::{call, logs};
+use super::logs;
+use super::request::call;
 use crate::daemon::backoff::doubling;
-use crate::daemon::source::accept;
 use crate::daemon::state::Shared;
+use crate::daemon::target::accept;
 use fleet_release::target_state;
 
 /// balena's default `SUPERVISOR_POLL_INTERVAL` (15 min) and its lower bound.

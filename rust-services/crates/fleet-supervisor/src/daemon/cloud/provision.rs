@@ -15,27 +15,17 @@ use fleet_config::Config;
 use fleet_http::client::Method;
 use serde_json::{Value, json};
 
-use super::{Identity, call, host_info, os_variant, os_version, random_hex, supervisor_version};
+use super::host_info;
+use super::identity::{Identity, random_hex};
+use super::request::{call, snippet};
 use crate::daemon::Reconciler;
 use crate::daemon::backoff::Backoff;
 use crate::daemon::state::Shared;
+use crate::daemon::versions::{os_variant, os_version, supervisor_version};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// Waits after failed attempts.
 const RETRY: Backoff = Backoff::new(Duration::from_secs(10), Duration::from_secs(5 * 60));
-
-/// The identity config.json already gives: registered (no provisioning key left) with a
-/// uuid and a device key. `None` when registration is pending or there is no server.
-pub fn configured_identity(settings: &crate::daemon::Settings) -> Option<Identity> {
-    settings.api_endpoint.as_ref()?;
-    if settings.registration.provisioning_key.is_some() {
-        return None;
-    }
-    Some(Identity {
-        uuid: settings.uuid.clone()?,
-        device_api_key: settings.device_api_key.clone()?,
-    })
-}
 
 #[derive(Debug, thiserror::Error)]
 enum ProvisionError {
@@ -315,14 +305,4 @@ fn regenerate<R>(shared: &Shared<R>) -> Result<(), ProvisionError> {
     }
     config.save(&path)?;
     Ok(())
-}
-
-/// The start of an answer body, for an error line.
-pub fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    match text.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
 }

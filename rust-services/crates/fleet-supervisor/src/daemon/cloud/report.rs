@@ -22,9 +22,11 @@ use std::time::{Duration, Instant};
 use fleet_http::client::Method;
 use serde_json::{Map, Value, json};
 
-use super::{call, host_info, os_variant, os_version, supervisor_version};
-use crate::daemon::backoff::Backoff;
+use super::host_info;
+pub use super::report_state::ReportState;
+use super::request::{call, snippet};
 use crate::daemon::state::Shared;
+use crate::daemon::versions::{os_variant, os_version, supervisor_version};
 use crate::daemon::{Reconciler, ServiceState};
 
 /// An unchanged report is sent again this often (the server sees the device alive).
@@ -33,37 +35,7 @@ pub const REFRESH: Duration = Duration::from_secs(15 * 60);
 pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// Metrics that changed alone make a report at most this often.
 pub const METRICS_INTERVAL: Duration = Duration::from_secs(5 * 60);
-/// Waits after failed reports.
-const BACKOFF: Backoff = Backoff::new(Duration::from_secs(10), Duration::from_secs(5 * 60));
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Bookkeeping of the report.
-#[derive(Debug)]
-pub struct ReportState {
-    pub last_sent: Option<Value>,
-    pub sent_at: Option<Instant>,
-    pub metrics_at: Option<Instant>,
-    /// No report before this (throttle, backoff after a failure).
-    pub not_before: Instant,
-    pub backoff: Backoff,
-    /// Releases each app's targets named (commit per app): the server knows these.
-    pub known_releases: BTreeMap<String, BTreeSet<String>>,
-    pub metrics: host_info::Metrics,
-}
-
-impl Default for ReportState {
-    fn default() -> Self {
-        ReportState {
-            last_sent: None,
-            sent_at: None,
-            metrics_at: None,
-            not_before: Instant::now(),
-            backoff: BACKOFF,
-            known_releases: BTreeMap::new(),
-            metrics: host_info::Metrics::default(),
-        }
-    }
-}
 
 /// balena's service status words for the engine's.
 fn status_word(engine: &str) -> &str {
@@ -252,7 +224,7 @@ pub async fn send_if_due<R: Reconciler>(shared: &Shared<R>) {
         Ok(r) => Some(format!(
             "/device/v3/state: HTTP {}: {}",
             r.status,
-            super::provision::snippet(&r.body)
+            snippet(&r.body)
         )),
     };
     let mut report = shared.report.borrow_mut();
