@@ -1,8 +1,8 @@
 # Guest handling shared by the QEMU end-to-end suite (tests/qemu/run) and scripts/bench-boot:
 # one guest at a time, booted with scripts/run-qemu, reached over SSH on a loopback port.
 # The caller sets: top (the checkout), work (a scratch directory), disk (for the ESP edits);
-# optionally guest_ssh_port (default 22: the Debian stand-in's sshd; fleetOS's is on 22222)
-# and esp_offset (bytes; default 1 MiB, the stand-in's layout).
+# optionally guest_ssh_port (default 22222, fleetOS's sshd and the stand-in's) and esp_offset
+# (bytes; default 1 MiB, the stand-in's layout).
 # shellcheck shell=bash
 
 now() { date +%s.%N; }
@@ -33,15 +33,17 @@ guest() { ssh "${ssh_opts[@]}" root@127.0.0.1 "$@"; }
 guest_disconnect() { ssh "${ssh_opts[@]}" -O exit root@127.0.0.1 >/dev/null 2>&1 || true; }
 
 boot_n=0
-# boot DISK: starts the guest with the serial console in $serial; sets boot_start.
+# boot DISK [QEMU-ARGS...]: starts the guest with the serial console in $serial; sets
+# boot_start and qemu_pid.
 boot() {
+  local disk=$1; shift
   guest_disconnect
   boot_n=$((boot_n + 1))
   serial=$work/serial-$boot_n.log
   : >"$serial"
   boot_start=$(now)
-  "$top/scripts/run-qemu" "$1" --ssh-port "$port" --guest-ssh-port "${guest_ssh_port:-22}" --serial-log "$serial" --memory 2048 \
-    >"$work/qemu-$boot_n.log" 2>&1 &
+  "$top/scripts/run-qemu" "$disk" --ssh-port "$port" --guest-ssh-port "${guest_ssh_port:-22222}" --serial-log "$serial" --memory 2048 \
+    -- "$@" >"$work/qemu-$boot_n.log" 2>&1 &
   qemu_pid=$!
 }
 

@@ -40,6 +40,10 @@ do_install() {
     # Read-only root: logind needs the linger directory to exist (else each login waits
     # 25 s), and resolv.conf points at what NetworkManager writes under /run.
     install -d ${D}${localstatedir}/lib/systemd/linger
+    # Bind source of the supervisor's firmware feature (io.balena.features.firmware, in
+    # balena-cli's default composition): the engine cannot create it on a read-only root,
+    # and a machine without firmware packages has no /lib/firmware.
+    install -d ${D}${nonarch_base_libdir}/firmware
     ln -sf ../run/NetworkManager/resolv.conf ${D}${sysconfdir}/resolv.conf
 }
 
@@ -52,6 +56,7 @@ FILES:${PN} += "${systemd_system_unitdir} \
     ${sysconfdir}/resolv.conf \
     ${localstatedir}/lib \
     ${ROOT_HOME}/.ssh \
+    ${nonarch_base_libdir}/firmware \
 "
 
 # cp -a, mount --bind and sync: busybox or coreutils/util-linux both do.

@@ -209,8 +209,9 @@ pub fn write(
         ranges.len()
     );
 
-    // Local copies first, then the ranges in order, each chunk written as soon as its
-    // frame has arrived: a broken transfer costs at most the chunk in flight.
+    // Local copies first, then the ranges in order, each chunk written (and synced) as soon
+    // as its frame has arrived: a broken transfer or a power cut costs at most the chunk in
+    // flight.
     let mut written = 0u64;
     for (p, f) in placed.iter().zip(&from) {
         let From::Active(at) = f else { continue };
@@ -263,6 +264,14 @@ pub fn write(
                 ));
             }
             written += write_chunk(target, target_path, p, &out)?;
+            // Durable before the next one is read: after a power cut, the rerun finds every
+            // fetched chunk but the one in flight in the target slot and does not fetch it
+            // again (local copies are not synced here: they cost no download to redo).
+            target.sync_data().map_err(|source| UpdateError::Target {
+                path: target_path.to_path_buf(),
+                action: "fsync",
+                source,
+            })?;
         }
         ranges_done += r.end - r.start;
     }
