@@ -25,6 +25,8 @@ TOP = os.path.dirname(os.path.dirname(HERE))
 MKIMG = os.path.join(TOP, "tests", "image", "mkimg")
 RECORD = os.path.join(HERE, "record")
 UBOOT = os.path.join(HERE, "uboot")
+VFAT = os.path.join(HERE, "vfat")
+RUST = os.path.join(TOP, "rust-services")
 # POWERLOSS_LEGACY_READER=1: read config.json as fleetOS did before the fix (no .fleet-next).
 LEGACY_READER = os.environ.get("POWERLOSS_LEGACY_READER") == "1"
 
@@ -238,6 +240,62 @@ class Provision:
         return row, None
 
 
+def example(name):
+    """A test program of the workspace (cargo example), built here: path to the binary."""
+    run("cargo", "build", "--locked", "-q", "-p", "fleet-config", "--example", name, cwd=RUST)
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(RUST, "target")
+    return os.path.join(target, "debug", "examples", name)
+
+
+class KernelVfatRegistration(Configure):
+    """The supervisor's registration record written by the Linux kernel's vfat driver:
+    `Config::save` (fleet_config::replace_on_fat, fsync of file and directory as barriers)
+    twice on /mnt/boot/config.json of the RPi layout, mounted as mnt-boot.mount mounts it,
+    in a QEMU guest whose disk goes through blklogwrites (`vfat record`). The first save adds
+    uuid and deviceApiKey, the second registered_at and deviceId and removes apiKey
+    (examples/register-save.rs, the steps of the supervisor's `provision::attempt`). Each
+    state: config.json as `Config::load` reads it (mtools, the `.fleet-next` rule) must be the
+    old, the intermediate or the new document."""
+
+    OLD = (
+        b'{"apiKey":"pr0v1s10n1ngk3y","deviceType":"raspberrypi4-64",'
+        b'"unknownVendorKey":{"keep":[1,2]},"hostname":"before",'
+        b'"apiEndpoint":"https://api.f22.test"}\n'
+    )
+
+    def __init__(self):
+        super().__init__("mbr", False)
+
+    def prepare(self, work):
+        image = super().prepare(work)
+        cfg = os.path.join(work, "old-config.json")
+        with open(cfg, "wb") as f:
+            f.write(self.OLD)
+        start, _ = part1(image)
+        run("mcopy", "-o", "-i", f"{image}@@{start}", cfg, "::config.json")
+        # The intermediate document (after the first save): the same program on a plain
+        # directory here writes the same bytes.
+        self.program = example("register-save")
+        mid = os.path.join(work, "mid")
+        os.makedirs(mid, exist_ok=True)
+        with open(os.path.join(mid, "config.json"), "wb") as f:
+            f.write(self.OLD)
+        run(self.program, os.path.join(mid, "config.json"), "1")
+        with open(os.path.join(mid, "config.json"), "rb") as f:
+            self.mid = f.read()
+        return image
+
+    def record(self, work, image, log):
+        run(VFAT, "record", image, log, self.program, "/mnt/boot/config.json")
+
+    def judge(self, got, old, new):
+        data = got["config.json"]
+        v = verdict(data, old["config.json"], new["config.json"])
+        if v == "mixed" and data == self.mid:
+            v = "intermediate"
+        return {"config.json": v}, None
+
+
 def next_boot(state):
     """BootState::next_boot (fleet-bootenv) and boot.cmd.in: the slot the next power-on boots."""
     active, trial, tries = state
@@ -331,6 +389,8 @@ SCENARIOS = {
     "configure-rpi": Configure("mbr", False),
     "configure-rpi-connection": Configure("mbr", True),
     "configure-x86": Configure("gpt", False),
+    # Device side through the Linux kernel's vfat (QEMU guest): the supervisor's two saves.
+    "vfat-registration": KernelVfatRegistration(),
     # A good, B on trial (3 tries): U-Boot counts down to 2 and boots B.
     "uboot-countdown": UbootTrial(5, "A", "B", 3),
     # A good, B's last try: U-Boot saves tries 0 and boots B; the next power-on rolls back,
