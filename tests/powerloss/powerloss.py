@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -63,11 +64,12 @@ def mread(part, path):
 
 def boot_file(part, path):
     """`path` on the boot partition as fleetOS reads it (fleet_config::fat_current): the
-    whole replacement `path.fleet-next` an interrupted `fleet image configure` left, else
-    `path`. `legacy` readers (before the fix) read `path` only."""
+    whole replacement `path.fleet-next` an interrupted `fleet image configure` or
+    `Config::save` left (an empty one is the entry of an unfinished kernel-vfat rename, not
+    a replacement), else `path`. `legacy` readers (before the fix) read `path` only."""
     if not LEGACY_READER:
         data = mread(part, path + ".fleet-next")
-        if data is not None:
+        if data is not None and data != b"":
             return data
     return mread(part, path)
 
@@ -383,6 +385,30 @@ class GrubTrial(UbootTrial):
         self.state = [active, trial, str(tries)] + ([extra] if extra else [])
 
 
+class KernelVfatMarkGood(UbootTrial):
+    """`fleetd update mark-good` on a device booted into slot B on trial (A good, B armed with
+    3 tries in fleet-a.env, the RPi layout of the U-Boot scenarios): fleetd writes the other
+    copy, fleet-b.env, through the Linux kernel's vfat (fleet_fs::atomic_write: temporary,
+    fsync, rename over, fsync of the directory) in the QEMU guest of `vfat record`. Each
+    state is read by fleetd (the fleet_env backend) and a sample is powered on under real
+    U-Boot: B must boot (the trial's next try or B made good)."""
+
+    def __init__(self):
+        super().__init__(5, "A", "B", 3)
+
+    def record(self, work, image, log):
+        fleetd = shutil.which("fleetd")
+        env = dict(
+            os.environ,
+            VFAT_INIT="mkdir -p /etc/fleet /var/lib/fleet; echo bootloader=uboot >/etc/fleet/update.conf",
+            VFAT_CMDLINE="fleet.slot=B",
+        )
+        subprocess.run(
+            [VFAT, "record", image, log, fleetd, "--root", "/", "update", "mark-good"],
+            check=True, capture_output=True, env=env,
+        )
+
+
 SCENARIOS = {
     "provision-state": Provision(),
     "control-mtools-overwrite": Control(),
@@ -391,6 +417,8 @@ SCENARIOS = {
     "configure-x86": Configure("gpt", False),
     # Device side through the Linux kernel's vfat (QEMU guest): the supervisor's two saves.
     "vfat-registration": KernelVfatRegistration(),
+    # fleetd's boot-state write through the kernel's vfat: mark-good of slot B.
+    "vfat-mark-good": KernelVfatMarkGood(),
     # A good, B on trial (3 tries): U-Boot counts down to 2 and boots B.
     "uboot-countdown": UbootTrial(5, "A", "B", 3),
     # A good, B's last try: U-Boot saves tries 0 and boots B; the next power-on rolls back,

@@ -14,14 +14,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let saves: u32 = args.next().map_or(Ok(2), |s| s.parse())?;
     let path = Path::new(&path);
     let problems = |p: Vec<fleet_config::Problem>| {
-        p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        p.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
     };
     let mut config = Config::load(path)?.ok_or("config.json is gone")?;
     config
         .set(&["uuid"], Value::from("f22c0ffee0ddf00df22c0ffee0ddf00d"))
         .map_err(problems)?;
     config
-        .set(&["deviceApiKey"], Value::from("f22d3v1c3k3yf22d3v1c3k3yf22d3v1c"))
+        .set(
+            &["deviceApiKey"],
+            Value::from("f22d3v1c3k3yf22d3v1c3k3yf22d3v1c"),
+        )
         .map_err(problems)?;
     config.save(path)?;
     if saves < 2 {
@@ -31,7 +37,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config
         .set(&["registered_at"], Value::from(1_780_000_000_000_u64))
         .map_err(problems)?;
-    config.set(&["deviceId"], Value::from(2222)).map_err(problems)?;
+    config
+        .set(&["deviceId"], Value::from(2222))
+        .map_err(problems)?;
     config.remove(&["apiKey"]).map_err(problems)?;
     config.save(path)?;
     Ok(())
