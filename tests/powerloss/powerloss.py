@@ -265,6 +265,8 @@ class KernelVfatRegistration(Configure):
         b'"apiEndpoint":"https://api.f22.test"}\n'
     )
 
+    durable = True
+
     def __init__(self):
         super().__init__("mbr", False)
 
@@ -393,6 +395,8 @@ class KernelVfatMarkGood(UbootTrial):
     state is read by fleetd (the fleet_env backend) and a sample is powered on under real
     U-Boot: B must boot (the trial's next try or B made good)."""
 
+    durable = True
+
     def __init__(self):
         super().__init__(5, "A", "B", 3)
 
@@ -474,8 +478,20 @@ def main():
     epochs = crashstates.parse(log)
     disk = crashstates.Disk(base, start, size, os.path.join(a.work, "state.part"))
     final = crashstates.Disk(image, start, size, os.path.join(a.work, "final.part"))
+    durable_epochs = crashstates.parse.durable_epochs
     old = sc.read(disk.path, a.work)
     new = sc.read(final.path, a.work)
+    not_durable = []
+    if getattr(sc, "durable", False):
+        # The program returned: what it wrote must be on the card as of its last flush (a
+        # cut right after it returns), not only in the page cache.
+        local, _ = disk.inside(crashstates.durable(epochs, durable_epochs))
+        disk.set(local)
+        try:
+            at_flush = sc.read(disk.path, a.work)
+        finally:
+            disk.reset()
+        not_durable = [n for n in new if at_flush[n] != new[n]]
     for name in new:
         if name == "/etc/machine-id":
             continue
@@ -496,6 +512,8 @@ def main():
         "unreadable": 0,
         "fsck_errors": 0,
         "outside_partition": 0,
+        "durable_epochs": durable_epochs,
+        "not_durable": len(not_durable),
     }
     verdicts, bad, seen, to_boot = {}, [], set(), {}
     rng = random.Random(a.seed)
@@ -568,7 +586,11 @@ def main():
         print(f"  state {label} (seed {a.seed}): {row} good slot: {good} fsck: {why}")
     for m in mismatches[: a.show]:
         print(f"  booted {m}")
+    for name in not_durable:
+        print(f"  not durable: {name} as of the last flush before the program returned "
+              f"(epoch {durable_epochs} of {len(epochs)}) is not what it wrote")
     failed = summary["lost_or_mixed"] or summary["unreadable"] or summary["no_good_slot"]
+    failed = failed or summary["not_durable"]
     return 1 if failed or summary["boot_mismatch"] else 0
 
 
