@@ -389,8 +389,8 @@ class GrubTrial(UbootTrial):
 
 class KernelVfatMarkGood(UbootTrial):
     """`fleetd update mark-good` on a device booted into slot B on trial (A good, B armed with
-    3 tries in fleet-a.env, the RPi layout of the U-Boot scenarios): fleetd writes the other
-    copy, fleet-b.env, through the Linux kernel's vfat (fleet_fs::atomic_write: temporary,
+    3 tries in fleet-a.env seq 5, an older fleet-b.env seq 4; the RPi layout of the U-Boot
+    scenarios): fleetd replaces the other copy, fleet-b.env, through the Linux kernel's vfat (fleet_fs::atomic_write: temporary,
     fsync, rename over, fsync of the directory) in the QEMU guest of `vfat record`. Each
     state is read by fleetd (the fleet_env backend) and a sample is powered on under real
     U-Boot: B must boot (the trial's next try or B made good)."""
@@ -399,6 +399,19 @@ class KernelVfatMarkGood(UbootTrial):
 
     def __init__(self):
         super().__init__(5, "A", "B", 3)
+
+    def prepare(self, work):
+        image = super().prepare(work)
+        # An older fleet-b.env (seq 4, A good, no trial): mark-good replaces an existing file
+        # (rename over it), as every store after the first does.
+        vars_ = os.path.join(work, "b.vars")
+        with open(vars_, "w") as f:
+            f.write("fleet_active=A\nfleet_seq=4\n")
+        env = os.path.join(work, "fleet-b.env")
+        run("mkenvimage", "-p", "0", "-s", "4096", "-o", env, vars_)
+        start, _ = part1(image)
+        run("mcopy", "-o", "-i", f"{image}@@{start}", env, "::fleet-b.env")
+        return image
 
     def record(self, work, image, log):
         fleetd = shutil.which("fleetd")
