@@ -12,6 +12,8 @@ import struct
 MAGIC = 0x6A736677736872
 FLUSH, FUA, DISCARD, MARK = 1, 2, 4, 8
 SECTOR = 512
+# A sector a recording writes to say "the program returned here" (not a write of the scenario).
+MARKER = b"F22-POWERLOSS-MARK"
 
 
 class Write:
@@ -39,6 +41,7 @@ def parse(path):
         if sectorsize != SECTOR:
             raise ValueError(f"{path}: log sector size {sectorsize}, want {SECTOR}")
         epochs, current = [], []
+        parse.durable_epochs = None
         pos = 1
         for _ in range(entries):
             f.seek(pos * SECTOR)
@@ -51,12 +54,31 @@ def parse(path):
                 f.seek(pos * SECTOR)
                 data = f.read(nr * SECTOR)
                 pos += nr
-                current.append(Write(sector, data))
+                if any(data[i:i + len(MARKER)] == MARKER for i in range(0, len(data), SECTOR)):
+                    parse.durable_epochs = len([e for e in epochs if e])
+                else:
+                    current.append(Write(sector, data))
             if flags & (FLUSH | FUA):
                 epochs.append(current)
                 current = []
         epochs.append(current)
+        if parse.durable_epochs is None:
+            parse.durable_epochs = len([e for e in epochs[:-1] if e])
         return [e for e in epochs if e] or [[]]
+
+
+# Set by parse(): how many of the epochs it returned were flushed before MARKER was written
+# (`vfat record` writes it outside the partition once the program returned), else before the
+# end of the log.
+parse.durable_epochs = None
+
+
+def durable(epochs, count):
+    """The disk as of a flush: the writes of the first `count` epochs."""
+    overlay = {}
+    for writes in epochs[:count]:
+        apply(overlay, writes)
+    return overlay
 
 
 def apply(overlay, writes, torn=None):

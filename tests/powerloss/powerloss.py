@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -25,6 +26,8 @@ TOP = os.path.dirname(os.path.dirname(HERE))
 MKIMG = os.path.join(TOP, "tests", "image", "mkimg")
 RECORD = os.path.join(HERE, "record")
 UBOOT = os.path.join(HERE, "uboot")
+VFAT = os.path.join(HERE, "vfat")
+RUST = os.path.join(TOP, "rust-services")
 # POWERLOSS_LEGACY_READER=1: read config.json as fleetOS did before the fix (no .fleet-next).
 LEGACY_READER = os.environ.get("POWERLOSS_LEGACY_READER") == "1"
 
@@ -61,11 +64,12 @@ def mread(part, path):
 
 def boot_file(part, path):
     """`path` on the boot partition as fleetOS reads it (fleet_config::fat_current): the
-    whole replacement `path.fleet-next` an interrupted `fleet image configure` left, else
-    `path`. `legacy` readers (before the fix) read `path` only."""
+    whole replacement `path.fleet-next` an interrupted `fleet image configure` or
+    `Config::save` left (an empty one is the entry of an unfinished kernel-vfat rename, not
+    a replacement), else `path`. `legacy` readers (before the fix) read `path` only."""
     if not LEGACY_READER:
         data = mread(part, path + ".fleet-next")
-        if data is not None:
+        if data is not None and data != b"":
             return data
     return mread(part, path)
 
@@ -238,6 +242,64 @@ class Provision:
         return row, None
 
 
+def example(name):
+    """A test program of the workspace (cargo example), built here: path to the binary."""
+    run("cargo", "build", "--locked", "-q", "-p", "fleet-config", "--example", name, cwd=RUST)
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(RUST, "target")
+    return os.path.join(target, "debug", "examples", name)
+
+
+class KernelVfatRegistration(Configure):
+    """The supervisor's registration record written by the Linux kernel's vfat driver:
+    `Config::save` (fleet_config::replace_on_fat, fsync of file and directory as barriers)
+    twice on /mnt/boot/config.json of the RPi layout, mounted as mnt-boot.mount mounts it,
+    in a QEMU guest whose disk goes through blklogwrites (`vfat record`). The first save adds
+    uuid and deviceApiKey, the second registered_at and deviceId and removes apiKey
+    (examples/register-save.rs, the steps of the supervisor's `provision::attempt`). Each
+    state: config.json as `Config::load` reads it (mtools, the `.fleet-next` rule) must be the
+    old, the intermediate or the new document."""
+
+    OLD = (
+        b'{"apiKey":"pr0v1s10n1ngk3y","deviceType":"raspberrypi4-64",'
+        b'"unknownVendorKey":{"keep":[1,2]},"hostname":"before",'
+        b'"apiEndpoint":"https://api.f22.test"}\n'
+    )
+
+    durable = True
+
+    def __init__(self):
+        super().__init__("mbr", False)
+
+    def prepare(self, work):
+        image = super().prepare(work)
+        cfg = os.path.join(work, "old-config.json")
+        with open(cfg, "wb") as f:
+            f.write(self.OLD)
+        start, _ = part1(image)
+        run("mcopy", "-o", "-i", f"{image}@@{start}", cfg, "::config.json")
+        # The intermediate document (after the first save): the same program on a plain
+        # directory here writes the same bytes.
+        self.program = example("register-save")
+        mid = os.path.join(work, "mid")
+        os.makedirs(mid, exist_ok=True)
+        with open(os.path.join(mid, "config.json"), "wb") as f:
+            f.write(self.OLD)
+        run(self.program, os.path.join(mid, "config.json"), "1")
+        with open(os.path.join(mid, "config.json"), "rb") as f:
+            self.mid = f.read()
+        return image
+
+    def record(self, work, image, log):
+        run(VFAT, "record", image, log, self.program, "/mnt/boot/config.json")
+
+    def judge(self, got, old, new):
+        data = got["config.json"]
+        v = verdict(data, old["config.json"], new["config.json"])
+        if v == "mixed" and data == self.mid:
+            v = "intermediate"
+        return {"config.json": v}, None
+
+
 def next_boot(state):
     """BootState::next_boot (fleet-bootenv) and boot.cmd.in: the slot the next power-on boots."""
     active, trial, tries = state
@@ -325,12 +387,55 @@ class GrubTrial(UbootTrial):
         self.state = [active, trial, str(tries)] + ([extra] if extra else [])
 
 
+class KernelVfatMarkGood(UbootTrial):
+    """`fleetd update mark-good` on a device booted into slot B on trial (A good, B armed with
+    3 tries in fleet-a.env seq 5, an older fleet-b.env seq 4; the RPi layout of the U-Boot
+    scenarios): fleetd replaces the other copy, fleet-b.env, through the Linux kernel's vfat (fleet_fs::atomic_write: temporary,
+    fsync, rename over, fsync of the directory) in the QEMU guest of `vfat record`. Each
+    state is read by fleetd (the fleet_env backend) and a sample is powered on under real
+    U-Boot: B must boot (the trial's next try or B made good)."""
+
+    durable = True
+
+    def __init__(self):
+        super().__init__(5, "A", "B", 3)
+
+    def prepare(self, work):
+        image = super().prepare(work)
+        # An older fleet-b.env (seq 4, A good, no trial): mark-good replaces an existing file
+        # (rename over it), as every store after the first does.
+        vars_ = os.path.join(work, "b.vars")
+        with open(vars_, "w") as f:
+            f.write("fleet_active=A\nfleet_seq=4\n")
+        env = os.path.join(work, "fleet-b.env")
+        run("mkenvimage", "-p", "0", "-s", "4096", "-o", env, vars_)
+        start, _ = part1(image)
+        run("mcopy", "-o", "-i", f"{image}@@{start}", env, "::fleet-b.env")
+        return image
+
+    def record(self, work, image, log):
+        fleetd = shutil.which("fleetd")
+        env = dict(
+            os.environ,
+            VFAT_INIT="mkdir -p /etc/fleet /var/lib/fleet; echo bootloader=uboot >/etc/fleet/update.conf",
+            VFAT_CMDLINE="fleet.slot=B",
+        )
+        subprocess.run(
+            [VFAT, "record", image, log, fleetd, "--root", "/", "update", "mark-good"],
+            check=True, capture_output=True, env=env,
+        )
+
+
 SCENARIOS = {
     "provision-state": Provision(),
     "control-mtools-overwrite": Control(),
     "configure-rpi": Configure("mbr", False),
     "configure-rpi-connection": Configure("mbr", True),
     "configure-x86": Configure("gpt", False),
+    # Device side through the Linux kernel's vfat (QEMU guest): the supervisor's two saves.
+    "vfat-registration": KernelVfatRegistration(),
+    # fleetd's boot-state write through the kernel's vfat: mark-good of slot B.
+    "vfat-mark-good": KernelVfatMarkGood(),
     # A good, B on trial (3 tries): U-Boot counts down to 2 and boots B.
     "uboot-countdown": UbootTrial(5, "A", "B", 3),
     # A good, B's last try: U-Boot saves tries 0 and boots B; the next power-on rolls back,
@@ -386,8 +491,20 @@ def main():
     epochs = crashstates.parse(log)
     disk = crashstates.Disk(base, start, size, os.path.join(a.work, "state.part"))
     final = crashstates.Disk(image, start, size, os.path.join(a.work, "final.part"))
+    durable_epochs = crashstates.parse.durable_epochs
     old = sc.read(disk.path, a.work)
     new = sc.read(final.path, a.work)
+    not_durable = []
+    if getattr(sc, "durable", False):
+        # The program returned: what it wrote must be on the card as of its last flush (a
+        # cut right after it returns), not only in the page cache.
+        local, _ = disk.inside(crashstates.durable(epochs, durable_epochs))
+        disk.set(local)
+        try:
+            at_flush = sc.read(disk.path, a.work)
+        finally:
+            disk.reset()
+        not_durable = [n for n in new if at_flush[n] != new[n]]
     for name in new:
         if name == "/etc/machine-id":
             continue
@@ -408,6 +525,8 @@ def main():
         "unreadable": 0,
         "fsck_errors": 0,
         "outside_partition": 0,
+        "durable_epochs": durable_epochs,
+        "not_durable": len(not_durable),
     }
     verdicts, bad, seen, to_boot = {}, [], set(), {}
     rng = random.Random(a.seed)
@@ -480,7 +599,11 @@ def main():
         print(f"  state {label} (seed {a.seed}): {row} good slot: {good} fsck: {why}")
     for m in mismatches[: a.show]:
         print(f"  booted {m}")
+    for name in not_durable:
+        print(f"  not durable: {name} as of the last flush before the program returned "
+              f"(epoch {durable_epochs} of {len(epochs)}) is not what it wrote")
     failed = summary["lost_or_mixed"] or summary["unreadable"] or summary["no_good_slot"]
+    failed = failed or summary["not_durable"]
     return 1 if failed or summary["boot_mismatch"] else 0
 
 

@@ -48,12 +48,15 @@ pub const FAT_TMP_SUFFIX: &str = ".fleet-tmp";
 pub const FAT_OLD_SUFFIX: &str = ".fleet-old";
 
 /// The file that holds `path`'s content on a FAT partition: `path.fleet-next` while an
-/// interrupted replacement left it there, else `path`.
+/// interrupted replacement left it there, else `path`. An empty `path.fleet-next` is not a
+/// replacement: Linux's vfat gives a renamed file an empty directory entry (no cluster, size
+/// 0) until the file's inode is written, and a cut in between leaves that entry next to the
+/// intact `path` (tests/powerloss `vfat-registration`).
 pub fn fat_current(path: &Path) -> PathBuf {
     let mut new = path.as_os_str().to_owned();
     new.push(FAT_NEW_SUFFIX);
     let new = PathBuf::from(new);
-    if new.is_file() {
+    if new.metadata().is_ok_and(|m| m.is_file() && m.len() > 0) {
         new
     } else {
         path.to_path_buf()
@@ -236,6 +239,7 @@ pub fn replace_on_fat(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
         move |source| ConfigError::Io { path: p, source }
     };
     let barrier = || std::fs::File::open(dir).and_then(|d| d.sync_all());
+    let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
     let write = |p: &Path, bytes: &[u8]| -> std::io::Result<()> {
         use std::io::Write;
         let mut f = std::fs::File::create(p)?;
@@ -260,6 +264,9 @@ pub fn replace_on_fat(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
         barrier()
     };
     match std::fs::read(&new) {
+        // The empty entry of a rename whose inode never reached the card (see above):
+        // `path` is intact, the replacement was never whole.
+        Ok(left) if left.is_empty() => remove(&new).map_err(io(&new))?,
         Ok(left) => rewrite(&left).map_err(io(path))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(&new)(e)),
@@ -269,6 +276,11 @@ pub fn replace_on_fat(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
     write(&tmp, bytes).map_err(io(&tmp))?;
     barrier().map_err(io(dir))?;
     std::fs::rename(&tmp, &new).map_err(io(&new))?;
+    // Linux's vfat writes the renamed file's new directory entry empty (no start cluster,
+    // size 0) and fills it in only when the file's inode is written back: the directory's
+    // fsync does not do that, the file's does. Without this, every cut until `new` is retired
+    // leaves an empty `new` (tests/powerloss `vfat-registration`).
+    sync(&new).map_err(io(&new))?;
     barrier().map_err(io(dir))?;
     rewrite(bytes).map_err(io(path))
 }

@@ -342,6 +342,24 @@ fn save_finishes_a_replacement_a_power_cut_left_before_its_own() {
 }
 
 #[test]
+fn an_empty_replacement_is_the_entry_of_an_unfinished_vfat_rename() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    // What Linux's vfat leaves when a cut comes after the rename's directory entry but
+    // before the renamed file's inode: an empty `.fleet-next` beside the intact file.
+    std::fs::write(&path, b"{\"uuid\":\"ab\"}\n").unwrap();
+    std::fs::write(dir.path().join("config.json.fleet-next"), b"").unwrap();
+    let c = Config::load(&path).unwrap().unwrap();
+    assert_eq!(c.settings().supervisor.uuid.as_deref(), Some("ab"));
+    c.save(&path).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "{\"uuid\":\"ab\"}\n"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
 fn registration_keys_are_read_and_null_api_key_is_absent() {
     let c = Config::from_slice(br#"{"apiKey":null,"registered_at":"1733360000000","deviceId":42}"#)
         .unwrap();

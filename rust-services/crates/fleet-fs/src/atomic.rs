@@ -39,7 +39,8 @@ impl<T> IoContext<T> for io::Result<T> {
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `bytes` to `path` atomically with permission bits `mode`:
-/// temp file in the same directory, write, fsync, rename over `path`, fsync the directory.
+/// temp file in the same directory, write, fsync, rename over `path`, fsync it there, fsync
+/// the directory.
 /// A crash at any point leaves either the old file or the new one.
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError> {
     let dir = parent_dir(path);
@@ -60,6 +61,13 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError>
     ));
     let result = write_temp(&tmp, bytes, mode).and_then(|()| {
         fs::rename(&tmp, path).at(path, "rename temp file over")?;
+        // On FAT (Linux vfat) the rename only moves the in-memory inode: the target's
+        // directory entry keeps the old cluster and size until the file's inode is written,
+        // which the directory's fsync does not do. Without this a cut seconds after the
+        // call returned still finds the old content (tests/powerloss `vfat-mark-good`).
+        File::open(path)
+            .and_then(|f| f.sync_all())
+            .at(path, "fsync")?;
         sync_dir(&dir)
     });
     if result.is_err() {
