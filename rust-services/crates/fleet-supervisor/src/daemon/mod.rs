@@ -11,6 +11,7 @@ mod backoff;
 pub mod client;
 pub mod cloud;
 mod device_api;
+mod host_config;
 pub mod local;
 #[cfg(test)]
 mod local_tests;
@@ -97,6 +98,11 @@ pub trait Reconciler {
     async fn image_id(&self, image: &str) -> Result<Option<String>, ReconcileError> {
         let _ = image;
         Ok(None)
+    }
+    /// The supervisor API key handed to containers with `features.supervisor-api` from now
+    /// on (after `POST /v1/regenerate-api-key`); their next apply recreates them with it.
+    fn set_supervisor_api_key(&self, key: &str) {
+        let _ = key;
     }
     /// Registry credentials for later pulls (the device's cloud identity).
     fn set_registry_login(&self, login: fleet_engine::RegistryLogin) {

@@ -36,6 +36,9 @@ pub struct ApplyRecord {
 
 pub struct Shared<R> {
     pub settings: Settings,
+    /// The supervisor API key in force (`settings.api_key` until
+    /// `POST /v1/regenerate-api-key` replaces it).
+    pub api_key: RefCell<String>,
     pub reconciler: R,
     pub timing: Timing,
     /// Serialises engine actions: an apply and an API restart never interleave.
@@ -84,6 +87,7 @@ impl<R: Reconciler> Shared<R> {
             reconciler.set_registry_login(identity.registry_login());
         }
         Shared {
+            api_key: RefCell::new(settings.api_key.clone()),
             reconciler,
             timing,
             actions: Mutex::new(()),
