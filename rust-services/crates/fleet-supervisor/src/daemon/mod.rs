@@ -23,6 +23,7 @@ mod service_logs;
 mod settings;
 mod source;
 mod state;
+mod tags;
 #[cfg(test)]
 mod tests;
 pub mod tls;
@@ -237,6 +238,7 @@ pub async fn run<R: Reconciler + 'static>(
                 _ = server::serve(listener, shared.clone(), server::limits()) => {}
                 _ = source::reconcile_loop(shared.clone()) => {}
                 _ = cloud::run(shared.clone()) => {}
+                _ = tags::report_loop(shared.clone()) => {}
                 _ = term.recv() => log::info!("SIGTERM: exiting"),
                 _ = int.recv() => log::info!("SIGINT: exiting"),
             }
@@ -251,6 +253,7 @@ pub(crate) async fn run_on<R: Reconciler + 'static>(listener: TcpListener, share
     tokio::select! {
         _ = server::serve(listener, shared.clone(), server::limits()) => {}
         _ = source::reconcile_loop(shared.clone()) => {}
+        _ = tags::report_loop(shared.clone()) => {}
         _ = cloud::run(shared) => {}
     }
 }

@@ -12,6 +12,7 @@ use super::cloud::logs::LogBuffer;
 use super::cloud::provision::configured_identity;
 use super::cloud::report::ReportState;
 use super::settings::Settings;
+use super::tags::TagQueue;
 use super::tls::{Tls, TrustSource};
 use super::{ApplySummary, Reconciler, Subnet, Timing};
 use fleet_release::target_state::TargetState;
@@ -74,6 +75,9 @@ pub struct Shared<R> {
     pub report: RefCell<ReportState>,
     /// Log lines for the server, not yet delivered.
     pub cloud_logs: RefCell<LogBuffer>,
+    /// Device tags queued by `PATCH /v2/device/tags`, and the wake-up of their sender.
+    pub tags: RefCell<TagQueue>,
+    pub tags_wake: Notify,
 }
 
 impl<R: Reconciler> Shared<R> {
@@ -109,6 +113,8 @@ impl<R: Reconciler> Shared<R> {
             apply_failures: Cell::new(0),
             report: RefCell::new(ReportState::default()),
             cloud_logs: RefCell::new(LogBuffer::default()),
+            tags: RefCell::new(TagQueue::load(&settings.data_dir)),
+            tags_wake: Notify::new(),
             settings,
         }
     }

@@ -1318,3 +1318,97 @@ async fn apps_json_is_the_first_target_of_a_preloaded_device() {
     })
     .await;
 }
+
+/// What [`recording_server`] saw: `METHOD /path`, the Authorization header, the body.
+type Recorded = Rc<RefCell<Vec<(String, String, Vec<u8>)>>>;
+
+/// A server that records every request with its body and answers 200.
+async fn recording_server(seen: Recorded) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::task::spawn_local(fleet_http::server::serve(
+        listener,
+        Default::default(),
+        move |_| {
+            let seen = seen.clone();
+            async move {
+                move |req: fleet_http::Request<fleet_http::Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let (head, body) = req.into_parts();
+                        let auth = head
+                            .headers
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-")
+                            .to_string();
+                        let body =
+                            fleet_http::server::read_body(body, 1 << 20, Duration::from_secs(5))
+                                .await
+                                .map(|b| b.to_vec())
+                                .unwrap_or_default();
+                        seen.borrow_mut().push((
+                            format!("{} {}", head.method, head.uri.path()),
+                            auth,
+                            body,
+                        ));
+                        fleet_http::server::response(200, "application/json", b"{}".to_vec())
+                    }
+                }
+            }
+        },
+    ));
+    addr
+}
+
+/// `PATCH /v2/device/tags`: 202 at once, then the tags reach the server's
+/// `PATCH /device/v3/tags` as `{uuid: tags}` with the device key, and are recorded as reported.
+#[tokio::test]
+async fn device_tags_are_queued_then_sent_to_the_server() {
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let seen = Rc::new(RefCell::new(Vec::new()));
+            let server = recording_server(seen.clone()).await;
+            let tmp = tempfile::tempdir().unwrap();
+            let mut s = settings(tmp.path());
+            s.api_endpoint = Some(format!("http://{server}"));
+            s.uuid = Some(DEVICE.into());
+            s.device_api_key = Some("devkey".into());
+            let dir = tmp.path().to_path_buf();
+            serve_with(s, Memory::default(), timing(), |addr, _| async move {
+                let patch =
+                    |body: &'static str| call(addr, "PATCH", "/v2/device/tags", Some(KEY), body);
+                let (status, body) = patch(r#"{"room":"lab","rack":"3"}"#).await;
+                assert_eq!((status, body.as_str()), (202, r#"{"status":"success"}"#));
+                let (status, body) = patch(r#"{"room":5}"#).await;
+                assert_eq!(status, 400, "{body}");
+                assert!(body.contains("Invalid tags body"), "{body}");
+                let sent = || {
+                    seen.borrow()
+                        .iter()
+                        .find(|(what, _, _)| what == "PATCH /device/v3/tags")
+                        .cloned()
+                };
+                until("tags sent", || sent().is_some()).await;
+                let (_, auth, body) = sent().unwrap();
+                assert_eq!(auth, "Bearer devkey");
+                assert_eq!(
+                    serde_json::from_slice::<Value>(&body).unwrap(),
+                    json!({ DEVICE: {"rack": "3", "room": "lab"} })
+                );
+                let kept = || {
+                    std::fs::read(dir.join("device-tags.json"))
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                };
+                until("tags recorded as reported", || {
+                    kept()
+                        .is_some_and(|k| k["reported"]["room"] == "lab" && k["target"] == json!({}))
+                })
+                .await;
+            })
+            .await;
+        })
+        .await;
+}
