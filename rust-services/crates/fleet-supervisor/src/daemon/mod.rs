@@ -23,6 +23,7 @@ mod service_logs;
 mod settings;
 mod source;
 mod state;
+mod tag_queue;
 mod tags;
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ use super::cloud::logs::LogBuffer;
 use super::cloud::provision::configured_identity;
 use super::cloud::report::ReportState;
 use super::settings::Settings;
-use super::tags::TagQueue;
+use super::tag_queue::TagQueue;
 use super::tls::{Tls, TrustSource};
 use super::{ApplySummary, Reconciler, Subnet, Timing};
 use fleet_release::target_state::TargetState;
