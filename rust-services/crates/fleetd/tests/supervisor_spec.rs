@@ -116,3 +116,33 @@ fn missing_config_json_is_not_bound() {
     );
     assert_ne!(with.config_hash, without.config_hash);
 }
+
+/// `balena preload`'s /mnt/data/apps.json moves into the supervisor's data dir once, and
+/// never over a target the supervisor already keeps.
+#[test]
+fn balena_preload_file_is_handed_to_the_supervisor_once() {
+    let d = tempfile::tempdir().unwrap();
+    let root = Root::new(d.path());
+    let data = d.path().join("mnt/data/fleet-supervisor");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(d.path().join("mnt/data/apps.json"), r#"{"apps":{}}"#).unwrap();
+    assert!(spec::hand_over_preload(&root).unwrap());
+    assert!(!d.path().join("mnt/data/apps.json").exists());
+    assert_eq!(
+        std::fs::read_to_string(data.join("apps.json")).unwrap(),
+        r#"{"apps":{}}"#
+    );
+    assert!(
+        !spec::hand_over_preload(&root).unwrap(),
+        "nothing left to move"
+    );
+
+    std::fs::remove_file(data.join("apps.json")).unwrap();
+    std::fs::write(data.join("target.json"), "{}").unwrap();
+    std::fs::write(d.path().join("mnt/data/apps.json"), "{}").unwrap();
+    assert!(
+        !spec::hand_over_preload(&root).unwrap(),
+        "a kept target wins"
+    );
+    assert!(d.path().join("mnt/data/apps.json").exists());
+}

@@ -6,11 +6,11 @@ use fleet_log::error::{Chain, one_line};
 use serde_json::{Value, json};
 
 use super::device_api::{self, failure};
-use super::local;
 pub use super::message::{Request, Response};
 use super::power::{self, PowerAction};
 use super::state::Shared;
 use super::{Reconciler, ServiceState};
+use super::{host_config, local, tags};
 
 /// Paths that answer without a key, as on balena: liveness probes.
 const OPEN_PATHS: &[&str] = &["/ping", "/v1/healthy"];
@@ -40,9 +40,12 @@ pub async fn route<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response
         ("POST", ["v1", "purge"]) => device_api::v1_purge(shared, req).await,
         ("GET", ["v1", "device"]) => device_api::v1_device(shared).await,
         ("POST", ["v1", "blink"]) => device_api::v1_blink(),
-        ("GET", ["v1", "device", "host-config"]) => device_api::v1_host_config(),
+        ("GET", ["v1", "device", "host-config"]) => host_config::get(shared),
+        ("PATCH", ["v1", "device", "host-config"]) => host_config::patch(shared, req).await,
+        ("POST", ["v1", "regenerate-api-key"]) => device_api::v1_regenerate_api_key(shared),
         ("GET", ["v2", "device", "name"]) => device_api::v2_device_name(shared),
         ("GET", ["v2", "device", "tags"]) => device_api::v2_device_tags(shared).await,
+        ("PATCH", ["v2", "device", "tags"]) => tags::patch(shared, req),
         ("GET", ["v2", "device", "vpn"]) => device_api::v2_device_vpn(shared),
         ("GET", ["v2", "cleanup-volumes"]) => device_api::v2_cleanup_volumes(shared).await,
         ("POST", ["v2", "journal-logs"]) => device_api::v2_journal_logs(req).await,
@@ -78,7 +81,7 @@ pub fn permitted<R>(shared: &Shared<R>, req: &Request) -> bool {
     let path = req.path.trim_end_matches('/');
     OPEN_PATHS.contains(&path)
         || local::local_mode(&shared.settings)
-        || authorized(&shared.settings.api_key, req)
+        || authorized(&shared.api_key.borrow(), req)
 }
 
 /// `Authorization: Bearer <key>` or balena's `?apikey=<key>`.

@@ -472,23 +472,23 @@ pub async fn v2_cleanup_volumes<R: Reconciler>(shared: &Shared<R>) -> Response {
     }
 }
 
-/// `POST /v2/journal-logs`: `journalctl` with balena's options (`all`, `count`, `unit`,
-/// `format`, `containerId`, `since`, `until`), its output as text. `follow` needs a
-/// streamed answer, which this server does not give yet: 501.
-pub async fn v2_journal_logs(req: &Request) -> Response {
-    let p = match Params::of(req) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    if p.truthy("follow") {
-        return failed(
-            501,
-            "follow is not supported by this device's API: read without it",
-        );
-    }
+/// Whether a request is `POST /v2/journal-logs` with `follow` (answered streamed, by
+/// [`journal_follow`]).
+pub fn is_journal_follow(req: &Request) -> bool {
+    req.method == "POST"
+        && req.path.trim_end_matches('/') == "/v2/journal-logs"
+        && Params::of(req).is_ok_and(|p| p.truthy("follow"))
+}
+
+/// journalctl's arguments for balena's options (`all`, `follow`, `count`, `unit`, `format`,
+/// `containerId`, `since`, `until`), as balena's `spawnJournalctl` passes them.
+fn journal_args(p: &Params) -> Vec<String> {
     let mut args: Vec<String> = Vec::new();
     if p.truthy("all") {
         args.push("-a".into());
+    }
+    if p.truthy("follow") {
+        args.push("--follow".into());
     }
     if let Some(n) = p.int("count") {
         args.push(format!("--lines={n}"));
@@ -510,6 +510,55 @@ pub async fn v2_journal_logs(req: &Request) -> Response {
         args.push(format!("--until={until}"));
     }
     args.push("--no-pager".into());
+    args
+}
+
+/// `POST /v2/journal-logs` with `follow`: journalctl's output sent as it comes, until the
+/// client goes away (then journalctl is killed, as balena's `SIGKILL`) or journalctl ends.
+pub fn journal_follow(req: &Request) -> Result<fleet_http::server::ChannelBody, Response> {
+    let p = Params::of(req)?;
+    let mut child = tokio::process::Command::new("journalctl")
+        .args(journal_args(&p))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| failed(500, &format!("journalctl: {e}")))?;
+    let Some(mut stdout) = child.stdout.take() else {
+        return Err(failed(500, "journalctl: no output pipe"));
+    };
+    let (tx, body) = fleet_http::server::ChannelBody::new(16);
+    tokio::task::spawn_local(async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            tokio::select! {
+                _ = tx.closed() => break,
+                n = stdout.read(&mut buf) => match n {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let chunk = fleet_http::Bytes::copy_from_slice(&buf[..n]);
+                        if tx.send(chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                },
+            }
+        }
+        let _ = child.kill().await;
+    });
+    Ok(body)
+}
+
+/// `POST /v2/journal-logs` without `follow`: `journalctl` with balena's options, its output
+/// as text once it ends (within 30 s).
+pub async fn v2_journal_logs(req: &Request) -> Response {
+    let p = match Params::of(req) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let args = journal_args(&p);
     let run = tokio::process::Command::new("journalctl")
         .args(&args)
         .kill_on_drop(true)
@@ -536,15 +585,19 @@ pub async fn v2_journal_logs(req: &Request) -> Response {
     }
 }
 
-/// `GET /v1/device/host-config`: `{network: {hostname, proxy: {}}}` (fleetOS configures
-/// no redsocks proxy, so `proxy` is empty).
-pub fn v1_host_config() -> Response {
-    let hostname = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_default();
-    Response::json(
-        200,
-        &json!({ "network": { "hostname": hostname, "proxy": {} } }),
-    )
+/// `POST /v1/regenerate-api-key`: a new supervisor API key, kept in the data directory
+/// where the old one was and answered as text; the old key stops working at once. Containers
+/// with `features.supervisor-api` hold the old key in their environment: the next apply
+/// (woken now) recreates them with the new one, as balena's next apply does.
+pub fn v1_regenerate_api_key<R: Reconciler>(shared: &Shared<R>) -> Response {
+    match super::settings::new_api_key(&shared.settings.data_dir) {
+        Ok(key) => {
+            shared.api_key.replace(key.clone());
+            shared.reconciler.set_supervisor_api_key(&key);
+            shared.trigger(false);
+            log::info!("supervisor API key regenerated through the API");
+            Response::text(200, &key)
+        }
+        Err(e) => Response::text(503, &one_line(&e)),
+    }
 }

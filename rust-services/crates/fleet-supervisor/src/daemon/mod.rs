@@ -11,6 +11,7 @@ mod backoff;
 pub mod client;
 pub mod cloud;
 mod device_api;
+mod host_config;
 pub mod local;
 #[cfg(test)]
 mod local_tests;
@@ -22,6 +23,8 @@ mod service_logs;
 mod settings;
 mod source;
 mod state;
+mod tag_queue;
+mod tags;
 mod target;
 #[cfg(test)]
 mod tests;
@@ -99,6 +102,11 @@ pub trait Reconciler {
     async fn image_id(&self, image: &str) -> Result<Option<String>, ReconcileError> {
         let _ = image;
         Ok(None)
+    }
+    /// The supervisor API key handed to containers with `features.supervisor-api` from now
+    /// on (after `POST /v1/regenerate-api-key`); their next apply recreates them with it.
+    fn set_supervisor_api_key(&self, key: &str) {
+        let _ = key;
     }
     /// Registry credentials for later pulls (the device's cloud identity).
     fn set_registry_login(&self, login: fleet_engine::RegistryLogin) {
@@ -233,6 +241,7 @@ pub async fn run<R: Reconciler + 'static>(
                 _ = server::serve(listener, shared.clone(), server::limits()) => {}
                 _ = source::reconcile_loop(shared.clone()) => {}
                 _ = cloud::run(shared.clone()) => {}
+                _ = tags::report_loop(shared.clone()) => {}
                 _ = term.recv() => log::info!("SIGTERM: exiting"),
                 _ = int.recv() => log::info!("SIGINT: exiting"),
             }
@@ -247,6 +256,7 @@ pub(crate) async fn run_on<R: Reconciler + 'static>(listener: TcpListener, share
     tokio::select! {
         _ = server::serve(listener, shared.clone(), server::limits()) => {}
         _ = source::reconcile_loop(shared.clone()) => {}
+        _ = tags::report_loop(shared.clone()) => {}
         _ = cloud::run(shared) => {}
     }
 }

@@ -41,6 +41,11 @@ impl Params {
     }
 
     /// balena's `checkTruthy`: `true`, `1`, `"1"`, `"true"`, `"on"` (any case).
+    /// Every field as given.
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
     pub fn truthy(&self, key: &str) -> bool {
         match self.0.get(key) {
             Some(Value::Bool(b)) => *b,

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use super::Reconciler;
 use super::access;
 use super::api;
+use super::device_api;
 use super::local;
 use super::message::{Request, Response, percent_decode};
 use super::state::Shared;
@@ -64,7 +65,16 @@ pub async fn serve<R: Reconciler + 'static>(
                             if local::is_log_stream(&request)
                                 && api::permitted(&shared, &request) =>
                         {
-                            return streamed(local::logs(shared.clone()));
+                            return streamed(local::logs(shared.clone()), "application/x-ndjson");
+                        }
+                        Ok(request)
+                            if device_api::is_journal_follow(&request)
+                                && api::permitted(&shared, &request) =>
+                        {
+                            return match device_api::journal_follow(&request) {
+                                Ok(body) => streamed(body, "text/plain; charset=utf-8"),
+                                Err(response) => to_hyper(response),
+                            };
                         }
                         Ok(request) => api::route(&shared, &request).await,
                         Err(response) => response,
@@ -83,12 +93,12 @@ fn to_hyper(r: Response) -> fleet_http::Response<Body> {
     server::response(r.status, r.content_type, r.body).map(Either::Left)
 }
 
-/// A 200 whose NDJSON body is sent as it is produced.
-fn streamed(body: ChannelBody) -> fleet_http::Response<Body> {
+/// A 200 whose body is sent as it is produced.
+fn streamed(body: ChannelBody, content_type: &'static str) -> fleet_http::Response<Body> {
     let mut r = fleet_http::Response::new(Either::Right(body));
     r.headers_mut().insert(
         fleet_http::header::CONTENT_TYPE,
-        fleet_http::header::HeaderValue::from_static("application/x-ndjson"),
+        fleet_http::header::HeaderValue::from_static(content_type),
     );
     r
 }

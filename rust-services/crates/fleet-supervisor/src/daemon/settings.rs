@@ -244,11 +244,17 @@ fn local_api_key(data_dir: &Path) -> Result<String, SettingsError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(source) => return Err(SettingsError::Io { path, source }),
     }
+    new_api_key(data_dir)
+}
+
+/// Makes a new supervisor API key and keeps it in the data directory (atomically, mode 0600)
+/// in place of the old one (`POST /v1/regenerate-api-key` and the first start).
+pub fn new_api_key(data_dir: &Path) -> Result<String, SettingsError> {
     let key = random_hex(16).map_err(|source| SettingsError::Io {
         path: "/dev/urandom".into(),
         source,
     })?;
     fleet_fs::ensure_dir(data_dir)?;
-    fleet_fs::atomic_write(&path, key.as_bytes(), 0o600)?;
+    fleet_fs::atomic_write(&data_dir.join(API_KEY_FILE), key.as_bytes(), 0o600)?;
     Ok(key)
 }

@@ -10,6 +10,7 @@ use super::Reconciler;
 use super::backoff::doubling;
 use super::cloud::{self, poll};
 use super::state::{ApplyRecord, Shared, Target, unix_now};
+use super::target;
 use fleet_release::target_state;
 
 /// Reads the target file when its content changed since `last_seen` (local mode: a tool or
@@ -137,6 +138,7 @@ async fn apply_once<R: Reconciler>(shared: &Shared<R>, force: bool) -> Duration 
 
 /// Polls (remote mode) and applies, on change, on request and periodically; forever.
 pub async fn reconcile_loop<R: Reconciler>(shared: Rc<Shared<R>>) {
+    target::preload(&shared);
     let mut last_seen = None;
     reload_file(&shared, &mut last_seen);
     let mut next_poll = Instant::now();

@@ -11,6 +11,7 @@ use super::cloud::identity::Identity;
 use super::cloud::log_buffer::LogBuffer;
 use super::cloud::report_state::ReportState;
 use super::settings::Settings;
+use super::tag_queue::TagQueue;
 use super::tls::{Tls, TrustSource};
 use super::{ApplySummary, Reconciler, Subnet, Timing};
 use fleet_release::target_state::TargetState;
@@ -35,6 +36,9 @@ pub struct ApplyRecord {
 
 pub struct Shared<R> {
     pub settings: Settings,
+    /// The supervisor API key in force (`settings.api_key` until
+    /// `POST /v1/regenerate-api-key` replaces it).
+    pub api_key: RefCell<String>,
     pub reconciler: R,
     pub timing: Timing,
     /// Serialises engine actions: an apply and an API restart never interleave.
@@ -70,6 +74,9 @@ pub struct Shared<R> {
     pub report: RefCell<ReportState>,
     /// Log lines for the server, not yet delivered.
     pub cloud_logs: RefCell<LogBuffer>,
+    /// Device tags queued by `PATCH /v2/device/tags`, and the wake-up of their sender.
+    pub tags: RefCell<TagQueue>,
+    pub tags_wake: Notify,
 }
 
 impl<R: Reconciler> Shared<R> {
@@ -83,6 +90,7 @@ impl<R: Reconciler> Shared<R> {
             reconciler.set_registry_login(identity.registry_login());
         }
         Shared {
+            api_key: RefCell::new(settings.api_key.clone()),
             reconciler,
             timing,
             actions: Mutex::new(()),
@@ -104,6 +112,8 @@ impl<R: Reconciler> Shared<R> {
             apply_failures: Cell::new(0),
             report: RefCell::new(ReportState::default()),
             cloud_logs: RefCell::new(LogBuffer::default()),
+            tags: RefCell::new(TagQueue::load(&settings.data_dir)),
+            tags_wake: Notify::new(),
             settings,
         }
     }

@@ -107,6 +107,10 @@ impl Reconciler for Memory {
         Ok(())
     }
 
+    fn set_supervisor_api_key(&self, key: &str) {
+        self.log(format!("api-key {key}"));
+    }
+
     async fn purge_app(&self, app: &str, force: bool) -> Result<(), ReconcileError> {
         self.gate(app, force)?;
         self.log(format!("purge {app} {force}"));
@@ -1083,7 +1087,11 @@ async fn balena_device_api_routes_answer_with_balena_shapes() {
         );
         assert_eq!(post("/v1/blink", "").await, (200, "OK".into()));
         let host = json_of(&get("/v1/device/host-config").await.1);
-        assert!(host["network"]["hostname"].is_string() && host["network"]["proxy"].is_object());
+        assert!(host["network"]["hostname"].is_string(), "{host}");
+        assert!(
+            host["network"].get("proxy").is_none(),
+            "no redsocks.conf: {host}"
+        );
 
         // Volume cleanup keeps what the target declares.
         assert_eq!(
@@ -1098,8 +1106,6 @@ async fn balena_device_api_routes_answer_with_balena_shapes() {
             "{:?}",
             m.calls.borrow()
         );
-        let (status, _) = post("/v2/journal-logs", r#"{"follow":true}"#).await;
-        assert_eq!(status, 501);
         // Unknown imageId: no such service.
         assert_eq!(
             post(
@@ -1114,4 +1120,295 @@ async fn balena_device_api_routes_answer_with_balena_shapes() {
         assert_eq!(call(addr, "GET", "/v1/device", None, "").await.0, 401);
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_regenerated_api_key_replaces_the_old_one_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    with_daemon(settings(tmp.path()), timing(), |addr, shared| async move {
+        assert_eq!(
+            call(addr, "POST", "/v1/regenerate-api-key", None, "")
+                .await
+                .0,
+            401
+        );
+        let (status, new_key) = call(addr, "POST", "/v1/regenerate-api-key", Some(KEY), "").await;
+        assert_eq!(status, 200);
+        assert_eq!(new_key.len(), 32, "{new_key}");
+        assert!(new_key.bytes().all(|b| b.is_ascii_hexdigit()), "{new_key}");
+        // Kept where the key is kept, so a restart keeps it too.
+        let kept = std::fs::read_to_string(tmp.path().join(settings::API_KEY_FILE)).unwrap();
+        assert_eq!(kept, new_key);
+        let again = Settings::resolve(
+            &RunArgs {
+                data_dir: tmp.path().into(),
+                config: tmp.path().join("none.json"),
+                engine_socket: "/nonexistent".into(),
+                listen_address: "127.0.0.1".into(),
+                reconcile_s: 60,
+                retry_s: 10,
+                stall_limit_s: 60,
+            },
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(again.api_key, new_key);
+        assert_eq!(
+            call(addr, "GET", "/v2/state/status", Some(KEY), "").await.0,
+            401
+        );
+        let old_query = format!("/v2/state/status?apikey={KEY}");
+        assert_eq!(call(addr, "GET", &old_query, None, "").await.0, 401);
+        assert_eq!(
+            call(addr, "GET", "/v2/state/status", Some(&new_key), "")
+                .await
+                .0,
+            200
+        );
+        // The engine side hands the new key to the containers from the next apply on.
+        assert!(
+            shared
+                .reconciler
+                .calls
+                .borrow()
+                .contains(&format!("api-key {new_key}")),
+            "{:?}",
+            shared.reconciler.calls.borrow()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn host_config_patch_writes_hostname_and_proxy_and_reads_them_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let boot = tmp.path().join("boot");
+    std::fs::create_dir(&boot).unwrap();
+    std::fs::write(
+        boot.join("config.json"),
+        br#"{"deviceType":"generic-amd64"}"#,
+    )
+    .unwrap();
+    let mut s = settings(tmp.path());
+    s.uuid = Some(DEVICE.into());
+    s.registration.config_path = Some(boot.join("config.json"));
+    with_daemon(s, timing(), |addr, shared| async move {
+        let patch = |body: &'static str| call(addr, "PATCH", "/v1/device/host-config", Some(KEY), body);
+        let get = || call(addr, "GET", "/v1/device/host-config", Some(KEY), "");
+        assert_eq!(
+            patch(r#"{"network":{"hostname":"greenhouse","proxy":{"type":"http-connect","ip":"10.1.1.1","port":3128,"noProxy":["10.0.0.0/8"]}}}"#).await,
+            (200, "OK".into())
+        );
+        let config: Value =
+            serde_json::from_slice(&std::fs::read(boot.join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["hostname"], "greenhouse");
+        let conf = std::fs::read_to_string(boot.join("system-proxy/redsocks.conf")).unwrap();
+        assert!(conf.contains("\ttype = http-connect;\n"), "{conf}");
+        let (status, body) = get().await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap(),
+            json!({"network":{"hostname":"greenhouse","proxy":{
+                "type":"http-connect","ip":"10.1.1.1","port":3128,"noProxy":["10.0.0.0/8"]}}})
+        );
+        // balena's 400: a body it cannot parse; the files stay.
+        let (status, body) = patch(r#"{"network":{"hostname":7}}"#).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("hostname"), "{body}");
+        // An invalid hostname is named with config.json; the old one stays.
+        let (status, body) = patch(r#"{"network":{"hostname":"bad name!"}}"#).await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("config.json") && body.contains("hostname"), "{body}");
+        // 423 while an app holds its lock, unless forced.
+        shared.reconciler.locked.set(true);
+        assert_eq!(patch(r#"{"network":{"hostname":""}}"#).await.0, 423);
+        assert_eq!(
+            patch(r#"{"network":{"hostname":"","proxy":{}},"force":true}"#).await,
+            (200, "OK".into())
+        );
+        let host: Value = serde_json::from_str(&get().await.1).unwrap();
+        assert_eq!(host, json!({"network":{"hostname":&DEVICE[..7]}}));
+    })
+    .await;
+}
+
+/// `follow` is answered at once and streamed: the head arrives while journalctl still runs
+/// (it follows until the client goes away), unlike a whole answer that ends the body.
+#[tokio::test]
+async fn journal_logs_with_follow_stream_until_the_client_leaves() {
+    with_server(server::limits(), |addr| async move {
+        let body = r#"{"follow":true,"count":1}"#;
+        let raw = format!(
+            "POST /v2/journal-logs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(raw.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf))
+                .await
+                .expect("the head arrives while journalctl follows")
+                .unwrap();
+            assert!(
+                n > 0,
+                "closed before the head: {}",
+                String::from_utf8_lossy(&head)
+            );
+            head.extend_from_slice(&buf[..n]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("content-type: text/plain"), "{head}");
+        assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        // Still following: the body has not ended (a whole answer would close it).
+        let mut rest = Vec::new();
+        let more = tokio::time::timeout(Duration::from_secs(1), s.read_to_end(&mut rest)).await;
+        assert!(
+            more.is_err(),
+            "the stream ended: {}",
+            String::from_utf8_lossy(&rest)
+        );
+    })
+    .await;
+}
+
+/// balena's preload file is the first target when none was kept, then renamed so it is
+/// never read again; a kept target wins over it.
+#[tokio::test]
+async fn apps_json_is_the_first_target_of_a_preloaded_device() {
+    let example: Value = serde_json::from_str(EXAMPLE).unwrap();
+    let device = example
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    let apps_json = json!({"config": device["config"], "apps": device["apps"], "pinDevice": false});
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("apps.json"), apps_json.to_string()).unwrap();
+    let mut s = settings(tmp.path());
+    s.uuid = Some(DEVICE.into());
+    let dir = tmp.path().to_path_buf();
+    with_daemon(s, timing(), |_addr, shared| async move {
+        until("preloaded target applied", || {
+            !shared.reconciler.applied.borrow().is_empty()
+        })
+        .await;
+        let applied = shared.reconciler.applied.borrow()[0].clone();
+        assert_eq!(applied.device_uuid, DEVICE);
+        assert!(applied.apps.contains_key(APP), "{:?}", applied.apps.keys());
+        assert!(dir.join(settings::TARGET_FILE).exists());
+        assert!(!dir.join("apps.json").exists());
+        assert!(dir.join("apps.json.preloaded").exists());
+    })
+    .await;
+
+    // A kept target wins; a bad apps.json is left where it is.
+    let tmp = tempfile::tempdir().unwrap();
+    write_target(tmp.path(), EXAMPLE);
+    std::fs::write(tmp.path().join("apps.json"), "[]").unwrap();
+    let dir = tmp.path().to_path_buf();
+    with_daemon(settings(tmp.path()), timing(), |_addr, shared| async move {
+        until("kept target loaded", || shared.target.borrow().is_some()).await;
+        assert!(dir.join("apps.json").exists());
+    })
+    .await;
+}
+
+/// What [`recording_server`] saw: `METHOD /path`, the Authorization header, the body.
+type Recorded = Rc<RefCell<Vec<(String, String, Vec<u8>)>>>;
+
+/// A server that records every request with its body and answers 200.
+async fn recording_server(seen: Recorded) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::task::spawn_local(fleet_http::server::serve(
+        listener,
+        Default::default(),
+        move |_| {
+            let seen = seen.clone();
+            async move {
+                move |req: fleet_http::Request<fleet_http::Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let (head, body) = req.into_parts();
+                        let auth = head
+                            .headers
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-")
+                            .to_string();
+                        let body =
+                            fleet_http::server::read_body(body, 1 << 20, Duration::from_secs(5))
+                                .await
+                                .map(|b| b.to_vec())
+                                .unwrap_or_default();
+                        seen.borrow_mut().push((
+                            format!("{} {}", head.method, head.uri.path()),
+                            auth,
+                            body,
+                        ));
+                        fleet_http::server::response(200, "application/json", b"{}".to_vec())
+                    }
+                }
+            }
+        },
+    ));
+    addr
+}
+
+/// `PATCH /v2/device/tags`: 202 at once, then the tags reach the server's
+/// `PATCH /device/v3/tags` as `{uuid: tags}` with the device key, and are recorded as reported.
+#[tokio::test]
+async fn device_tags_are_queued_then_sent_to_the_server() {
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let seen = Rc::new(RefCell::new(Vec::new()));
+            let server = recording_server(seen.clone()).await;
+            let tmp = tempfile::tempdir().unwrap();
+            let mut s = settings(tmp.path());
+            s.api_endpoint = Some(format!("http://{server}"));
+            s.uuid = Some(DEVICE.into());
+            s.device_api_key = Some("devkey".into());
+            let dir = tmp.path().to_path_buf();
+            serve_with(s, Memory::default(), timing(), |addr, _| async move {
+                let patch =
+                    |body: &'static str| call(addr, "PATCH", "/v2/device/tags", Some(KEY), body);
+                let (status, body) = patch(r#"{"room":"lab","rack":"3"}"#).await;
+                assert_eq!((status, body.as_str()), (202, r#"{"status":"success"}"#));
+                let (status, body) = patch(r#"{"room":5}"#).await;
+                assert_eq!(status, 400, "{body}");
+                assert!(body.contains("Invalid tags body"), "{body}");
+                let sent = || {
+                    seen.borrow()
+                        .iter()
+                        .find(|(what, _, _)| what == "PATCH /device/v3/tags")
+                        .cloned()
+                };
+                until("tags sent", || sent().is_some()).await;
+                let (_, auth, body) = sent().unwrap();
+                assert_eq!(auth, "Bearer devkey");
+                assert_eq!(
+                    serde_json::from_slice::<Value>(&body).unwrap(),
+                    json!({ DEVICE: {"rack": "3", "room": "lab"} })
+                );
+                let kept = || {
+                    std::fs::read(dir.join("device-tags.json"))
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                };
+                until("tags recorded as reported", || {
+                    kept()
+                        .is_some_and(|k| k["reported"]["room"] == "lab" && k["target"] == json!({}))
+                })
+                .await;
+            })
+            .await;
+        })
+        .await;
 }

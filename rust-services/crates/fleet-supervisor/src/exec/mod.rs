@@ -125,7 +125,8 @@ pub fn image_tarball_name(reference: &str) -> String {
 
 pub struct Executor {
     engine: Engine,
-    host: HostContext,
+    /// The host as the planner sees it; the API key changes on `/v1/regenerate-api-key`.
+    host: std::cell::RefCell<HostContext>,
     lock_root: PathBuf,
     image_dir: Option<PathBuf>,
     /// Credentials for registry pulls; set once the device has its cloud identity.
@@ -138,7 +139,7 @@ impl Executor {
     pub fn new(engine: Engine, host: HostContext, lock_root: PathBuf) -> Self {
         Executor {
             engine,
-            host,
+            host: std::cell::RefCell::new(host),
             lock_root,
             image_dir: None,
             registry_login: std::cell::RefCell::new(None),
@@ -161,8 +162,14 @@ impl Executor {
         &self.engine
     }
 
-    pub fn host(&self) -> &HostContext {
-        &self.host
+    pub fn host(&self) -> HostContext {
+        self.host.borrow().clone()
+    }
+
+    /// Containers with `features.supervisor-api` get `key` from the next apply on (their
+    /// environment changes, so the planner recreates them).
+    pub fn set_supervisor_api_key(&self, key: &str) {
+        self.host.borrow_mut().supervisor_api_key = key.to_string();
     }
 
     pub fn lock_dir(&self, app: &str) -> PathBuf {
@@ -222,7 +229,7 @@ impl Executor {
                 .collect();
             let _guards = self.take_locks(&apps, &mut current)?;
             self.drop_half_created(&mut current, target).await?;
-            let p = plan::plan(&current, target, &self.host, PlanOptions { force });
+            let p = plan::plan(&current, target, &self.host(), PlanOptions { force });
             report.held = p.held.clone();
             if p.steps.is_empty() {
                 break;
@@ -257,7 +264,7 @@ impl Executor {
         current: &mut CurrentState,
         target: &TargetState,
     ) -> Result<(), ExecError> {
-        let desired = plan::desired_containers(target, &self.host);
+        let desired = plan::desired_containers(target, &self.host());
         let mut dropped = BTreeSet::new();
         for c in &current.containers {
             if c.status != ContainerStatus::Created {

@@ -26,6 +26,10 @@ impl Reconciler for Executor {
         report::from_engine(self.engine()).await
     }
 
+    fn set_supervisor_api_key(&self, key: &str) {
+        Executor::set_supervisor_api_key(self, key);
+    }
+
     fn set_registry_login(&self, login: fleet_engine::RegistryLogin) {
         Executor::set_registry_login(self, login);
     }

@@ -211,6 +211,14 @@ impl Host {
         if let Err(e) = fleet_fs::ensure_dir(&data) {
             log::warn!("{}", Chain(&e));
         }
+        match spec::hand_over_preload(&self.root) {
+            Ok(true) => log::info!("{} handed to the supervisor", spec::BALENA_APPS_JSON),
+            Ok(false) => {}
+            Err(e) => log::warn!(
+                "{}: cannot hand it to the supervisor: {e}",
+                spec::BALENA_APPS_JSON
+            ),
+        }
         self.engine
             .create_container(CONTAINER_NAME, &desired.create.0)
             .await?;

@@ -13,6 +13,8 @@ pub const CONTAINER_NAME: &str = "fleet_supervisor";
 pub const SUPERVISOR_CONF: &str = "/etc/fleet/supervisor.conf";
 pub const PRELOAD_TARBALL: &str = "/usr/share/fleet/supervisor-image.tar";
 pub const DATA_DIR: &str = "/mnt/data/fleet-supervisor";
+/// balena's preload file where `balena preload` writes it: the data partition's root.
+pub const BALENA_APPS_JSON: &str = "/mnt/data/apps.json";
 pub const DEFAULT_LISTEN_PORT: u16 = 48484;
 /// The host's system bus, bound so the supervisor can ask logind to reboot or power off.
 pub const DBUS_SYSTEM_SOCKET: &str = "/run/dbus/system_bus_socket";
@@ -167,4 +169,19 @@ pub fn desired(root: &Root, engine_socket: &Path) -> Result<Desired, SpecError> 
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hands balena's preload file to the supervisor, which reads `apps.json` in its own data
+/// directory (the container sees no other part of /mnt/data): moved there (same file
+/// system) when the supervisor has neither an `apps.json` nor a kept `target.json` yet.
+/// Returns whether it was moved.
+pub fn hand_over_preload(root: &Root) -> std::io::Result<bool> {
+    let from = root.path(BALENA_APPS_JSON);
+    let data = root.path(DATA_DIR);
+    let to = data.join("apps.json");
+    if !from.is_file() || to.exists() || data.join("target.json").exists() {
+        return Ok(false);
+    }
+    std::fs::rename(&from, &to)?;
+    Ok(true)
 }
