@@ -2,25 +2,28 @@
 //! queued (kept in the data directory, so a restart does not lose them), answered `202`, and
 //! sent to the server's `PATCH <apiEndpoint>/device/v3/tags` as `{<uuid>: {key: value}}`
 //! with the device key, only those that differ from what was last reported, at most every
-//! 10 s, retried after 15 s doubling up to the poll interval while the server fails.
+//! 10 s, retried after 15 s doubling up to the poll interval while the server fails. A
+//! server without that route (open-balena-api v43.7.7 answers 404, tried by hand) keeps
+//! them on the device until they change again.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use fleet_log::error::one_line;
 use serde_json::{Value, json};
 
+use super::Reconciler;
 use super::backoff::Backoff;
+use super::cloud::request::{call, snippet};
 use super::message::{Request, Response};
 use super::params::Params;
 use super::state::Shared;
-use super::{Reconciler, client};
 
 const BAD_BODY: &str = "Invalid tags body, must be an object like `{[tagKey: string]: string}`";
 const MIN_GAP: Duration = Duration::from_secs(10);
 const FIRST_RETRY: Duration = Duration::from_secs(15);
 const TIMEOUT: Duration = Duration::from_secs(30);
+const PATH: &str = "/device/v3/tags";
 
 /// A body balena accepts: an object of string values whose keys hold no white space.
 pub fn parse(req: &Request) -> Result<BTreeMap<String, String>, String> {
@@ -79,7 +82,11 @@ async fn report_until_done<R: Reconciler>(shared: &Shared<R>) {
                 log::info!("Reported device tags to the cloud");
                 tokio::time::sleep(MIN_GAP).await;
             }
-            Err(e) => {
+            Err(NotSent::Unsupported) => {
+                log::info!("the server has no {PATH} (404): device tags are kept on the device");
+                return;
+            }
+            Err(NotSent::Failed(e)) => {
                 let wait = backoff.failed();
                 log::warn!("device tags: {e}; next try in {}s", wait.as_secs());
                 tokio::time::sleep(wait).await;
@@ -88,37 +95,42 @@ async fn report_until_done<R: Reconciler>(shared: &Shared<R>) {
     }
 }
 
-async fn send<R>(shared: &Shared<R>, diff: &BTreeMap<String, String>) -> Result<(), String> {
-    let Some(endpoint) = shared.settings.api_endpoint.clone() else {
-        return Err("no apiEndpoint: device tags are kept by a server".into());
-    };
+/// Why tags were not delivered.
+enum NotSent {
+    /// The server has no tags endpoint (open-balena-api v43.7.7 answers 404): kept locally,
+    /// tried again when tags change.
+    Unsupported,
+    Failed(String),
+}
+
+async fn send<R>(shared: &Shared<R>, diff: &BTreeMap<String, String>) -> Result<(), NotSent> {
+    if shared.settings.api_endpoint.is_none() {
+        return Err(NotSent::Failed(
+            "no apiEndpoint: device tags are kept by a server".into(),
+        ));
+    }
     let Some(identity) = shared.identity.borrow().clone() else {
-        return Err("the device is not registered yet".into());
+        return Err(NotSent::Failed("the device is not registered yet".into()));
     };
-    let url = format!("{}/device/v3/tags", endpoint.trim_end_matches('/'));
-    let tls = shared
-        .endpoint_tls()
-        .map_err(|e| format!("{url}: TLS: {e}"))?;
-    let auth = format!("Bearer {}", identity.device_api_key);
     let body = json!({ identity.uuid.as_str(): diff }).to_string();
-    let answer = client::request(
+    let answer = call(
+        shared,
         fleet_http::client::Method::PATCH,
-        &url,
-        &[
-            ("Authorization", auth.as_str()),
-            ("Content-Type", "application/json"),
-        ],
+        PATH,
+        &identity.device_api_key,
+        &[],
         body.as_bytes(),
-        tls,
-        client::Route::ProxyFromEnv,
         TIMEOUT,
     )
     .await
-    .map_err(|e| one_line(&e))?;
-    if (200..300).contains(&answer.status) {
-        Ok(())
-    } else {
-        Err(format!("{url}: HTTP {}", answer.status))
+    .map_err(NotSent::Failed)?;
+    match answer.status {
+        200..=299 => Ok(()),
+        404 => Err(NotSent::Unsupported),
+        status => Err(NotSent::Failed(format!(
+            "{PATH}: HTTP {status}: {}",
+            snippet(&answer.body)
+        ))),
     }
 }
 
