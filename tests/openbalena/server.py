@@ -83,6 +83,8 @@ LOGS_WRONG_TYPE = recorded('72-log-stream-wrong-content-type.json')     # 400 HT
 LOGS_CHARSET = recorded('72b-log-stream-ndjson-charset.json')           # 415
 OS_CONFIG = recorded('91-os-config-device-key.json')
 TOKEN_CLAIMS = recorded_json('81-auth-token-device-pull.json')          # {"token": ...}
+# A route the server does not have (PATCH /device/v3/tags, tried by hand): 404, no body.
+NO_ROUTE = (404, None, b'')
 STATE_TEMPLATE = recorded_json('40-state-v3-get.json')
 
 
@@ -234,7 +236,7 @@ class Handler(BaseHTTPRequestHandler):
         if urlsplit(self.path).path == '/device/v3/state':
             return self.state_patch()
         self.body()
-        return self.answer(EMPTY_401)
+        return self.answer(NO_ROUTE)
 
     # --- registration -----------------------------------------------------------------
     def register(self):
