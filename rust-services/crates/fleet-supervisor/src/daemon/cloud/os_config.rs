@@ -247,19 +247,13 @@ mod tests {
     #[test]
     fn config_json_endpoint_and_port_replace_the_remote() {
         let config = "client\nremote vpn.balenadev.io 5433\nremote-cert-tls server\n";
-        let both = Remote {
-            host: Some("10.9.0.1"),
-            port: Some(1194),
-        };
+        let with = |host, port| directives(&rewrite(config, Remote { host, port })).join("|");
         assert_eq!(
-            directives(&rewrite(config, both)),
-            ["client", "remote 10.9.0.1 1194", "remote-cert-tls server"]
+            with(Some("10.9.0.1"), Some(1194)),
+            "client|remote 10.9.0.1 1194|remote-cert-tls server"
         );
-        let port_only = Remote {
-            host: None,
-            port: Some(443),
-        };
-        assert!(directives(&rewrite(config, port_only)).contains(&"remote vpn.balenadev.io 443"));
+        assert!(with(None, Some(443)).contains("|remote vpn.balenadev.io 443|"));
+        assert!(with(Some("10.9.0.1"), None).contains("|remote 10.9.0.1 5433|"));
     }
 
     #[test]
