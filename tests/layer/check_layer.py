@@ -396,6 +396,69 @@ def check_device_checks(top, layer):
     report("device checks shared by testimage and scripts/test-image", problems)
 
 
+# ---------------------------------------------------------------- the VPN client
+
+def rust_const(path, name):
+    m = re.search(r'pub const %s: &str = "([^"]*)";' % name, path.read_text())
+    return m.group(1) if m else None
+
+
+def unit_values(path):
+    """{key: [values]} of a systemd unit file (every section together)."""
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "[")) and "=" in line:
+            key, value = line.split("=", 1)
+            out.setdefault(key.strip(), []).append(value.strip())
+    return out
+
+
+def check_vpn(top, layer):
+    """fleet-vpn reads exactly the files the supervisor writes, only with the switch fleetd
+    provision writes, restarts on failure, comes after the network, and is in the image with
+    openvpn from a layer the layer declares."""
+    crates = top / "rust-services" / "crates"
+    os_config = crates / "fleet-supervisor" / "src" / "daemon" / "cloud" / "os_config.rs"
+    data_dir = rust_const(crates / "fleetd" / "src" / "supervisor" / "spec.rs", "DATA_DIR")
+    switch = rust_const(crates / "fleetd" / "src" / "provision" / "vpn.rs", "SWITCH")
+    consts = {n: rust_const(os_config, n) for n in ("DIR", "CONFIG_FILE", "CA_FILE", "AUTH_FILE")}
+    problems = [f"{n} not found in the Rust sources" for n, v in
+                {"DATA_DIR": data_dir, "SWITCH": switch, **consts}.items() if v is None]
+    if problems:
+        return report("VPN unit reads what the supervisor writes, off by default", problems)
+    vpn_dir = f"{data_dir}/{consts['DIR']}"
+    files = [f"{vpn_dir}/{consts[n]}" for n in ("CONFIG_FILE", "CA_FILE", "AUTH_FILE")]
+    recipe_dir = layer / "recipes-connectivity" / "fleet-vpn"
+    service = unit_values(recipe_dir / "files" / "fleet-vpn.service")
+    path_unit = unit_values(recipe_dir / "files" / "fleet-vpn.path")
+    conditions = service.get("ConditionPathExists", [])
+    problems += [f"fleet-vpn.service: no ConditionPathExists={p}" for p in [switch] + files
+                 if p not in conditions]
+    if switch not in path_unit.get("ConditionPathExists", []):
+        problems.append(f"fleet-vpn.path: no ConditionPathExists={switch}")
+    if path_unit.get("PathExists") != [files[0]]:
+        problems.append(f"fleet-vpn.path: PathExists={path_unit.get('PathExists')}, want {files[0]}")
+    if service.get("Restart") not in (["on-failure"], ["always"]):
+        problems.append(f"fleet-vpn.service: Restart={service.get('Restart')}")
+    for key in ("After", "Wants"):
+        if "network-online.target" not in " ".join(service.get(key, [])).split():
+            problems.append(f"fleet-vpn.service: {key}= lacks network-online.target")
+    exec_start = " ".join(service.get("ExecStart", [])).split()
+    want = ["--cd", vpn_dir, "--config", consts["CONFIG_FILE"]]
+    if not any(exec_start[i:i + 4] == want for i in range(len(exec_start))):
+        problems.append(f"fleet-vpn.service: ExecStart lacks {' '.join(want)}")
+    recipe = recipe_dir / "fleet-vpn_1.0.bb"
+    if "openvpn" not in var_values(recipe, "RDEPENDS").split():
+        problems.append("fleet-vpn: RDEPENDS lacks openvpn")
+    if "fleet-vpn" not in var_values(layer / "recipes-core" / "images" / "fleet-image.bb",
+                                     "IMAGE_INSTALL").split():
+        problems.append("fleet-image: IMAGE_INSTALL lacks fleet-vpn")
+    if "networking-layer" not in var_values(layer / "conf" / "layer.conf", "LAYERDEPENDS_fleet").split():
+        problems.append("layer.conf: LAYERDEPENDS_fleet lacks networking-layer (openvpn)")
+    report("VPN unit reads what the supervisor writes, off by default", problems)
+
+
 # ---------------------------------------------------------------- the update bundle
 
 def class_knobs(path):
@@ -567,6 +630,7 @@ def main(argv):
     check_supervisor_tag(layer)
     check_wks(layer)
     check_device_checks(top, layer)
+    check_vpn(top, layer)
     check_bundle_recipes(top, layer)
     check_bundle_task(layer)
     return 1 if failures else 0

@@ -1,7 +1,7 @@
 SUMMARY = "fleetOS device image: read-only A/B root, container engine and fleetd"
 DESCRIPTION = "The fleetOS root filesystem and its wic disk image: NetworkManager and \
-ModemManager, docker-moby, openssh (keys only, port 22222), fleetd and its units, mounted \
-read-only in one of two A/B slots."
+ModemManager, docker-moby, openssh (keys only, port 22222), fleetd and its units, the \
+OpenVPN client (off unless config.json enables it), mounted read-only in one of two A/B slots."
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 
@@ -21,6 +21,7 @@ IMAGE_INSTALL = " \
     fleet-supervisor-image-archive \
     fleet-device-config \
     fleet-os-config \
+    fleet-vpn \
     networkmanager \
     networkmanager-nmcli \
     modemmanager \

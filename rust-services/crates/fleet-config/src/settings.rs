@@ -52,6 +52,10 @@ pub struct SupervisorKeys {
     /// `registered_at` (ms since the epoch) and `deviceId`: written once registered.
     pub registered_at: Option<u64>,
     pub device_id: Option<u64>,
+    /// `vpnEndpoint`, `vpnPort`: the VPN server the device connects to (balena's keys); they
+    /// replace the `remote` of the server-supplied OpenVPN config when set.
+    pub vpn_endpoint: Option<String>,
+    pub vpn_port: Option<u16>,
 }
 
 /// `fleet.*`
@@ -65,6 +69,8 @@ pub struct FleetSettings {
     pub logging_max_use: Option<String>,
     /// `fleet.update.url`: the release channel file `fleet-update.timer` checks.
     pub update_url: Option<String>,
+    /// `fleet.vpn.enabled`: run the OpenVPN client (`fleet-vpn.service`); off by default.
+    pub vpn_enabled: bool,
 }
 
 /// One `fleet.network.wifi` entry.

@@ -9,6 +9,13 @@ fn balena_file_round_trips_byte_for_byte() {
     let c = Config::from_slice(BALENA_STYLE.as_bytes()).unwrap();
     assert_eq!(c.to_bytes(), format!("{BALENA_STYLE}\n").into_bytes());
     let s = c.settings();
+    // balena's VPN keys are read; the VPN itself stays off without fleet.vpn.enabled.
+    assert_eq!(
+        s.supervisor.vpn_endpoint.as_deref(),
+        Some("vpn.balena-cloud.com")
+    );
+    assert_eq!(s.supervisor.vpn_port, Some(443));
+    assert!(!s.fleet.vpn_enabled);
     assert_eq!(s.hostname.as_deref(), Some("fleet-one"));
     assert_eq!(s.ntp_servers, ["0.pool.ntp.org", "1.pool.ntp.org"]);
     assert_eq!(
@@ -369,4 +376,16 @@ fn registration_keys_are_read_and_null_api_key_is_absent() {
     assert_eq!(s.device_id, Some(42));
     let bad = Config::from_slice(br#"{"deviceId":"x"}"#).unwrap_err();
     assert!(bad[0].to_string().contains("deviceId"), "{}", bad[0]);
+}
+
+#[test]
+fn vpn_switch_and_string_port() {
+    let c = Config::from_slice(
+        br#"{"vpnEndpoint":"10.9.0.1","vpnPort":"1194","fleet":{"vpn":{"enabled":true}}}"#,
+    )
+    .unwrap();
+    let s = c.settings();
+    assert!(s.fleet.vpn_enabled);
+    assert_eq!(s.supervisor.vpn_endpoint.as_deref(), Some("10.9.0.1"));
+    assert_eq!(s.supervisor.vpn_port, Some(1194));
 }

@@ -418,20 +418,34 @@ fn check_supervisor_keys(c: &mut Checker, doc: &Map<String, Value>, s: &mut Sett
             None
         }
     };
-    sv.listen_port = match doc.get("listenPort") {
-        None => None,
-        Some(v) => match v
-            .as_u64()
-            .and_then(|n| u16::try_from(n).ok())
-            .filter(|n| *n > 0)
-        {
-            Some(p) => Some(p),
-            None => {
-                c.error("listenPort", "must be a port number from 1 to 65535");
-                None
-            }
-        },
+    sv.listen_port = port(c, "listenPort", doc.get("listenPort"), false);
+    // Written into the OpenVPN config's `remote` line: a hostname or an IP address only.
+    if let Some(e) = c.string("vpnEndpoint", doc.get("vpnEndpoint")) {
+        if is_valid_ip(e) || is_valid_hostname(e) {
+            sv.vpn_endpoint = Some(e.to_string());
+        } else {
+            c.error(
+                "vpnEndpoint",
+                format!("{e:?} is not a hostname or IP address"),
+            );
+        }
+    }
+    // balena tools write a number; older files a numeric string.
+    sv.vpn_port = port(c, "vpnPort", doc.get("vpnPort"), true);
+}
+
+/// A port number 1–65535 (`numeric_string`: `"443"` is accepted too).
+fn port(c: &mut Checker, path: &str, v: Option<&Value>, numeric_string: bool) -> Option<u16> {
+    let v = v?;
+    let n = match v {
+        Value::String(t) if numeric_string => t.parse::<u64>().ok(),
+        other => other.as_u64(),
     };
+    let p = n.and_then(|n| u16::try_from(n).ok()).filter(|n| *n > 0);
+    if p.is_none() {
+        c.error(path, "must be a port number from 1 to 65535");
+    }
+    p
 }
 
 fn check_fleet(c: &mut Checker, fleet: &Map<String, Value>, s: &mut Settings) {
@@ -501,10 +515,16 @@ fn check_fleet(c: &mut Checker, fleet: &Map<String, Value>, s: &mut Settings) {
         }
         c.unknown_keys("fleet.update", update, &["url"]);
     }
+    if let Some(vpn) = c.object("fleet.vpn", fleet.get("vpn")) {
+        s.fleet.vpn_enabled = c
+            .bool("fleet.vpn.enabled", vpn.get("enabled"))
+            .unwrap_or(false);
+        c.unknown_keys("fleet.vpn", vpn, &["enabled"]);
+    }
     c.unknown_keys(
         "fleet",
         fleet,
-        &["network", "supervisor", "logging", "update"],
+        &["network", "supervisor", "logging", "update", "vpn"],
     );
 }
 

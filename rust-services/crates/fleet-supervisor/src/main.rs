@@ -40,6 +40,17 @@ enum Command {
     CheckCompose { file: PathBuf },
     /// Validate a target-state JSON file.
     CheckTarget { file: PathBuf },
+    /// Write the OpenVPN settings from a saved `GET /os/v1/config` answer into DIR, as the
+    /// daemon does once registered (uuid, deviceApiKey, vpnEndpoint and vpnPort from
+    /// config.json); prints each file written.
+    WriteOsConfig {
+        #[arg(long)]
+        answer: PathBuf,
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Print the steps from a current state (JSON, as `plan::CurrentState`) to a target,
     /// one JSON object per line.
     Plan {
@@ -112,6 +123,36 @@ fn engine_socket(arg: Option<PathBuf>) -> PathBuf {
             .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
     })
     .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
+}
+
+fn write_os_config(
+    answer: &std::path::Path,
+    config: &std::path::Path,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    use fleet_supervisor::daemon::cloud::{Identity, os_config};
+    let bytes = std::fs::read(answer).with_context(|| format!("{}", answer.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("{}", answer.display()))?;
+    let loaded = fleet_config::Config::load(config)?
+        .with_context(|| format!("{}: no such file", config.display()))?;
+    let s = &loaded.settings().supervisor;
+    let identity = Identity {
+        uuid: s.uuid.clone().context("config.json: no uuid")?,
+        device_api_key: s
+            .device_api_key
+            .clone()
+            .context("config.json: no deviceApiKey")?,
+    };
+    let remote = os_config::Remote {
+        host: s.vpn_endpoint.as_deref(),
+        port: s.vpn_port,
+    };
+    let written = os_config::write(dir, &doc, &identity, remote).map_err(anyhow::Error::msg)?;
+    for f in written.files {
+        println!("{}", f.display());
+    }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -322,6 +363,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let t = target_file::load(&file)?;
             println!("ok: {} app(s)", t.apps.len());
         }
+        Command::WriteOsConfig {
+            answer,
+            config,
+            dir,
+        } => write_os_config(&answer, &config, &dir)?,
         Command::Plan {
             current,
             target: target_file,

@@ -71,6 +71,12 @@ fn every_toggle_switches_on_and_off() {
             "EnvironmentFile=-/run/fleet/devmode-sshd.env",
         ),
         (
+            &["fleet", "vpn", "enabled"],
+            json!(true),
+            "run/fleet/vpn-enabled",
+            "fleet.vpn.enabled",
+        ),
+        (
             &["os", "sshKeys"],
             json!([KEY]),
             "home/root/.ssh/authorized_keys",

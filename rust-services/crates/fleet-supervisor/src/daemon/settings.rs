@@ -62,6 +62,9 @@ pub struct Settings {
     pub root_ca: Option<(String, String)>,
     /// `FLEET_OS_VERSION` (fleetd sets it from the host's os-release), for the state report.
     pub os_version: Option<String>,
+    /// config.json `vpnEndpoint`/`vpnPort`: the VPN server the OpenVPN config is pointed at.
+    pub vpn_endpoint: Option<String>,
+    pub vpn_port: Option<u16>,
     /// What registering with the server needs and leaves behind (config.json keys).
     pub registration: Registration,
 }
@@ -158,6 +161,8 @@ impl Settings {
             development_mode: s.development_mode,
             root_ca: root_ca(config.document()),
             os_version: env("FLEET_OS_VERSION").filter(|v| !v.is_empty()),
+            vpn_endpoint: s.supervisor.vpn_endpoint.clone(),
+            vpn_port: s.supervisor.vpn_port,
             registration: Registration {
                 config_path: Some(args.config.clone()),
                 provisioning_key: s.supervisor.provisioning_key.clone(),

@@ -140,6 +140,8 @@ pub(super) fn settings(dir: &Path) -> Settings {
         development_mode: false,
         root_ca: None,
         os_version: None,
+        vpn_endpoint: None,
+        vpn_port: None,
         registration: Default::default(),
     }
 }

@@ -1,5 +1,6 @@
 //! `fleetd provision` — apply config.json on every boot: machine-id, hostname, SSH keys,
-//! NTP/DNS, connectivity check, udev rules, development mode, persistent logging.
+//! NTP/DNS, connectivity check, udev rules, development mode, the VPN switch, persistent
+//! logging.
 //!
 //! Each setting is applied on its own: a failure is logged with its key and the rest still
 //! applies; the exit status reports it. A refused config.json applies nothing of itself; the
@@ -14,6 +15,7 @@ pub mod networkmanager;
 pub mod ssh;
 pub mod timesync;
 pub mod udev;
+pub mod vpn;
 
 use fleet_config::Settings;
 use fleet_fs::Root;
@@ -82,6 +84,7 @@ pub fn apply_all(root: &Root, effects: Effects, settings: &Settings) -> Result<(
     );
     record("os.udevRules", udev::apply(root, effects, settings));
     record("developmentMode", devmode::apply(root, effects, settings));
+    record("fleet.vpn.enabled", vpn::apply(root, effects, settings));
     record(
         "persistentLogging",
         crate::logging::apply::apply(
