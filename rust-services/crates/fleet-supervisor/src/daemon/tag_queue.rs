@@ -72,10 +72,11 @@ impl TagQueue {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
-    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    /// A tag map from pairs (also for the route's tests).
+    pub fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

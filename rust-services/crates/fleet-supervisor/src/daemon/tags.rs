@@ -137,13 +137,7 @@ async fn send<R>(shared: &Shared<R>, diff: &BTreeMap<String, String>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::daemon::tag_queue::tests::tags;
 
     #[test]
     fn bodies_balena_refuses() {
