@@ -53,20 +53,17 @@ pub enum Polled {
 /// Polls once; returns how long until the next poll.
 pub async fn poll<R>(shared: &Shared<R>) -> Duration {
     let polled = poll_once(shared).await;
-    let document = shared.target.borrow().as_ref().map(|t| t.document.clone());
-    let interval = poll_interval(document.as_ref());
+    let interval = poll_interval(shared.target.borrow().as_ref().map(|t| &t.document));
+    // Not registered yet: the regular interval (registration triggers a poll when done).
     let failures = match polled {
         Polled::Failed => shared.poll_failures.get() + 1,
-        _ => 0,
+        Polled::New | Polled::Unchanged | Polled::NoIdentity => 0,
     };
     shared.poll_failures.set(failures);
-    let base = match polled {
-        Polled::Failed => doubling(BACKOFF_FIRST, interval, failures),
-        // Registration triggers a poll when it is done.
-        Polled::NoIdentity => interval,
-        Polled::New | Polled::Unchanged => interval,
-    };
-    jitter(base)
+    jitter(match failures {
+        0 => interval,
+        n => doubling(BACKOFF_FIRST, interval, n),
+    })
 }
 
 /// ±10 %, from the clock's nanoseconds (enough to spread a fleet).

@@ -131,9 +131,7 @@ async fn attempt<R: Reconciler>(shared: &Shared<R>) -> Result<Identity, Provisio
         Some(k) => k.clone(),
         None => fresh("deviceApiKey")?,
     };
-    if config.settings().supervisor.uuid.is_none()
-        || config.settings().supervisor.device_api_key.is_none()
-    {
+    if keys.uuid.is_none() || keys.device_api_key.is_none() {
         edit(&mut config, "uuid", Some(uuid.clone().into()))?;
         edit(
             &mut config,
