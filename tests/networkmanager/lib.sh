@@ -46,10 +46,15 @@ CONF
   return 1
 }
 
-# start_nm: NetworkManager --no-daemon in netns $netns. Its config, state, runtime dir and
-# keyfile dir all live under $work ($root is the tree fleetd imports into); /run and
+# start_nm [managed]: NetworkManager --no-daemon in netns $netns. Its config, state, runtime
+# dir and keyfile dir all live under $work ($root is the tree fleetd imports into); /run and
 # /var/lib/NetworkManager are private mounts inside the namespace, the host's are untouched.
+# With no udev in the namespace NetworkManager leaves the veths unmanaged; "managed" gives it
+# a read-only /sys, from which it concludes there is no udev to wait for (as in a container),
+# so it manages and activates them as a device's NetworkManager does its NICs.
 start_nm() {
+  local sys_ro=
+  [ "${1:-}" != managed ] || sys_ro='mount -o remount,bind,ro /sys &&'
   mkdir -p "$work/nm/conf.d" "$work/nm/system-conf.d" "$work/nm/lib" "$work/nm/run" \
     "$root/etc/NetworkManager/system-connections"
   chmod 700 "$root/etc/NetworkManager/system-connections"
@@ -70,7 +75,7 @@ level=INFO
 CONF
   : >"$work/nm.log"
   ip netns exec "$netns" unshare --mount --propagation private sh -c '
-      mount -t tmpfs tmpfs /run &&
+      mount -t tmpfs tmpfs /run && '"$sys_ro"'
       mount --bind "$1/nm/lib" /var/lib/NetworkManager &&
       exec NetworkManager --no-daemon --config="$1/nm/NetworkManager.conf" \
         --config-dir="$1/nm/conf.d" --system-config-dir="$1/nm/system-conf.d" \

@@ -11,6 +11,9 @@ pub enum ItemError {
     Fs(#[from] FsError),
     #[error(transparent)]
     Effect(#[from] EffectError),
+    /// Boxed: the network import's error is large and rare.
+    #[error(transparent)]
+    Net(Box<crate::net::NetError>),
 }
 
 /// config.json could not be used: nothing of it is applied.

@@ -31,6 +31,11 @@ use wifi::WifiProfile;
 /// Where NetworkManager's keyfile plugin keeps system connections.
 pub const NM_CONNECTIONS: &str = "/etc/NetworkManager/system-connections";
 
+/// Keyfiles `fleetd provision` wrote this boot (one name per line), for `fleetd net import` to
+/// load: when provisioning runs while NetworkManager is already up, NetworkManager has the old
+/// copy. On tmpfs: after a reboot NetworkManager reads the files itself.
+pub const PENDING_LOAD: &str = "/run/fleet/net-keyfiles-pending";
+
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Import /mnt/boot/system-connections/* and fleet.network.wifi into NetworkManager.
@@ -45,6 +50,12 @@ pub enum NetError {
     State(#[from] StateError),
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error("{}: cannot read", path.display())]
+    ReadPending {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
     #[error("{}: cannot list", path.display())]
     ReadDir {
         path: PathBuf,
@@ -74,7 +85,19 @@ pub struct Summary {
     pub deleted: usize,
 }
 
-pub async fn import(root: &Root) -> Result<Summary, NetError> {
+/// The disk phase's result: what NetworkManager must be told afterwards.
+pub struct InstalledKeyfiles {
+    owned: OwnedConnections,
+    installed: Vec<(String, Keyfile, Change)>,
+    gone: BTreeMap<String, String>,
+    summary: Summary,
+}
+
+/// Step 1 alone, without NetworkManager: `fleetd provision` runs it before NetworkManager
+/// starts, so a keyfile new on the boot partition is there when NetworkManager first looks
+/// at the devices. Imported only later, the device would already be activating
+/// NetworkManager's own "Wired connection N" (DHCP) and keep it.
+pub fn install_keyfiles(root: &Root) -> Result<InstalledKeyfiles, NetError> {
     let state_path = root.state_dir().join(STATE_FILE);
     let mut owned = OwnedConnections::load(&state_path)?;
     let mut summary = Summary::default();
@@ -127,6 +150,59 @@ pub async fn import(root: &Root) -> Result<Summary, NetError> {
         }
     }
     owned.save(&state_path)?;
+    Ok(InstalledKeyfiles {
+        owned,
+        installed,
+        gone,
+        summary,
+    })
+}
+
+/// `fleetd provision`'s part: [`install_keyfiles`], noting what it wrote in [`PENDING_LOAD`].
+pub fn install_keyfiles_before_networkmanager(root: &Root) -> Result<Summary, NetError> {
+    let done = install_keyfiles(root)?;
+    let written: Vec<&str> = done
+        .installed
+        .iter()
+        .filter(|(_, _, change)| *change == Change::Written)
+        .map(|(name, _, _)| name.as_str())
+        .collect();
+    if !written.is_empty() {
+        let path = root.path(PENDING_LOAD);
+        let mut pending = read_pending(&path)?;
+        pending.extend(written.iter().map(|n| n.to_string()));
+        let text: String = pending.iter().map(|n| format!("{n}\n")).collect();
+        fleet_fs::write_if_changed(&path, text.as_bytes(), 0o600)?;
+    }
+    Ok(done.summary)
+}
+
+fn read_pending(path: &Path) -> Result<BTreeSet<String>, NetError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+        Err(error) => Err(NetError::ReadPending {
+            path: path.into(),
+            error,
+        }),
+    }
+}
+
+pub async fn import(root: &Root) -> Result<Summary, NetError> {
+    let state_path = root.state_dir().join(STATE_FILE);
+    let InstalledKeyfiles {
+        mut owned,
+        installed,
+        gone,
+        mut summary,
+    } = install_keyfiles(root)?;
+    let nm_dir = root.path(NM_CONNECTIONS);
+    let pending_path = root.path(PENDING_LOAD);
+    let pending = read_pending(&pending_path)?;
 
     // config.json is read before talking to NetworkManager; a bad one leaves Wi-Fi alone.
     let wifi_wanted = match Config::load(&root.config_json()) {
@@ -148,13 +224,14 @@ pub async fn import(root: &Root) -> Result<Summary, NetError> {
     // Keyfiles: (re)load what changed on disk or what NetworkManager does not know yet.
     let mut to_load = Vec::new();
     for (name, kf, change) in &installed {
-        if *change == Change::Written {
+        let written = *change == Change::Written || pending.contains(name);
+        if written {
             owned.refused.remove(name);
         } else if owned.refused.contains(name) {
             log::warn!(file = name.as_str(); "{}: NetworkManager refused this file before; not retried until it changes", nm_dir.join(name).display());
             continue;
         }
-        if *change == Change::Written || nm.find(&kf.uuid).await?.is_none() {
+        if written || nm.find(&kf.uuid).await?.is_none() {
             to_load.push((name.as_str(), nm_dir.join(name)));
         }
     }
@@ -187,6 +264,9 @@ pub async fn import(root: &Root) -> Result<Summary, NetError> {
         owned.refused.remove(name);
     }
     owned.save(&state_path)?;
+    if !pending.is_empty() {
+        fleet_fs::remove_if_exists(&pending_path)?;
+    }
 
     // Wi-Fi from config.json.
     let wanted = match wifi_wanted {

@@ -66,6 +66,10 @@ impl OwnedConnections {
 
     /// Writes the state atomically, only when it changed.
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        // Nothing owned and no file yet: a device without imports keeps no state file.
+        if *self == Self::default() && !path.exists() {
+            return Ok(());
+        }
         let mut bytes = serde_json::to_vec_pretty(self).map_err(|error| StateError::Parse {
             path: path.into(),
             error,

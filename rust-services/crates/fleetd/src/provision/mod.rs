@@ -1,6 +1,6 @@
 //! `fleetd provision` — apply config.json on every boot: machine-id, hostname, SSH keys,
-//! NTP/DNS, connectivity check, udev rules, development mode, the VPN switch, persistent
-//! logging.
+//! the boot partition's keyfiles, NTP/DNS, connectivity check, udev rules, development mode,
+//! the VPN switch, persistent logging.
 //!
 //! Each setting is applied on its own: a failure is logged with its key and the rest still
 //! applies; the exit status reports it. A refused config.json applies nothing of itself; the
@@ -73,6 +73,7 @@ pub fn apply_all(root: &Root, effects: Effects, settings: &Settings) -> Result<(
         hostname::apply(root, effects, settings, machine_id.as_deref()),
     );
     record("os.sshKeys", ssh::apply(root, settings));
+    record("system-connections", install_keyfiles(root));
     record("ntpServers", timesync::apply(root, effects, settings));
     record(
         "dnsServers",
@@ -99,4 +100,12 @@ pub fn apply_all(root: &Root, effects: Effects, settings: &Settings) -> Result<(
     } else {
         Err(ProvisionError::Partial { failed })
     }
+}
+
+/// The boot partition's keyfiles, in place before NetworkManager starts (`fleetd net import`
+/// tells NetworkManager about them later, over D-Bus).
+fn install_keyfiles(root: &Root) -> Result<(), ItemError> {
+    crate::net::install_keyfiles_before_networkmanager(root)
+        .map(|_| ())
+        .map_err(|e| ItemError::Net(Box::new(e)))
 }
