@@ -10,7 +10,7 @@ pub use super::message::{Request, Response};
 use super::power::{self, PowerAction};
 use super::state::Shared;
 use super::{Reconciler, ServiceState};
-use super::{host_config, local, tags};
+use super::{host_config, local, tags, vpn};
 
 /// Paths that answer without a key, as on balena: liveness probes.
 const OPEN_PATHS: &[&str] = &["/ping", "/v1/healthy"];
@@ -46,7 +46,7 @@ pub async fn route<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response
         ("GET", ["v2", "device", "name"]) => device_api::v2_device_name(shared),
         ("GET", ["v2", "device", "tags"]) => device_api::v2_device_tags(shared).await,
         ("PATCH", ["v2", "device", "tags"]) => tags::patch(shared, req),
-        ("GET", ["v2", "device", "vpn"]) => device_api::v2_device_vpn(shared),
+        ("GET", ["v2", "device", "vpn"]) => vpn::v2_device_vpn().await,
         ("GET", ["v2", "cleanup-volumes"]) => device_api::v2_cleanup_volumes(shared).await,
         ("POST", ["v2", "journal-logs"]) => device_api::v2_journal_logs(req).await,
         ("POST", ["v2", "applications", app_id, action]) => {

@@ -10,7 +10,7 @@ use super::Reconciler;
 use super::backoff::doubling;
 use super::cloud::{self, poll};
 use super::state::{ApplyRecord, Shared, Target, unix_now};
-use super::target;
+use super::{target, vpn};
 use fleet_release::target_state;
 
 /// Reads the target file when its content changed since `last_seen` (local mode: a tool or
@@ -142,6 +142,7 @@ pub async fn reconcile_loop<R: Reconciler>(shared: Rc<Shared<R>>) {
     let mut last_seen = None;
     reload_file(&shared, &mut last_seen);
     let mut next_poll = Instant::now();
+    let mut vpn = vpn::Control::default();
     loop {
         shared.heartbeat.set(Instant::now());
         let force = shared.force_pending.replace(false);
@@ -153,6 +154,7 @@ pub async fn reconcile_loop<R: Reconciler>(shared: Rc<Shared<R>>) {
             next_poll = Instant::now() + poll::poll(&shared).await;
         }
         let mut delay = apply_once(&shared, force).await;
+        vpn.apply(&shared).await;
         shared.heartbeat.set(Instant::now());
         if shared.settings.remote() {
             cloud::report::send_if_due(&shared).await;

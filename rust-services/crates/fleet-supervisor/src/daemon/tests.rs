@@ -1078,10 +1078,7 @@ async fn balena_device_api_routes_answer_with_balena_shapes() {
             json_of(&get("/v2/device/name").await.1)["status"],
             "success"
         );
-        assert_eq!(
-            json_of(&get("/v2/device/vpn").await.1),
-            json!({"status": "success", "vpn": {"enabled": false, "connected": false}})
-        );
+        // /v2/device/vpn asks the host's systemd: tests/supervisor runs it against one.
         let (status, body) = get("/v2/device/tags").await;
         assert_eq!(
             (status, json_of(&body)["status"].as_str()),
