@@ -53,9 +53,13 @@ pub async fn route<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response
             app_action(shared, app_id, action, req).await
         }
         ("POST", ["v1", "update"]) => match body(req) {
-            Ok(b) => {
+            Ok(b) if b.force || instant_updates(shared) => {
                 shared.trigger(b.force);
                 Response::text(204, "")
+            }
+            Ok(_) => {
+                log::debug!("update request ignored: instant updates are off and no force");
+                Response::text(202, "Accepted")
             }
             Err(r) => r,
         },
@@ -110,6 +114,13 @@ struct ActionBody {
 
 /// The body of the POST endpoints, JSON or form: `force` (boolean or balena's truthy
 /// strings), `serviceName` or `imageId` (all optional).
+/// balena's `instantUpdates` (`SUPERVISOR_INSTANT_UPDATE_TRIGGER`, default on): when off,
+/// `POST /v1/update` without `force` is acknowledged (`202`) and nothing is fetched.
+fn instant_updates<R>(shared: &Shared<R>) -> bool {
+    device_api::config_var(shared, "SUPERVISOR_INSTANT_UPDATE_TRIGGER")
+        .is_none_or(|v| !["0", "false", "off"].contains(&v.to_ascii_lowercase().as_str()))
+}
+
 fn body(req: &Request) -> Result<ActionBody, Response> {
     let p = super::params::Params::of(req)?;
     Ok(ActionBody {

@@ -929,6 +929,39 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
 }
 
 #[tokio::test]
+async fn update_requests_are_acknowledged_only_when_instant_updates_are_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut doc: Value = serde_json::from_str(EXAMPLE).unwrap();
+    doc[DEVICE]["config"] = json!({ "SUPERVISOR_INSTANT_UPDATE_TRIGGER": "false" });
+    write_target(tmp.path(), &doc.to_string());
+    with_daemon(settings(tmp.path()), timing(), |addr, shared| async move {
+        until("first apply", || {
+            !shared.reconciler.applied.borrow().is_empty()
+        })
+        .await;
+        // balena: `202 Accepted`, nothing fetched, unless `force` (then 204 and an apply).
+        let (status, body) = call(addr, "POST", "/v1/update", Some(KEY), "").await;
+        assert_eq!((status, body.as_str()), (202, "Accepted"));
+        assert_eq!(
+            call(addr, "POST", "/v1/update", Some(KEY), r#"{"force":"1"}"#)
+                .await
+                .0,
+            204
+        );
+        until("forced apply", || {
+            shared
+                .reconciler
+                .calls
+                .borrow()
+                .iter()
+                .any(|c| c == "apply force=true")
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn the_state_report_carries_what_the_target_asks_that_is_not_done() {
     let tmp = tempfile::tempdir().unwrap();
     let shared = Shared::new(settings(tmp.path()), Memory::default(), timing());
