@@ -54,7 +54,7 @@ pub async fn route<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response
         }
         ("POST", ["v1", "update"]) => match body(req) {
             Ok(b) if b.force || instant_updates(shared) => {
-                shared.trigger(b.force);
+                shared.trigger_cancelling(b.force, b.cancel);
                 Response::text(204, "")
             }
             Ok(_) => {
@@ -108,6 +108,8 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 #[derive(Debug, Default)]
 struct ActionBody {
     force: bool,
+    /// `POST /v1/update`: abort the apply in flight (balena v17.1).
+    cancel: bool,
     service_name: Option<String>,
     image_id: Option<u64>,
 }
@@ -125,6 +127,7 @@ fn body(req: &Request) -> Result<ActionBody, Response> {
     let p = super::params::Params::of(req)?;
     Ok(ActionBody {
         force: p.force(),
+        cancel: p.truthy("cancel"),
         service_name: p.text("serviceName"),
         image_id: p.int("imageId"),
     })

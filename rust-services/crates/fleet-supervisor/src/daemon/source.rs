@@ -73,8 +73,17 @@ async fn apply_once<R: Reconciler>(shared: &Shared<R>, force: bool) -> Duration 
     };
     let _actions = shared.actions.lock().await;
     shared.applying.set(true);
-    let result = shared.reconciler.apply(&target.state, force).await;
+    // Dropping the apply at one of its awaits is no worse than a supervisor killed there:
+    // the next apply converges from whatever the engine has.
+    let outcome = tokio::select! {
+        result = shared.reconciler.apply(&target.state, force) => Some(result),
+        _ = shared.cancel_apply.notified() => None,
+    };
     shared.applying.set(false);
+    let Some(result) = outcome else {
+        log::info!("apply cancelled (POST /v1/update with cancel): fetching and applying again");
+        return Duration::ZERO;
+    };
     let releases: Vec<String> = target
         .state
         .apps

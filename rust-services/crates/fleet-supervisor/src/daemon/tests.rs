@@ -27,6 +27,8 @@ struct Memory {
     applied: RefCell<Vec<TargetState>>,
     locked: Cell<bool>,
     engine_down: Cell<bool>,
+    /// `apply` never returns (a pull that hangs) while set.
+    hang: Cell<bool>,
 }
 
 impl Memory {
@@ -74,6 +76,9 @@ impl Reconciler for Memory {
         force: bool,
     ) -> Result<ApplySummary, ReconcileError> {
         self.log(format!("apply force={force}"));
+        if self.hang.get() {
+            std::future::pending::<()>().await;
+        }
         self.applied.borrow_mut().push(target.clone());
         Ok(ApplySummary::default())
     }
@@ -925,6 +930,55 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
         assert!(late.is_ok(), "never served");
         assert!(answer.starts_with(b"HTTP/1.1 200 "), "{answer:?}");
     })
+    .await;
+}
+
+/// balena v17.1's `cancel`: the apply in flight is aborted and the target applied again.
+#[tokio::test]
+async fn update_with_cancel_drops_the_apply_in_flight_and_applies_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_target(tmp.path(), EXAMPLE);
+    let memory = Memory::default();
+    memory.hang.set(true);
+    let applies = |s: &Shared<Memory>| {
+        s.reconciler
+            .calls
+            .borrow()
+            .iter()
+            .filter(|c| c.starts_with("apply"))
+            .count()
+    };
+    serve_with(
+        settings(tmp.path()),
+        memory,
+        timing(),
+        |addr, shared| async move {
+            until("an apply that hangs", || applies(&shared) == 1).await;
+            assert!(shared.applying.get());
+            assert_eq!(
+                call(addr, "POST", "/v1/update", Some(KEY), r#"{"cancel":true}"#)
+                    .await
+                    .0,
+                204
+            );
+            // The hanging apply was dropped: a second one started (and hangs too).
+            until("a second apply", || applies(&shared) == 2).await;
+            assert!(shared.reconciler.applied.borrow().is_empty());
+            // Now one that finishes: `cancel` as a string, as balena's checkTruthy reads it.
+            shared.reconciler.hang.set(false);
+            assert_eq!(
+                call(addr, "POST", "/v1/update", Some(KEY), r#"{"cancel":"1"}"#)
+                    .await
+                    .0,
+                204
+            );
+            until("an apply that finished", || {
+                shared.reconciler.applied.borrow().len() == 1
+            })
+            .await;
+            assert!(!shared.applying.get());
+        },
+    )
     .await;
 }
 
