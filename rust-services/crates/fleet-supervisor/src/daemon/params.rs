@@ -23,7 +23,12 @@ impl Params {
             .header("content-type")
             .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
         if form {
-            return Ok(Params(parse_form(&String::from_utf8_lossy(body))));
+            let text = String::from_utf8_lossy(body);
+            // express's `parameterLimit`: also keeps nesting, quadratic in the worst case, small.
+            if text.split('&').filter(|p| !p.is_empty()).count() > FORM_PARAMETER_LIMIT {
+                return Err(bad("too many parameters"));
+            }
+            return Ok(Params(parse_form(&text)));
         }
         match serde_json::from_slice(body) {
             Ok(Value::Object(m)) => Ok(Params(m)),
@@ -76,6 +81,8 @@ impl Params {
 /// an index above 20 is an object key, not an array position.
 const FORM_DEPTH: usize = 5;
 const FORM_ARRAY_LIMIT: usize = 20;
+/// express's `urlencoded()` refuses a form with more fields than this.
+const FORM_PARAMETER_LIMIT: usize = 1000;
 
 /// One form field being nested: leaves are strings, branches keep their keys in order.
 enum Node {
@@ -293,5 +300,12 @@ mod tests {
             form("a[b][c][d][e][f][g]=1&y]=3"),
             json!({"a": {"b": {"c": {"d": {"e": {"f": {"[g]": "1"}}}}}}, "y]": "3"})
         );
+        // express's parameter limit: 1000 fields, one more is refused.
+        let fields = |n: usize| (0..n).map(|i| format!("a[k{i}]=1")).collect::<Vec<_>>();
+        let at_limit = fields(1000).join("&");
+        assert_eq!(form(&at_limit)["a"].as_object().unwrap().len(), 1000);
+        let over = fields(1001).join("&");
+        let refused = Params::of(&req("application/x-www-form-urlencoded", &over)).unwrap_err();
+        assert_eq!(refused.status, 400);
     }
 }
