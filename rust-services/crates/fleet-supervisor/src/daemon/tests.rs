@@ -665,6 +665,65 @@ async fn polls_the_server_and_keeps_the_last_good_target() {
         .await;
 }
 
+/// balena cancels the apply in flight when the server sends a new target: polls go on while
+/// an apply runs (one asked for by `POST /v1/update` here), and a changed target drops it.
+#[tokio::test]
+async fn a_new_target_from_the_server_drops_the_apply_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let answer = Rc::new(RefCell::new((200, EXAMPLE.to_string())));
+            let seen = Rc::new(RefCell::new(Vec::new()));
+            let server = target_server(answer.clone(), seen.clone()).await;
+            let mut s = settings(tmp.path());
+            s.api_endpoint = Some(format!("http://{server}/"));
+            s.uuid = Some(DEVICE.into());
+            s.device_api_key = Some("devkey".into());
+            let memory = Memory::default();
+            memory.hang.set(true);
+            let polls = move || {
+                seen.borrow()
+                    .iter()
+                    .filter(|r| r.starts_with("GET /device/v3/"))
+                    .count()
+            };
+            let applies = |s: &Shared<Memory>| {
+                s.reconciler
+                    .calls
+                    .borrow()
+                    .iter()
+                    .filter(|c| c.starts_with("apply"))
+                    .count()
+            };
+            serve_with(s, memory, timing(), |addr, shared| async move {
+                until("an apply that hangs", || applies(&shared) == 1).await;
+                // The same target again: the apply goes on.
+                let before = polls();
+                assert_eq!(call(addr, "POST", "/v1/update", Some(KEY), "").await.0, 204);
+                until("a poll during the apply", || polls() > before).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                assert_eq!(applies(&shared), 1);
+                // A changed one: the apply in flight is dropped and the new target applied.
+                let changed = EXAMPLE.replace("\"SITE\": \"north\"", "\"SITE\": \"south\"");
+                *answer.borrow_mut() = (200, changed);
+                shared.reconciler.hang.set(false);
+                assert_eq!(call(addr, "POST", "/v1/update", Some(KEY), "").await.0, 204);
+                until("the new target applied", || {
+                    shared.reconciler.applied.borrow().last().is_some_and(|t| {
+                        t.apps[APP].release.as_ref().unwrap().compose.services["db"].environment
+                            ["SITE"]
+                            == "south"
+                    })
+                })
+                .await;
+                assert_eq!(applies(&shared), 2);
+            })
+            .await;
+        })
+        .await;
+}
+
 #[tokio::test]
 async fn an_unreachable_server_leaves_the_saved_target_running() {
     let tmp = tempfile::tempdir().unwrap();
