@@ -36,6 +36,15 @@ impl Memory {
         self.calls.borrow_mut().push(call);
     }
 
+    /// How many applies began.
+    fn applies(&self) -> usize {
+        self.calls
+            .borrow()
+            .iter()
+            .filter(|c| c.starts_with("apply"))
+            .count()
+    }
+
     fn gate(&self, app: &str, force: bool) -> Result<(), ReconcileError> {
         if self.locked.get() && !force {
             return Err(ReconcileError::Locked { app: app.into() });
@@ -227,6 +236,23 @@ pub(super) async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// `POST /v1/update` with `body` (a `force`) answers 204 and a forced apply follows.
+async fn forced_update_applies(addr: SocketAddr, shared: &Shared<Memory>, body: &str) {
+    assert_eq!(
+        call(addr, "POST", "/v1/update", Some(KEY), body).await.0,
+        204
+    );
+    until("forced apply", || {
+        shared
+            .reconciler
+            .calls
+            .borrow()
+            .iter()
+            .any(|c| c == "apply force=true")
+    })
+    .await;
+}
+
 fn write_target(dir: &Path, doc: &str) {
     std::fs::write(dir.join(settings::TARGET_FILE), doc).unwrap();
 }
@@ -309,21 +335,7 @@ async fn local_target_is_applied_and_reported() {
         assert_eq!(v["containers"][0]["appId"], json!(1804));
 
         // /v1/update wakes the loop for a forced apply.
-        assert_eq!(
-            call(addr, "POST", "/v1/update", Some(KEY), r#"{"force":true}"#)
-                .await
-                .0,
-            204
-        );
-        until("forced apply", || {
-            shared
-                .reconciler
-                .calls
-                .borrow()
-                .iter()
-                .any(|c| c == "apply force=true")
-        })
-        .await;
+        forced_update_applies(addr, &shared, r#"{"force":true}"#).await;
     })
     .await;
 }
@@ -688,22 +700,14 @@ async fn a_new_target_from_the_server_drops_the_apply_in_flight() {
                     .filter(|r| r.starts_with("GET /device/v3/"))
                     .count()
             };
-            let applies = |s: &Shared<Memory>| {
-                s.reconciler
-                    .calls
-                    .borrow()
-                    .iter()
-                    .filter(|c| c.starts_with("apply"))
-                    .count()
-            };
             serve_with(s, memory, timing(), |addr, shared| async move {
-                until("an apply that hangs", || applies(&shared) == 1).await;
+                until("an apply that hangs", || shared.reconciler.applies() == 1).await;
                 // The same target again: the apply goes on.
                 let before = polls();
                 assert_eq!(call(addr, "POST", "/v1/update", Some(KEY), "").await.0, 204);
                 until("a poll during the apply", || polls() > before).await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                assert_eq!(applies(&shared), 1);
+                assert_eq!(shared.reconciler.applies(), 1);
                 // A changed one: the apply in flight is dropped and the new target applied.
                 let changed = EXAMPLE.replace("\"SITE\": \"north\"", "\"SITE\": \"south\"");
                 *answer.borrow_mut() = (200, changed);
@@ -717,7 +721,7 @@ async fn a_new_target_from_the_server_drops_the_apply_in_flight() {
                     })
                 })
                 .await;
-                assert_eq!(applies(&shared), 2);
+                assert_eq!(shared.reconciler.applies(), 2);
             })
             .await;
         })
@@ -999,20 +1003,12 @@ async fn update_with_cancel_drops_the_apply_in_flight_and_applies_again() {
     write_target(tmp.path(), EXAMPLE);
     let memory = Memory::default();
     memory.hang.set(true);
-    let applies = |s: &Shared<Memory>| {
-        s.reconciler
-            .calls
-            .borrow()
-            .iter()
-            .filter(|c| c.starts_with("apply"))
-            .count()
-    };
     serve_with(
         settings(tmp.path()),
         memory,
         timing(),
         |addr, shared| async move {
-            until("an apply that hangs", || applies(&shared) == 1).await;
+            until("an apply that hangs", || shared.reconciler.applies() == 1).await;
             assert!(shared.applying.get());
             assert_eq!(
                 call(addr, "POST", "/v1/update", Some(KEY), r#"{"cancel":true}"#)
@@ -1021,7 +1017,7 @@ async fn update_with_cancel_drops_the_apply_in_flight_and_applies_again() {
                 204
             );
             // The hanging apply was dropped: a second one started (and hangs too).
-            until("a second apply", || applies(&shared) == 2).await;
+            until("a second apply", || shared.reconciler.applies() == 2).await;
             assert!(shared.reconciler.applied.borrow().is_empty());
             // Now one that finishes: `cancel` as a string, as balena's checkTruthy reads it.
             shared.reconciler.hang.set(false);
@@ -1055,21 +1051,7 @@ async fn update_requests_are_acknowledged_only_when_instant_updates_are_off() {
         // balena: `202 Accepted`, nothing fetched, unless `force` (then 204 and an apply).
         let (status, body) = call(addr, "POST", "/v1/update", Some(KEY), "").await;
         assert_eq!((status, body.as_str()), (202, "Accepted"));
-        assert_eq!(
-            call(addr, "POST", "/v1/update", Some(KEY), r#"{"force":"1"}"#)
-                .await
-                .0,
-            204
-        );
-        until("forced apply", || {
-            shared
-                .reconciler
-                .calls
-                .borrow()
-                .iter()
-                .any(|c| c == "apply force=true")
-        })
-        .await;
+        forced_update_applies(addr, &shared, r#"{"force":"1"}"#).await;
     })
     .await;
 }
