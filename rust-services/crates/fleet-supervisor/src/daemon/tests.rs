@@ -615,19 +615,32 @@ async fn target_server(
     addr
 }
 
+/// A [`target_server`] answering `EXAMPLE`, and settings for a registered device polling it
+/// (inside a `LocalSet`).
+async fn remote_target(
+    dir: &Path,
+) -> (
+    Rc<RefCell<(u16, String)>>,
+    Rc<RefCell<Vec<String>>>,
+    Settings,
+) {
+    let answer = Rc::new(RefCell::new((200, EXAMPLE.to_string())));
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let server = target_server(answer.clone(), seen.clone()).await;
+    let mut s = settings(dir);
+    s.api_endpoint = Some(format!("http://{server}/"));
+    s.uuid = Some(DEVICE.into());
+    s.device_api_key = Some("devkey".into());
+    (answer, seen, s)
+}
+
 #[tokio::test]
 async fn polls_the_server_and_keeps_the_last_good_target() {
     let tmp = tempfile::tempdir().unwrap();
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async {
-            let answer = Rc::new(RefCell::new((200, EXAMPLE.to_string())));
-            let seen = Rc::new(RefCell::new(Vec::new()));
-            let server = target_server(answer.clone(), seen.clone()).await;
-            let mut s = settings(tmp.path());
-            s.api_endpoint = Some(format!("http://{server}/"));
-            s.uuid = Some(DEVICE.into());
-            s.device_api_key = Some("devkey".into());
+            let (answer, seen, s) = remote_target(tmp.path()).await;
             let target_file = tmp.path().join(settings::TARGET_FILE);
             with_daemon(s, timing(), |addr, shared| async move {
                 until("apply of the polled target", || {
@@ -685,13 +698,7 @@ async fn a_new_target_from_the_server_drops_the_apply_in_flight() {
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async {
-            let answer = Rc::new(RefCell::new((200, EXAMPLE.to_string())));
-            let seen = Rc::new(RefCell::new(Vec::new()));
-            let server = target_server(answer.clone(), seen.clone()).await;
-            let mut s = settings(tmp.path());
-            s.api_endpoint = Some(format!("http://{server}/"));
-            s.uuid = Some(DEVICE.into());
-            s.device_api_key = Some("devkey".into());
+            let (answer, seen, s) = remote_target(tmp.path()).await;
             let memory = Memory::default();
             memory.hang.set(true);
             let polls = move || {
