@@ -10,7 +10,7 @@ pub use super::message::{Request, Response};
 use super::power::{self, PowerAction};
 use super::state::Shared;
 use super::{Reconciler, ServiceState};
-use super::{host_config, local, tags};
+use super::{host_config, local, tags, vpn};
 
 /// Paths that answer without a key, as on balena: liveness probes.
 const OPEN_PATHS: &[&str] = &["/ping", "/v1/healthy"];
@@ -46,16 +46,20 @@ pub async fn route<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response
         ("GET", ["v2", "device", "name"]) => device_api::v2_device_name(shared),
         ("GET", ["v2", "device", "tags"]) => device_api::v2_device_tags(shared).await,
         ("PATCH", ["v2", "device", "tags"]) => tags::patch(shared, req),
-        ("GET", ["v2", "device", "vpn"]) => device_api::v2_device_vpn(shared),
+        ("GET", ["v2", "device", "vpn"]) => vpn::v2_device_vpn().await,
         ("GET", ["v2", "cleanup-volumes"]) => device_api::v2_cleanup_volumes(shared).await,
         ("POST", ["v2", "journal-logs"]) => device_api::v2_journal_logs(req).await,
         ("POST", ["v2", "applications", app_id, action]) => {
             app_action(shared, app_id, action, req).await
         }
         ("POST", ["v1", "update"]) => match body(req) {
-            Ok(b) => {
-                shared.trigger(b.force);
+            Ok(b) if b.force || instant_updates(shared) => {
+                shared.trigger_cancelling(b.force, b.cancel);
                 Response::text(204, "")
+            }
+            Ok(_) => {
+                log::debug!("update request ignored: instant updates are off and no force");
+                Response::text(202, "Accepted")
             }
             Err(r) => r,
         },
@@ -104,16 +108,26 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 #[derive(Debug, Default)]
 struct ActionBody {
     force: bool,
+    /// `POST /v1/update`: abort the apply in flight (balena v17.1).
+    cancel: bool,
     service_name: Option<String>,
     image_id: Option<u64>,
 }
 
 /// The body of the POST endpoints, JSON or form: `force` (boolean or balena's truthy
 /// strings), `serviceName` or `imageId` (all optional).
+/// balena's `instantUpdates` (`SUPERVISOR_INSTANT_UPDATE_TRIGGER`, default on): when off,
+/// `POST /v1/update` without `force` is acknowledged (`202`) and nothing is fetched.
+fn instant_updates<R>(shared: &Shared<R>) -> bool {
+    device_api::config_var(shared, "SUPERVISOR_INSTANT_UPDATE_TRIGGER")
+        .is_none_or(|v| !["0", "false", "off"].contains(&v.to_ascii_lowercase().as_str()))
+}
+
 fn body(req: &Request) -> Result<ActionBody, Response> {
     let p = super::params::Params::of(req)?;
     Ok(ActionBody {
         force: p.force(),
+        cancel: p.truthy("cancel"),
         service_name: p.text("serviceName"),
         image_id: p.int("imageId"),
     })

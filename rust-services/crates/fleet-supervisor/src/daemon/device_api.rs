@@ -371,7 +371,7 @@ pub fn v1_blink() -> Response {
 }
 
 /// The device-level `config` variable of the target, with or without balena's prefixes.
-fn config_var<R>(shared: &Shared<R>, name: &str) -> Option<String> {
+pub(super) fn config_var<R>(shared: &Shared<R>, name: &str) -> Option<String> {
     let target = shared.target.borrow();
     let v = fleet_release::target_state::config_var(&target.as_ref()?.document, name)?;
     Some(v.as_str().map_or_else(|| v.to_string(), str::to_string))
@@ -392,16 +392,6 @@ pub fn v2_device_name<R>(shared: &Shared<R>) -> Response {
         })
         .unwrap_or(Value::Null);
     Response::json(200, &json!({ "status": "success", "deviceName": name }))
-}
-
-/// `GET /v2/device/vpn`: `{status, vpn: {enabled, connected}}`. fleetOS runs no VPN
-/// client: never connected; `enabled` is the `SUPERVISOR_VPN_CONTROL` variable.
-pub fn v2_device_vpn<R>(shared: &Shared<R>) -> Response {
-    let enabled = config_var(shared, "SUPERVISOR_VPN_CONTROL").is_some_and(|v| v == "true");
-    Response::json(
-        200,
-        &json!({ "status": "success", "vpn": { "enabled": enabled, "connected": false } }),
-    )
 }
 
 /// `GET /v2/device/tags`: the device's tags from the server (`/v6/device_tag`, the

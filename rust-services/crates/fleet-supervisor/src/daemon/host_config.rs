@@ -1,5 +1,6 @@
 //! `GET`/`PATCH /v1/device/host-config`, as balena's supervisor (`src/host-config/`): the
-//! hostname is config.json's `hostname` (the OS applies it), the proxy is balena's redsocks
+//! hostname is config.json's `hostname` (applied at once by restarting
+//! `fleet-provision.service` over D-Bus), the proxy is balena's redsocks
 //! files on the boot partition, `system-proxy/redsocks.conf` and `system-proxy/no_proxy`
 //! (one address a line). All of them are written with `fleet_config`'s power-safe FAT
 //! replacement.
@@ -11,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::message::{Request, Response};
 use super::state::Shared;
-use super::{Reconciler, params::Params};
+use super::{Reconciler, host_units, params::Params};
 
 /// Keys balena sets itself in the redsocks block and never reads back from it.
 const FIXED_KEYS: &[&str] = &["local_ip", "local_port"];
@@ -391,12 +392,13 @@ fn remove(path: &Path) -> Result<(), String> {
 /// refuse; `423` (text) while an app holds its update lock, unless `force`; `503` (text)
 /// when writing fails.
 pub async fn patch<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response {
-    let force = match Params::of(req) {
-        Ok(p) => p.truthy("force"),
+    // JSON or a form, nested as express's extended urlencoded parser nests it.
+    let params = match Params::of(req) {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-    let patch = match parse_patch(&body) {
+    let force = params.truthy("force");
+    let patch = match parse_patch(&Value::Object(params.fields().clone())) {
         Ok(p) => p,
         Err(why) => return Response::text(400, &why),
     };
@@ -421,12 +423,30 @@ pub async fn patch<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response
         }
     }
     let uuid = shared.settings.uuid.clone();
-    match write(&files(shared), &patch, uuid.as_deref()) {
-        Ok(()) => {
-            log::info!("host configuration changed through the API");
-            Response::text(200, "OK")
-        }
-        Err(e) => Response::text(503, &e),
+    if let Err(e) = write(&files(shared), &patch, uuid.as_deref()) {
+        return Response::text(503, &e);
+    }
+    log::info!("host configuration changed through the API");
+    if patch.hostname.is_some() {
+        apply_hostname().await;
+    }
+    Response::text(200, "OK")
+}
+
+/// balenaOS applies a config.json hostname at once (its config.json watcher restarts the
+/// hostname service); on fleetOS the unit that applies config.json is restarted over the
+/// host's D-Bus. Failing that, config.json holds the name for the next boot: the request
+/// still succeeded as balena's does once config.json is written.
+async fn apply_hostname() {
+    match host_units::run(host_units::Job::Restart, host_units::PROVISION_UNIT).await {
+        Ok(()) => log::info!(
+            "restarted {} to apply the new hostname",
+            host_units::PROVISION_UNIT
+        ),
+        Err(e) => log::warn!(
+            "the new hostname applies at the next boot: {}",
+            fleet_log::error::one_line(&e)
+        ),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod client;
 pub mod cloud;
 mod device_api;
 mod host_config;
+mod host_units;
 pub mod local;
 #[cfg(test)]
 mod local_tests;
@@ -30,6 +31,7 @@ mod target;
 mod tests;
 pub mod tls;
 pub mod versions;
+mod vpn;
 
 use std::rc::Rc;
 use std::time::Duration;

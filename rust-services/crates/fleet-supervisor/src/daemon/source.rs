@@ -10,7 +10,7 @@ use super::Reconciler;
 use super::backoff::doubling;
 use super::cloud::{self, poll};
 use super::state::{ApplyRecord, Shared, Target, unix_now};
-use super::target;
+use super::{target, vpn};
 use fleet_release::target_state;
 
 /// Reads the target file when its content changed since `last_seen` (local mode: a tool or
@@ -66,15 +66,42 @@ fn reload_file<R>(shared: &Shared<R>, last_seen: &mut Option<Vec<u8>>) {
 /// Longest wait between tries of a failing update.
 const RETRY_CAP: Duration = Duration::from_secs(5 * 60);
 
-/// Applies the target once; returns how soon to come back.
-async fn apply_once<R: Reconciler>(shared: &Shared<R>, force: bool) -> Duration {
+/// Applies the target once; returns how soon to come back. With a server, polls go on while
+/// the apply runs (`next_poll`), and a changed target drops the apply in flight so the new
+/// one is applied at once, as balena cancels its apply on a new target.
+async fn apply_once<R: Reconciler>(
+    shared: &Shared<R>,
+    force: bool,
+    next_poll: &mut Instant,
+) -> Duration {
     let Some(target) = shared.target.borrow().clone() else {
         return shared.timing.reconcile;
     };
     let _actions = shared.actions.lock().await;
     shared.applying.set(true);
-    let result = shared.reconciler.apply(&target.state, force).await;
+    let mut woken = false;
+    // Dropping the apply at one of its awaits is no worse than a supervisor killed there:
+    // the next apply converges from whatever the engine has.
+    let outcome = tokio::select! {
+        result = shared.reconciler.apply(&target.state, force) => Some(result),
+        _ = shared.cancel_apply.notified() => {
+            log::info!("apply cancelled (POST /v1/update with cancel): fetching and applying again");
+            None
+        }
+        _ = target_changes(shared, &target.document, next_poll, &mut woken),
+            if shared.settings.remote() => {
+            log::info!("apply cancelled: the server sent a new target; applying it");
+            None
+        }
+    };
     shared.applying.set(false);
+    if woken {
+        // The watcher took a wake-up meant for the loop (a request's poll or force).
+        shared.wake.notify_one();
+    }
+    let Some(result) = outcome else {
+        return Duration::ZERO;
+    };
     let releases: Vec<String> = target
         .state
         .apps
@@ -136,12 +163,43 @@ async fn apply_once<R: Reconciler>(shared: &Shared<R>, force: bool) -> Duration 
     again
 }
 
+/// Polls while an apply runs, when due or asked (`POST /v1/update`); returns once the server
+/// sent a target other than `applying`.
+async fn target_changes<R>(
+    shared: &Shared<R>,
+    applying: &serde_json::Value,
+    next_poll: &mut Instant,
+    woken: &mut bool,
+) {
+    loop {
+        if !shared.poll_pending.get() {
+            tokio::select! {
+                _ = tokio::time::sleep(next_poll.saturating_duration_since(Instant::now())) => {}
+                _ = shared.wake.notified() => *woken = true,
+            }
+        }
+        if shared.poll_pending.get() || Instant::now() >= *next_poll {
+            shared.poll_pending.set(false);
+            *next_poll = Instant::now() + poll::poll(shared).await;
+        }
+        let changed = shared
+            .target
+            .borrow()
+            .as_ref()
+            .is_some_and(|t| t.document != *applying);
+        if changed {
+            return;
+        }
+    }
+}
+
 /// Polls (remote mode) and applies, on change, on request and periodically; forever.
 pub async fn reconcile_loop<R: Reconciler>(shared: Rc<Shared<R>>) {
     target::preload(&shared);
     let mut last_seen = None;
     reload_file(&shared, &mut last_seen);
     let mut next_poll = Instant::now();
+    let mut vpn = vpn::Control::default();
     loop {
         shared.heartbeat.set(Instant::now());
         let force = shared.force_pending.replace(false);
@@ -152,7 +210,8 @@ pub async fn reconcile_loop<R: Reconciler>(shared: Rc<Shared<R>>) {
         if shared.settings.remote() && (poll_now || Instant::now() >= next_poll) {
             next_poll = Instant::now() + poll::poll(&shared).await;
         }
-        let mut delay = apply_once(&shared, force).await;
+        let mut delay = apply_once(&shared, force, &mut next_poll).await;
+        vpn.apply(&shared).await;
         shared.heartbeat.set(Instant::now());
         if shared.settings.remote() {
             cloud::report::send_if_due(&shared).await;

@@ -50,6 +50,9 @@ pub struct Shared<R> {
     pub heartbeat: Cell<Instant>,
     /// Wakes the loop early; `force_pending` says whether the woken apply is forced.
     pub wake: Notify,
+    /// `POST /v1/update` with `cancel`: the apply in flight is dropped (balena aborts it),
+    /// and the loop fetches and applies again at once.
+    pub cancel_apply: Notify,
     pub force_pending: Cell<bool>,
     /// Poll the server on the next wake even if the poll interval has not passed.
     pub poll_pending: Cell<bool>,
@@ -99,6 +102,7 @@ impl<R: Reconciler> Shared<R> {
             last_apply: RefCell::new(None),
             heartbeat: Cell::new(Instant::now()),
             wake: Notify::new(),
+            cancel_apply: Notify::new(),
             force_pending: Cell::new(false),
             poll_pending: Cell::new(false),
             tls,
@@ -120,6 +124,16 @@ impl<R: Reconciler> Shared<R> {
 
     /// Asks the loop to poll (remote mode) and apply now.
     pub fn trigger(&self, force: bool) {
+        self.trigger_cancelling(force, false);
+    }
+
+    /// [`Shared::trigger`]; with `cancel`, an apply in flight is dropped first (its engine
+    /// requests end with it, as balena's abort ends an image pull).
+    pub fn trigger_cancelling(&self, force: bool, cancel: bool) {
+        if cancel && self.applying.get() {
+            // Only the apply waiting now: no permit is kept for a later one.
+            self.cancel_apply.notify_waiters();
+        }
         if force {
             self.force_pending.set(true);
         }

@@ -27,11 +27,22 @@ struct Memory {
     applied: RefCell<Vec<TargetState>>,
     locked: Cell<bool>,
     engine_down: Cell<bool>,
+    /// `apply` never returns (a pull that hangs) while set.
+    hang: Cell<bool>,
 }
 
 impl Memory {
     fn log(&self, call: String) {
         self.calls.borrow_mut().push(call);
+    }
+
+    /// How many applies began.
+    fn applies(&self) -> usize {
+        self.calls
+            .borrow()
+            .iter()
+            .filter(|c| c.starts_with("apply"))
+            .count()
     }
 
     fn gate(&self, app: &str, force: bool) -> Result<(), ReconcileError> {
@@ -74,6 +85,9 @@ impl Reconciler for Memory {
         force: bool,
     ) -> Result<ApplySummary, ReconcileError> {
         self.log(format!("apply force={force}"));
+        if self.hang.get() {
+            std::future::pending::<()>().await;
+        }
         self.applied.borrow_mut().push(target.clone());
         Ok(ApplySummary::default())
     }
@@ -222,6 +236,23 @@ pub(super) async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// `POST /v1/update` with `body` (a `force`) answers 204 and a forced apply follows.
+async fn forced_update_applies(addr: SocketAddr, shared: &Shared<Memory>, body: &str) {
+    assert_eq!(
+        call(addr, "POST", "/v1/update", Some(KEY), body).await.0,
+        204
+    );
+    until("forced apply", || {
+        shared
+            .reconciler
+            .calls
+            .borrow()
+            .iter()
+            .any(|c| c == "apply force=true")
+    })
+    .await;
+}
+
 fn write_target(dir: &Path, doc: &str) {
     std::fs::write(dir.join(settings::TARGET_FILE), doc).unwrap();
 }
@@ -304,21 +335,7 @@ async fn local_target_is_applied_and_reported() {
         assert_eq!(v["containers"][0]["appId"], json!(1804));
 
         // /v1/update wakes the loop for a forced apply.
-        assert_eq!(
-            call(addr, "POST", "/v1/update", Some(KEY), r#"{"force":true}"#)
-                .await
-                .0,
-            204
-        );
-        until("forced apply", || {
-            shared
-                .reconciler
-                .calls
-                .borrow()
-                .iter()
-                .any(|c| c == "apply force=true")
-        })
-        .await;
+        forced_update_applies(addr, &shared, r#"{"force":true}"#).await;
     })
     .await;
 }
@@ -598,19 +615,32 @@ async fn target_server(
     addr
 }
 
+/// A [`target_server`] answering `EXAMPLE`, and settings for a registered device polling it
+/// (inside a `LocalSet`).
+async fn remote_target(
+    dir: &Path,
+) -> (
+    Rc<RefCell<(u16, String)>>,
+    Rc<RefCell<Vec<String>>>,
+    Settings,
+) {
+    let answer = Rc::new(RefCell::new((200, EXAMPLE.to_string())));
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let server = target_server(answer.clone(), seen.clone()).await;
+    let mut s = settings(dir);
+    s.api_endpoint = Some(format!("http://{server}/"));
+    s.uuid = Some(DEVICE.into());
+    s.device_api_key = Some("devkey".into());
+    (answer, seen, s)
+}
+
 #[tokio::test]
 async fn polls_the_server_and_keeps_the_last_good_target() {
     let tmp = tempfile::tempdir().unwrap();
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async {
-            let answer = Rc::new(RefCell::new((200, EXAMPLE.to_string())));
-            let seen = Rc::new(RefCell::new(Vec::new()));
-            let server = target_server(answer.clone(), seen.clone()).await;
-            let mut s = settings(tmp.path());
-            s.api_endpoint = Some(format!("http://{server}/"));
-            s.uuid = Some(DEVICE.into());
-            s.device_api_key = Some("devkey".into());
+            let (answer, seen, s) = remote_target(tmp.path()).await;
             let target_file = tmp.path().join(settings::TARGET_FILE);
             with_daemon(s, timing(), |addr, shared| async move {
                 until("apply of the polled target", || {
@@ -654,6 +684,51 @@ async fn polls_the_server_and_keeps_the_last_good_target() {
                     std::fs::read_to_string(&target_file).unwrap() == changed
                 })
                 .await;
+            })
+            .await;
+        })
+        .await;
+}
+
+/// balena cancels the apply in flight when the server sends a new target: polls go on while
+/// an apply runs (one asked for by `POST /v1/update` here), and a changed target drops it.
+#[tokio::test]
+async fn a_new_target_from_the_server_drops_the_apply_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let (answer, seen, s) = remote_target(tmp.path()).await;
+            let memory = Memory::default();
+            memory.hang.set(true);
+            let polls = move || {
+                seen.borrow()
+                    .iter()
+                    .filter(|r| r.starts_with("GET /device/v3/"))
+                    .count()
+            };
+            serve_with(s, memory, timing(), |addr, shared| async move {
+                until("an apply that hangs", || shared.reconciler.applies() == 1).await;
+                // The same target again: the apply goes on.
+                let before = polls();
+                assert_eq!(call(addr, "POST", "/v1/update", Some(KEY), "").await.0, 204);
+                until("a poll during the apply", || polls() > before).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                assert_eq!(shared.reconciler.applies(), 1);
+                // A changed one: the apply in flight is dropped and the new target applied.
+                let changed = EXAMPLE.replace("\"SITE\": \"north\"", "\"SITE\": \"south\"");
+                *answer.borrow_mut() = (200, changed);
+                shared.reconciler.hang.set(false);
+                assert_eq!(call(addr, "POST", "/v1/update", Some(KEY), "").await.0, 204);
+                until("the new target applied", || {
+                    shared.reconciler.applied.borrow().last().is_some_and(|t| {
+                        t.apps[APP].release.as_ref().unwrap().compose.services["db"].environment
+                            ["SITE"]
+                            == "south"
+                    })
+                })
+                .await;
+                assert_eq!(shared.reconciler.applies(), 2);
             })
             .await;
         })
@@ -928,6 +1003,66 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
     .await;
 }
 
+/// balena v17.1's `cancel`: the apply in flight is aborted and the target applied again.
+#[tokio::test]
+async fn update_with_cancel_drops_the_apply_in_flight_and_applies_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_target(tmp.path(), EXAMPLE);
+    let memory = Memory::default();
+    memory.hang.set(true);
+    serve_with(
+        settings(tmp.path()),
+        memory,
+        timing(),
+        |addr, shared| async move {
+            until("an apply that hangs", || shared.reconciler.applies() == 1).await;
+            assert!(shared.applying.get());
+            assert_eq!(
+                call(addr, "POST", "/v1/update", Some(KEY), r#"{"cancel":true}"#)
+                    .await
+                    .0,
+                204
+            );
+            // The hanging apply was dropped: a second one started (and hangs too).
+            until("a second apply", || shared.reconciler.applies() == 2).await;
+            assert!(shared.reconciler.applied.borrow().is_empty());
+            // Now one that finishes: `cancel` as a string, as balena's checkTruthy reads it.
+            shared.reconciler.hang.set(false);
+            assert_eq!(
+                call(addr, "POST", "/v1/update", Some(KEY), r#"{"cancel":"1"}"#)
+                    .await
+                    .0,
+                204
+            );
+            until("an apply that finished", || {
+                shared.reconciler.applied.borrow().len() == 1
+            })
+            .await;
+            assert!(!shared.applying.get());
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn update_requests_are_acknowledged_only_when_instant_updates_are_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut doc: Value = serde_json::from_str(EXAMPLE).unwrap();
+    doc[DEVICE]["config"] = json!({ "SUPERVISOR_INSTANT_UPDATE_TRIGGER": "false" });
+    write_target(tmp.path(), &doc.to_string());
+    with_daemon(settings(tmp.path()), timing(), |addr, shared| async move {
+        until("first apply", || {
+            !shared.reconciler.applied.borrow().is_empty()
+        })
+        .await;
+        // balena: `202 Accepted`, nothing fetched, unless `force` (then 204 and an apply).
+        let (status, body) = call(addr, "POST", "/v1/update", Some(KEY), "").await;
+        assert_eq!((status, body.as_str()), (202, "Accepted"));
+        forced_update_applies(addr, &shared, r#"{"force":"1"}"#).await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_state_report_carries_what_the_target_asks_that_is_not_done() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1078,10 +1213,7 @@ async fn balena_device_api_routes_answer_with_balena_shapes() {
             json_of(&get("/v2/device/name").await.1)["status"],
             "success"
         );
-        assert_eq!(
-            json_of(&get("/v2/device/vpn").await.1),
-            json!({"status": "success", "vpn": {"enabled": false, "connected": false}})
-        );
+        // /v2/device/vpn asks the host's systemd: tests/supervisor runs it against one.
         let (status, body) = get("/v2/device/tags").await;
         assert_eq!(
             (status, json_of(&body)["status"].as_str()),
