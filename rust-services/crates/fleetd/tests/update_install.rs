@@ -143,6 +143,7 @@ impl Fake {
                 compatible: vec![compatible.into()],
                 key,
                 level: 3,
+                dict_size: fleet_bundle::DICT_SIZE,
                 boot: None,
             },
         )

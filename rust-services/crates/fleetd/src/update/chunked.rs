@@ -158,7 +158,9 @@ pub fn write(
     target: &File,
     target_path: &Path,
     active: Option<(&File, &Path, u64)>,
+    dictionary: Option<&[u8]>,
 ) -> Result<u64, UpdateError> {
+    let mut frames = index::FrameDecoder::new(dictionary).map_err(|e| chunk_err(0, e))?;
     let placed: Vec<Placed> = index.placed().collect();
     let mut from: Vec<From> = placed
         .iter()
@@ -256,7 +258,9 @@ pub fn write(
             pos = p.zoffset + u64::from(p.chunk.zlen);
             fetched = ranges_done + (pos - r.start);
             progress.update(fetched, false);
-            let out = index::decompress(&frame, p.chunk.len).map_err(|e| chunk_err(p.offset, e))?;
+            let out = frames
+                .decompress(&frame, p.chunk.len)
+                .map_err(|e| chunk_err(p.offset, e))?;
             if index::sha256(&out) != p.chunk.sha256 {
                 return Err(chunk_err(
                     p.offset,

@@ -337,12 +337,13 @@ fn install_source(
     mut src: Box<dyn Source>,
     opts: &Options,
 ) -> Result<Report, UpdateError> {
-    let (manifest, key, index, data, len) = {
+    let (manifest, key, index, dictionary, data, len) = {
         let head = SeqReader::new(&mut *src, 0, HEAD_STEP);
         let (manifest, key, mut rootfs) = BundleReader::open(head)?.verify(&prep.trusted)?;
         let index = rootfs.index.take();
+        let dictionary = rootfs.dictionary.take();
         let (data, len) = rootfs.locate()?;
-        (manifest, key, index, data, len)
+        (manifest, key, index, dictionary, data, len)
     };
     let boot = accept(root, prep, &manifest, &key, opts.allow_downgrade)?;
     if data + len > src.size() {
@@ -353,11 +354,19 @@ fn install_source(
         Some(index) => {
             let active = active_image(root, prep);
             let active = active.as_ref().map(|(f, p, n)| (f, p.as_path(), *n));
-            chunked::write(&mut *src, index, data, &dev, &prep.target, active)?
+            chunked::write(
+                &mut *src,
+                index,
+                data,
+                &dev,
+                &prep.target,
+                active,
+                dictionary.as_deref(),
+            )?
         }
         None => {
             let reader = SeqReader::new(&mut *src, data, STREAM_STEP).take(len);
-            let decoder = fleet_bundle::decoder(reader)?;
+            let decoder = fleet_bundle::decoder(reader, dictionary.as_deref())?;
             let image = &manifest.rootfs;
             stream_into(decoder, &dev, &prep.target, ROOTFS, image, prep.slot_size)?.0
         }
