@@ -141,6 +141,12 @@ impl<R: Read> BundleReader<R> {
         })
     }
 
+    /// Length of the bundle's signed part: from its start to the end of the signature (what
+    /// tells two copies of a bundle apart: the manifest pins everything else).
+    pub fn signed_len(&self) -> u64 {
+        self.tar.position()
+    }
+
     /// Checks the signature against `keys`, then parses the manifest.
     pub fn verify(
         self,

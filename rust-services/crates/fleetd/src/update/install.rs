@@ -24,8 +24,9 @@ use sha2::{Digest, Sha256};
 
 use super::UpdateError;
 use super::chunked;
+use super::head::{self, Head};
 use super::slots::{self, SlotRecord};
-use super::source::{HEAD_STEP, SeqReader, Source};
+use super::source::{SeqReader, Source};
 use super::trial::{self, Recorded, TrialRecord};
 
 /// Decompressed bytes per pipeline chunk; three chunks in flight plus one compare buffer,
@@ -337,14 +338,14 @@ fn install_source(
     mut src: Box<dyn Source>,
     opts: &Options,
 ) -> Result<Report, UpdateError> {
-    let (manifest, key, index, dictionary, data, len) = {
-        let head = SeqReader::new(&mut *src, 0, HEAD_STEP);
-        let (manifest, key, mut rootfs) = BundleReader::open(head)?.verify(&prep.trusted)?;
-        let index = rootfs.index.take();
-        let dictionary = rootfs.dictionary.take();
-        let (data, len) = rootfs.locate()?;
-        (manifest, key, index, dictionary, data, len)
-    };
+    let Head {
+        manifest,
+        key,
+        index,
+        dictionary,
+        data,
+        len,
+    } = head::read(root, &mut *src, &prep.trusted)?;
     let boot = accept(root, prep, &manifest, &key, opts.allow_downgrade)?;
     if data + len > src.size() {
         return Err(too_short(src.size(), data + len, "rootfs"));
@@ -372,6 +373,7 @@ fn install_source(
         }
     };
     finish_root(&dev, prep, &manifest)?;
+    head::forget(root);
     if let Some((b, info)) = &boot {
         let header = data + len + fleet_bundle::tar::padding(len);
         let reader = SeqReader::new(&mut *src, header, STREAM_STEP);
