@@ -4,8 +4,8 @@
 //! the running slot (chunked the same way, so moved content is found), or fetched: missing
 //! chunks are grouped into ranges of the bundle's compressed entry, neighbours merged when
 //! the gap is cheaper than another request. Every chunk is checked against its sha256 before
-//! it is written, local copies included; when the ranges would cost about as much as the
-//! whole entry, the whole entry is fetched in large ranges instead.
+//! it is written, local copies included; when the ranges (with their requests) would cost at
+//! least as much as the whole entry, the whole entry is fetched in large ranges instead.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -24,8 +24,10 @@ use super::source::Source;
 const MERGE_GAP: u64 = 32 * 1024;
 /// Largest range fetched at once (memory bound, and what a dropped link costs again).
 const MAX_RANGE: u64 = 4 << 20;
-/// Above this share of the whole entry, fetch all of it: fewer requests, same bytes.
-const FULL_SHARE: f64 = 0.9;
+/// What one more request costs beside its body (request and response headers): the whole
+/// entry is fetched instead of the ranges only when the ranges would cost at least as much
+/// with this per request, so the fallback never downloads more than the partial install.
+const REQUEST_COST: u64 = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum From {
@@ -43,14 +45,19 @@ pub struct Range {
     pub end: u64,
 }
 
-/// Groups the chunks to fetch into ranges; all of the entry when that is about as cheap.
+/// Groups the chunks to fetch into ranges; all of the entry when that is no dearer.
 /// Ranges always start and end at chunk edges, at most [`MAX_RANGE`] long (a chunk is
 /// never split between two requests).
-pub fn ranges(chunks: &[(Placed, bool)], total: u64) -> Vec<Range> {
+pub fn ranges(chunks: &[(Placed, bool)]) -> Vec<Range> {
     let needed = group(chunks.iter().filter(|(_, f)| *f).map(|(p, _)| p), MERGE_GAP);
-    let bytes: u64 = needed.iter().map(|r| r.end - r.start).sum();
-    if total > 0 && bytes as f64 >= FULL_SHARE * total as f64 {
-        group(chunks.iter().map(|(p, _)| p), u64::MAX)
+    let cost = |rs: &[Range]| -> u64 {
+        rs.iter()
+            .map(|r| r.end - r.start + REQUEST_COST)
+            .sum::<u64>()
+    };
+    let all = group(chunks.iter().map(|(p, _)| p), u64::MAX);
+    if !needed.is_empty() && cost(&all) <= cost(&needed) {
+        all
     } else {
         needed
     }
@@ -199,7 +206,7 @@ pub fn write(
         .map(|(p, f)| (*p, *f == From::Fetch))
         .collect();
     let total = index.compressed_len();
-    let ranges = ranges(&plan, total);
+    let ranges = ranges(&plan);
     let to_fetch: u64 = ranges.iter().map(|r| r.end - r.start).sum();
     let counts = |want: fn(&From) -> bool| from.iter().filter(|f| want(f)).count();
     log::info!(
@@ -323,7 +330,7 @@ mod tests {
             &[20_000, 10_000, 20_000, 100_000, 20_000, 50_000],
             &[true, false, true, false, true, false],
         );
-        let r = ranges(&p, 220_000);
+        let r = ranges(&p);
         assert_eq!(
             r,
             vec![
@@ -346,11 +353,30 @@ mod tests {
             &[true, false, true, true],
         );
         assert_eq!(
-            ranges(&p, 181_000),
+            ranges(&p),
             vec![Range {
                 start: 0,
                 end: 181_000
             }]
+        );
+    }
+
+    #[test]
+    fn the_whole_entry_only_when_it_costs_no_more() {
+        // 90% of the entry is needed, in two ranges: fetching all would cost 10% more.
+        let p = plan(&[45_000, 100_000, 855_000], &[true, false, true]);
+        assert_eq!(
+            ranges(&p),
+            vec![
+                Range {
+                    start: 0,
+                    end: 45_000
+                },
+                Range {
+                    start: 145_000,
+                    end: 1_000_000
+                }
+            ]
         );
     }
 }
