@@ -59,7 +59,7 @@ pub fn read(
                     path.display(),
                     kept.len()
                 );
-                return Ok(head);
+                return Ok(*head);
             }
             Reuse::Other => log::info!(
                 "{}: kept for another bundle, fetching this one's head",
@@ -103,7 +103,7 @@ pub fn forget(root: &Root) {
 }
 
 enum Reuse {
-    Yes(Head),
+    Yes(Box<Head>),
     /// The server's bundle has another manifest.
     Other,
     /// Not a valid head of this bundle (damaged, tampered, or no longer trusted).
@@ -128,7 +128,7 @@ fn reuse(
         return Ok(Reuse::Other);
     }
     Ok(match parse(Cursor::new(kept), trusted) {
-        Ok(head) if head.data == kept.len() as u64 => Reuse::Yes(head),
+        Ok(head) if head.data == kept.len() as u64 => Reuse::Yes(Box::new(head)),
         Ok(head) => Reuse::Refused(format!(
             "{} bytes, the rootfs frames start at byte {}",
             kept.len(),

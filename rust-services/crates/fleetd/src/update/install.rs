@@ -307,7 +307,7 @@ fn install_stream(
         &manifest.rootfs,
         prep.slot_size,
     )?;
-    finish_root(&dev, prep, &manifest)?;
+    finish_root(&dev, prep, &manifest, true)?;
     if let Some((b, info)) = &boot {
         let (end, decoder) = BootReader::after_rootfs(decoder).open()?;
         if let Some(len) = opts.input_len
@@ -363,6 +363,7 @@ fn install_source(
                 &prep.target,
                 active,
                 dictionary.as_deref(),
+                &manifest.rootfs,
             )?
         }
         None => {
@@ -372,7 +373,8 @@ fn install_source(
             stream_into(decoder, &dev, &prep.target, ROOTFS, image, prep.slot_size)?.0
         }
     };
-    finish_root(&dev, prep, &manifest)?;
+    // The chunked install has read the image back while it was written.
+    finish_root(&dev, prep, &manifest, index.is_none())?;
     head::forget(root);
     if let Some((b, info)) = &boot {
         let header = data + len + fleet_bundle::tar::padding(len);
@@ -404,11 +406,19 @@ fn active_image(root: &Root, prep: &Prepared) -> Option<(File, PathBuf, u64)> {
     Some((file, dev, size))
 }
 
-/// fsync, read back with the page cache dropped, then the slot's own ext4 label.
-fn finish_root(dev: &File, prep: &Prepared, manifest: &Manifest) -> Result<(), UpdateError> {
+/// fsync, read back with the page cache dropped (unless that was done while writing), then
+/// the slot's own ext4 label.
+fn finish_root(
+    dev: &File,
+    prep: &Prepared,
+    manifest: &Manifest,
+    read_back: bool,
+) -> Result<(), UpdateError> {
     let (target, slot) = (&prep.target, prep.slot);
     dev.sync_all().map_err(target_err(target, "fsync"))?;
-    verify_image(dev, target, &manifest.rootfs)?;
+    if read_back {
+        verify_image(dev, target, &manifest.rootfs)?;
+    }
     if slots::set_fs_label(target, slot.label()).map_err(target_err(target, "set label"))? {
         log::info!(slot = slot.as_str(); "set the filesystem label to {}", slot.label());
     }
