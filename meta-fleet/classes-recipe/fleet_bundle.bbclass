@@ -20,7 +20,7 @@ FLEET_DEVICE_TYPE ??= "${MACHINE}"
 FLEET_BUNDLE_COMPATIBLE ??= "${FLEET_DEVICE_TYPE}"
 # The version devices compare with their own (VERSION_ID of os-release: DISTRO_VERSION).
 FLEET_BUNDLE_VERSION ??= "${DISTRO_VERSION}"
-FLEET_BUNDLE_ZSTD_LEVEL ??= "3"
+FLEET_BUNDLE_ZSTD_LEVEL ??= "19"
 # 1: the bundle also carries slot A's boot partition (Raspberry Pi firmware tryboot layout,
 # one boot partition per slot); fleetd refuses a bundle without it on that layout.
 FLEET_BUNDLE_BOOT ??= "${@'1' if d.getVar('FLEET_RPI_TRYBOOT') == '1' else '0'}"

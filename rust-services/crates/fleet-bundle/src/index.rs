@@ -9,6 +9,7 @@
 //! edges realign right after an insertion. Each chunk is its own zstd frame in
 //! `rootfs.ext4.zst` (frames concatenated are one valid zstd stream, so the same file serves
 //! a full streamed install), addressable by the cumulative compressed lengths in the index.
+//! In format 2 every frame is compressed with the bundle's dictionary (`rootfs.dict`).
 //!
 //! Index format (`rootfs.index`, signed through its sha256 in the manifest): magic
 //! `FLEETIX1`, u32 LE block size, u32 LE chunk count, then per chunk u32 LE uncompressed
@@ -163,13 +164,27 @@ impl Chunker {
     }
 }
 
-/// Decompresses one chunk's frame, which must give exactly `len` bytes.
-pub fn decompress(frame: &[u8], len: u32) -> Result<Vec<u8>, String> {
-    let out = zstd::bulk::decompress(frame, len as usize).map_err(|e| e.to_string())?;
-    if out.len() != len as usize {
-        return Err(format!("{} bytes, the index says {len}", out.len()));
+/// Decompresses chunk frames, with the bundle's dictionary when it has one.
+pub struct FrameDecoder(zstd::bulk::Decompressor<'static>);
+
+impl FrameDecoder {
+    pub fn new(dictionary: Option<&[u8]>) -> Result<FrameDecoder, String> {
+        zstd::bulk::Decompressor::with_dictionary(dictionary.unwrap_or_default())
+            .map(FrameDecoder)
+            .map_err(|e| format!("zstd dictionary: {e}"))
     }
-    Ok(out)
+
+    /// Decompresses one chunk's frame, which must give exactly `len` bytes.
+    pub fn decompress(&mut self, frame: &[u8], len: u32) -> Result<Vec<u8>, String> {
+        let out = self
+            .0
+            .decompress(frame, len as usize)
+            .map_err(|e| e.to_string())?;
+        if out.len() != len as usize {
+            return Err(format!("{} bytes, the index says {len}", out.len()));
+        }
+        Ok(out)
+    }
 }
 
 /// Cuts what `r` yields into the index's chunks, calling `chunk` with each in order. The one

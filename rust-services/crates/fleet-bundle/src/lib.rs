@@ -2,7 +2,8 @@
 //! manifest's bytes), `rootfs.ext4.zst` and, for layouts with one boot partition per slot
 //! (Raspberry Pi firmware tryboot), `boot.vfat.zst`. Read as a stream: the signature is
 //! checked before any image byte is looked at, and the manifest's sizes and sha256s pin the
-//! images.
+//! images. Format 2 adds `rootfs.dict`: a zstd dictionary trained on the image's chunks,
+//! used for every chunk frame (independent frames compress about as well as one stream).
 
 pub mod channel;
 pub mod error;
@@ -29,9 +30,16 @@ pub const ROOTFS: &str = "rootfs.ext4.zst";
 pub const INDEX: &str = "rootfs.index";
 /// Largest index read (a 4 GiB image in minimum-size chunks needs 2.6 MiB).
 const INDEX_MAX: u64 = 64 << 20;
+/// The zstd dictionary of the rootfs frames, present when the manifest has `dictionary`.
+pub const DICT: &str = "rootfs.dict";
+/// Largest dictionary read.
+const DICT_MAX: u64 = 16 << 20;
 /// The slot's boot partition (FAT), present when the manifest has `boot`.
 pub const BOOT: &str = "boot.vfat.zst";
-pub const FORMAT: u32 = 1;
+/// The format written; readers also read format 1 (no dictionary).
+pub const FORMAT: u32 = 2;
+/// Default size of the trained dictionary (see the crate README for the measurements).
+pub const DICT_SIZE: usize = 256 << 10;
 /// Public keys on the device.
 pub const KEYS_DIR: &str = "/etc/fleet/keys";
 /// zstd window limit (2^23 = 8 MiB), so decompression memory stays bounded.
@@ -54,6 +62,9 @@ pub struct Manifest {
     /// The rootfs chunk index: the rootfs entry is then one zstd frame per chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<ImageInfo>,
+    /// The zstd dictionary every rootfs frame was compressed with (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dictionary: Option<ImageInfo>,
 }
 
 /// One image of a bundle.
@@ -69,16 +80,22 @@ pub struct ImageInfo {
 impl Manifest {
     pub fn parse(bytes: &[u8]) -> Result<Manifest, BundleError> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(BundleError::ManifestJson)?;
-        if m.format != FORMAT {
+        if !(1..=FORMAT).contains(&m.format) {
             return Err(BundleError::Manifest(format!(
-                "format {} (this fleetd reads format {FORMAT})",
+                "format {} (this fleetd reads formats 1 to {FORMAT})",
                 m.format
             )));
+        }
+        if m.dictionary.is_some() && (m.format < 2 || m.index.is_none()) {
+            return Err(BundleError::Manifest(
+                "dictionary needs format 2 and an index".into(),
+            ));
         }
         let images = [
             ("rootfs", Some(&m.rootfs)),
             ("boot", m.boot.as_ref()),
             ("index", m.index.as_ref()),
+            ("dictionary", m.dictionary.as_ref()),
         ];
         for (name, image) in images {
             if let Some(image) = image
@@ -124,6 +141,12 @@ impl<R: Read> BundleReader<R> {
         })
     }
 
+    /// Length of the bundle's signed part: from its start to the end of the signature (what
+    /// tells two copies of a bundle apart: the manifest pins everything else).
+    pub fn signed_len(&self) -> u64 {
+        self.tar.position()
+    }
+
     /// Checks the signature against `keys`, then parses the manifest.
     pub fn verify(
         self,
@@ -150,7 +173,28 @@ impl<R: Read> BundleReader<R> {
             }
             None => None,
         };
-        Ok((manifest, key, RootfsReader { tar, index }))
+        let dictionary = match &manifest.dictionary {
+            Some(info) => {
+                let bytes = expect_entry(&mut tar, DICT, DICT_MAX)?;
+                check_image(
+                    DICT,
+                    info,
+                    bytes.len() as u64,
+                    &hex(&Sha256::digest(&bytes)),
+                )?;
+                Some(bytes)
+            }
+            None => None,
+        };
+        Ok((
+            manifest,
+            key,
+            RootfsReader {
+                tar,
+                index,
+                dictionary,
+            },
+        ))
     }
 }
 
@@ -162,6 +206,8 @@ pub struct RootfsReader<R> {
     tar: TarReader<R>,
     /// The signed chunk index, when the bundle has one.
     pub index: Option<index::Index>,
+    /// The signed dictionary of the rootfs frames, when the bundle has one.
+    pub dictionary: Option<Vec<u8>>,
 }
 
 impl<R: Read> RootfsReader<R> {
@@ -185,7 +231,7 @@ impl<R: Read> RootfsReader<R> {
     /// The decompressed rootfs as a stream (a truncated bundle surfaces as an error), and the
     /// offset where the compressed entry ends (a file shorter than that is truncated).
     pub fn open(self) -> Result<(u64, ImageDecoder<R>), BundleError> {
-        open_image(self.tar, ROOTFS)
+        open_image(self.tar, ROOTFS, self.dictionary.as_deref())
     }
 }
 
@@ -211,25 +257,30 @@ impl<R: Read> BootReader<R> {
 
     /// The decompressed boot image and the offset where its entry ends.
     pub fn open(self) -> Result<(u64, ImageDecoder<R>), BundleError> {
-        open_image(self.tar, BOOT)
+        open_image(self.tar, BOOT, None)
     }
 }
 
 fn open_image<R: Read>(
     mut tar: TarReader<R>,
     name: &str,
+    dictionary: Option<&[u8]>,
 ) -> Result<(u64, ImageDecoder<R>), BundleError> {
     enter(&mut tar, name)?;
     let end = tar.entry_end();
-    Ok((end, decoder(tar)?))
+    Ok((end, decoder(tar, dictionary)?))
 }
 
-/// A zstd decoder with the bundle's window limit over a compressed image.
+/// A zstd decoder with the bundle's window limit over a compressed image (with the
+/// dictionary its frames were compressed with, if any).
 pub fn decoder<R: Read>(
     reader: R,
+    dictionary: Option<&[u8]>,
 ) -> Result<zstd::stream::read::Decoder<'static, BufReader<R>>, BundleError> {
+    let reader = BufReader::with_capacity(zstd::zstd_safe::DCtx::in_size(), reader);
     let mut decoder =
-        zstd::stream::read::Decoder::new(reader).map_err(|e| BundleError::io("zstd decoder", e))?;
+        zstd::stream::read::Decoder::with_dictionary(reader, dictionary.unwrap_or_default())
+            .map_err(|e| BundleError::io("zstd decoder", e))?;
     decoder
         .window_log_max(WINDOW_LOG_MAX)
         .map_err(|e| BundleError::io("zstd decoder", e))?;
@@ -263,6 +314,8 @@ pub struct CreateOptions<'a> {
     pub compatible: Vec<String>,
     pub key: Option<&'a SigningKey>,
     pub level: i32,
+    /// Largest dictionary trained for the rootfs frames; 0: none.
+    pub dict_size: usize,
     /// The slot's boot partition image (FAT), for the tryboot layout.
     pub boot: Option<&'a Path>,
 }
@@ -297,10 +350,13 @@ impl Drop for Temps {
 pub fn create(rootfs: &Path, out: &Path, opts: &CreateOptions) -> Result<Manifest, BundleError> {
     let mut temps = Temps(Vec::new());
     let rootfs_z = temps.add(out, "rootfs.zst.tmp");
-    let (rootfs_info, index) = compress_chunked(rootfs, &rootfs_z, opts.level)?;
+    let dictionary = train(rootfs, opts.dict_size)?;
+    let (rootfs_info, index) = compress_chunked(rootfs, &rootfs_z, opts.level, &dictionary)?;
     let index_bytes = index.encode();
     let index_file = temps.add(out, "index.tmp");
     std::fs::write(&index_file, &index_bytes).map_err(io_at(&index_file, "write"))?;
+    let dict_file = temps.add(out, "dict.tmp");
+    std::fs::write(&dict_file, &dictionary).map_err(io_at(&dict_file, "write"))?;
     let boot = match opts.boot {
         Some(image) => {
             let boot_z = temps.add(out, "boot.zst.tmp");
@@ -318,13 +374,21 @@ pub fn create(rootfs: &Path, out: &Path, opts: &CreateOptions) -> Result<Manifes
             size: index_bytes.len() as u64,
             sha256: hex(&Sha256::digest(&index_bytes)),
         }),
+        dictionary: (!dictionary.is_empty()).then(|| ImageInfo {
+            size: dictionary.len() as u64,
+            sha256: hex(&Sha256::digest(&dictionary)),
+        }),
     };
     let manifest_bytes = manifest.to_bytes();
     let signature = opts
         .key
         .map(|k| keys::sign(k, &manifest_bytes))
         .unwrap_or_default();
-    let mut images = vec![(INDEX, index_file), (ROOTFS, rootfs_z)];
+    let mut images = vec![(INDEX, index_file)];
+    if !dictionary.is_empty() {
+        images.push((DICT, dict_file));
+    }
+    images.push((ROOTFS, rootfs_z));
     images.extend(boot.map(|(_, z)| (BOOT, z)));
     write_bundle(out, &manifest_bytes, &signature, &images)?;
     Ok(manifest)
@@ -359,17 +423,54 @@ fn compress(input: &Path, z: &Path, level: i32) -> Result<ImageInfo, BundleError
     })
 }
 
+/// Chunks sampled for training at most (evenly spread over the image): training time and
+/// memory grow with it.
+const TRAIN_SAMPLE_MAX: u64 = 64 << 20;
+
+/// A zstd dictionary of at most `size` bytes trained on the image's chunks (all-zero chunks
+/// left out); empty when `size` is 0 or the image is too small or uniform to train on.
+fn train(input: &Path, size: usize) -> Result<Vec<u8>, BundleError> {
+    if size == 0 {
+        return Ok(Vec::new());
+    }
+    let file = File::open(input).map_err(io_at(input, "open"))?;
+    let len = file.metadata().map_err(io_at(input, "stat"))?.len();
+    let stride = len.div_ceil(TRAIN_SAMPLE_MAX).max(1);
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let (mut samples, mut sizes, mut n) = (Vec::new(), Vec::new(), 0u64);
+    index::split(
+        &mut reader,
+        |e| io_at(input, "read")(e),
+        |chunk| {
+            n += 1;
+            if n % stride == 0 && chunk.iter().any(|&b| b != 0) {
+                samples.extend_from_slice(chunk);
+                sizes.push(chunk.len());
+            }
+            Ok(())
+        },
+    )?;
+    // zstd refuses too few samples (or too little data for the size asked): no dictionary.
+    if sizes.len() < 8 || samples.len() < 4 * size {
+        return Ok(Vec::new());
+    }
+    Ok(zstd::dict::from_continuous(&samples, &sizes, size).unwrap_or_default())
+}
+
 /// Compresses `input` into `z` as one zstd frame per content-defined chunk ([`index`]),
-/// returning the image's size and hash and the chunk index.
+/// each with `dictionary` (none when empty), returning the image's size and hash and the
+/// chunk index.
 fn compress_chunked(
     input: &Path,
     z: &Path,
     level: i32,
+    dictionary: &[u8],
 ) -> Result<(ImageInfo, index::Index), BundleError> {
     let mut reader =
         BufReader::with_capacity(1 << 20, File::open(input).map_err(io_at(input, "open"))?);
     let mut out = BufWriter::new(File::create(z).map_err(io_at(z, "create"))?);
-    let mut compressor = zstd::bulk::Compressor::new(level).map_err(io_at(z, "zstd"))?;
+    let mut compressor =
+        zstd::bulk::Compressor::with_dictionary(level, dictionary).map_err(io_at(z, "zstd"))?;
     compressor
         .include_contentsize(false)
         .map_err(io_at(z, "zstd"))?;
@@ -460,6 +561,7 @@ pub fn sign(bundle: &Path, key: &SigningKey, out: &Path) -> Result<Manifest, Bun
     let mut images = Vec::new();
     let names = [
         manifest.index.as_ref().map(|_| INDEX),
+        manifest.dictionary.as_ref().map(|_| DICT),
         Some(ROOTFS),
         manifest.boot.as_ref().map(|_| BOOT),
     ];
@@ -544,6 +646,101 @@ mod tests {
         p
     }
 
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        // Text-like bytes with repeats: what a dictionary can learn.
+        let words = [
+            &b"usr/lib/x86_64-linux-gnu/"[..],
+            b"libc.so.6",
+            b"GLIBC_2.34",
+            b"\0\0\0\0",
+        ];
+        let mut x = seed;
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(words[(x % 4) as usize]);
+            out.push(x as u8);
+        }
+        out.truncate(len);
+        out
+    }
+
+    #[test]
+    fn dictionary_is_signed_used_by_every_frame_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = keys::generate().unwrap();
+        let trusted = vec![(PathBuf::from("k.pub"), key.verifying_key())];
+        let image = noise(3, 4 << 20);
+        let rootfs = dir.path().join("root.ext4");
+        std::fs::write(&rootfs, &image).unwrap();
+        let out = dir.path().join("b.fleet");
+        let opts = CreateOptions {
+            version: "2.0".into(),
+            compatible: vec!["qemux86-64".into()],
+            key: Some(&key),
+            level: 3,
+            dict_size: 16 << 10,
+            boot: None,
+        };
+        let m = create(&rootfs, &out, &opts).unwrap();
+        assert_eq!(m.format, 2);
+        let dict_info = m.dictionary.clone().expect("a dictionary was trained");
+        verify(&mut File::open(&out).unwrap(), &trusted).unwrap();
+
+        // Frames need the dictionary: each decodes with it, and not without it.
+        let (_, _, rootfs_reader) = BundleReader::open(File::open(&out).unwrap())
+            .unwrap()
+            .verify(&trusted)
+            .unwrap();
+        let dict = rootfs_reader.dictionary.clone().unwrap();
+        assert_eq!(dict.len() as u64, dict_info.size);
+        let index = rootfs_reader.index.clone().unwrap();
+        let (data, _) = rootfs_reader.locate().unwrap();
+        let bundle = std::fs::read(&out).unwrap();
+        let first = index.placed().next().unwrap();
+        let frame = &bundle[data as usize..(data + u64::from(first.chunk.zlen)) as usize];
+        let mut with = index::FrameDecoder::new(Some(&dict)).unwrap();
+        assert_eq!(
+            with.decompress(frame, first.chunk.len).unwrap(),
+            image[..first.chunk.len as usize]
+        );
+        let mut without = index::FrameDecoder::new(None).unwrap();
+        assert!(without.decompress(frame, first.chunk.len).is_err());
+
+        // A changed dictionary byte: refused against the signed manifest, naming the entry.
+        let at = bundle
+            .windows(dict.len())
+            .position(|w| w == &dict[..])
+            .unwrap();
+        let mut tampered = bundle.clone();
+        tampered[at + dict.len() / 2] ^= 1;
+        let err = verify(&mut &tampered[..], &trusted).unwrap_err();
+        assert!(err.to_string().contains("rootfs.dict: sha256"), "{err}");
+    }
+
+    #[test]
+    fn unknown_formats_are_refused_by_name() {
+        let m = br#"{"format": 3, "version": "2", "compatible": [], "rootfs": {"size": 1, "sha256": "00"}}"#;
+        let err = Manifest::parse(m).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("format 3 (this fleetd reads formats 1 to 2)"),
+            "{err}"
+        );
+        let sha = "0".repeat(64);
+        let v1 = format!(
+            r#"{{"format": 1, "version": "2", "compatible": [], "rootfs": {{"size": 1, "sha256": "{sha}"}}, "index": {{"size": 1, "sha256": "{sha}"}}, "dictionary": {{"size": 1, "sha256": "{sha}"}}}}"#
+        );
+        let err = Manifest::parse(v1.as_bytes()).unwrap_err();
+        assert!(
+            err.to_string().contains("dictionary needs format 2"),
+            "{err}"
+        );
+        assert!(Manifest::parse(v1.replace("\"format\": 1", "\"format\": 2").as_bytes()).is_ok());
+    }
+
     #[test]
     fn boot_image_is_signed_verified_and_kept_by_sign() {
         let dir = tempfile::tempdir().unwrap();
@@ -557,6 +754,7 @@ mod tests {
             compatible: vec!["raspberrypi4-64".into()],
             key: None,
             level: 3,
+            dict_size: DICT_SIZE,
             boot: Some(&boot),
         };
         let m = create(&rootfs, &out, &opts).unwrap();

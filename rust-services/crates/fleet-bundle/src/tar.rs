@@ -50,6 +50,11 @@ impl<R: Read> TarReader<R> {
         self.remaining
     }
 
+    /// Bytes consumed from the stream so far.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
     /// Offset in the stream just past the current entry's data.
     pub fn entry_end(&self) -> u64 {
         self.position + self.remaining

@@ -34,9 +34,12 @@ pub enum Command {
         /// Private key (PEM); without it the bundle is unsigned (sign it later).
         #[arg(long)]
         key: Option<PathBuf>,
-        /// zstd level.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+        /// zstd level (19: a bundle is built once and read by every device).
+        #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(1..=19))]
         level: i32,
+        /// Largest zstd dictionary trained on the image's chunks, in bytes (0: none).
+        #[arg(long, default_value_t = fleet_bundle::DICT_SIZE)]
+        dict_size: usize,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -112,6 +115,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             compatible,
             key,
             level,
+            dict_size,
             output,
         } => {
             let key = key.map(|k| keys::read_private(&k)).transpose()?;
@@ -123,6 +127,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
                     compatible,
                     key: key.as_ref(),
                     level,
+                    dict_size,
                     boot: boot.as_deref(),
                 },
             )?;

@@ -143,6 +143,7 @@ impl Fake {
                 compatible: vec![compatible.into()],
                 key,
                 level: 3,
+                dict_size: fleet_bundle::DICT_SIZE,
                 boot: None,
             },
         )
@@ -685,4 +686,64 @@ fn chunked_install_reads_only_missing_chunks_and_resumes() {
         "{err}"
     );
     assert_eq!(f.state().trial, None, "{err}");
+}
+
+/// The bundle head kept between attempts: a rerun reads only the signed part of the bundle to
+/// compare, not the index and dictionary again; a kept copy changed on the device is refused
+/// and the head is read again (and kept again, as the bundle has it).
+#[test]
+fn kept_head_is_reused_and_a_changed_copy_refused() {
+    let f = Fake::new(Slot::A);
+    let v2 = f.image("v2.img", 8 << 20, 12);
+    let bundle = f.bundle(&v2, "v2.fleet", "qemux86-64", Some(&f.key));
+    let trusted = keys::read_public_dir(&f.root.path(fleet_bundle::KEYS_DIR)).unwrap();
+    let kept = f.root.path(update::head::HEAD_CACHE);
+    let open = || update::source::FileSource::open(bundle.clone()).unwrap();
+    use update::source::Source;
+
+    let mut src = open();
+    let first = update::head::read(&f.root, &mut src, &trusted).unwrap();
+    let head_len = src.fetched();
+    let kept_bytes = std::fs::read(&kept).unwrap();
+    assert_eq!(kept_bytes.len() as u64, first.data);
+    assert!(
+        first.dictionary.is_some(),
+        "format 2 bundle without a dictionary"
+    );
+
+    let mut src = open();
+    let again = update::head::read(&f.root, &mut src, &trusted).unwrap();
+    assert_eq!(
+        (again.data, again.len, again.manifest),
+        (first.data, first.len, first.manifest.clone())
+    );
+    let signed = update::head::probe_len(&f.root);
+    assert_eq!(
+        src.fetched(),
+        signed,
+        "rerun read more than the signed part"
+    );
+    assert!(
+        signed < 4096 && head_len > 4 * signed,
+        "{signed} of {head_len}"
+    );
+
+    // One byte of the kept dictionary flipped: refused, read again, kept as the bundle has it.
+    let dict = first.dictionary.as_ref().unwrap();
+    let mut changed = kept_bytes.clone();
+    let at = kept_bytes
+        .windows(dict.len())
+        .position(|w| w == dict.as_slice())
+        .unwrap()
+        + dict.len() / 2;
+    changed[at] ^= 1;
+    std::fs::write(&kept, &changed).unwrap();
+    let mut src = open();
+    let third = update::head::read(&f.root, &mut src, &trusted).unwrap();
+    assert_eq!(third.dictionary.as_ref(), Some(dict));
+    assert!(src.fetched() >= head_len, "the head was not read again");
+    assert_eq!(std::fs::read(&kept).unwrap(), kept_bytes);
+
+    update::head::forget(&f.root);
+    assert!(!kept.exists());
 }

@@ -155,7 +155,7 @@ pub fn check(root: &Root, opts: &CheckOptions) -> Result<CheckReport, UpdateErro
         return Ok(report);
     }
     log::info!(version = channel.version.as_str(); "channel {}: installing {bundle}", report.channel);
-    let source = HttpSource::open(&bundle, root)?;
+    let source = HttpSource::open_probe(&bundle, root, super::head::probe_len(root))?;
     report.install = Some(install::install(
         root,
         Input::Source(Box::new(source)),

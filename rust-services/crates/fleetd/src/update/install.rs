@@ -24,8 +24,9 @@ use sha2::{Digest, Sha256};
 
 use super::UpdateError;
 use super::chunked;
+use super::head::{self, Head};
 use super::slots::{self, SlotRecord};
-use super::source::{HEAD_STEP, SeqReader, Source};
+use super::source::{SeqReader, Source};
 use super::trial::{self, Recorded, TrialRecord};
 
 /// Decompressed bytes per pipeline chunk; three chunks in flight plus one compare buffer,
@@ -306,7 +307,7 @@ fn install_stream(
         &manifest.rootfs,
         prep.slot_size,
     )?;
-    finish_root(&dev, prep, &manifest)?;
+    finish_root(&dev, prep, &manifest, true)?;
     if let Some((b, info)) = &boot {
         let (end, decoder) = BootReader::after_rootfs(decoder).open()?;
         if let Some(len) = opts.input_len
@@ -337,13 +338,14 @@ fn install_source(
     mut src: Box<dyn Source>,
     opts: &Options,
 ) -> Result<Report, UpdateError> {
-    let (manifest, key, index, data, len) = {
-        let head = SeqReader::new(&mut *src, 0, HEAD_STEP);
-        let (manifest, key, mut rootfs) = BundleReader::open(head)?.verify(&prep.trusted)?;
-        let index = rootfs.index.take();
-        let (data, len) = rootfs.locate()?;
-        (manifest, key, index, data, len)
-    };
+    let Head {
+        manifest,
+        key,
+        index,
+        dictionary,
+        data,
+        len,
+    } = head::read(root, &mut *src, &prep.trusted)?;
     let boot = accept(root, prep, &manifest, &key, opts.allow_downgrade)?;
     if data + len > src.size() {
         return Err(too_short(src.size(), data + len, "rootfs"));
@@ -353,16 +355,27 @@ fn install_source(
         Some(index) => {
             let active = active_image(root, prep);
             let active = active.as_ref().map(|(f, p, n)| (f, p.as_path(), *n));
-            chunked::write(&mut *src, index, data, &dev, &prep.target, active)?
+            chunked::write(
+                &mut *src,
+                index,
+                data,
+                &dev,
+                &prep.target,
+                active,
+                dictionary.as_deref(),
+                &manifest.rootfs,
+            )?
         }
         None => {
             let reader = SeqReader::new(&mut *src, data, STREAM_STEP).take(len);
-            let decoder = fleet_bundle::decoder(reader)?;
+            let decoder = fleet_bundle::decoder(reader, dictionary.as_deref())?;
             let image = &manifest.rootfs;
             stream_into(decoder, &dev, &prep.target, ROOTFS, image, prep.slot_size)?.0
         }
     };
-    finish_root(&dev, prep, &manifest)?;
+    // The chunked install has read the image back while it was written.
+    finish_root(&dev, prep, &manifest, index.is_none())?;
+    head::forget(root);
     if let Some((b, info)) = &boot {
         let header = data + len + fleet_bundle::tar::padding(len);
         let reader = SeqReader::new(&mut *src, header, STREAM_STEP);
@@ -393,11 +406,19 @@ fn active_image(root: &Root, prep: &Prepared) -> Option<(File, PathBuf, u64)> {
     Some((file, dev, size))
 }
 
-/// fsync, read back with the page cache dropped, then the slot's own ext4 label.
-fn finish_root(dev: &File, prep: &Prepared, manifest: &Manifest) -> Result<(), UpdateError> {
+/// fsync, read back with the page cache dropped (unless that was done while writing), then
+/// the slot's own ext4 label.
+fn finish_root(
+    dev: &File,
+    prep: &Prepared,
+    manifest: &Manifest,
+    read_back: bool,
+) -> Result<(), UpdateError> {
     let (target, slot) = (&prep.target, prep.slot);
     dev.sync_all().map_err(target_err(target, "fsync"))?;
-    verify_image(dev, target, &manifest.rootfs)?;
+    if read_back {
+        verify_image(dev, target, &manifest.rootfs)?;
+    }
     if slots::set_fs_label(target, slot.label()).map_err(target_err(target, "set label"))? {
         log::info!(slot = slot.as_str(); "set the filesystem label to {}", slot.label());
     }

@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod chunked;
+pub mod head;
 pub mod install;
 pub mod slots;
 pub mod source;
@@ -237,7 +238,7 @@ fn open_input(bundle: &str, root: &Root) -> Result<(install::Input, Option<u64>)
         return Ok((install::Input::Stream(Box::new(std::io::stdin())), None));
     }
     if bundle.starts_with("http://") || bundle.starts_with("https://") {
-        let source = source::HttpSource::open(bundle, root)?;
+        let source = source::HttpSource::open_probe(bundle, root, head::probe_len(root))?;
         return Ok((install::Input::Source(Box::new(source)), None));
     }
     let path = PathBuf::from(bundle.strip_prefix("file://").unwrap_or(bundle));

@@ -131,6 +131,12 @@ impl HttpSource {
     /// trusts the system bundle below `root` and config.json's `balenaRootCA`, as the
     /// supervisor does.
     pub fn open(url: &str, root: &Root) -> Result<HttpSource, SourceError> {
+        HttpSource::open_probe(url, root, HEAD_STEP)
+    }
+
+    /// [`HttpSource::open`] whose first request fetches `probe` bytes (a device that kept the
+    /// bundle's head needs only its signed part, to compare).
+    pub fn open_probe(url: &str, root: &Root, probe: u64) -> Result<HttpSource, SourceError> {
         let http = |reason: String| SourceError::Http {
             url: url.to_string(),
             reason,
@@ -162,7 +168,7 @@ impl HttpSource {
             fetched: 0,
             head: None,
         };
-        let (total, bytes) = src.fetch(0, HEAD_STEP, None)?;
+        let (total, bytes) = src.fetch(0, probe.max(1), None)?;
         src.len = total;
         src.head = Some((0, bytes));
         Ok(src)
