@@ -176,13 +176,20 @@ class Provision:
     FILES = ("/etc/hostname", "/etc/machine-id", "/var/lib/fleet/config.last-good.json",
              "/home/root/.ssh/authorized_keys")
 
+    ARGS = ()
+    # Files the scenario must leave exactly as they were.
+    unchanged = ("/etc/machine-id",)
+
     def prepare(self, work):
         image = os.path.join(work, "state.img")
         old = os.path.join(work, "old.json")
         with open(old, "wb") as f:
             f.write(self.OLD)
-        run(os.path.join(HERE, "provision"), "image", image, old)
+        run(os.path.join(HERE, "provision"), "image", image, old, *self.ARGS, env=self.env(work, "old"))
         return image
+
+    def env(self, work, which):
+        return None
 
     def part(self, image):
         return 0, os.path.getsize(image)
@@ -191,7 +198,8 @@ class Provision:
         new = os.path.join(work, "new.json")
         with open(new, "wb") as f:
             f.write(self.NEW)
-        run(RECORD, image, log, os.path.join(HERE, "provision"), "apply", "@DISK", new)
+        run(RECORD, image, log, os.path.join(HERE, "provision"), "apply", "@DISK", new, *self.ARGS,
+            env=self.env(work, "new"))
 
     def fsck(self, part):
         """Replays the journal on a copy (e2fsck -fy, as systemd-fsck's -p would), then
@@ -214,6 +222,18 @@ class Provision:
         for path in self.FILES:
             if self.broken:
                 got[path] = RuntimeError("e2fsck could not repair the file system")
+                continue
+            if path.endswith("/"):
+                # A directory: present (with its type) or absent.
+                p = subprocess.run(["debugfs", "-R", f"stat {path}", self.replayed],
+                                   capture_output=True)
+                err = p.stderr.decode(errors="replace")
+                if "File not found" in err:
+                    got[path] = None
+                elif b"Type: directory" in p.stdout:
+                    got[path] = b"<directory>"
+                else:
+                    got[path] = RuntimeError((err + p.stdout.decode(errors="replace"))[-200:])
                 continue
             p = subprocess.run(["debugfs", "-R", f"cat {path}", self.replayed], capture_output=True)
             err = p.stderr.decode(errors="replace")
@@ -242,9 +262,110 @@ class Provision:
         return row, None
 
 
-def example(name):
+class ProvisionLogging(Provision):
+    """The persistent-logging switch at provisioning: config.json gains
+    `persistentLogging: true`; on the state partition fleetd creates `journal/` (the
+    journal's home, bound onto /var/log/journal by a runtime unit in /run) and rewrites
+    `config.last-good.json`. The hostname and machine-id must stay as they were."""
+
+    OLD = b'{"hostname":"before"}\n'
+    NEW = b'{"hostname":"before","persistentLogging":true}\n'
+    FILES = ("/etc/hostname", "/etc/machine-id", "/var/lib/fleet/config.last-good.json",
+             "/journal/")
+    unchanged = ("/etc/hostname", "/etc/machine-id")
+
+
+class NetImport(Provision):
+    """`fleetd net import` of changed keyfiles on the boot partition (f22-old's address
+    method changed, f22-new added) onto the state partition: the keyfiles in
+    NetworkManager's system-connections (a bind of the state partition's) and the record of
+    what fleetOS owns (`var/lib/fleet/net-import.json`, written *before* each keyfile so a
+    cut cannot orphan one). fleetd's own writes only: no NetworkManager runs, the import
+    stops at the D-Bus connection after them (NetworkManager's own state files are its
+    writes). Each keyfile old or new; a new keyfile present must be in the record."""
+
+    OLD = b'{"hostname":"before"}\n'
+    NEW = OLD
+    ARGS = ("net", "import")
+    NM = "/etc/NetworkManager/system-connections/"
+    FILES = (NM + "f22-new.nmconnection", NM + "f22-old.nmconnection",
+             "/var/lib/fleet/net-import.json")
+    KEYFILES = {
+        "old": {"f22-old.nmconnection": KEYFILE.replace(
+            b"type=ethernet\n", b"type=ethernet\nuuid=7f1e0d3c-2b4a-4c5d-8e6f-a0b1c2d3e4f5\n")},
+    }
+    KEYFILES["new"] = {
+        "f22-old.nmconnection": KEYFILES["old"]["f22-old.nmconnection"].replace(
+            b"[ipv4]\nmethod=auto", b"[ipv4]\nmethod=manual\naddress1=192.0.2.22/24,192.0.2.1"),
+        "f22-new.nmconnection": b"[connection]\nid=f22-new\ntype=ethernet\n"
+        b"uuid=0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d\ninterface-name=eth1\n\n"
+        b"[ipv4]\nmethod=auto\n",
+    }
+
+    def env(self, work, which):
+        d = os.path.join(work, f"connections-{which}")
+        os.makedirs(d, exist_ok=True)
+        for name, data in self.KEYFILES[which].items():
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+        return dict(os.environ, PROVISION_CONNECTIONS=d)
+
+    def judge(self, got, old, new):
+        row, good = super().judge(got, old, new)
+        record = got["/var/lib/fleet/net-import.json"]
+        owned = {}
+        if isinstance(record, bytes):
+            try:
+                owned = json.loads(record).get("keyfiles", {})
+            except ValueError:
+                owned = {}
+        for path in self.FILES[:2]:
+            name = os.path.basename(path)
+            if isinstance(got[path], bytes) and got[path] and name not in owned:
+                row["ownership of " + name] = "mixed"
+        return row, good
+
+
+class SupervisorTarget(Provision):
+    """The supervisor's target-state save: `target_file::save_local` (validate, then
+    fleet_fs::atomic_write of /mnt/data/fleet-supervisor/target.json, the file the daemon
+    keeps its target in) on a fleet-data ext4 (32 MiB here: 4 groups, backup superblocks),
+    run by fleet-supervisor's examples/save-target. Each state after the journal replay: the
+    old target or the new one."""
+
+    FILES = ("/fleet-supervisor/target.json",)
+    unchanged = ()
+
+    def documents(self, work):
+        with open(os.path.join(RUST, "crates", "fleet-release", "doc", "target.example.json"),
+                  "rb") as f:
+            old = f.read()
+        new = old.replace(b'"SITE": "north"', b'"SITE": "south-wing, bench 22"').replace(
+            b'"name": "greenhouse-7"', b'"name": "greenhouse-22"')
+        paths = []
+        for which, data in (("old", old), ("new", new)):
+            paths.append(os.path.join(work, f"target-{which}.json"))
+            with open(paths[-1], "wb") as f:
+                f.write(data)
+        return paths
+
+    def prepare(self, work):
+        image = os.path.join(work, "data.img")
+        self.program = example("save-target", "fleet-supervisor")
+        old, _ = self.documents(work)
+        run(os.path.join(HERE, "provision"), "data-image", image, old,
+            env=dict(os.environ, SAVE_TARGET=self.program))
+        return image
+
+    def record(self, work, image, log):
+        _, new = self.documents(work)
+        run(RECORD, image, log, os.path.join(HERE, "provision"), "data-apply", "@DISK", new,
+            env=dict(os.environ, SAVE_TARGET=self.program))
+
+
+def example(name, package="fleet-config"):
     """A test program of the workspace (cargo example), built here: path to the binary."""
-    run("cargo", "build", "--locked", "-q", "-p", "fleet-config", "--example", name, cwd=RUST)
+    run("cargo", "build", "--locked", "-q", "-p", package, "--example", name, cwd=RUST)
     target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(RUST, "target")
     return os.path.join(target, "debug", "examples", name)
 
@@ -387,13 +508,45 @@ class GrubTrial(UbootTrial):
         self.state = [active, trial, str(tries)] + ([extra] if extra else [])
 
 
+def fleetd_in_guest(image, log, args, cmdline, init="", files=(), mark_sector=None):
+    """`fleetd --root / ARGS` in the kernel-vfat guest (`vfat record`) with the disk's
+    partition 1 at /mnt/boot; `init`: shell lines run first (after /etc/fleet and
+    /var/lib/fleet exist), `files`: (host, guest) pairs put into the guest."""
+    env = dict(
+        os.environ,
+        VFAT_INIT="mkdir -p /etc/fleet/keys /var/lib/fleet\n" + init,
+        VFAT_CMDLINE=cmdline,
+        VFAT_FILES=" ".join(f"{h}={g}" for h, g in files),
+    )
+    if mark_sector is not None:
+        env["VFAT_MARK_SECTOR"] = str(mark_sector)
+    subprocess.run(
+        [VFAT, "record", image, log, shutil.which("fleetd"), "--root", "/", *args],
+        check=True, capture_output=True, env=env,
+    )
+
+
+def older_fleet_b_env(work, image):
+    """An older fleet-b.env (seq 4, A good, no trial) next to fleet-a.env (seq 5): fleetd's
+    store then replaces an existing file (rename over it), as every store after the first
+    does."""
+    vars_ = os.path.join(work, "b.vars")
+    with open(vars_, "w") as f:
+        f.write("fleet_active=A\nfleet_seq=4\n")
+    env = os.path.join(work, "fleet-b.env")
+    run("mkenvimage", "-p", "0", "-s", "4096", "-o", env, vars_)
+    start, _ = part1(image)
+    run("mcopy", "-o", "-i", f"{image}@@{start}", env, "::fleet-b.env")
+
+
 class KernelVfatMarkGood(UbootTrial):
     """`fleetd update mark-good` on a device booted into slot B on trial (A good, B armed with
     3 tries in fleet-a.env seq 5, an older fleet-b.env seq 4; the RPi layout of the U-Boot
-    scenarios): fleetd replaces the other copy, fleet-b.env, through the Linux kernel's vfat (fleet_fs::atomic_write: temporary,
-    fsync, rename over, fsync of the directory) in the QEMU guest of `vfat record`. Each
-    state is read by fleetd (the fleet_env backend) and a sample is powered on under real
-    U-Boot: B must boot (the trial's next try or B made good)."""
+    scenarios): fleetd replaces the other copy, fleet-b.env, through the Linux kernel's vfat
+    (fleet_fs::atomic_write: temporary, fsync, rename over, fsync of the directory) in the
+    QEMU guest of `vfat record`. Each state is read by fleetd (the fleet_env backend) and a
+    sample is powered on under real U-Boot: B must boot (the trial's next try or B made
+    good)."""
 
     durable = True
 
@@ -402,32 +555,118 @@ class KernelVfatMarkGood(UbootTrial):
 
     def prepare(self, work):
         image = super().prepare(work)
-        # An older fleet-b.env (seq 4, A good, no trial): mark-good replaces an existing file
-        # (rename over it), as every store after the first does.
-        vars_ = os.path.join(work, "b.vars")
-        with open(vars_, "w") as f:
-            f.write("fleet_active=A\nfleet_seq=4\n")
-        env = os.path.join(work, "fleet-b.env")
-        run("mkenvimage", "-p", "0", "-s", "4096", "-o", env, vars_)
-        start, _ = part1(image)
-        run("mcopy", "-o", "-i", f"{image}@@{start}", env, "::fleet-b.env")
+        older_fleet_b_env(work, image)
         return image
 
     def record(self, work, image, log):
-        fleetd = shutil.which("fleetd")
-        env = dict(
-            os.environ,
-            VFAT_INIT="mkdir -p /etc/fleet /var/lib/fleet; echo bootloader=uboot >/etc/fleet/update.conf",
-            VFAT_CMDLINE="fleet.slot=B",
-        )
-        subprocess.run(
-            [VFAT, "record", image, log, fleetd, "--root", "/", "update", "mark-good"],
-            check=True, capture_output=True, env=env,
-        )
+        fleetd_in_guest(image, log, ["update", "mark-good"], "fleet.slot=B",
+                        "echo bootloader=uboot >/etc/fleet/update.conf")
+
+
+class Bundle:
+    """A signed update bundle of a small ext4 root (VERSION_ID 2.0) for `device_type`, and
+    the directory of its public key: what `fleetd update install` accepts."""
+
+    def __init__(self, work, device_type):
+        d = os.path.join(work, "bundle")
+        os.makedirs(os.path.join(d, "content", "etc"), exist_ok=True)
+        with open(os.path.join(d, "content", "etc", "os-release"), "w") as f:
+            f.write("ID=fleetos\nVERSION_ID=2.0\n")
+        rootfs = os.path.join(d, "rootfs.ext4")
+        run("truncate", "-s", "1M", rootfs)
+        run("mkfs.ext4", "-q", "-F", "-L", "fleet-rootB", "-d", os.path.join(d, "content"), rootfs)
+        run("fleet", "bundle", "keygen", "-o", os.path.join(d, "release"))
+        self.path = os.path.join(d, "v2.fleet")
+        run("fleet", "bundle", "create", "--rootfs", rootfs, "--os-version", "2.0",
+            "--compatible", device_type, "--key", os.path.join(d, "release.pem"), "-o", self.path)
+        self.key = os.path.join(d, "release.pub")
+        self.device_type = device_type
+
+    def install(self, image, log, bootloader, booted="A", mark_sector=None):
+        """`fleetd update install` of the other slot from `booted` in the kernel-vfat guest;
+        the slot is a file in the guest's RAM (`--target`): its writes are not the boot
+        partition's, the arming (one atomic store of the boot env) is."""
+        slot = "B" if booted == "A" else "A"
+        init = (f"echo bootloader={bootloader} >/etc/fleet/update.conf\n"
+                f"echo {self.device_type} >/etc/fleet/device-type\n"
+                "dd if=/dev/zero of=/slot-b.img bs=1024 count=2048 2>/dev/null")
+        files = [(self.path, "/v2.fleet"), (self.key, "/etc/fleet/keys/release.pub")]
+        fleetd_in_guest(image, log, ["update", "install", "/v2.fleet", "--slot", slot,
+                                     "--target", "/slot-b.img", "--tries", "3"],
+                        f"fleet.slot={booted}", init, files, mark_sector)
+
+
+class KernelVfatArm(UbootTrial):
+    """`fleetd update install` arming slot B with 3 tries from slot A good (fleet-a.env seq
+    5, no trial; an older fleet-b.env seq 4) through the kernel's vfat: the arming is one
+    fleet_env store, fleet-b.env replaced with fleet_fs::atomic_write. Each state: no trial
+    (old) or B armed with 3 tries (new), read by fleetd; a sample booted under real U-Boot
+    (old: A, new: B)."""
+
+    durable = True
+
+    def __init__(self):
+        super().__init__(5, "A", "", 0)
+        self.state = ["5", "A"]
+
+    def prepare(self, work):
+        image = super().prepare(work)
+        older_fleet_b_env(work, image)
+        self.bundle = Bundle(work, "raspberrypi4-64")
+        return image
+
+    def record(self, work, image, log):
+        self.bundle.install(image, log, "uboot")
+
+
+# A sector of the GRUB disk past its partitions (they end at 165888): the kernel-vfat
+# guest's marker must not land on the GPT header (sector 1).
+GRUB_MARK_SECTOR = 190000
+
+
+class KernelVfatGrubMarkGood(GrubTrial):
+    """The x86 layout: `fleetd update mark-good` in slot B on trial (A good, B 3 tries) with
+    the grub backend, through the kernel's vfat on the ESP (FAT32): /EFI/fleet/grubenv
+    replaced with fleet_fs::atomic_write. Read by fleetd; a sample booted under real
+    GRUB/OVMF (B either way)."""
+
+    durable = True
+
+    def __init__(self):
+        super().__init__("A", "B", 3)
+
+    def record(self, work, image, log):
+        fleetd_in_guest(image, log, ["update", "mark-good"], "fleet.slot=B",
+                        "echo bootloader=grub >/etc/fleet/update.conf",
+                        mark_sector=GRUB_MARK_SECTOR)
+
+
+class KernelVfatGrubArm(GrubTrial):
+    """The x86 layout: `fleetd update install` arming slot A (3 tries) from B good, the
+    grubenv store through the kernel's vfat. Old: no trial (GRUB boots B), new: A armed
+    (GRUB boots A). The direction where an unreadable grubenv is worst: GRUB's script then
+    boots A, the slot just written, with no trial to roll back from."""
+
+    durable = True
+
+    def __init__(self):
+        super().__init__("B", "", 0)
+
+    def prepare(self, work):
+        image = super().prepare(work)
+        self.bundle = Bundle(work, "qemux86-64")
+        return image
+
+    def record(self, work, image, log):
+        self.bundle.install(image, log, "grub", "B", GRUB_MARK_SECTOR)
 
 
 SCENARIOS = {
     "provision-state": Provision(),
+    # ext4 too: the persistent-logging switch, net import's keyfiles, the supervisor's target.
+    "logging-state": ProvisionLogging(),
+    "net-import-state": NetImport(),
+    "supervisor-target": SupervisorTarget(),
     "control-mtools-overwrite": Control(),
     "configure-rpi": Configure("mbr", False),
     "configure-rpi-connection": Configure("mbr", True),
@@ -436,6 +675,11 @@ SCENARIOS = {
     "vfat-registration": KernelVfatRegistration(),
     # fleetd's boot-state write through the kernel's vfat: mark-good of slot B.
     "vfat-mark-good": KernelVfatMarkGood(),
+    # ... an update install's arming (fleet-b.env) from slot A.
+    "vfat-arm": KernelVfatArm(),
+    # The x86 layout's grubenv on the ESP through the kernel's vfat: arming and mark-good.
+    "vfat-grub-arm": KernelVfatGrubArm(),
+    "vfat-grub-mark-good": KernelVfatGrubMarkGood(),
     # A good, B on trial (3 tries): U-Boot counts down to 2 and boots B.
     "uboot-countdown": UbootTrial(5, "A", "B", 3),
     # A good, B's last try: U-Boot saves tries 0 and boots B; the next power-on rolls back,
@@ -506,7 +750,7 @@ def main():
             disk.reset()
         not_durable = [n for n in new if at_flush[n] != new[n]]
     for name in new:
-        if name == "/etc/machine-id":
+        if name in getattr(sc, "unchanged", ()):
             continue
         if new[name] == old[name] or isinstance(new[name], Exception):
             print(f"{a.scenario}: the scenario did not change {name}: {new[name]!r}", file=sys.stderr)

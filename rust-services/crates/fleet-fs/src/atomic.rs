@@ -39,8 +39,8 @@ impl<T> IoContext<T> for io::Result<T> {
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `bytes` to `path` atomically with permission bits `mode`:
-/// temp file in the same directory, write, fsync, rename over `path`, fsync it there, fsync
-/// the directory.
+/// temp file in the same directory, write, fsync, rename over `path` (the replaced file held
+/// open until the end), fsync it there, fsync the directory.
 /// A crash at any point leaves either the old file or the new one.
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError> {
     let dir = parent_dir(path);
@@ -60,6 +60,14 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError>
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = write_temp(&tmp, bytes, mode).and_then(|()| {
+        // The file being replaced stays open until the new one is durable: Linux vfat frees
+        // a replaced file's clusters when its inode goes, and if that happens in the rename,
+        // the FAT sectors freeing them and the directory sector pointing at the new clusters
+        // reach the card between the same two flushes, in any order. A cut that kept the
+        // FAT write alone left the entry on freed clusters: grubenv unreadable to GRUB
+        // (tests/powerloss `vfat-grub-arm`). Held open, they are freed after the last
+        // fsync below, when the entry already points at the new file.
+        let _replaced = File::open(path).ok();
         fs::rename(&tmp, path).at(path, "rename temp file over")?;
         // On FAT (Linux vfat) the rename only moves the in-memory inode: the target's
         // directory entry keeps the old cluster and size until the file's inode is written,
