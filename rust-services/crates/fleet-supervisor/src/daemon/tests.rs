@@ -1286,7 +1286,11 @@ async fn v1_device_reports_a_pull_and_a_downloaded_update_as_balena() {
             .insert("registry.example/greenhouse-db:5521".into(), 42);
         let dev = device().await;
         assert_eq!(
-            (&dev["status"], &dev["download_progress"], &dev["update_downloaded"]),
+            (
+                &dev["status"],
+                &dev["download_progress"],
+                &dev["update_downloaded"]
+            ),
             (&json!("Downloading"), &json!(42), &json!(false)),
             "{dev}"
         );
@@ -1298,7 +1302,11 @@ async fn v1_device_reports_a_pull_and_a_downloaded_update_as_balena() {
         m.no_containers.set(false);
         let dev = device().await;
         assert_eq!(
-            (&dev["status"], &dev["download_progress"], &dev["update_downloaded"]),
+            (
+                &dev["status"],
+                &dev["download_progress"],
+                &dev["update_downloaded"]
+            ),
             (&json!("Idle"), &Value::Null, &json!(true)),
             "{dev}"
         );
