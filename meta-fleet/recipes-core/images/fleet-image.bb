@@ -1,7 +1,8 @@
 SUMMARY = "fleetOS device image: read-only A/B root, container engine and fleetd"
 DESCRIPTION = "The fleetOS root filesystem and its wic disk image: NetworkManager and \
 ModemManager, docker-moby, openssh (keys only, port 22222), fleetd and its units, the \
-OpenVPN client (off unless config.json enables it), mounted read-only in one of two A/B slots."
+OpenVPN client (off unless config.json enables it), the redsocks system proxy (off \
+unless the boot partition configures one), mounted read-only in one of two A/B slots."
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 
@@ -22,6 +23,7 @@ IMAGE_INSTALL = " \
     fleet-device-config \
     fleet-os-config \
     fleet-vpn \
+    ${FLEET_IMAGE_PROXY} \
     networkmanager \
     networkmanager-nmcli \
     modemmanager \
@@ -35,6 +37,11 @@ IMAGE_INSTALL = " \
 # `balena device detect` browses for; in production and development images alike.
 FLEET_MDNS ?= "1"
 FLEET_IMAGE_MDNS = "${@'fleet-mdns' if d.getVar('FLEET_MDNS') == '1' else ''}"
+# The system proxy balena's supervisor API configures (PATCH /v1/device/host-config):
+# fleet-proxy.service runs redsocks only when the boot partition holds
+# system-proxy/redsocks.conf.
+FLEET_PROXY ?= "1"
+FLEET_IMAGE_PROXY = "${@'fleet-proxy' if d.getVar('FLEET_PROXY') == '1' else ''}"
 # Boot-state tools: fleetd edits the environment itself, these are for people debugging.
 FLEET_IMAGE_BOOTLOADER_TOOLS ?= ""
 FLEET_IMAGE_BOOTLOADER_TOOLS:x86-64 ?= "grub-editenv"

@@ -287,7 +287,12 @@ impl Engine {
             .call_with("POST", path, Body::Tar(file, len), true, LOAD)
             .await?;
         let mut lines = Vec::new();
-        progress(path, r.lines(MAX_PROGRESS_LINE), |line| lines.push(line)).await?;
+        progress(path, r.lines(MAX_PROGRESS_LINE), |msg| {
+            if let Some(s) = msg.stream.as_ref().or(msg.status.as_ref()) {
+                lines.push(s.trim().to_string());
+            }
+        })
+        .await?;
         Ok(lines)
     }
 
@@ -366,6 +371,17 @@ impl Engine {
         reference: &str,
         login: Option<&RegistryLogin>,
     ) -> Result<(), Error> {
+        self.pull_image_reporting(reference, login, |_| {}).await
+    }
+
+    /// [`Engine::pull_image_as`], calling `on_percent` with the pull's progress (whole
+    /// percent over its layers' bytes, [`PullProgress`]) each time it changes.
+    pub async fn pull_image_reporting(
+        &self,
+        reference: &str,
+        login: Option<&RegistryLogin>,
+        mut on_percent: impl FnMut(u8),
+    ) -> Result<(), Error> {
         let (repo, tag) = split_reference(reference);
         let path = format!(
             "/images/create?fromImage={}&tag={}",
@@ -378,8 +394,19 @@ impl Engine {
             request = request.header("x-registry-auth", login.header_value(reference));
         }
         let r = self.send_checked("POST", request, &path).await?;
-        // Thousands of progress lines for a large image: read and dropped as they come.
-        progress(&path, r.lines(MAX_PROGRESS_LINE), |_| {}).await
+        // Thousands of progress lines for a large image: read as they come, only the
+        // per-layer byte counts kept.
+        let mut pull = PullProgress::default();
+        let mut last = None;
+        progress(&path, r.lines(MAX_PROGRESS_LINE), |msg| {
+            pull.update(msg);
+            let now = pull.percent();
+            if last != Some(now) {
+                last = Some(now);
+                on_percent(now);
+            }
+        })
+        .await
     }
 
     /// Volumes carrying `label` (`key` or `key=value`).
@@ -584,7 +611,11 @@ fn encode_error(path: &str) -> impl FnOnce(serde_json::Error) -> Error + '_ {
 
 /// Reads a streamed progress answer (JSON messages, one a line) as it arrives: each text
 /// line goes to `line`; the first `error` message fails it.
-async fn progress(path: &str, mut lines: Lines, mut line: impl FnMut(String)) -> Result<(), Error> {
+async fn progress(
+    path: &str,
+    mut lines: Lines,
+    mut each: impl FnMut(&LoadMessage),
+) -> Result<(), Error> {
     while let Some(raw) = lines.next_line().await? {
         for msg in serde_json::Deserializer::from_slice(&raw).into_iter::<LoadMessage>() {
             let msg = msg.map_err(|source| Error::Decode {
@@ -597,9 +628,7 @@ async fn progress(path: &str, mut lines: Lines, mut line: impl FnMut(String)) ->
                     message,
                 });
             }
-            if let Some(s) = msg.stream.or(msg.status) {
-                line(s.trim().to_string());
-            }
+            each(&msg);
         }
     }
     Ok(())
@@ -761,6 +790,40 @@ mod tests {
             matches!(e, Error::Http(fleet_http::client::Error::Body { .. })),
             "{e:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn pull_reports_its_progress_over_the_layers() {
+        // The engine's pull stream: one layer already present, two downloaded (100 and
+        // 300 bytes), as `docker pull` shows them.
+        let body = [
+            r#"{"status":"Pulling from a/b","id":"1"}"#,
+            r#"{"status":"Already exists","progressDetail":{},"id":"l0"}"#,
+            r#"{"status":"Pulling fs layer","progressDetail":{},"id":"l1"}"#,
+            r#"{"status":"Pulling fs layer","progressDetail":{},"id":"l2"}"#,
+            r#"{"status":"Downloading","progressDetail":{"current":50,"total":100},"id":"l1"}"#,
+            r#"{"status":"Downloading","progressDetail":{"current":100,"total":300},"id":"l2"}"#,
+            r#"{"status":"Download complete","progressDetail":{},"id":"l1"}"#,
+            r#"{"status":"Downloading","progressDetail":{"current":300,"total":300},"id":"l2"}"#,
+            r#"{"status":"Pull complete","progressDetail":{},"id":"l1"}"#,
+            r#"{"status":"Pull complete","progressDetail":{},"id":"l2"}"#,
+            r#"{"status":"Digest: sha256:00"}"#,
+        ]
+        .join("\r\n");
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = fake_engine(dir.path(), vec![reply.leak().as_bytes()]).await;
+        let mut seen = Vec::new();
+        engine
+            .pull_image_reporting("a/b:1", None, |p| seen.push(p))
+            .await
+            .unwrap();
+        // l1 half while l2's size is unknown (50 of 100, l2 weighing as l1: 50 of 200),
+        // l2 a third (150 of 400), l1 done (200 of 400), l2 done; l0 needs no bytes.
+        assert_eq!(seen, vec![0, 25, 37, 50, 100], "{seen:?}");
     }
 
     #[tokio::test]

@@ -491,6 +491,91 @@ pub(crate) struct LoadMessage {
     pub status: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
+    /// The layer a pull message is about.
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default, rename = "progressDetail")]
+    pub progress_detail: Option<ProgressDetail>,
+}
+
+/// Bytes of one layer so far (`Downloading`: `current` of `total`).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ProgressDetail {
+    #[serde(default)]
+    pub current: Option<u64>,
+    #[serde(default)]
+    pub total: Option<u64>,
+}
+
+/// A pull's progress over its layers, from the engine's progress messages: each layer's
+/// downloaded bytes against its size while `Downloading`, the whole layer once `Download
+/// complete`, `Pull complete` or `Already exists`.
+#[derive(Debug, Default)]
+pub struct PullProgress {
+    /// layer id → (bytes done, bytes in all; 0 while unknown)
+    layers: std::collections::BTreeMap<String, (u64, u64)>,
+    /// Layers the engine needs no bytes for.
+    present: std::collections::BTreeSet<String>,
+}
+
+impl PullProgress {
+    pub(crate) fn update(&mut self, msg: &LoadMessage) {
+        let (Some(id), Some(status)) = (&msg.id, &msg.status) else {
+            return;
+        };
+        let detail = msg.progress_detail.as_ref();
+        match status.as_str() {
+            "Pulling fs layer" | "Waiting" => {
+                self.layers.entry(id.clone()).or_insert((0, 0));
+            }
+            "Downloading" => {
+                let total = detail.and_then(|d| d.total).unwrap_or(0);
+                let current = detail.and_then(|d| d.current).unwrap_or(0).min(total);
+                self.layers.insert(id.clone(), (current, total));
+            }
+            "Download complete" | "Verifying Checksum" | "Extracting" | "Pull complete" => {
+                if let Some(layer) = self.layers.get_mut(id) {
+                    layer.0 = layer.1;
+                }
+                self.present.insert(id.clone());
+            }
+            "Already exists" => {
+                self.present.insert(id.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// Whole percent, 0–100: the bytes downloaded of the layers whose size is known, with
+    /// a layer of unknown size counting as one not begun (or done, once complete).
+    pub fn percent(&self) -> u8 {
+        let pending = |id: &String| !self.present.contains(id);
+        let (mut done, mut all) = (0u64, 0u64);
+        for (id, (current, total)) in &self.layers {
+            if *total > 0 {
+                done += if pending(id) { *current } else { *total };
+                all += total;
+            }
+        }
+        let unsized_layers = self.layers.iter().filter(|(_, (_, t))| *t == 0).count() as u64;
+        let unsized_done = self
+            .layers
+            .iter()
+            .filter(|(id, (_, t))| *t == 0 && !pending(id))
+            .count() as u64;
+        // Layers of unknown size weigh as much as the average known one (or 1 byte).
+        let weight = if all > 0 {
+            all / (self.layers.len() as u64 - unsized_layers).max(1)
+        } else {
+            1
+        };
+        done += unsized_done * weight;
+        all += unsized_layers * weight;
+        if all == 0 {
+            return 0;
+        }
+        ((done.saturating_mul(100)) / all).min(100) as u8
+    }
 }
 
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>

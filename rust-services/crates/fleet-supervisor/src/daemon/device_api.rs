@@ -279,15 +279,21 @@ pub async fn v2_app_state<R: Reconciler>(shared: &Shared<R>, app_id: &str) -> Re
 pub async fn v1_device<R: Reconciler>(shared: &Shared<R>) -> Response {
     let states = shared.reconciler.service_states().await.unwrap_or_default();
     let last = shared.last_apply.borrow().clone();
+    let downloads = shared.reconciler.downloads();
     let mut out = json!({
         "api_port": shared.settings.listen_port,
         "ip_address": host_ipv4_addresses().join(" "),
         "os_version": shared.settings.os_version,
         "mac_address": host_mac_addresses().join(" "),
         "supervisor_version": env!("CARGO_PKG_VERSION"),
-        "update_pending": shared.applying.get(),
+        // balena sets it when an apply starts and clears it only when one succeeds: a
+        // failed apply or one an update lock holds leaves it set.
+        "update_pending": shared.applying.get()
+            || last
+                .as_ref()
+                .is_some_and(|l| l.error.is_some() || !l.summary.held.is_empty()),
         "update_failed": last.as_ref().is_some_and(|l| l.error.is_some()),
-        "update_downloaded": false,
+        "update_downloaded": downloads.downloaded,
     });
     if let Some(commit) = last.as_ref().and_then(|l| l.release.clone()) {
         out["commit"] = json!(commit);
@@ -299,6 +305,10 @@ pub async fn v1_device<R: Reconciler>(shared: &Shared<R>) -> Response {
         };
         out["status"] = json!(status);
         out["download_progress"] = Value::Null;
+    } else if let Some(percent) = downloads.pulling.values().next() {
+        // No container yet: balena's first service is then the image being pulled.
+        out["status"] = json!("Downloading");
+        out["download_progress"] = json!(percent);
     }
     Response::json(200, &out)
 }

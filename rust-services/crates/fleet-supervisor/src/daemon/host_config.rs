@@ -430,6 +430,9 @@ pub async fn patch<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response
     if patch.hostname.is_some() {
         apply_hostname().await;
     }
+    if patch.proxy.is_some() {
+        apply_proxy().await;
+    }
     Response::text(200, "OK")
 }
 
@@ -445,6 +448,23 @@ async fn apply_hostname() {
         ),
         Err(e) => log::warn!(
             "the new hostname applies at the next boot: {}",
+            fleet_log::error::one_line(&e)
+        ),
+    }
+}
+
+/// balena's supervisor restarts its proxy units after writing the files; fleetOS has one,
+/// `fleet-proxy.service`, whose restart rereads both files (and, with redsocks.conf gone,
+/// removes the redirect and stays stopped on its condition). Failing that, the files hold
+/// the proxy for the next boot.
+async fn apply_proxy() {
+    match host_units::run(host_units::Job::Restart, host_units::PROXY_UNIT).await {
+        Ok(()) => log::info!(
+            "restarted {} to apply the new proxy settings",
+            host_units::PROXY_UNIT
+        ),
+        Err(e) => log::warn!(
+            "the new proxy settings apply at the next boot: {}",
             fleet_log::error::one_line(&e)
         ),
     }

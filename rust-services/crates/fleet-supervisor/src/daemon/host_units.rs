@@ -7,6 +7,9 @@ use zbus::OwnedObjectPath;
 /// The unit that applies config.json (hostname included) on fleetOS: restarting it applies
 /// a new hostname at once, as balenaOS's config.json watcher restarts its hostname service.
 pub const PROVISION_UNIT: &str = "fleet-provision.service";
+/// The image's system proxy: redsocks on the boot partition's `system-proxy/redsocks.conf`
+/// and its iptables redirect (balenaOS's `redsocks.service` and `balena-proxy-config.service`).
+pub const PROXY_UNIT: &str = "fleet-proxy.service";
 /// The image's VPN client (balenaOS's `openvpn.service`).
 pub const VPN_UNIT: &str = "fleet-vpn.service";
 

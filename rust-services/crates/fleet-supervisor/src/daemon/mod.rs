@@ -114,6 +114,11 @@ pub trait Reconciler {
     fn set_registry_login(&self, login: fleet_engine::RegistryLogin) {
         let _ = login;
     }
+    /// The pulls under way and whether an apply fetched an image it has not finished
+    /// applying (balena's `download_progress`, `update_downloaded`).
+    fn downloads(&self) -> Downloads {
+        Downloads::default()
+    }
     /// Sends a container's output from `since` (Unix seconds) on, one line at a time, until
     /// the output ends or `out` is closed (`/v2/local/logs`).
     async fn follow_logs(
@@ -125,6 +130,17 @@ pub trait Reconciler {
         let _ = (container_id, since, out);
         Ok(())
     }
+}
+
+/// Image pulls as balena reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Downloads {
+    /// image → whole percent, for each pull under way.
+    pub pulling: std::collections::BTreeMap<String, u8>,
+    /// An image was fetched since the last apply that finished (balena's
+    /// `update_downloaded`: true once any image is downloaded, false again after a
+    /// successful apply).
+    pub downloaded: bool,
 }
 
 /// One line a supervised container wrote.

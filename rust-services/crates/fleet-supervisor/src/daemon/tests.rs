@@ -29,6 +29,9 @@ struct Memory {
     engine_down: Cell<bool>,
     /// `apply` never returns (a pull that hangs) while set.
     hang: Cell<bool>,
+    /// No container yet (a first release still downloading).
+    no_containers: Cell<bool>,
+    downloads: RefCell<Downloads>,
 }
 
 impl Memory {
@@ -68,6 +71,9 @@ impl Reconciler for Memory {
                 "engine socket: connection refused",
             )));
         }
+        if self.no_containers.get() {
+            return Ok(Vec::new());
+        }
         Ok(vec![ServiceState {
             app: APP.into(),
             service: "db".into(),
@@ -90,6 +96,10 @@ impl Reconciler for Memory {
         }
         self.applied.borrow_mut().push(target.clone());
         Ok(ApplySummary::default())
+    }
+
+    fn downloads(&self) -> Downloads {
+        self.downloads.borrow().clone()
     }
 
     async fn restart_service(&self, app: &str, s: &str, force: bool) -> Result<(), ReconcileError> {
@@ -1252,6 +1262,54 @@ async fn balena_device_api_routes_answer_with_balena_shapes() {
         );
         // Every new route wants the key.
         assert_eq!(call(addr, "GET", "/v1/device", None, "").await.0, 401);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn v1_device_reports_a_pull_and_a_downloaded_update_as_balena() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_target(tmp.path(), EXAMPLE);
+    with_daemon(settings(tmp.path()), timing(), |addr, shared| async move {
+        until("target loaded", || shared.target.borrow().is_some()).await;
+        let m = &shared.reconciler;
+        let device = || async {
+            let (status, body) = call(addr, "GET", "/v1/device", Some(KEY), "").await;
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_str::<Value>(&body).unwrap()
+        };
+        // A first release pulling: no container, the image being pulled is the service.
+        m.no_containers.set(true);
+        m.downloads
+            .borrow_mut()
+            .pulling
+            .insert("registry.example/greenhouse-db:5521".into(), 42);
+        let dev = device().await;
+        assert_eq!(
+            (
+                &dev["status"],
+                &dev["download_progress"],
+                &dev["update_downloaded"]
+            ),
+            (&json!("Downloading"), &json!(42), &json!(false)),
+            "{dev}"
+        );
+        // Pulled, the containers not created yet (e.g. a lock holds the update).
+        *m.downloads.borrow_mut() = Downloads {
+            pulling: Default::default(),
+            downloaded: true,
+        };
+        m.no_containers.set(false);
+        let dev = device().await;
+        assert_eq!(
+            (
+                &dev["status"],
+                &dev["download_progress"],
+                &dev["update_downloaded"]
+            ),
+            (&json!("Idle"), &Value::Null, &json!(true)),
+            "{dev}"
+        );
     })
     .await;
 }

@@ -131,6 +131,9 @@ pub struct Executor {
     image_dir: Option<PathBuf>,
     /// Credentials for registry pulls; set once the device has its cloud identity.
     registry_login: std::cell::RefCell<Option<fleet_engine::RegistryLogin>>,
+    /// Pulls under way (image → percent) and whether one finished since the last
+    /// successful apply: `GET /v1/device` reports them as balena does.
+    downloads: std::cell::RefCell<crate::daemon::Downloads>,
 }
 
 impl Executor {
@@ -143,7 +146,14 @@ impl Executor {
             lock_root,
             image_dir: None,
             registry_login: std::cell::RefCell::new(None),
+            downloads: std::cell::RefCell::new(crate::daemon::Downloads::default()),
         }
+    }
+
+    /// The pulls under way and whether an image was fetched since the last apply that
+    /// finished.
+    pub fn downloads(&self) -> crate::daemon::Downloads {
+        self.downloads.borrow().clone()
     }
 
     /// Pulls from now on present `login` to the registry (balena's `d_<uuid>` and device key).
@@ -252,6 +262,11 @@ impl Executor {
                     rest = &rest[1..];
                 }
             }
+        }
+        // Applied in full: nothing downloaded waits any more (balena clears
+        // update_downloaded here; an app holding its lock keeps it set).
+        if report.held.is_empty() {
+            self.downloads.borrow_mut().downloaded = false;
         }
         Ok(report)
     }
@@ -437,10 +452,20 @@ impl Executor {
             }
             _ => {
                 let login = self.registry_login.borrow().clone();
-                self.engine
-                    .pull_image_as(image, login.as_ref())
-                    .await
-                    .map_err(ExecError::engine(format!("pull {image}")))?
+                let track = |percent: u8| {
+                    let mut downloads = self.downloads.borrow_mut();
+                    downloads.pulling.insert(image.to_string(), percent);
+                };
+                track(0);
+                let pulled = self
+                    .engine
+                    .pull_image_reporting(image, login.as_ref(), track)
+                    .await;
+                let mut downloads = self.downloads.borrow_mut();
+                downloads.pulling.remove(image);
+                downloads.downloaded |= pulled.is_ok();
+                drop(downloads);
+                pulled.map_err(ExecError::engine(format!("pull {image}")))?
             }
         }
         if inspect("inspect fetched image").await?.is_none() {

@@ -34,6 +34,10 @@ impl Reconciler for Executor {
         Executor::set_registry_login(self, login);
     }
 
+    fn downloads(&self) -> crate::daemon::Downloads {
+        Executor::downloads(self)
+    }
+
     async fn bridge_subnets(&self) -> Result<Vec<Subnet>, ReconcileError> {
         report::bridge_subnets(self.engine()).await
     }
