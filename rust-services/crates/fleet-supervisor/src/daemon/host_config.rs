@@ -428,43 +428,25 @@ pub async fn patch<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response
     }
     log::info!("host configuration changed through the API");
     if patch.hostname.is_some() {
-        apply_hostname().await;
+        restart_to_apply(host_units::PROVISION_UNIT, "hostname").await;
     }
     if patch.proxy.is_some() {
-        apply_proxy().await;
+        restart_to_apply(host_units::PROXY_UNIT, "proxy settings").await;
     }
     Response::text(200, "OK")
 }
 
-/// balenaOS applies a config.json hostname at once (its config.json watcher restarts the
-/// hostname service); on fleetOS the unit that applies config.json is restarted over the
-/// host's D-Bus. Failing that, config.json holds the name for the next boot: the request
-/// still succeeded as balena's does once config.json is written.
-async fn apply_hostname() {
-    match host_units::run(host_units::Job::Restart, host_units::PROVISION_UNIT).await {
-        Ok(()) => log::info!(
-            "restarted {} to apply the new hostname",
-            host_units::PROVISION_UNIT
-        ),
+/// Restarts the host unit that applies `what`, as balena's supervisor restarts its units after
+/// writing their files: `fleet-provision.service` applies config.json's hostname (balenaOS's
+/// config.json watcher restarts its hostname service), `fleet-proxy.service` rereads both
+/// proxy files (with redsocks.conf gone it removes the redirect and stays stopped on its
+/// condition). Failing that, the files hold the change for the next boot: the request still
+/// succeeded, as balena's does once the files are written.
+async fn restart_to_apply(unit: &str, what: &str) {
+    match host_units::run(host_units::Job::Restart, unit).await {
+        Ok(()) => log::info!("restarted {unit} to apply the new {what}"),
         Err(e) => log::warn!(
-            "the new hostname applies at the next boot: {}",
-            fleet_log::error::one_line(&e)
-        ),
-    }
-}
-
-/// balena's supervisor restarts its proxy units after writing the files; fleetOS has one,
-/// `fleet-proxy.service`, whose restart rereads both files (and, with redsocks.conf gone,
-/// removes the redirect and stays stopped on its condition). Failing that, the files hold
-/// the proxy for the next boot.
-async fn apply_proxy() {
-    match host_units::run(host_units::Job::Restart, host_units::PROXY_UNIT).await {
-        Ok(()) => log::info!(
-            "restarted {} to apply the new proxy settings",
-            host_units::PROXY_UNIT
-        ),
-        Err(e) => log::warn!(
-            "the new proxy settings apply at the next boot: {}",
+            "the next boot applies the new {what}: {}",
             fleet_log::error::one_line(&e)
         ),
     }
