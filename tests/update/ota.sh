@@ -363,7 +363,8 @@ ota_downgrade() { # an older bundle than the running system: refused unless --al
 # A link of the test's own: nginx in network namespace f20ota behind a veth pair
 # (10.247.77.1 there, 10.247.77.2 here), its sending side shaped to 20 Mbit/s with tc's
 # token bucket (tbf). tc netem (delay, loss) is what the issue names, but this machine's
-# kernel has no sch_netem ("Specified qdisc kind is unknown"): rate and cuts only.
+# kernel has no sch_netem ("Specified qdisc kind is unknown"): loss comes from iptables'
+# statistic match in the namespace, delay from tests/lib/delay-relay.py (ota_lossy_delayed).
 ns_up() {
   ns_down
   ip netns add f20ota && echo f20ota >>"$work/netns"
@@ -396,5 +397,37 @@ ota_netem() { # over the shaped link; mid-download the link goes down for 3 s, t
   sent=$(sent); total=$(stat -c %s "$work/ota/v2.fleet")
   [ "$sent" -le $((total + 1048576)) ] || die "sent $sent for a bundle of $total"
   echo "shaped link (20 Mbit/s tbf, 3 s cut, server restart): $sent of $total bytes, $(grep -c 'resuming at byte' "$work/ota7.err") resumed transfer(s)" >>"$work/figures"
+  unserve; ns_down
+}
+
+ota_lossy_delayed() { # the shaped link dropping 2% of the packets each way (iptables'
+  # statistic match in the server's namespace) behind 100 ms each way (delay-relay): the
+  # adaptive install completes, verified, fetching what it fetches on a clean link
+  ota_fixtures; ota_root ota8
+  ns_up || die "netns"
+  local dir
+  for dir in "OUTPUT -o" "INPUT -i"; do
+    # shellcheck disable=SC2086 # "CHAIN -o|-i" split on purpose
+    ip netns exec f20ota iptables -A $dir f20on -m statistic --mode random --probability 0.02 -j DROP || die "iptables"
+  done
+  SERVE_NS=f20ota SERVE_ADDR=10.247.77.1 serve "$work/ota/www" || die "nginx"
+  local port out sent total dropped requests
+  port=$(free_port)
+  python3 "$top/tests/lib/delay-relay.py" "$port" 10.247.77.1 "${base##*:}" 100 >"$work/relay.out" 2>&1 &
+  echo $! >>"$work/pids"
+  for _ in $(seq 100); do grep -q ready "$work/relay.out" && break; sleep 0.1; done
+  grep -q ready "$work/relay.out" || die "delay relay: $(cat "$work/relay.out")"
+  out=$(fleetd --root "$work/ota8" update install "http://127.0.0.1:$port/v2.fleet" 2>"$work/ota8.err") ||
+    die "install over the lossy, delayed link failed: $(tail -n 3 "$work/ota8.err")"
+  ota_check_b ota8
+  dropped=$(ip netns exec f20ota iptables -L -v -x -n | awk '/statistic/ {s += $1} END {print s + 0}')
+  [ "$dropped" -gt 0 ] || die "no packet was dropped: the loss rule did not apply"
+  sent=$(sent); total=$(stat -c %s "$work/ota/v2.fleet"); requests=$(wc -l <"$work/nginx/access.log")
+  echo "$out" | python3 -c '
+import json, sys
+r = json.load(sys.stdin); sent, total = int(sys.argv[1]), int(sys.argv[2])
+assert r["bytes_downloaded"] == sent, ("fetched", r["bytes_downloaded"], "nginx sent", sent)
+assert sent < total * 0.25, ("one package added: fetched", sent, "of", total)' "$sent" "$total" || die "counts"
+  echo "lossy, delayed link (20 Mbit/s tbf, 2% loss each way, +100 ms each way): fetched $sent of $total bytes in $requests requests, $dropped packets dropped" >>"$work/figures"
   unserve; ns_down
 }
