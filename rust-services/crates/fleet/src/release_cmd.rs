@@ -76,7 +76,7 @@ fn compose_check(file: &Path, strict: bool) -> anyhow::Result<()> {
     let Ok(text) = String::from_utf8(bytes) else {
         return Err(refuse(&name, &[Problem::new("(file)", "not UTF-8 text")]));
     };
-    let checked = compose::check(&text);
+    let checked = compose::check_project(&text);
     let mut problems = checked.problems;
     if strict {
         problems.extend(checked.ignored);

@@ -93,9 +93,7 @@ fn bad_values_are_each_named_with_their_path() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(
-        lines[0].starts_with(&format!(
-            "{file}: services.dashboard.restart: service `dashboard`: restart `sometimes`"
-        )),
+        lines[0].starts_with(&format!("{file}: services.dashboard.stop_grace_period:")),
         "{text}"
     );
     assert!(

@@ -313,6 +313,13 @@ pub fn check(text: &str) -> Checked {
     parse::check_str(text)
 }
 
+/// [`check`] for a user's project file as balena's builder reads it (`fleet compose
+/// check`): a service with `build` and no `image` is accepted with a warning, an empty
+/// top-level `volumes:` or `networks:` is refused.
+pub fn check_project(text: &str) -> Checked {
+    parse::check_project_str(text)
+}
+
 /// Parses an already-decoded document (the target state may carry the compose as a JSON
 /// object).
 pub fn from_json(value: &serde_json::Value) -> Result<Compose, ComposeError> {

@@ -88,11 +88,30 @@ pub(super) fn check_str(text: &str) -> Checked {
     }
 }
 
-pub(super) fn check_value(mut value: Value) -> Checked {
+pub(super) fn check_value(value: Value) -> Checked {
+    walk(value, false)
+}
+
+/// [`check_str`] for a user's project file, as balena's builder reads it (see
+/// [`Walker::project`]).
+pub(super) fn check_project_str(text: &str) -> Checked {
+    if text.len() > MAX_COMPOSE_BYTES {
+        return file_problem(format!("larger than the {MAX_COMPOSE_BYTES}-byte limit"));
+    }
+    match serde_norway::from_str(text) {
+        Ok(value) => walk(value, true),
+        Err(e) => file_problem(format!("not valid YAML: {e}")),
+    }
+}
+
+fn walk(mut value: Value, project: bool) -> Checked {
     if let Err(e) = value.apply_merge() {
         return file_problem(format!("bad YAML merge key: {e}"));
     }
-    let mut w = Walker::default();
+    let mut w = Walker {
+        project,
+        ..Walker::default()
+    };
     let compose = w.top(value);
     Checked {
         compose: w.problems.is_empty().then_some(compose),
@@ -110,6 +129,10 @@ struct Section {
 
 #[derive(Default)]
 struct Walker {
+    /// Reading a user's project file (`fleet compose check`), not a release: `build`
+    /// without `image` is what the builder turns into an image, and an empty top-level
+    /// section is refused as balena's builder refuses it.
+    project: bool,
     problems: Vec<Problem>,
     /// Accepted but not acted on (see [`super::check`]).
     ignored: Vec<Problem>,
@@ -362,6 +385,12 @@ impl Walker {
                     None => {}
                 },
                 "services" => services = Some(v),
+                "volumes" | "networks" if v.is_null() && self.project => self.err(
+                    &key,
+                    format!(
+                        "`{key}` is empty: a mapping is expected (balena's builder refuses it too)"
+                    ),
+                ),
                 "volumes" => {
                     let (names, options) = self.declared_volumes(v);
                     volumes = names;
@@ -506,6 +535,12 @@ impl Walker {
                     },
                     "driver_opts" => *common(&mut o).0 = self.dict(&p, val),
                     "labels" => *common(&mut o).1 = self.dict(&p, val),
+                    // balena's builder refuses `name`; open-balena-api's target states
+                    // carry it, so a release's is accepted and left unused.
+                    "name" if self.project => self.err(
+                        &p,
+                        format!("{kind} `{name}`: `name` is not supported (balena refuses it too)"),
+                    ),
                     "name" => {
                         if self.text(&p, &val).is_some() {
                             self.ignore(&p, format!("{kind} `{name}`: `name` is not used: the engine name is the supervisor's (<app>_{name})"));
@@ -616,6 +651,7 @@ impl Walker {
         let mut networks_given = None;
         let mut network_mode = NetworkMode::Bridge;
         let mut bind_features = Vec::new();
+        let mut has_build = false;
         for (key, v) in self.entries(&base, spec) {
             let p = format!("{base}.{key}");
             if v.is_null() {
@@ -631,7 +667,8 @@ impl Walker {
                 "depends_on" => s.depends_on = self.depends_on(&p, v),
                 "restart" => {
                     if let Some(r) = self.text(&p, &v) {
-                        match r.as_str() {
+                        // balena's supervisor lower-cases and trims the policy.
+                        match r.trim().to_ascii_lowercase().as_str() {
                             "always" => s.restart = RestartPolicy::Always,
                             "no" | "false" => s.restart = RestartPolicy::No,
                             "on-failure" => s.restart = RestartPolicy::OnFailure,
@@ -647,9 +684,14 @@ impl Walker {
                                     )),
                                 }
                             }
-                            other => self.err(&p, format!(
-                                "service `{name}`: restart `{other}` is not one of always, no, on-failure, unless-stopped"
-                            )),
+                            // An unknown policy is `always` in balena's supervisor
+                            // (createRestartPolicy), so a release with `never` runs.
+                            other => {
+                                s.restart = RestartPolicy::Always;
+                                self.ignore(&p, format!(
+                                    "service `{name}`: restart `{other}` is not one of always, no, on-failure, unless-stopped: `always` applies, as in balena"
+                                ));
+                            }
                         }
                     }
                 }
@@ -789,10 +831,15 @@ impl Walker {
                         self.ignore(&p, format!("service `{name}`: key `volumes_from` is not supported by this device: dropped, the rest applies"));
                     }
                 }
-                "build" => self.ignore(
-                    &p,
-                    format!("service `{name}`: `build` is for the builder: dropped, `image` runs"),
-                ),
+                "build" => {
+                    has_build = true;
+                    if !self.project {
+                        self.ignore(
+                            &p,
+                            format!("service `{name}`: `build` is for the builder: dropped, `image` runs"),
+                        );
+                    }
+                }
                 other => self.unknown(
                     &p,
                     &format!("service `{name}`"),
@@ -804,6 +851,10 @@ impl Walker {
         match image {
             Some(i) if !i.trim().is_empty() => s.image = i,
             Some(_) => self.err(&format!("{base}.image"), format!("service `{name}`: image is empty")),
+            None if self.project && has_build => self.ignore(
+                &format!("{base}.build"),
+                format!("service `{name}`: `build` without `image`: the builder makes its image (checked as if it had one)"),
+            ),
             None => self.err(&format!("{base}.image"), format!("service `{name}`: missing `image` (builds happen before a release, not on the device)")),
         }
         if network_mode != NetworkMode::Bridge {

@@ -295,7 +295,6 @@ services:
     for (path, needle) in [
         ("version", "not supported"),
         ("services.a.privileged", "expected true or false"),
-        ("services.a.restart", "sometimes"),
         ("services.a.network_mode", "container:b"),
         ("services.a.ports[0]", "99999"),
         ("services.a.devices[0]", "absolute"),
@@ -745,4 +744,56 @@ fn profiles_security_opt_and_tmpfs_volumes_as_balena_reads_them() {
         has(&p, "services.main.security_opt[1]", "not supported"),
         "{p:?}"
     );
+}
+
+/// balena's supervisor trims and lower-cases the policy and runs an unknown one as
+/// `always` (two of balena's example projects use `restart: never`).
+#[test]
+fn restart_unknown_policy_is_always_with_a_warning() {
+    let c = check("services:\n  a: {image: x, restart: never}\n  b: {image: x, restart: ' No '}\n");
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+    let compose = c.compose.unwrap();
+    assert_eq!(compose.services["a"].restart, RestartPolicy::Always);
+    assert_eq!(compose.services["b"].restart, RestartPolicy::No);
+    assert!(
+        c.ignored
+            .iter()
+            .any(|w| w.path == "services.a.restart" && w.message.contains("`always` applies")),
+        "{:?}",
+        c.ignored
+    );
+}
+
+/// A user's project file (`fleet compose check`) is read as balena's builder reads it; a
+/// release is not: there a service needs its image and an empty section is no section.
+#[test]
+fn project_files_take_build_without_image_and_refuse_empty_sections() {
+    let file = "version: '2.1'\nservices:\n  main: {build: .}\n";
+    let project = check_project(file);
+    assert!(project.problems.is_empty(), "{:?}", project.problems);
+    assert!(
+        project
+            .ignored
+            .iter()
+            .any(|w| w.path == "services.main.build" && w.message.contains("without `image`")),
+        "{:?}",
+        project.ignored
+    );
+    assert!(has(
+        &check(file).problems,
+        "services.main.image",
+        "missing `image`"
+    ));
+
+    let named = "services:\n  main: {image: x}\nvolumes:\n  v: {name: custom}\n";
+    assert!(has(
+        &check_project(named).problems,
+        "volumes.v.name",
+        "balena refuses it too"
+    ));
+    assert!(check(named).problems.is_empty());
+
+    let empty = "services:\n  main: {image: x}\nvolumes:\n";
+    assert!(has(&check_project(empty).problems, "volumes", "is empty"));
+    assert!(check(empty).problems.is_empty());
 }

@@ -419,9 +419,8 @@ pub fn parse_apps_json(bytes: &[u8], device_uuid: &str) -> Result<TargetState, T
     let apps = doc
         .remove("apps")
         .unwrap_or_else(|| Value::Object(Default::default()));
-    if let Some(key) = doc.keys().next() {
-        return Err(invalid(key, format!("unknown apps.json key `{key}`")));
-    }
+    // balena's loadTargetFromFile reads only these keys: others are noted, not refused.
+    let unknown: Vec<String> = doc.keys().cloned().collect();
     if let Some(id) = apps.as_object().and_then(|a| {
         a.keys()
             .find(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_digit()))
@@ -434,6 +433,12 @@ pub fn parse_apps_json(bytes: &[u8], device_uuid: &str) -> Result<TargetState, T
     let wrapped = serde_json::json!({ device_uuid: { "config": config, "apps": apps } });
     let bytes = serde_json::to_vec(&wrapped).map_err(|e| invalid("(file)", e.to_string()))?;
     let mut state = parse(&bytes)?;
+    for key in unknown {
+        state.notes.push(Problem::new(
+            &key,
+            format!("unknown apps.json key `{key}`: ignored"),
+        ));
+    }
     if pin.is_some_and(|p| p == Value::Bool(true)) {
         state.notes.push(Problem::new(
             "pinDevice",

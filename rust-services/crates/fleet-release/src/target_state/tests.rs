@@ -361,6 +361,14 @@ fn apps_json_preload_is_read_as_the_device_target() {
     let v2 = json!({"apps": {"1234": {"id": 1234, "name": "a"}}});
     let err = parse_apps_json(v2.to_string().as_bytes(), "dev9").unwrap_err();
     assert!(err.problems[0].path == "apps.1234", "{err}");
-    let unknown = parse_apps_json(br#"{"apps": {}, "extra": 1}"#, "dev9").unwrap_err();
-    assert!(unknown.to_string().contains("`extra`"), "{unknown}");
+    // balena reads only its keys: another is noted, and the numeric-id reason still shows.
+    let unknown = parse_apps_json(br#"{"apps": {}, "extra": 1}"#, "dev9").unwrap();
+    assert!(
+        unknown.notes.iter().any(|n| n.path == "extra"),
+        "{:?}",
+        unknown.notes
+    );
+    let named = json!({"name": "x", "apps": {"1234": {"id": 1234, "name": "a"}}});
+    let err = parse_apps_json(named.to_string().as_bytes(), "dev9").unwrap_err();
+    assert!(err.to_string().contains("numeric id"), "{err}");
 }
