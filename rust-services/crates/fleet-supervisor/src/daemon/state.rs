@@ -46,6 +46,9 @@ pub struct Shared<R> {
     pub target: RefCell<Option<Target>>,
     pub applying: Cell<bool>,
     pub last_apply: RefCell<Option<ApplyRecord>>,
+    /// app id → the release last applied to it in full (balena's commit store, behind
+    /// `commit` of `/v1/device` and `/v2/applications/:appId/state`).
+    pub applied_commits: RefCell<std::collections::BTreeMap<u64, String>>,
     /// Last time the reconcile loop made progress (woke up or finished an apply).
     pub heartbeat: Cell<Instant>,
     /// Wakes the loop early; `force_pending` says whether the woken apply is forced.
@@ -100,6 +103,7 @@ impl<R: Reconciler> Shared<R> {
             target: RefCell::new(None),
             applying: Cell::new(false),
             last_apply: RefCell::new(None),
+            applied_commits: RefCell::new(Default::default()),
             heartbeat: Cell::new(Instant::now()),
             wake: Notify::new(),
             cancel_apply: Notify::new(),
