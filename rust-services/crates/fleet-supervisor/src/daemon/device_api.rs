@@ -271,11 +271,12 @@ pub async fn v2_app_state<R: Reconciler>(shared: &Shared<R>, app_id: &str) -> Re
             }),
         );
     }
-    let commit = shared.applied_commits.borrow().get(&id).cloned();
-    Response::json(
-        200,
-        &json!({ "commit": commit, "local": { id.to_string(): { "services": services } } }),
-    )
+    let mut out = json!({ "local": { id.to_string(): { "services": services } } });
+    // balena's `{commit, ...apps}`: an unknown commit is left out, not null.
+    if let Some(commit) = shared.applied_commits.borrow().get(&id) {
+        out["commit"] = json!(commit);
+    }
+    Response::json(200, &out)
 }
 
 /// `GET /v1/device`: balena's legacy device summary. As balena: the first service of the

@@ -9,7 +9,7 @@ use fleet_log::error::{Chain, one_line};
 use super::Reconciler;
 use super::backoff::doubling;
 use super::cloud::{self, poll};
-use super::state::{ApplyRecord, Shared, Target, unix_now};
+use super::state::{ApplyRecord, Shared, Target, record_applied_commits, unix_now};
 use super::{host_os, target, vpn};
 use fleet_release::target_state;
 
@@ -156,12 +156,12 @@ async fn apply_once<R: Reconciler>(
         );
     }
     if error.is_none() && summary.held.is_empty() {
-        let mut commits = shared.applied_commits.borrow_mut();
-        for app in target.state.apps.values() {
-            if let Some(r) = &app.release {
-                commits.insert(app.id, r.uuid.clone());
-            }
-        }
+        let applied = target
+            .state
+            .apps
+            .values()
+            .filter_map(|a| Some((a.id, a.release.as_ref()?.uuid.clone())));
+        record_applied_commits(shared, applied);
     }
     shared.last_apply.replace(Some(ApplyRecord {
         finished: unix_now(),

@@ -867,6 +867,22 @@ async fn the_state_report_shows_downloads_as_balena() {
 }
 
 #[test]
+fn applied_commits_survive_a_restart_as_balenas_commit_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = Shared::new(settings(tmp.path()), Memory::default(), timing());
+    state::record_applied_commits(&shared, [(1804, "a1b2".to_string())]);
+    let again = Shared::new(settings(tmp.path()), Memory::default(), timing());
+    assert_eq!(
+        again
+            .applied_commits
+            .borrow()
+            .get(&1804)
+            .map(String::as_str),
+        Some("a1b2")
+    );
+}
+
+#[test]
 fn poll_interval_comes_from_the_target_config_within_bounds() {
     let doc = |v: Value| json!({ DEVICE: { "config": { "SUPERVISOR_POLL_INTERVAL": v } } });
     assert_eq!(
