@@ -346,6 +346,51 @@ ota_channel() { # the release channel: signed channel.json, waves, install when 
   unserve
 }
 
+ota_host_release() { # a host-OS release handed over by fleet-supervisor: its bundle, once
+  ota_fixtures; ota_root ota8; serve "$work/ota/www" || die "nginx"
+  local r=$work/ota8 out h=$work/ota8/mnt/data/fleet-supervisor/host-os-update.json
+  local done=$work/ota8/var/lib/fleet/host-os-update.done.json
+  mkdir -p "$r/mnt/boot" "$(dirname "$h")"
+  printf '{"deviceType":"qemux86-64"}\n' >"$r/mnt/boot/config.json"
+  ! fleetd --root "$r" update channel >/dev/null 2>&1 || die "no channel, no hand-over: the unit's condition holds"
+  # As fleet-supervisor writes it (daemon/host_os.rs), for an is_host app with the bundle label.
+  printf '{"app":"hostapp","app_name":"generic-amd64","release":"c0mm1t1","release_id":7,"bundle":"%s/v2.fleet"}\n' "$base" >"$h"
+  [ "$(fleetd --root "$r" update channel)" = "$base/v2.fleet" ] || die "the unit's condition: the hand-over's bundle"
+  field() { echo "$out" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r.get(sys.argv[1]))' "$1"; }
+  out=$(fleetd --root "$r" update check) || die "check: $out"
+  [ "$(field action) $(field version) $(field host_release)" = "due 2.1 c0mm1t1" ] || die "check: $out"
+  [ ! -e "$done" ] || die "a report-only check recorded the release"
+  [ -z "$(env_get "$r" fleet_try)" ] || die "check without --install armed a trial"
+  out=$(fleetd --root "$r" update check --install) || die "install: $out"
+  [ "$(field action) $(field host_release)" = "installed c0mm1t1" ] || die "install: $out"
+  ota_check_b ota8
+  grep -q '"release": "c0mm1t1"' "$done" || die "not recorded: $(cat "$done" 2>/dev/null)"
+  # The same release again (the supervisor never writes it twice, a timer run might ask):
+  # nothing fetched, nothing written.
+  local lines b_sum; lines=$(wc -l <"$work/nginx/access.log"); b_sum=$(sha "$work/ota8-b.img")
+  ! fleetd --root "$r" update channel >/dev/null 2>&1 || die "a handled release still makes the unit run"
+  ! fleetd --root "$r" update check --install >/dev/null 2>"$work/ota8.err" || die "handled release installed again"
+  grep -q 'no release channel' "$work/ota8.err" || die "message: $(cat "$work/ota8.err")"
+  [ "$(wc -l <"$work/nginx/access.log")" = "$lines" ] || die "the handled release was fetched again"
+  # A later release naming an older bundle: never a downgrade; recorded, the slot untouched.
+  fleet bundle create --rootfs "$rootfs" --os-version 0.9 --compatible qemux86-64 \
+    --key "$keys/release.pem" -o "$work/ota/www/old.fleet" >/dev/null
+  printf '{"app":"hostapp","release":"c0mm1t2","bundle":"%s/old.fleet"}\n' "$base" >"$h"
+  out=$(fleetd --root "$r" update check --install) || die "older: $out"
+  [ "$(field action) $(field version) $(field host_release)" = "up-to-date 0.9 c0mm1t2" ] || die "older: $out"
+  [ "$(sha "$work/ota8-b.img")" = "$b_sum" ] || die "slot B changed for an older bundle"
+  [ "$(env_get "$r" fleet_try)" = B ] || die "the armed trial was touched"
+  grep -q '"release": "c0mm1t2"' "$done" || die "older release not recorded"
+  # Without a bundle label: the configured channel is checked at once (its 2.1 is armed here).
+  fleet bundle channel --os-version 2.1 --bundle v2.fleet --compatible qemux86-64 \
+    --key "$keys/release.pem" -o "$work/ota/www/channel.json" >/dev/null
+  printf '{"deviceType":"qemux86-64","fleet":{"update":{"url":"%s/channel.json"}}}\n' "$base" >"$r/mnt/boot/config.json"
+  printf '{"app":"hostapp","release":"c0mm1t3","bundle":null}\n' >"$h"
+  out=$(fleetd --root "$r" update check --install) || die "channel: $out"
+  [ "$(field action) $(field channel) $(field host_release)" = "armed $base/channel.json c0mm1t3" ] || die "channel: $out"
+  unserve
+}
+
 ota_downgrade() { # an older bundle than the running system: refused unless --allow-downgrade
   local r=$work/down
   truncate -s 128M "$work/down-a.img" "$work/down-b.img"

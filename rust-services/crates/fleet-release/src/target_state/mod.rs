@@ -123,6 +123,92 @@ pub struct TargetState {
     /// path: skipped host-OS and supervisor apps, `config` variables not applied, contracts,
     /// services with `running: false`. Logged and put in the state report.
     pub notes: Vec<Problem>,
+    /// The host-OS release the target names (an app with `is_host`), for the OS updater.
+    pub host_os: Option<HostOsRelease>,
+}
+
+/// The label on a host-OS app's service naming the signed `.fleet` bundle of that release
+/// (`http://` or `https://`); without it the device's own channel (`fleet.update.url`) is
+/// checked.
+pub const HOST_OS_BUNDLE_LABEL: &str = "io.fleet.update.bundle";
+
+/// A host-OS release from the target (balena's `is_host` app, as open-balena-api serves
+/// the device's `should_be_operated_by__release`): handed to the OS updater, never run as
+/// containers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostOsRelease {
+    pub app: String,
+    pub app_name: String,
+    /// The release's commit.
+    pub release: String,
+    pub release_id: u64,
+    /// The bundle URL from [`HOST_OS_BUNDLE_LABEL`]; `None`: the device's channel.
+    pub bundle: Option<String>,
+}
+
+/// The host-OS release of an `is_host` app: its one release and the bundle its services'
+/// labels name; a problem (several releases, two bundle URLs, one that is not http(s)) as
+/// the note that says why nothing is handed over.
+fn host_os_release(
+    app_uuid: &str,
+    app: &AppDoc,
+    path: &str,
+) -> Result<Option<HostOsRelease>, Problem> {
+    let mut releases = app.releases.iter();
+    let Some((commit, rel)) = releases.next() else {
+        return Ok(None);
+    };
+    if releases.next().is_some() {
+        return Err(Problem::new(
+            format!("{path}.releases"),
+            "a host-OS app with several releases: nothing handed to the OS updater",
+        ));
+    }
+    let mut bundles = BTreeMap::new();
+    for (name, svc) in &rel.services {
+        let from_composition = svc
+            .composition
+            .as_ref()
+            .and_then(|c| c.get("labels"))
+            .and_then(|l| l.get(HOST_OS_BUNDLE_LABEL))
+            .and_then(Value::as_str);
+        if let Some(url) = svc
+            .labels
+            .get(HOST_OS_BUNDLE_LABEL)
+            .map(String::as_str)
+            .or(from_composition)
+        {
+            bundles.insert(url.to_string(), name.clone());
+        }
+    }
+    if bundles.len() > 1 {
+        return Err(Problem::new(
+            format!("{path}.releases.{commit}.services"),
+            format!(
+                "services name different `{HOST_OS_BUNDLE_LABEL}` bundles: nothing handed to the OS updater"
+            ),
+        ));
+    }
+    let bundle = bundles.into_iter().next();
+    if let Some((url, service)) = &bundle {
+        let lower = url.to_ascii_lowercase();
+        let http = lower.starts_with("https://") || lower.starts_with("http://");
+        if !http || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Problem::new(
+                format!(
+                    "{path}.releases.{commit}.services.{service}.labels.{HOST_OS_BUNDLE_LABEL}"
+                ),
+                "not an http(s) URL: nothing handed to the OS updater",
+            ));
+        }
+    }
+    Ok(Some(HostOsRelease {
+        app: app_uuid.to_string(),
+        app_name: app.name.clone(),
+        release: commit.clone(),
+        release_id: rel.id,
+        bundle: bundle.map(|(url, _)| url),
+    }))
 }
 
 /// balena's supervisor app UUIDs (one per architecture; the same on balenaCloud and
@@ -283,6 +369,7 @@ pub fn parse(bytes: &[u8]) -> Result<TargetState, TargetError> {
         }
     }
     let mut apps = BTreeMap::new();
+    let mut host_os = None;
     for (app_uuid, mut app) in device.apps {
         let path = format!("{uuid}.apps.{app_uuid}");
         if !is_uuidish(&app_uuid) {
@@ -292,10 +379,19 @@ pub fn parse(bytes: &[u8]) -> Result<TargetState, TargetError> {
             notes.push(Problem::new(
                 &path,
                 format!(
-                    "app `{}` is the host OS (`is_host`): not run as containers",
+                    "app `{}` is the host OS (`is_host`): not run as containers, its release goes to the OS updater",
                     app.name
                 ),
             ));
+            match host_os_release(&app_uuid, &app, &path) {
+                Ok(Some(release)) if host_os.is_none() => host_os = Some(release),
+                Ok(Some(_)) => notes.push(Problem::new(
+                    &path,
+                    "a second host-OS app: only the first is handed to the OS updater",
+                )),
+                Ok(None) => {}
+                Err(note) => notes.push(note),
+            }
             continue;
         }
         if is_supervisor_app(&app_uuid, &app) {
@@ -387,6 +483,7 @@ pub fn parse(bytes: &[u8]) -> Result<TargetState, TargetError> {
             device_uuid: uuid,
             apps,
             notes,
+            host_os,
         })
     } else {
         Err(TargetError { problems })

@@ -77,6 +77,57 @@ fn app_without_release_and_host_app() {
     let t = parse(doc.to_string().as_bytes()).unwrap();
     assert!(t.apps["app1"].release.is_none());
     assert!(!t.apps.contains_key("hostos"));
+    let host = t
+        .host_os
+        .expect("the host release is kept for the OS updater");
+    assert_eq!(
+        (
+            host.app.as_str(),
+            host.release.as_str(),
+            host.release_id,
+            host.bundle
+        ),
+        ("hostos", "r", 1, None),
+        "no bundle label: the device's channel"
+    );
+}
+
+#[test]
+fn host_os_release_names_its_bundle_by_label() {
+    let host = |labels: serde_json::Value| {
+        json!({"dev1": {"apps": {"hostos": {"id": 2, "name": "os", "is_host": true,
+            "releases": {"c0mm1t": {"id": 9, "services": {"hostapp": {"id": 1, "image_id": 3,
+                "image": "registry2/hostapp@sha256:02", "labels": labels}}}}}}}})
+    };
+    let t = parse(
+        host(json!({"io.balena.image.store": "root",
+            "io.fleet.update.bundle": "https://updates.example/os/2.1.fleet"}))
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let h = t.host_os.unwrap();
+    assert_eq!(h.release, "c0mm1t");
+    assert_eq!(
+        h.bundle.as_deref(),
+        Some("https://updates.example/os/2.1.fleet")
+    );
+    // Not an http(s) URL: accepted, nothing handed over, the note says why.
+    let t = parse(
+        host(json!({"io.fleet.update.bundle": "file:///tmp/x.fleet"}))
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    assert!(t.host_os.is_none());
+    assert!(
+        t.notes
+            .iter()
+            .any(|n| n.path.ends_with("labels.io.fleet.update.bundle")
+                && n.message.contains("not an http(s) URL")),
+        "{:?}",
+        t.notes
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ use fleet_log::error::one_line;
 use fleet_release::plan::{self, Owned};
 use serde_json::{Value, json};
 
+use super::legacy_state;
 use super::message::{Request, Response};
 use super::params::Params;
 use super::state::Shared;
@@ -43,16 +44,6 @@ pub fn failure(e: &ReconcileError) -> Response {
         ReconcileError::Failed(_) => 503,
     };
     Response::text(status, &one_line(e))
-}
-
-/// balena's names for container states (`Running`, `Installed`, `exited`, …).
-fn status_word(engine: &str) -> &str {
-    match engine {
-        "running" | "restarting" => "Running",
-        "created" => "Installed",
-        "paused" => "Paused",
-        other => other,
-    }
 }
 
 /// The app (UUID, numeric id) for an `appId` given in a path or body.
@@ -233,51 +224,68 @@ pub async fn v2_purge<R: Reconciler>(shared: &Shared<R>, app_id: &str, req: &Req
     }
 }
 
+/// balena's legacy view of the apps ([`legacy_state::apps`]) from the engine and the target.
+async fn legacy_apps<R: Reconciler>(
+    shared: &Shared<R>,
+) -> Result<BTreeMap<u64, BTreeMap<u64, legacy_state::Entry>>, Response> {
+    let states = shared
+        .reconciler
+        .service_states()
+        .await
+        .map_err(|e| failure(&e))?;
+    let present = shared
+        .reconciler
+        .image_refs()
+        .await
+        .map_err(|e| failure(&e))?;
+    let target = shared.target.borrow();
+    let target = target.as_ref().map(|t| &t.state);
+    let pending = legacy_state::pending(target, &states, &shared.reconciler.downloads(), &present);
+    Ok(legacy_state::apps(target, &states, &pending))
+}
+
 /// `GET /v2/applications/:appId/state`: `{commit, local: {appId: {services: {imageId:
-/// {status, releaseId, download_progress}}}}}`.
+/// {status, releaseId, download_progress}}}}}`, balena's legacy view of that app; `commit`
+/// is the release last applied to it in full (balena's commit store).
 pub async fn v2_app_state<R: Reconciler>(shared: &Shared<R>, app_id: &str) -> Response {
     let Some(id) = app_id.parse::<u64>().ok().filter(|n| *n > 0) else {
         return failed(400, &format!("Invalid application ID: {app_id}"));
     };
-    let Some((uuid, _)) = app_of(shared, id) else {
+    let Ok(apps) = legacy_apps(shared).await else {
+        return failed(
+            500,
+            &format!("Unable to retrieve state for application ID: {id}"),
+        );
+    };
+    let Some(app) = apps.get(&id) else {
         return failed(409, &format!("Application ID does not exist: {id}"));
     };
-    let states = match states_of(shared, &uuid).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let release = shared
-        .target
-        .borrow()
-        .as_ref()
-        .and_then(|t| t.state.apps.get(&uuid))
-        .and_then(|a| a.release.clone());
     let mut services = serde_json::Map::new();
-    for s in &states {
-        let current = release.as_ref().filter(|r| r.uuid == s.release);
-        let image_id = current
-            .and_then(|r| r.image_ids.get(&s.service))
-            .copied()
-            .unwrap_or(0);
+    for (image_id, e) in app {
         services.insert(
             image_id.to_string(),
             json!({
-                "status": status_word(&s.status),
-                "releaseId": current.map(|r| r.id),
-                "download_progress": null,
+                "status": e.status,
+                "releaseId": e.release_id,
+                "download_progress": e.download_progress,
             }),
         );
     }
-    let commit = release.as_ref().map(|r| r.uuid.clone());
-    Response::json(
-        200,
-        &json!({ "commit": commit, "local": { id.to_string(): { "services": services } } }),
-    )
+    let mut out = json!({ "local": { id.to_string(): { "services": services } } });
+    // balena's `{commit, ...apps}`: an unknown commit is left out, not null.
+    if let Some(commit) = shared.applied_commits.borrow().get(&id) {
+        out["commit"] = json!(commit);
+    }
+    Response::json(200, &out)
 }
 
-/// `GET /v1/device`: balena's legacy device summary (single-container view).
+/// `GET /v1/device`: balena's legacy device summary. As balena: the first service of the
+/// first app in its legacy view (lowest app id, then lowest image id: a container, or an
+/// image being pulled or present with no container of that image id), `Running` read as
+/// `Idle`; `commit` is the release last applied in full to that app, left out while an
+/// apply runs.
 pub async fn v1_device<R: Reconciler>(shared: &Shared<R>) -> Response {
-    let states = shared.reconciler.service_states().await.unwrap_or_default();
+    let apps = legacy_apps(shared).await.unwrap_or_default();
     let last = shared.last_apply.borrow().clone();
     let downloads = shared.reconciler.downloads();
     let mut out = json!({
@@ -295,20 +303,20 @@ pub async fn v1_device<R: Reconciler>(shared: &Shared<R>) -> Response {
         "update_failed": last.as_ref().is_some_and(|l| l.error.is_some()),
         "update_downloaded": downloads.downloaded,
     });
-    if let Some(commit) = last.as_ref().and_then(|l| l.release.clone()) {
+    let first_app = apps.iter().next();
+    if let Some((app_id, _)) = first_app
+        && !shared.applying.get()
+        && let Some(commit) = shared.applied_commits.borrow().get(app_id)
+    {
         out["commit"] = json!(commit);
     }
-    if let Some(s) = states.first() {
-        let status = match status_word(&s.status) {
+    if let Some((_, e)) = first_app.and_then(|(_, services)| services.iter().next()) {
+        let status = match e.status.as_str() {
             "Running" => "Idle",
             other => other,
         };
         out["status"] = json!(status);
-        out["download_progress"] = Value::Null;
-    } else if let Some(percent) = downloads.pulling.values().next() {
-        // No container yet: balena's first service is then the image being pulled.
-        out["status"] = json!("Downloading");
-        out["download_progress"] = json!(percent);
+        out["download_progress"] = json!(e.download_progress);
     }
     Response::json(200, &out)
 }

@@ -36,6 +36,7 @@ impl Reconciler for Pushed {
             container_id: "beef01".into(),
             status: "running".into(),
             restart_count: 0,
+            ids: None,
         }])
     }
 

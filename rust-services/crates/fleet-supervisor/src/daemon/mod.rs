@@ -12,7 +12,9 @@ pub mod client;
 pub mod cloud;
 mod device_api;
 mod host_config;
+mod host_os;
 mod host_units;
+mod legacy_state;
 pub mod local;
 #[cfg(test)]
 mod local_tests;
@@ -114,6 +116,11 @@ pub trait Reconciler {
     fn set_registry_login(&self, login: fleet_engine::RegistryLogin) {
         let _ = login;
     }
+    /// Every name the engine's images answer to (tags, `repo@sha256:…`): a target service
+    /// with no container whose image is here is balena's `Downloaded`.
+    async fn image_refs(&self) -> Result<std::collections::BTreeSet<String>, ReconcileError> {
+        Ok(Default::default())
+    }
     /// The pulls under way and whether an apply fetched an image it has not finished
     /// applying (balena's `download_progress`, `update_downloaded`).
     fn downloads(&self) -> Downloads {
@@ -195,6 +202,17 @@ pub struct ServiceState {
     pub status: String,
     /// How often the engine restarted it under its restart policy.
     pub restart_count: u64,
+    /// balena's ids from the container's name `<service>_<imageId>_<releaseId>_<commit>` and
+    /// its `io.fleet.app-id` label (`None` for a container named otherwise).
+    pub ids: Option<LegacyIds>,
+}
+
+/// The numeric ids balena keys its legacy state by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LegacyIds {
+    pub app_id: u64,
+    pub image_id: u64,
+    pub release_id: u64,
 }
 
 /// Loop timings; the defaults suit a device, tests shorten them.

@@ -9,8 +9,8 @@ use fleet_log::error::{Chain, one_line};
 use super::Reconciler;
 use super::backoff::doubling;
 use super::cloud::{self, poll};
-use super::state::{ApplyRecord, Shared, Target, unix_now};
-use super::{target, vpn};
+use super::state::{ApplyRecord, Shared, Target, record_applied_commits, unix_now};
+use super::{host_os, target, vpn};
 use fleet_release::target_state;
 
 /// Reads the target file when its content changed since `last_seen` (local mode: a tool or
@@ -93,6 +93,7 @@ async fn apply_once<R: Reconciler>(
             log::info!("apply cancelled: the server sent a new target; applying it");
             None
         }
+        _ = cloud::report::while_applying(shared), if shared.settings.remote() => None,
     };
     shared.applying.set(false);
     if woken {
@@ -154,6 +155,14 @@ async fn apply_once<R: Reconciler>(
             held.service
         );
     }
+    if error.is_none() && summary.held.is_empty() {
+        let applied = target
+            .state
+            .apps
+            .values()
+            .filter_map(|a| Some((a.id, a.release.as_ref()?.uuid.clone())));
+        record_applied_commits(shared, applied);
+    }
     shared.last_apply.replace(Some(ApplyRecord {
         finished: unix_now(),
         release: (!releases.is_empty()).then(|| releases.join(",")),
@@ -200,6 +209,7 @@ pub async fn reconcile_loop<R: Reconciler>(shared: Rc<Shared<R>>) {
     reload_file(&shared, &mut last_seen);
     let mut next_poll = Instant::now();
     let mut vpn = vpn::Control::default();
+    let mut host_os = host_os::HandOver::default();
     loop {
         shared.heartbeat.set(Instant::now());
         let force = shared.force_pending.replace(false);
@@ -212,6 +222,7 @@ pub async fn reconcile_loop<R: Reconciler>(shared: Rc<Shared<R>>) {
         }
         let mut delay = apply_once(&shared, force, &mut next_poll).await;
         vpn.apply(&shared).await;
+        host_os.apply(&shared).await;
         shared.heartbeat.set(Instant::now());
         if shared.settings.remote() {
             cloud::report::send_if_due(&shared).await;

@@ -46,6 +46,10 @@ pub struct Shared<R> {
     pub target: RefCell<Option<Target>>,
     pub applying: Cell<bool>,
     pub last_apply: RefCell<Option<ApplyRecord>>,
+    /// app id → the release last applied to it in full (balena's commit store, behind
+    /// `commit` of `/v1/device` and `/v2/applications/:appId/state`), kept in
+    /// [`APPLIED_COMMITS_FILE`] as balena keeps it in its database.
+    pub applied_commits: RefCell<std::collections::BTreeMap<u64, String>>,
     /// Last time the reconcile loop made progress (woke up or finished an apply).
     pub heartbeat: Cell<Instant>,
     /// Wakes the loop early; `force_pending` says whether the woken apply is forced.
@@ -100,6 +104,7 @@ impl<R: Reconciler> Shared<R> {
             target: RefCell::new(None),
             applying: Cell::new(false),
             last_apply: RefCell::new(None),
+            applied_commits: RefCell::new(load_applied_commits(&settings.data_dir)),
             heartbeat: Cell::new(Instant::now()),
             wake: Notify::new(),
             cancel_apply: Notify::new(),
@@ -204,4 +209,35 @@ pub fn unix_now() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The applied commits in the data directory (host
+/// `/mnt/data/fleet-supervisor/applied-commits.json`).
+pub const APPLIED_COMMITS_FILE: &str = "applied-commits.json";
+
+fn load_applied_commits(data_dir: &std::path::Path) -> std::collections::BTreeMap<u64, String> {
+    std::fs::read(data_dir.join(APPLIED_COMMITS_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Records `commits` as applied in full; kept only when they changed.
+pub fn record_applied_commits<R>(
+    shared: &Shared<R>,
+    commits: impl IntoIterator<Item = (u64, String)>,
+) {
+    let mut kept = shared.applied_commits.borrow_mut();
+    let before = kept.clone();
+    kept.extend(commits);
+    if *kept == before {
+        return;
+    }
+    let dir = &shared.settings.data_dir;
+    let bytes = serde_json::to_vec(&*kept).unwrap_or_default();
+    let saved = fleet_fs::ensure_dir(dir)
+        .and_then(|()| fleet_fs::atomic_write(&dir.join(APPLIED_COMMITS_FILE), &bytes, 0o600));
+    if let Err(e) = saved {
+        log::error!("applied commits: cannot keep them: {}", one_line(&e));
+    }
 }

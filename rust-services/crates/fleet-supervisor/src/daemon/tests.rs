@@ -82,6 +82,7 @@ impl Reconciler for Memory {
             container_id: "c0ffee".into(),
             status: "running".into(),
             restart_count: 3,
+            ids: None,
         }])
     }
 
@@ -780,7 +781,7 @@ async fn the_state_report_names_services_status_and_release() {
     let shared = Shared::new(s, Memory::default(), timing());
     target::accept(&shared, EXAMPLE.as_bytes()).unwrap();
     let states = shared.reconciler.service_states().await.unwrap();
-    let body = cloud::report::body(&shared, DEVICE, &states);
+    let body = cloud::report::body(&shared, DEVICE, &states, &[]);
     let device = &body[DEVICE];
     assert_eq!(device["api_port"], json!(48484));
     assert_eq!(
@@ -805,9 +806,80 @@ async fn the_state_report_names_services_status_and_release() {
     );
     assert_eq!(
         app["releases"][release]["services"]["db"],
-        json!({ "image": "registry.example/greenhouse-db:5521", "status": "Running", "download_progress": null })
+        json!({ "image": "registry.example/greenhouse-db:5521", "status": "Running" })
     );
     assert!(app.get("services").is_none(), "{app}");
+}
+
+#[tokio::test]
+async fn the_state_report_shows_downloads_as_balena() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = Shared::new(settings(tmp.path()), Memory::default(), timing());
+    target::accept(&shared, EXAMPLE.as_bytes()).unwrap();
+    let states = shared.reconciler.service_states().await.unwrap();
+    let mut downloads = Downloads::default();
+    downloads
+        .pulling
+        .insert("registry.example/greenhouse-sensor:5521".into(), 42);
+    let present = std::collections::BTreeSet::from(["registry.example/greenhouse-ui:5521".into()]);
+    let pending = {
+        let target = shared.target.borrow();
+        legacy_state::pending(
+            target.as_ref().map(|t| &t.state),
+            &states,
+            &downloads,
+            &present,
+        )
+    };
+    let body = cloud::report::body(&shared, DEVICE, &states, &pending);
+    let release = &body[DEVICE]["apps"][APP]["releases"]["a1b2c3d4e5f60718293a4b5c6d7e8f90"];
+    assert_eq!(
+        release["services"]["sensor"],
+        json!({ "image": "registry.example/greenhouse-sensor:5521", "status": "Downloading", "download_progress": 42 })
+    );
+    assert_eq!(
+        release["services"]["ui"],
+        json!({ "image": "registry.example/greenhouse-ui:5521", "status": "Downloaded" })
+    );
+    assert_eq!(release["update_status"], json!("downloading"), "{release}");
+    // Pulled: nothing downloading any more.
+    let present = std::collections::BTreeSet::from([
+        "registry.example/greenhouse-ui:5521".into(),
+        "registry.example/greenhouse-sensor:5521".into(),
+    ]);
+    let pending = {
+        let target = shared.target.borrow();
+        legacy_state::pending(
+            target.as_ref().map(|t| &t.state),
+            &states,
+            &Downloads::default(),
+            &present,
+        )
+    };
+    let body = cloud::report::body(&shared, DEVICE, &states, &pending);
+    let release = &body[DEVICE]["apps"][APP]["releases"]["a1b2c3d4e5f60718293a4b5c6d7e8f90"];
+    assert_eq!(release["services"]["sensor"]["status"], json!("Downloaded"));
+    assert_eq!(
+        release["update_status"],
+        json!("applying changes"),
+        "{release}"
+    );
+}
+
+#[test]
+fn applied_commits_survive_a_restart_as_balenas_commit_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = Shared::new(settings(tmp.path()), Memory::default(), timing());
+    state::record_applied_commits(&shared, [(1804, "a1b2".to_string())]);
+    let again = Shared::new(settings(tmp.path()), Memory::default(), timing());
+    assert_eq!(
+        again
+            .applied_commits
+            .borrow()
+            .get(&1804)
+            .map(String::as_str),
+        Some("a1b2")
+    );
 }
 
 #[test]
@@ -1081,7 +1153,7 @@ async fn the_state_report_carries_what_the_target_asks_that_is_not_done() {
     doc[DEVICE]["config"] = json!({ "BALENA_HOST_CONFIG_gpu_mem": "64" });
     doc[DEVICE]["apps"]["hostos"] = json!({ "id": 9, "name": "os", "is_host": true });
     target::accept(&shared, doc.to_string().as_bytes()).unwrap();
-    let body = cloud::report::body(&shared, DEVICE, &[]);
+    let body = cloud::report::body(&shared, DEVICE, &[], &[]);
     let warnings = body[DEVICE]["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(

@@ -457,14 +457,17 @@ impl Executor {
                     downloads.pulling.insert(image.to_string(), percent);
                 };
                 track(0);
+                // A dropped apply (a new target, `/v1/update` with `cancel`) ends the pull
+                // here: the guard takes it off the list then too, as balena's abort does.
+                let _pulling = PullingGuard {
+                    downloads: &self.downloads,
+                    image,
+                };
                 let pulled = self
                     .engine
                     .pull_image_reporting(image, login.as_ref(), track)
                     .await;
-                let mut downloads = self.downloads.borrow_mut();
-                downloads.pulling.remove(image);
-                downloads.downloaded |= pulled.is_ok();
-                drop(downloads);
+                self.downloads.borrow_mut().downloaded |= pulled.is_ok();
                 pulled.map_err(ExecError::engine(format!("pull {image}")))?
             }
         }
@@ -736,4 +739,16 @@ fn owned_labels(o: &Owned) -> BTreeMap<String, String> {
         (LABEL_APP.to_string(), o.app.clone()),
         (LABEL_NAME.to_string(), o.name.clone()),
     ])
+}
+
+/// Takes an image off the pulls under way when its pull ends or is dropped.
+struct PullingGuard<'a> {
+    downloads: &'a std::cell::RefCell<crate::daemon::Downloads>,
+    image: &'a str,
+}
+
+impl Drop for PullingGuard<'_> {
+    fn drop(&mut self) {
+        self.downloads.borrow_mut().pulling.remove(self.image);
+    }
 }

@@ -34,6 +34,10 @@ impl Reconciler for Executor {
         Executor::set_registry_login(self, login);
     }
 
+    async fn image_refs(&self) -> Result<BTreeSet<String>, ReconcileError> {
+        report::image_refs(self.engine()).await
+    }
+
     fn downloads(&self) -> crate::daemon::Downloads {
         Executor::downloads(self)
     }

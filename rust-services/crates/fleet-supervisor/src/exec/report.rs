@@ -4,8 +4,10 @@
 
 use fleet_engine::Engine;
 
-use crate::daemon::{ReconcileError, ServiceState, Subnet};
-use fleet_release::plan::{LABEL_APP, LABEL_RELEASE, LABEL_SERVICE, LABEL_SUPERVISED};
+use crate::daemon::{LegacyIds, ReconcileError, ServiceState, Subnet};
+use fleet_release::plan::{
+    LABEL_APP, LABEL_APP_ID, LABEL_RELEASE, LABEL_SERVICE, LABEL_SUPERVISED,
+};
 
 pub async fn from_engine(engine: &Engine) -> Result<Vec<ServiceState>, ReconcileError> {
     let failed = |e: fleet_engine::Error| ReconcileError::failed(e);
@@ -29,10 +31,46 @@ pub async fn from_engine(engine: &Engine) -> Result<Vec<ServiceState>, Reconcile
                 .as_ref()
                 .map_or_else(|| c.state.clone(), |i| i.state.status.clone()),
             restart_count: inspect.map_or(0, |i| i.restart_count),
+            ids: c
+                .names
+                .first()
+                .and_then(|n| legacy_ids(n.trim_start_matches('/'), &label(LABEL_APP_ID))),
         });
     }
     out.sort_by(|a, b| (&a.app, &a.service, &a.release).cmp(&(&b.app, &b.service, &b.release)));
     Ok(out)
+}
+
+/// balena's ids of a container named `<service>_<imageId>_<releaseId>_<commit>` (the
+/// service name may hold `_` itself, so the name is read from the right).
+pub fn legacy_ids(name: &str, app_id: &str) -> Option<LegacyIds> {
+    let mut parts = name.rsplitn(4, '_');
+    let (_commit, release_id, image_id, _service) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    Some(LegacyIds {
+        app_id: app_id.parse().ok()?,
+        image_id: image_id.parse().ok()?,
+        release_id: release_id.parse().ok()?,
+    })
+}
+
+/// Image references present on the engine (tags and digests), for the state reports'
+/// `Downloaded` images.
+pub async fn image_refs(
+    engine: &Engine,
+) -> Result<std::collections::BTreeSet<String>, ReconcileError> {
+    super::state::image_refs(engine)
+        .await
+        .map_err(ReconcileError::failed)
+}
+
+#[cfg(test)]
+#[test]
+fn legacy_ids_are_read_from_the_right_of_the_name() {
+    let ids = legacy_ids("my_web_12_34_0c1f9a", "7").unwrap();
+    assert_eq!((ids.app_id, ids.image_id, ids.release_id), (7, 12, 34));
+    assert_eq!(legacy_ids("web", "7"), None);
+    assert_eq!(legacy_ids("web_x_34_0c1f", "7"), None);
 }
 
 /// Subnets of the engine's `bridge` networks. Other drivers are left out on purpose: a

@@ -94,10 +94,9 @@ pub async fn containers(engine: &Engine) -> Result<Vec<Observed>, ExecError> {
     Ok(out)
 }
 
-/// The planner's view of the engine, without the locks (the caller adds them).
-pub async fn read(engine: &Engine) -> Result<(CurrentState, Vec<Observed>), ExecError> {
-    let observed = containers(engine).await?;
-    let images = engine
+/// Every name the engine's images answer to (tags and `repo@sha256:…` digests).
+pub async fn image_refs(engine: &Engine) -> Result<BTreeSet<String>, ExecError> {
+    Ok(engine
         .list_images()
         .await
         .map_err(ExecError::engine("list images"))?
@@ -109,7 +108,13 @@ pub async fn read(engine: &Engine) -> Result<(CurrentState, Vec<Observed>), Exec
             let short = t.strip_suffix(":latest").map(str::to_string);
             std::iter::once(t).chain(short)
         })
-        .collect();
+        .collect())
+}
+
+/// The planner's view of the engine, without the locks (the caller adds them).
+pub async fn read(engine: &Engine) -> Result<(CurrentState, Vec<Observed>), ExecError> {
+    let observed = containers(engine).await?;
+    let images = image_refs(engine).await?;
     let volumes = engine
         .list_volumes_labelled(LABEL_APP)
         .await

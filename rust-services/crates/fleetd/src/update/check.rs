@@ -3,6 +3,15 @@
 //! `fleet-update.timer`. Installs the channel's bundle by URL when it is newer than the
 //! running system, runs on this device, did not already fail its trial here, and the
 //! device's place in the rollout wave has come.
+//!
+//! A host-OS release from the supervisor's target state goes the same way: fleet-supervisor
+//! hands it over in [`HOST_HANDOVER`] (and starts `fleet-update.service`). While that
+//! release was not acted on yet (see [`HOST_DONE`]), the check takes the bundle it names —
+//! no channel, no wave: the server chose this device — or, without one, checks the
+//! configured channel at once. The same rules hold as for a channel: never older or equal
+//! to the running version, never a version whose trial already failed here. Once decided
+//! (installed, up to date, armed, failed here) the release is recorded and not acted on
+//! again.
 
 use std::path::PathBuf;
 
@@ -11,6 +20,7 @@ use fleet_bundle::channel::Channel;
 use fleet_bundle::{BundleError, keys, version};
 use fleet_fs::Root;
 
+use super::head;
 use super::install::{self, Input};
 use super::source::{HttpSource, Source};
 use super::trial::{self, Outcome};
@@ -45,8 +55,58 @@ pub enum Action {
     Installed,
 }
 
+/// fleet-supervisor's hand-over of a host-OS release (its `daemon/host_os.rs`): the host
+/// side of the supervisor's data directory.
+pub const HOST_HANDOVER: &str = "/mnt/data/fleet-supervisor/host-os-update.json";
+/// The host-OS release last acted on.
+pub const HOST_DONE: &str = "/var/lib/fleet/host-os-update.done.json";
+
+/// A host-OS release as the supervisor hands it over.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HostRelease {
+    pub app: String,
+    #[serde(default)]
+    pub app_name: String,
+    /// The release's commit.
+    pub release: String,
+    #[serde(default)]
+    pub release_id: u64,
+    /// The signed bundle of that release; `None`: the configured channel.
+    #[serde(default)]
+    pub bundle: Option<String>,
+}
+
+/// The handed-over host-OS release, unless it was already acted on (or there is none).
+pub fn pending_host_release(root: &Root) -> Result<Option<HostRelease>, UpdateError> {
+    let path = root.path(HOST_HANDOVER);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(UpdateError::Input(path, e)),
+    };
+    let handed: HostRelease = serde_json::from_slice(&bytes).map_err(|e| {
+        UpdateError::Input(
+            path.clone(),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        )
+    })?;
+    let done = std::fs::read(root.path(HOST_DONE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<HostRelease>(&b).ok());
+    Ok((done.map(|d| d.release).as_ref() != Some(&handed.release)).then_some(handed))
+}
+
+fn mark_host_done(root: &Root, release: &HostRelease) -> Result<(), UpdateError> {
+    let mut bytes = serde_json::to_vec_pretty(release).unwrap_or_default();
+    bytes.push(b'\n');
+    fleet_fs::atomic_write(&root.path(HOST_DONE), &bytes, 0o644)
+        .map_err(|e| UpdateError::Input(root.path(HOST_DONE), std::io::Error::other(e)))
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CheckReport {
+    /// The channel the decision came from; for a handed-over host release with a bundle,
+    /// that bundle.
     pub channel: String,
     pub version: String,
     pub running: Option<String>,
@@ -56,6 +116,9 @@ pub struct CheckReport {
     pub bundle: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub install: Option<install::Report>,
+    /// The handed-over host-OS release (commit) this check acted on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_release: Option<String>,
 }
 
 fn fetch_all(url: &str, root: &Root) -> Result<Vec<u8>, UpdateError> {
@@ -86,6 +149,101 @@ pub fn configured_channel(root: &Root) -> Option<String> {
 }
 
 pub fn check(root: &Root, opts: &CheckOptions) -> Result<CheckReport, UpdateError> {
+    // An explicit --channel is a check of that channel only.
+    let host = match opts.channel {
+        Some(_) => None,
+        None => pending_host_release(root)?,
+    };
+    let mut report = match host.as_ref().and_then(|h| h.bundle.as_deref()) {
+        Some(bundle) => check_bundle(root, opts, bundle)?,
+        None => check_channel(root, opts)?,
+    };
+    if let Some(h) = host {
+        log::info!(release = h.release.as_str(); "host OS release {} ({}): {:?}", h.release, h.app_name, report.action);
+        if !matches!(report.action, Action::Wait | Action::Due) {
+            mark_host_done(root, &h)?;
+        }
+        report.host_release = Some(h.release);
+    }
+    Ok(report)
+}
+
+/// Armed or failed here: the trial record's verdict on `version`, if it has one.
+fn trial_action(root: &Root, version: &str) -> Result<Option<Action>, UpdateError> {
+    let state = BootState::from_vars(&fleet_bootenv::select::open(root)?.load()?);
+    Ok(trial::read(root)
+        .filter(|t| t.version == version)
+        .and_then(|t| match t.outcome(&state) {
+            Outcome::Pending => Some(Action::Armed),
+            Outcome::Failed | Outcome::RolledBack => Some(Action::FailedHere),
+            Outcome::Good => None,
+        }))
+}
+
+/// A handed-over host release's bundle: its signed head says the version and the devices;
+/// installed when newer than the running system (no wave: the server chose this device).
+fn check_bundle(
+    root: &Root,
+    opts: &CheckOptions,
+    bundle: &str,
+) -> Result<CheckReport, UpdateError> {
+    let keys_dir: PathBuf = opts
+        .install_opts
+        .keys
+        .clone()
+        .unwrap_or_else(|| root.path(fleet_bundle::KEYS_DIR));
+    let trusted = keys::read_public_dir(&keys_dir)?;
+    let mut source = HttpSource::open_probe(bundle, root, head::probe_len(root))?;
+    let manifest = head::read(root, &mut source, &trusted)?.manifest;
+    drop(source);
+    let mine = install::device_type(root).ok_or(UpdateError::UnknownDeviceType)?;
+    if !manifest.compatible.contains(&mine) {
+        head::forget(root);
+        return Err(UpdateError::WrongDevice {
+            mine,
+            compatible: manifest.compatible.join(", "),
+        });
+    }
+    let running = slots::running_version(root);
+    let mut report = CheckReport {
+        channel: bundle.to_string(),
+        version: manifest.version.clone(),
+        running: running.clone(),
+        action: Action::UpToDate,
+        due: 0,
+        bundle: bundle.to_string(),
+        install: None,
+        host_release: None,
+    };
+    if running
+        .as_deref()
+        .is_some_and(|r| version::compare(&manifest.version, r).is_le())
+    {
+        head::forget(root);
+        return Ok(report);
+    }
+    if let Some(action) = trial_action(root, &manifest.version)? {
+        head::forget(root);
+        report.action = action;
+        return Ok(report);
+    }
+    if !opts.install {
+        report.action = Action::Due;
+        return Ok(report);
+    }
+    log::info!(version = manifest.version.as_str(); "host OS release: installing {bundle}");
+    // The head just read is kept: the install reuses it.
+    let source = HttpSource::open_probe(bundle, root, head::probe_len(root))?;
+    report.install = Some(install::install(
+        root,
+        Input::Source(Box::new(source)),
+        &opts.install_opts,
+    )?);
+    report.action = Action::Installed;
+    Ok(report)
+}
+
+fn check_channel(root: &Root, opts: &CheckOptions) -> Result<CheckReport, UpdateError> {
     let url = match &opts.channel {
         Some(u) => u.clone(),
         None => configured_channel(root).ok_or(UpdateError::NoChannel)?,
@@ -119,6 +277,7 @@ pub fn check(root: &Root, opts: &CheckOptions) -> Result<CheckReport, UpdateErro
         due,
         bundle: bundle.clone(),
         install: None,
+        host_release: None,
     };
     if running
         .as_deref()
@@ -126,19 +285,9 @@ pub fn check(root: &Root, opts: &CheckOptions) -> Result<CheckReport, UpdateErro
     {
         return Ok(report);
     }
-    let state = BootState::from_vars(&fleet_bootenv::select::open(root)?.load()?);
-    if let Some(t) = trial::read(root).filter(|t| t.version == channel.version) {
-        match t.outcome(&state) {
-            Outcome::Pending => {
-                report.action = Action::Armed;
-                return Ok(report);
-            }
-            Outcome::Failed | Outcome::RolledBack => {
-                report.action = Action::FailedHere;
-                return Ok(report);
-            }
-            Outcome::Good => {}
-        }
+    if let Some(action) = trial_action(root, &channel.version)? {
+        report.action = action;
+        return Ok(report);
     }
     let now = opts.now.unwrap_or_else(|| {
         std::time::SystemTime::now()

@@ -208,7 +208,14 @@ pub async fn run(root: &Root, cmd: Command) -> Result<(), UpdateError> {
                 println!("{url}");
                 Ok(())
             }
-            None => Err(UpdateError::NoChannel),
+            // A host-OS release handed over with its bundle is checked without a channel.
+            None => match check::pending_host_release(root)?.and_then(|h| h.bundle) {
+                Some(bundle) => {
+                    println!("{bundle}");
+                    Ok(())
+                }
+                None => Err(UpdateError::NoChannel),
+            },
         },
         Command::Status => {
             println!(

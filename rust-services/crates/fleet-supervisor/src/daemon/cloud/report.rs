@@ -7,7 +7,7 @@
 //!             is_online, memory_usage, …,
 //!             apps: { <app uuid>: { release_uuid,
 //!                     releases: { <commit>: { update_status,
-//!                                 services: { <name>: { image, status, download_progress } } } } } } } }
+//!                                 services: { <name>: { image, status, download_progress? } } } } } } } }
 //! ```
 //!
 //! The server checks every release and image named against its database and refuses the
@@ -25,6 +25,7 @@ use serde_json::{Map, Value, json};
 use super::host_info;
 pub use super::report_state::ReportState;
 use super::request::{call, snippet};
+use crate::daemon::legacy_state::{self, ImageState, status_word};
 use crate::daemon::state::Shared;
 use crate::daemon::versions::{os_variant, os_version, supervisor_version};
 use crate::daemon::{Reconciler, ServiceState};
@@ -36,23 +37,19 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// Metrics that changed alone make a report at most this often.
 pub const METRICS_INTERVAL: Duration = Duration::from_secs(5 * 60);
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a running apply looks for a change to report (sent at most every
+/// [`MIN_INTERVAL`]).
+const DURING_APPLY_TICK: Duration = Duration::from_secs(2);
 
-/// balena's service status words for the engine's.
-fn status_word(engine: &str) -> &str {
-    match engine {
-        "running" => "Running",
-        "created" => "Installed",
-        "restarting" => "Restarting",
-        "paused" => "Paused",
-        "exited" => "Exited",
-        "dead" => "Dead",
-        "removing" => "Removing",
-        other => other,
-    }
-}
-
-/// The report body for the device `uuid`, without metrics.
-pub fn body<R>(shared: &Shared<R>, uuid: &str, states: &[ServiceState]) -> Value {
+/// The report body for the device `uuid`, without metrics. `pending`: the target services
+/// with no container yet ([`legacy_state::pending`]), reported as balena does: `Downloading`
+/// with the pull's percent (0 before it starts), `Downloaded` once the image is there.
+pub fn body<R>(
+    shared: &Shared<R>,
+    uuid: &str,
+    states: &[ServiceState],
+    pending: &[legacy_state::Pending],
+) -> Value {
     let target = shared.target.borrow();
     let target_apps = target.as_ref().map(|t| &t.state.apps);
     let mut report = shared.report.borrow_mut();
@@ -95,8 +92,26 @@ pub fn body<R>(shared: &Shared<R>, uuid: &str, states: &[ServiceState]) -> Value
         {
             releases.entry(&c.release).or_default().insert(
                 c.service.clone(),
-                json!({ "image": c.image, "status": status_word(&c.status), "download_progress": null }),
+                json!({ "image": c.image, "status": status_word(&c.status) }),
             );
+        }
+        let mut downloading = false;
+        for p in pending.iter().filter(|p| p.app_uuid == app_uuid) {
+            let service = match p.state {
+                ImageState::Pulling(percent) => {
+                    downloading |= percent < 100;
+                    json!({ "image": p.image, "status": "Downloading", "download_progress": percent })
+                }
+                ImageState::Missing => {
+                    downloading = true;
+                    json!({ "image": p.image, "status": "Downloading", "download_progress": 0 })
+                }
+                ImageState::Present => json!({ "image": p.image, "status": "Downloaded" }),
+            };
+            releases
+                .entry(&p.release_uuid)
+                .or_default()
+                .insert(p.service.clone(), service);
         }
         // The release the app runs: the one all its services run (none mid-update).
         let running: BTreeSet<&str> = containers.iter().map(|c| c.release.as_str()).collect();
@@ -114,6 +129,7 @@ pub fn body<R>(shared: &Shared<R>, uuid: &str, states: &[ServiceState]) -> Value
                         applying,
                         held,
                         failed,
+                        downloading,
                         release_uuid.as_deref() == Some(commit),
                     )
                     .into(),
@@ -128,7 +144,7 @@ pub fn body<R>(shared: &Shared<R>, uuid: &str, states: &[ServiceState]) -> Value
             // Nothing of the target release runs yet.
             out.insert(
                 commit.to_string(),
-                json!({ "update_status": update_status(applying, held, failed, false), "services": {} }),
+                json!({ "update_status": update_status(applying, held, failed, downloading, false), "services": {} }),
             );
         }
         apps.insert(
@@ -159,16 +175,60 @@ pub fn body<R>(shared: &Shared<R>, uuid: &str, states: &[ServiceState]) -> Value
     })
 }
 
-/// balena's `update_status` of the target release.
-fn update_status(applying: bool, held: bool, failed: bool, running_it: bool) -> &'static str {
+/// balena's `update_status` of the target release, in balena's precedence: aborted,
+/// downloading (a service's download under way), downloaded, applying changes, done.
+fn update_status(
+    applying: bool,
+    held: bool,
+    failed: bool,
+    downloading: bool,
+    running_it: bool,
+) -> &'static str {
     if failed {
         "aborted"
+    } else if downloading {
+        "downloading"
     } else if held {
         "downloaded"
     } else if applying || !running_it {
         "applying changes"
     } else {
         "done"
+    }
+}
+
+/// The target services without a container, and where their images are (the engine's image
+/// list is read only when there is such a service).
+async fn pending_services<R: Reconciler>(
+    shared: &Shared<R>,
+    states: &[ServiceState],
+) -> Result<Vec<legacy_state::Pending>, crate::daemon::ReconcileError> {
+    let downloads = shared.reconciler.downloads();
+    let none = BTreeSet::new();
+    let without = {
+        let target = shared.target.borrow();
+        legacy_state::pending(target.as_ref().map(|t| &t.state), states, &downloads, &none)
+    };
+    if without.is_empty() {
+        return Ok(without);
+    }
+    let present = shared.reconciler.image_refs().await?;
+    let target = shared.target.borrow();
+    Ok(legacy_state::pending(
+        target.as_ref().map(|t| &t.state),
+        states,
+        &downloads,
+        &present,
+    ))
+}
+
+/// Reports while an apply runs, so the server sees downloads progress (balena reports each
+/// change of a pull's progress, throttled as every report is). Never returns: the apply's
+/// `select!` drops it.
+pub async fn while_applying<R: Reconciler>(shared: &Shared<R>) {
+    loop {
+        tokio::time::sleep(DURING_APPLY_TICK).await;
+        send_if_due(shared).await;
     }
 }
 
@@ -187,7 +247,14 @@ pub async fn send_if_due<R: Reconciler>(shared: &Shared<R>) {
             return;
         }
     };
-    let mut body = body(shared, &identity.uuid, &states);
+    let pending = match pending_services(shared, &states).await {
+        Ok(p) => p,
+        Err(e) => {
+            log::debug!("state report: no image list: {e}");
+            return;
+        }
+    };
+    let mut body = body(shared, &identity.uuid, &states, &pending);
     let metrics_due = {
         let mut report = shared.report.borrow_mut();
         let changed = report.last_sent.as_ref() != Some(&body);
