@@ -604,6 +604,9 @@ impl Executor {
     }
 }
 
+/// How often [`create`] clears a taken name before giving up.
+const NAME_CLEAR_ROUNDS: u64 = 8;
+
 /// The create step: lock directory, container, further networks.
 async fn create(
     engine: &Engine,
@@ -617,30 +620,34 @@ async fn create(
         lock::clear_handover(&dir)?;
     }
     let request = create_request(config, lock_root);
-    match engine.create_container(&config.name, &request.body).await {
-        // The name is taken by a container the state did not list: one whose create was
-        // cut short by a kill (the engine keeps the name while it is not listed yet) or one
-        // of ours. The name is balena's, made for this release: it is cleared and the
-        // create runs once more. A foreign container of that name is left and refused.
-        Err(fleet_engine::Error::Api { status: 409, .. }) => {
-            let holder = engine
-                .inspect_container(&config.name)
-                .await
-                .map_err(ExecError::engine(what.clone()))?;
-            if holder.is_some_and(|h| !h.config.labels.contains_key(LABEL_SUPERVISED)) {
+    // The name is taken by a container the state did not list: one whose create was cut
+    // short by a kill, or one of ours. The name is balena's, made for this release: it is
+    // cleared and the create runs once more. A foreign container of that name is left and
+    // refused. The engine finishes a killed client's create on its own, so the name can be
+    // reserved before the container is listed: then clearing finds nothing and the next
+    // create meets the name again; a few rounds, a little apart, let that create land.
+    let mut round = 0;
+    while let Err(e) = engine.create_container(&config.name, &request.body).await {
+        let fleet_engine::Error::Api { status: 409, .. } = e else {
+            return Err(ExecError::engine(what.clone())(e));
+        };
+        round += 1;
+        if round > NAME_CLEAR_ROUNDS {
+            return Err(ExecError::engine(format!("{what}: clear the name"))(e));
+        }
+        let holder = engine
+            .inspect_container(&config.name)
+            .await
+            .map_err(ExecError::engine(what.clone()))?;
+        match holder {
+            Some(h) if !h.config.labels.contains_key(LABEL_SUPERVISED) => {
                 return Err(ExecError::NameTaken(config.name.clone()));
             }
-            engine
+            Some(_) => engine
                 .remove_container(&config.name, true)
                 .await
-                .map_err(ExecError::engine(format!("{what}: clear the name")))?;
-            engine
-                .create_container(&config.name, &request.body)
-                .await
-                .map_err(ExecError::engine(what.clone()))?;
-        }
-        r => {
-            r.map_err(ExecError::engine(what.clone()))?;
+                .map_err(ExecError::engine(format!("{what}: clear the name")))?,
+            None => tokio::time::sleep(Duration::from_millis(250 * round)).await,
         }
     }
     for (network, endpoint) in &request.extra_networks {
