@@ -819,6 +819,18 @@ class ControlArmNoFlush(KernelVfatArm):
         return epochs[:last] + [[w for e in epochs[last:] for w in e]]
 
 
+class KernelVfatRollback(KernelVfatMarkGood):
+    """`fleetd update rollback` on a device booted into slot B on trial (A good, B armed with
+    3 tries; what the health check runs when a trial fails): fleetd drops the trial in one
+    fleet_env store, fleet-b.env replaced with fleet_fs::atomic_write through the kernel's
+    vfat. Each state: B still on trial (old: U-Boot boots B) or no trial (new: A), read by
+    fleetd; a sample booted under real U-Boot."""
+
+    def record(self, work, image, log):
+        fleetd_in_guest(image, log, ["update", "rollback"], "fleet.slot=B",
+                        "echo bootloader=uboot >/etc/fleet/update.conf")
+
+
 # A sector of the GRUB disk past its partitions (they end at 165888): the kernel-vfat
 # guest's marker must not land on the GPT header (sector 1).
 GRUB_MARK_SECTOR = 190000
@@ -837,6 +849,16 @@ class KernelVfatGrubMarkGood(GrubTrial):
 
     def record(self, work, image, log):
         fleetd_in_guest(image, log, ["update", "mark-good"], "fleet.slot=B",
+                        "echo bootloader=grub >/etc/fleet/update.conf",
+                        mark_sector=GRUB_MARK_SECTOR)
+
+
+class KernelVfatGrubRollback(KernelVfatGrubMarkGood):
+    """The x86 layout: `fleetd update rollback` in slot B on trial (A good, 3 tries), the
+    grubenv store through the kernel's vfat. Old: GRUB boots B (the trial), new: A."""
+
+    def record(self, work, image, log):
+        fleetd_in_guest(image, log, ["update", "rollback"], "fleet.slot=B",
                         "echo bootloader=grub >/etc/fleet/update.conf",
                         mark_sector=GRUB_MARK_SECTOR)
 
@@ -886,6 +908,9 @@ SCENARIOS = {
     # The x86 layout's grubenv on the ESP through the kernel's vfat: arming and mark-good.
     "vfat-grub-arm": KernelVfatGrubArm(),
     "vfat-grub-mark-good": KernelVfatGrubMarkGood(),
+    # A failed trial given up from Linux (`fleetd update rollback`), on both layouts.
+    "vfat-rollback": KernelVfatRollback(),
+    "vfat-grub-rollback": KernelVfatGrubRollback(),
     # A good, B on trial (3 tries): U-Boot counts down to 2 and boots B.
     "uboot-countdown": UbootTrial(5, "A", "B", 3),
     # A good, B's last try: U-Boot saves tries 0 and boots B; the next power-on rolls back,
