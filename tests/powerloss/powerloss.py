@@ -10,12 +10,15 @@ harness error. Scenarios: see SCENARIOS below.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import random
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -99,11 +102,33 @@ def fsck(part):
     return "errors", "; ".join(lines[:3])
 
 
+GUEST_ROOT_INIT = (
+    "mkdir -p /r/etc/NetworkManager/system-connections /r/var/lib/fleet /r/home/root/.ssh "
+    "/r/mnt /r/proc\nln -s /mnt/boot /r/mnt/boot\necho fleet >/r/etc/hostname\n"
+    "echo 0123456789abcdef0123456789abcdef >/r/etc/machine-id"
+)
+GUEST_ROOT_AFTER = (
+    "echo LASTGOOD-BEGIN; cat /r/var/lib/fleet/config.last-good.json; echo; echo LASTGOOD-END\n"
+    "echo KEYFILE-BEGIN; k=/r/etc/NetworkManager/system-connections/f22-wired.nmconnection; "
+    "[ ! -f $k ] || cat $k; "
+    "echo KEYFILE-END"
+)
+
+
+def between(text, begin, end):
+    return text.split(begin + "\n", 1)[-1].split(end, 1)[0] if begin in text else ""
+
+
 class Configure:
     """`fleet image configure` of a card image (host side): replace config.json, optionally
-    add a NetworkManager keyfile (creating system-connections/). Nothing to boot."""
+    add a NetworkManager keyfile (creating system-connections/). The real reader: the
+    boot-time `fleetd provision` in the kernel-vfat guest on a card holding the crash state
+    (`vfat run`: Linux's vfat mounts the boot partition as mnt-boot.mount does, fleetd reads
+    config.json with fleet_config's rule and applies it): the configuration it saved as the
+    last good one must be the document the checker predicted, the keyfile it installed too."""
 
-    boots = False
+    boots = True
+    helper = VFAT
 
     def __init__(self, layout, connection):
         self.layout, self.connection = layout, connection
@@ -145,9 +170,54 @@ class Configure:
         return row, None
 
 
+    def predict(self, got, row):
+        return tuple(sorted(row.items()))
+
+    def docs(self):
+        old, new = self.old_new
+        return {"old": old["config.json"], "new": new["config.json"]}
+
+    def boot(self, base, overlay, work):
+        """The crash state on a copy of the card, `fleetd provision` run on it in the guest:
+        what it applied, in the checker's terms (same keys as `judge`'s row)."""
+        card = os.path.join(work, "crash-card.img")
+        run("cp", "--sparse=always", base, card)
+        with open(card, "r+b") as f:
+            for sector, data in overlay.items():
+                f.seek(sector * crashstates.SECTOR)
+                f.write(data)
+        env = dict(os.environ, VFAT_INIT=GUEST_ROOT_INIT, VFAT_AFTER=GUEST_ROOT_AFTER)
+        text = subprocess.run([VFAT, "run", card, shutil.which("fleetd"), "--root", "/r",
+                               "provision"], capture_output=True, env=env).stdout.decode(
+                                   errors="replace")
+        os.unlink(card)
+        saved = between(text, "LASTGOOD-BEGIN", "LASTGOOD-END").strip()
+        applied = "none"
+        try:
+            doc = json.loads(saved)
+            for name, data in self.docs().items():
+                if json.loads(data) == doc:
+                    applied = name
+        except ValueError:
+            applied = "none" if not saved else "other"
+        seen = {"config.json": applied}
+        if self.connection:
+            key = "system-connections/f22-wired.nmconnection"
+            # fleetd installs it with the uuid NetworkManager would give it (a line it adds).
+            kf = "\n".join(x for x in between(text, "KEYFILE-BEGIN", "KEYFILE-END").splitlines()
+                           if not x.startswith("uuid=")).strip()
+            seen[key] = "old" if not kf else "new" if kf == KEYFILE.decode().strip() else "other"
+        if applied == "none":
+            status = [x for x in text.splitlines() if "VFAT-PROGRAM-STATUS" in x or "rror" in x]
+            seen["fleetd"] = " ".join(status)[:200]
+        return tuple(sorted(seen.items()))
+
+
 class Control(Configure):
     """Negative control: config.json overwritten in place by mtools (`mcopy -o`, no ordering,
     what a naive tool does). The checker must find lost or mixed states here."""
+
+    boots = False
 
     def __init__(self):
         super().__init__("mbr", False)
@@ -179,6 +249,50 @@ class Provision:
     ARGS = ()
     # Files the scenario must leave exactly as they were.
     unchanged = ("/etc/machine-id",)
+    # The real reader: the crash state repaired by `e2fsck -fy` (systemd-fsck), mounted by the
+    # kernel with the device's binds and the scenario's command run again as at the next boot
+    # (`provision apply`): the files as the kernel reads them before it must be what the
+    # checker predicted (debugfs), and after it the new ones.
+    boots = True
+
+    def predict(self, got, row):
+        return tuple(sorted([(p, row[p]) for p in self.FILES] + [("after the rerun", "new")]))
+
+    def read_dir(self, d):
+        got = {}
+        for path in self.FILES:
+            f = os.path.join(d, path.lstrip("/"))
+            if path.endswith("/"):
+                got[path] = b"<directory>" if os.path.exists(f.rstrip("/") + ".dir") else None
+            else:
+                got[path] = open(f, "rb").read() if os.path.exists(f) else None
+        return got
+
+    def boot(self, base, overlay, work):
+        state = os.path.join(work, "crash-state.img")
+        run("cp", "--sparse=always", base, state)
+        with open(state, "r+b") as f:
+            for sector, data in overlay.items():
+                f.seek(sector * crashstates.SECTOR)
+                f.write(data)
+        subprocess.run(["e2fsck", "-fy", state], capture_output=True)
+        snap = os.path.join(work, "snapshot")
+        shutil.rmtree(snap, ignore_errors=True)
+        os.makedirs(snap)
+        new = os.path.join(work, "new.json")
+        env = dict(self.env(work, "new") or os.environ, PROVISION_SNAPSHOT=snap,
+                   PROVISION_FILES=" ".join(self.FILES))
+        p = subprocess.run([os.path.join(HERE, "provision"), "apply", state, new, *self.ARGS],
+                           capture_output=True, env=env)
+        os.unlink(state)
+        old_docs, new_docs = self.old_new
+        row, _ = self.judge(self.read_dir(os.path.join(snap, "before")), old_docs, new_docs)
+        seen = [(path, row[path]) for path in self.FILES]
+        after, _ = self.judge(self.read_dir(os.path.join(snap, "after")), old_docs, new_docs)
+        done = "new" if p.returncode == 0 and all(after[x] == "new" or old_docs[x] == new_docs[x]
+                                                  for x in self.FILES) else \
+            f"rc {p.returncode} {after} {p.stderr.decode(errors='replace')[-150:]}"
+        return tuple(sorted(seen + [("after the rerun", done)]))
 
     def prepare(self, work):
         image = os.path.join(work, "state.img")
@@ -335,6 +449,7 @@ class SupervisorTarget(Provision):
 
     FILES = ("/fleet-supervisor/target.json",)
     unchanged = ()
+    boots = False
 
     def documents(self, work):
         with open(os.path.join(RUST, "crates", "fleet-release", "doc", "target.example.json"),
@@ -413,6 +528,9 @@ class KernelVfatRegistration(Configure):
     def record(self, work, image, log):
         run(VFAT, "record", image, log, self.program, "/mnt/boot/config.json")
 
+    def docs(self):
+        return dict(super().docs(), intermediate=self.mid)
+
     def judge(self, got, old, new):
         data = got["config.json"]
         v = verdict(data, old["config.json"], new["config.json"])
@@ -449,6 +567,13 @@ class UbootTrial:
 
     def record(self, work, image, log):
         run(self.helper, "record", image, log)
+
+    def predict(self, got, row):
+        state = got["boot state"]
+        return "-" if isinstance(state, Exception) else next_boot(state)
+
+    def boot(self, base, overlay, work):
+        return boot_for_real(self.helper, base, overlay, work)
 
     def read(self, part, work):
         root = os.path.join(work, "fleetd-root")
@@ -564,46 +689,105 @@ class KernelVfatMarkGood(UbootTrial):
 
 
 class Bundle:
-    """A signed update bundle of a small ext4 root (VERSION_ID 2.0) for `device_type`, and
-    the directory of its public key: what `fleetd update install` accepts."""
+    """A signed update bundle of a small ext4 root (VERSION_ID 2.0) for `device_type`, built
+    for `slot` (the filesystem already carries the slot's label, so fleetd's relabel after
+    the write is a no-op and the slot ends up byte for byte the manifest's image), and the
+    directory of its public key: what `fleetd update install` accepts. `boot`: {path in the
+    root: bytes}, the kernel the bootloader loads from the slot (a stand-in)."""
 
-    def __init__(self, work, device_type):
+    def __init__(self, work, device_type, slot, boot):
         d = os.path.join(work, "bundle")
         os.makedirs(os.path.join(d, "content", "etc"), exist_ok=True)
         with open(os.path.join(d, "content", "etc", "os-release"), "w") as f:
             f.write("ID=fleetos\nVERSION_ID=2.0\n")
+        for path, data in boot.items():
+            os.makedirs(os.path.join(d, "content", os.path.dirname(path)), exist_ok=True)
+            with open(os.path.join(d, "content", path), "wb") as f:
+                f.write(data)
         rootfs = os.path.join(d, "rootfs.ext4")
         run("truncate", "-s", "1M", rootfs)
-        run("mkfs.ext4", "-q", "-F", "-L", "fleet-rootB", "-d", os.path.join(d, "content"), rootfs)
+        run("mkfs.ext4", "-q", "-F", "-L", f"fleet-root{slot}", "-d", os.path.join(d, "content"),
+            rootfs)
         run("fleet", "bundle", "keygen", "-o", os.path.join(d, "release"))
         self.path = os.path.join(d, "v2.fleet")
         run("fleet", "bundle", "create", "--rootfs", rootfs, "--os-version", "2.0",
             "--compatible", device_type, "--key", os.path.join(d, "release.pem"), "-o", self.path)
         self.key = os.path.join(d, "release.pub")
         self.device_type = device_type
+        self.slot = slot
+        # The manifest as signed in the bundle (a tar, manifest.json first): what the slot
+        # must hold whenever a boot env would start it.
+        with tarfile.open(self.path) as t:
+            m = json.load(t.extractfile("manifest.json"))
+        self.size, self.sha256 = m["rootfs"]["size"], m["rootfs"]["sha256"]
+        with open(rootfs, "rb") as f:
+            if hashlib.sha256(f.read()).hexdigest() != self.sha256:
+                raise RuntimeError("the bundle's manifest does not list the image built")
 
     def install(self, image, log, bootloader, booted="A", mark_sector=None):
-        """`fleetd update install` of the other slot from `booted` in the kernel-vfat guest;
-        the slot is a file in the guest's RAM (`--target`): its writes are not the boot
-        partition's, the arming (one atomic store of the boot env) is."""
-        slot = "B" if booted == "A" else "A"
+        """`fleetd update install` of the other slot from `booted` in the kernel-vfat guest,
+        as on a device: fleetd finds the slot's partition on the recorded disk itself (GPT
+        name or ext4 label), writes and verifies it, then arms the trial with one atomic store
+        of the boot env; the disk's writes and flushes of both are in the log."""
         init = (f"echo bootloader={bootloader} >/etc/fleet/update.conf\n"
-                f"echo {self.device_type} >/etc/fleet/device-type\n"
-                "dd if=/dev/zero of=/slot-b.img bs=1024 count=2048 2>/dev/null")
+                f"echo {self.device_type} >/etc/fleet/device-type")
         files = [(self.path, "/v2.fleet"), (self.key, "/etc/fleet/keys/release.pub")]
-        fleetd_in_guest(image, log, ["update", "install", "/v2.fleet", "--slot", slot,
-                                     "--target", "/slot-b.img", "--tries", "3"],
+        fleetd_in_guest(image, log, ["update", "install", "/v2.fleet", "--slot", self.slot,
+                                     "--tries", "3"],
                         f"fleet.slot={booted}", init, files, mark_sector)
 
 
-class KernelVfatArm(UbootTrial):
-    """`fleetd update install` arming slot B with 3 tries from slot A good (fleet-a.env seq
-    5, no trial; an older fleet-b.env seq 4) through the kernel's vfat: the arming is one
-    fleet_env store, fleet-b.env replaced with fleet_fs::atomic_write. Each state: no trial
-    (old) or B armed with 3 tries (new), read by fleetd; a sample booted under real U-Boot
-    (old: A, new: B)."""
+class SlotWrite:
+    """The checker's rule for an install recorded with its slot write (vfat-arm,
+    vfat-grub-arm): in every crash state, if the boot env (as fleetd reads it, the rule of
+    the bootloaders' scripts) would start the new slot, that slot's partition must hold
+    exactly the bundle's image (sha256 of its first `size` bytes = the manifest's);
+    otherwise the old slot boots. `slot_partno`: the new slot's partition on the disk; the
+    main loop materialises it next to partition 1 (`self.slot_path`)."""
+
+    def slot_ok(self):
+        with open(self.slot_path, "rb") as f:
+            return hashlib.sha256(f.read(self.bundle.size)).hexdigest() == self.bundle.sha256
+
+    def read(self, part, work):
+        got = super().read(part, work)
+        got["slot " + self.bundle.slot] = self.slot_ok()
+        return got
+
+    def judge(self, got, old, new):
+        slot = "slot " + self.bundle.slot
+        row, good = super().judge({"boot state": got["boot state"]}, old, new)
+        state = got["boot state"]
+        if not isinstance(state, Exception) and next_boot(state) == self.bundle.slot:
+            # The env starts the new slot: it must be the image, all of it.
+            row[slot] = "new" if got[slot] else "armed before its data"
+            good = good and got[slot]
+        return row, good
+
+
+def ext4_file(image, partno, path):
+    """A file of the ext4 filesystem on partition `partno` of `image` (debugfs)."""
+    out = run("partx", "-g", "-o", "START,SECTORS", "-n", str(partno), image).stdout.decode().split()
+    with tempfile.TemporaryDirectory(prefix="f22-ext4-") as d:
+        run("dd", f"if={image}", f"of={d}/p", "bs=512", f"skip={out[0]}", f"count={out[1]}",
+            "status=none")
+        run("debugfs", "-R", f"dump {path} {d}/f", f"{d}/p")
+        with open(f"{d}/f", "rb") as f:
+            return f.read()
+
+
+class KernelVfatArm(SlotWrite, UbootTrial):
+    """`fleetd update install` of slot B from slot A good (fleet-a.env seq 5, no trial; an
+    older fleet-b.env seq 4) through the kernel, as on a device: the image streamed into
+    fleet-rootB (partition 3 of the recorded card, found by its label), fsynced and read
+    back, then the arming: one fleet_env store, fleet-b.env replaced with
+    fleet_fs::atomic_write (B armed with 3 tries). Each state: no trial (old) or B armed
+    (new), read by fleetd, and whenever B would boot, B is the bundle's image; a sample
+    booted under real U-Boot (old: A's kernel, new: the kernel of the bundle's image in
+    B)."""
 
     durable = True
+    slot_partno = 3
 
     def __init__(self):
         super().__init__(5, "A", "", 0)
@@ -612,11 +796,39 @@ class KernelVfatArm(UbootTrial):
     def prepare(self, work):
         image = super().prepare(work)
         older_fleet_b_env(work, image)
-        self.bundle = Bundle(work, "raspberrypi4-64")
+        # The bundle's root carries slot B's stand-in kernel (the one U-Boot loads).
+        kernel = ext4_file(image, 3, "/boot/Image")
+        self.bundle = Bundle(work, "raspberrypi4-64", "B", {"boot/Image": kernel})
         return image
 
     def record(self, work, image, log):
         self.bundle.install(image, log, "uboot")
+
+
+class ControlArmNoFlush(KernelVfatArm):
+    """Negative control for the slot-before-arm order: vfat-arm's recording replayed as if
+    the flushes between the slot write and the arming were not there (the epochs from the
+    one holding the last write to the slot's partition to the end merged into one: the
+    device may then persist the new env before the slot's data). The checker must find
+    states that arm B while B is not the image."""
+
+    durable = False
+
+    def epochs(self, epochs, lo, hi):
+        last = max(k for k, e in enumerate(epochs) if any(lo <= w.sector < hi for w in e))
+        return epochs[:last] + [[w for e in epochs[last:] for w in e]]
+
+
+class KernelVfatRollback(KernelVfatMarkGood):
+    """`fleetd update rollback` on a device booted into slot B on trial (A good, B armed with
+    3 tries; what the health check runs when a trial fails): fleetd drops the trial in one
+    fleet_env store, fleet-b.env replaced with fleet_fs::atomic_write through the kernel's
+    vfat. Each state: B still on trial (old: U-Boot boots B) or no trial (new: A), read by
+    fleetd; a sample booted under real U-Boot."""
+
+    def record(self, work, image, log):
+        fleetd_in_guest(image, log, ["update", "rollback"], "fleet.slot=B",
+                        "echo bootloader=uboot >/etc/fleet/update.conf")
 
 
 # A sector of the GRUB disk past its partitions (they end at 165888): the kernel-vfat
@@ -641,20 +853,34 @@ class KernelVfatGrubMarkGood(GrubTrial):
                         mark_sector=GRUB_MARK_SECTOR)
 
 
-class KernelVfatGrubArm(GrubTrial):
-    """The x86 layout: `fleetd update install` arming slot A (3 tries) from B good, the
-    grubenv store through the kernel's vfat. Old: no trial (GRUB boots B), new: A armed
-    (GRUB boots A). The direction where an unreadable grubenv is worst: GRUB's script then
-    boots A, the slot just written, with no trial to roll back from."""
+class KernelVfatGrubRollback(KernelVfatGrubMarkGood):
+    """The x86 layout: `fleetd update rollback` in slot B on trial (A good, 3 tries), the
+    grubenv store through the kernel's vfat. Old: GRUB boots B (the trial), new: A."""
+
+    def record(self, work, image, log):
+        fleetd_in_guest(image, log, ["update", "rollback"], "fleet.slot=B",
+                        "echo bootloader=grub >/etc/fleet/update.conf",
+                        mark_sector=GRUB_MARK_SECTOR)
+
+
+class KernelVfatGrubArm(SlotWrite, GrubTrial):
+    """The x86 layout: `fleetd update install` of slot A from B good: the image streamed into
+    fleet-rootA (partition 2 of the GRUB disk, found by its GPT name), fsynced and read back,
+    then A armed (3 tries) with the grubenv store through the kernel's vfat. Old: no trial
+    (GRUB boots B), new: A armed (GRUB boots A), and whenever A would boot it is the bundle's
+    image. The direction where an unreadable grubenv is worst: GRUB's script then boots A,
+    the slot just written, with no trial to roll back from."""
 
     durable = True
+    slot_partno = 2
 
     def __init__(self):
         super().__init__("B", "", 0)
 
     def prepare(self, work):
         image = super().prepare(work)
-        self.bundle = Bundle(work, "qemux86-64")
+        self.bundle = Bundle(work, "qemux86-64", "A",
+                             {"boot/bzImage": b"not a kernel: slot A, version 2.0\n"})
         return image
 
     def record(self, work, image, log):
@@ -677,9 +903,14 @@ SCENARIOS = {
     "vfat-mark-good": KernelVfatMarkGood(),
     # ... an update install's arming (fleet-b.env) from slot A.
     "vfat-arm": KernelVfatArm(),
+    # Negative control: the same recording without the flushes between slot data and arming.
+    "control-arm-no-flush": ControlArmNoFlush(),
     # The x86 layout's grubenv on the ESP through the kernel's vfat: arming and mark-good.
     "vfat-grub-arm": KernelVfatGrubArm(),
     "vfat-grub-mark-good": KernelVfatGrubMarkGood(),
+    # A failed trial given up from Linux (`fleetd update rollback`), on both layouts.
+    "vfat-rollback": KernelVfatRollback(),
+    "vfat-grub-rollback": KernelVfatGrubRollback(),
     # A good, B on trial (3 tries): U-Boot counts down to 2 and boots B.
     "uboot-countdown": UbootTrial(5, "A", "B", 3),
     # A good, B's last try: U-Boot saves tries 0 and boots B; the next power-on rolls back,
@@ -733,21 +964,41 @@ def main():
     log = os.path.join(a.work, "writes.log")
     sc.record(a.work, image, log)
     epochs = crashstates.parse(log)
+    durable_epochs = crashstates.parse.durable_epochs
     disk = crashstates.Disk(base, start, size, os.path.join(a.work, "state.part"))
     final = crashstates.Disk(image, start, size, os.path.join(a.work, "final.part"))
-    durable_epochs = crashstates.parse.durable_epochs
+    # Scenarios that also write a slot partition (SlotWrite): it is materialised too.
+    slot = slot_final = None
+    if hasattr(sc, "slot_partno"):
+        out = run("partx", "-g", "-o", "START,SECTORS", "-n", str(sc.slot_partno), image)
+        s_start, s_size = (int(x) * 512 for x in out.stdout.split())
+        slot = crashstates.Disk(base, s_start, s_size, os.path.join(a.work, "slot.part"))
+        slot_final = crashstates.Disk(image, s_start, s_size, os.path.join(a.work, "slot-final.part"))
+        if hasattr(sc, "epochs"):
+            epochs = sc.epochs(epochs, slot.start, slot.start + slot.size)
+        sc.slot_path = slot.path
     old = sc.read(disk.path, a.work)
+    if slot:
+        sc.slot_path = slot_final.path
     new = sc.read(final.path, a.work)
+    if slot:
+        sc.slot_path = slot.path
+    sc.old_new = (old, new)
     not_durable = []
     if getattr(sc, "durable", False):
         # The program returned: what it wrote must be on the card as of its last flush (a
         # cut right after it returns), not only in the page cache.
-        local, _ = disk.inside(crashstates.durable(epochs, durable_epochs))
+        overlay = crashstates.durable(epochs, durable_epochs)
+        local, _ = disk.inside(overlay)
         disk.set(local)
+        if slot:
+            slot.set(slot.inside(overlay)[0])
         try:
             at_flush = sc.read(disk.path, a.work)
         finally:
             disk.reset()
+            if slot:
+                slot.reset()
         not_durable = [n for n in new if at_flush[n] != new[n]]
     for name in new:
         if name in getattr(sc, "unchanged", ()):
@@ -771,6 +1022,7 @@ def main():
         "outside_partition": 0,
         "durable_epochs": durable_epochs,
         "not_durable": len(not_durable),
+        "armed_bad_slot": 0,
     }
     verdicts, bad, seen, to_boot = {}, [], set(), {}
     rng = random.Random(a.seed)
@@ -779,6 +1031,9 @@ def main():
     ):
         summary["states"] += 1
         local, outside = disk.inside(overlay)
+        if slot:
+            slot_local, _ = slot.inside(overlay)
+            outside -= len(slot_local)
         summary["outside_partition"] += outside
         key = hash(tuple(sorted(overlay.items())))
         if key in seen:
@@ -786,12 +1041,18 @@ def main():
         seen.add(key)
         summary["checked"] += 1
         disk.set(local)
+        if slot:
+            slot.set(slot_local)
         try:
             fs, why = check_fs(disk.path)
             got = sc.read(disk.path, a.work)
         finally:
             disk.reset()
+            if slot:
+                slot.reset()
         row, good = sc.judge(got, old, new)
+        if any(v == "armed before its data" for v in row.values()):
+            summary["armed_bad_slot"] += 1
         if fs == "errors" or (fs != "clean" and check_fs is fsck):
             summary["fsck_errors"] += 1
         for v in row.values():
@@ -802,13 +1063,13 @@ def main():
             summary["lost_or_mixed"] += 1
         if any(v == "unreadable" for v in row.values()):
             summary["unreadable"] += 1
-        if good is False or any(v in ("lost", "mixed", "unreadable") for v in row.values()):
+        if good is False or any(v in ("lost", "mixed", "unreadable", "armed before its data")
+                                for v in row.values()):
             bad.append((label, row, good, why))
         if sc.boots and a.boots:
             # A reservoir sample per verdict (old/new/...), so the states booted for real
             # cover each outcome the checker predicts; the prediction is the checker's.
-            state = got["boot state"]
-            predicted = "-" if isinstance(state, Exception) else next_boot(state)
+            predicted = sc.predict(got, row)
             kind = tuple(sorted(row.values()))
             pool = to_boot.setdefault(kind, [[], 0])
             pool[1] += 1
@@ -828,12 +1089,16 @@ def main():
     mismatches = []
     booted_slots = {}
     for label, overlay, predicted in picked:
-        slot = boot_for_real(sc.helper, base, overlay, a.work)
+        seen = sc.boot(base, overlay, a.work)
         summary["booted"] += 1
-        booted_slots[slot] = booted_slots.get(slot, 0) + 1
-        if slot != predicted:
+        # Bootloader scenarios: the slot; config ones: the document applied.
+        what = seen if isinstance(seen, str) else (
+            "/".join(v for k, v in seen if k == "config.json")
+            or "/".join(sorted({v for k, v in seen if k != "after the rerun"})))
+        booted_slots[what] = booted_slots.get(what, 0) + 1
+        if seen != predicted:
             summary["boot_mismatch"] += 1
-            mismatches.append(f"{label}: predicted {predicted}, the bootloader booted {slot}")
+            mismatches.append(f"{label}: predicted {predicted}, the real boot gave {seen}")
     if booted_slots:
         summary["booted_slots"] = booted_slots
     summary["verdicts"] = verdicts
@@ -847,7 +1112,7 @@ def main():
         print(f"  not durable: {name} as of the last flush before the program returned "
               f"(epoch {durable_epochs} of {len(epochs)}) is not what it wrote")
     failed = summary["lost_or_mixed"] or summary["unreadable"] or summary["no_good_slot"]
-    failed = failed or summary["not_durable"]
+    failed = failed or summary["not_durable"] or summary["armed_bad_slot"]
     return 1 if failed or summary["boot_mismatch"] else 0
 
 
