@@ -35,6 +35,10 @@ http {
 }
 EOF
   "${run[@]}" nginx -c "$n/nginx.conf" -p "$n" || return 1
+  # The number, not only the file: a case that fails before unserve leaves its nginx
+  # running, and the next serve writes the same pid file (cleanup killed only the last one).
+  for _ in $(seq 20); do [ -s "$n/pid" ] && break; sleep 0.1; done
+  cat "$n/pid" >>"$work/pids" 2>/dev/null || true
   echo "$n/pid" >>"$work/pids"
   base=$scheme://$addr:$port
 }
