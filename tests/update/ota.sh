@@ -35,6 +35,10 @@ http {
 }
 EOF
   "${run[@]}" nginx -c "$n/nginx.conf" -p "$n" || return 1
+  # The number, not only the file: a case that fails before unserve leaves its nginx
+  # running, and the next serve writes the same pid file (cleanup killed only the last one).
+  for _ in $(seq 20); do [ -s "$n/pid" ] && break; sleep 0.1; done
+  cat "$n/pid" >>"$work/pids" 2>/dev/null || true
   echo "$n/pid" >>"$work/pids"
   base=$scheme://$addr:$port
 }
@@ -215,24 +219,32 @@ ota_rerun_with_kept_head() { # NAME: the interrupted attempt's log kept as NAME-
   [ "$(ota_fetched_dict "$work/nginx/access.log" "$work/ota/v2.fleet")" = 0 ] || die "the rerun fetched the dictionary again"
 }
 
-ota_resume() { # SIGKILL in the middle of a range (nginx slowed to 2 MiB/s); the rerun fetches
-  # what was not written yet, plus at most the chunk that was in flight: the bundle's head
-  # (manifest, index, dictionary) was kept by the first run, only its signed part is compared
-  ota_fixtures; ota_root ota4; truncate -s 0 "$work/ota4-a.img"; truncate -s 128M "$work/ota4-a.img"
+ota_resume() { # [NAME index] SIGKILL in the middle of a range (nginx slowed to 2 MiB/s); the
+  # rerun fetches what was not written yet, plus at most the chunk that was in flight: the
+  # bundle's head (manifest, index, dictionary) was kept by the first run, only its signed
+  # part is compared. With "index", slot A's chunk index is kept first (no scan: the target
+  # slot is checked chunk by chunk beside the transfer, in both runs).
+  local ota4=${1:-ota4} indexed=${2:-}
+  ota_fixtures; ota_root "$ota4"; truncate -s 0 "$work/$ota4-a.img"; truncate -s 128M "$work/$ota4-a.img"
+  [ -z "$indexed" ] || fleetd --root "$work/$ota4" update index >/dev/null || die "update index failed"
   serve "$work/ota/www" 2m || die "nginx"
-  ota_kill_mid ota4
+  ota_kill_mid "$ota4"
   local first total again twice chunk inflight
   first=$(sent); total=$(stat -c %s "$work/ota/v2.fleet")
   [ "$first" -lt "$total" ] || die "the first run finished before the kill ($first of $total)"
-  [ -z "$(env_get "$work/ota4" fleet_try)" ] || die "a killed install armed the trial"
-  [ -s "$work/ota4/var/lib/fleet/update-head" ] || die "the killed run kept no bundle head"
-  ota_rerun_with_kept_head ota4
+  [ -z "$(env_get "$work/$ota4" fleet_try)" ] || die "a killed install armed the trial"
+  [ -s "$work/$ota4/var/lib/fleet/update-head" ] || die "the killed run kept no bundle head"
+  ota_rerun_with_kept_head "$ota4"
   again=$(sent)
-  twice=$(ota_twice "$work/ota4-1.log" "$work/nginx/access.log"); chunk=$(ota_largest_chunk "$work/ota/v2.fleet")
-  inflight=$(cat "$work/ota4.inflight")
+  twice=$(ota_twice "$work/$ota4-1.log" "$work/nginx/access.log"); chunk=$(ota_largest_chunk "$work/ota/v2.fleet")
+  inflight=$(cat "$work/$ota4.inflight")
   [ "$twice" -le $((chunk + inflight)) ] ||
     die "fetched $first, then $again of $total: $twice bytes twice, more than the largest chunk ($chunk) + what sat in the sockets ($inflight)"
-  echo "resume after SIGKILL: $first bytes before the kill, $again after, $twice fetched by both (largest chunk $chunk; in the sockets at the kill $inflight), bundle $total" >>"$work/figures"
+  if [ -n "$indexed" ]; then
+    grep -q 'kept chunk index used, no scan' "$work/$ota4.err1" || die "the first run scanned"
+    grep -q 'kept chunk index used, no scan' "$work/$ota4.err" || die "the rerun scanned"
+  fi
+  echo "resume after SIGKILL${indexed:+ (kept index of slot A)}: $first bytes before the kill, $again after, $twice fetched by both (largest chunk $chunk; in the sockets at the kill $inflight), bundle $total" >>"$work/figures"
   unserve
 }
 
@@ -285,6 +297,121 @@ EOF2
   grep -q 'update-head: refused (.*rootfs.dict: sha256' "$work/ota8.err" || die "message: $(grep -i head "$work/ota8.err")"
   [ "$(ota_fetched_dict "$work/nginx/access.log" "$work/ota/v2.fleet")" -gt 0 ] || die "the dictionary was not fetched again"
   ota_check_b ota8
+  unserve
+}
+
+# --- the slot's kept chunk index (no scan of the running slot) --------------------------------
+# ota_indexed NAME: a device whose slot A (v1) has its chunk index kept by `fleetd update index`
+ota_indexed() {
+  ota_root "$1"
+  local out
+  out=$(fleetd --root "$work/$1" update index) || die "update index: $out"
+  echo "$out" | python3 -c 'import json,sys; r = json.load(sys.stdin); assert r["computed"] and r["slot"] == "A", r'
+  out=$(fleetd --root "$work/$1" update index) || die "update index (again): $out"
+  echo "$out" | python3 -c 'import json,sys; r = json.load(sys.stdin); assert not r["computed"], ("computed again", r)'
+}
+# ota_json_field JSON FIELD
+ota_json_field() { echo "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1]))' "$2"; }
+# ota_slot_b_is_v2 NAME: slot B's bytes are v2's (past the superblock, which gets the slot's label)
+ota_slot_b_is_v2() {
+  local n; n=$(stat -c %s "$work/ota/v2.ext4")
+  cmp -s -i 4096 -n $((n - 4096)) "$work/ota/v2.ext4" "$work/$1-b.img" || die "slot B of $1 is not v2"
+}
+
+ota_stored_index() { # the same install with and without slot A's kept index: the same bytes
+  # downloaded, no scan with it; the install keeps slot B's index for the next one
+  ota_fixtures; ota_root ota10; ota_indexed ota11
+  serve "$work/ota/www" || die "nginx"
+  local scan indexed sent_scan
+  scan=$(fleetd --root "$work/ota10" update install "$base/v2.fleet" 2>"$work/ota10.err") || die "install: $scan"
+  sent_scan=$(sent)
+  [ "$(ota_json_field "$scan" running_slot_lookup)" = scan ] || die "without an index: $scan"
+  grep -q 'scanned (no kept chunk index)' "$work/ota10.err" || die "no scan logged"
+  [ -s "$work/ota10/var/lib/fleet/slot-index-B" ] || die "the install kept no index of slot B"
+  head -n 1 "$work/ota10/var/lib/fleet/slot-index-B" | python3 -c '
+import json, sys
+b = json.loads(sys.stdin.readline())
+assert (b["slot"], b["version"]) == ("B", "2.1"), b' || die "slot B's index binding"
+  unserve; serve "$work/ota/www" || die "nginx"
+  indexed=$(fleetd --root "$work/ota11" update install "$base/v2.fleet" 2>"$work/ota11.err") || die "install: $indexed"
+  [ "$(ota_json_field "$indexed" running_slot_lookup)" = stored-index ] || die "with an index: $indexed"
+  grep -q 'kept chunk index used, no scan' "$work/ota11.err" || die "not logged"
+  ! grep -q 'scanned' "$work/ota11.err" || die "scanned despite the index"
+  [ "$(ota_json_field "$indexed" bytes_downloaded)" = "$(sent)" ] || die "fleetd's count differs from nginx's"
+  [ "$(sent)" = "$sent_scan" ] || die "downloaded $(sent) bytes with the index, $sent_scan with the scan"
+  grep -q '; 0 local copies did not match' "$work/ota11.err" || die "a local copy mismatched: $(grep 'did not match' "$work/ota11.err")"
+  ota_check_b ota10; ota_check_b ota11; ota_slot_b_is_v2 ota11
+  echo "kept index of slot A: no scan, $sent_scan bytes downloaded with and without it" >>"$work/figures"
+  unserve
+}
+
+# ota_pick_copied NAME N: N offsets (in slot A) of chunks of slot A's kept index that v2 needs
+# (slot B, empty, has none of them), neither the first nor all zeros
+ota_pick_copied() {
+  python3 - "$work/$1/var/lib/fleet/slot-index-A" "$work/ota/v2.fleet" "$2" <<'EOF2'
+import struct, sys, tarfile
+def chunks(ix):
+    n = struct.unpack_from("<I", ix, 12)[0]
+    out, off = [], 0
+    for i in range(n):
+        ln, _ = struct.unpack_from("<II", ix, 16 + 40 * i)
+        out.append((off, ln, ix[16 + 40 * i + 8:16 + 40 * i + 40]))
+        off += ln
+    return out
+kept = open(sys.argv[1], "rb").read()
+a = chunks(kept[kept.index(b"\n") + 1:])
+with tarfile.open(sys.argv[2]) as t:
+    v2 = chunks(t.extractfile("rootfs.index").read())
+import hashlib
+zero = {hashlib.sha256(bytes(ln)).digest() for _, ln, _ in a}
+want = {h for _, _, h in v2} - zero
+picked = [o for o, _, h in a[1:] if h in want]
+assert len(picked) >= int(sys.argv[3]), ("only", len(picked), "copied chunks")
+step = len(picked) // int(sys.argv[3])
+print(" ".join(str(picked[i * step]) for i in range(int(sys.argv[3]))))
+EOF2
+}
+
+ota_stored_index_wrong() { # slot A changed after its index was kept, and an index recording
+  # the wrong hashes: the copies that do not match are fetched, slot B is still v2; an index
+  # bound to another image is not used (scan)
+  ota_fixtures; ota_indexed ota12; ota_indexed ota13; ota_indexed ota14
+  serve "$work/ota/www" || die "nginx"
+  local out o offs n
+  # ota12: three of the chunks slot B will copy overwritten in slot A (4 KiB of noise each).
+  offs=$(ota_pick_copied ota12 3)
+  for o in $offs; do
+    head -c 4096 /dev/urandom | dd of="$work/ota12-a.img" bs=4096 seek=$((o / 4096)) conv=notrunc status=none
+  done
+  out=$(fleetd --root "$work/ota12" update install "$base/v2.fleet" 2>"$work/ota12.err") || die "install: $out"
+  [ "$(ota_json_field "$out" running_slot_lookup)" = stored-index ] || die "index not used: $out"
+  n=$(grep -c 'does not match its hash; fetched instead' "$work/ota12.err" || true)
+  [ "$n" -ge 3 ] || die "$n mismatches logged for 3 changed chunks"
+  ota_check_b ota12; ota_slot_b_is_v2 ota12
+  # ota13: the kept index records the hashes of two needed chunks swapped (wrong places).
+  offs=$(ota_pick_copied ota13 2); read -r o n <<<"$offs"
+  python3 - "$work/ota13/var/lib/fleet/slot-index-A" "$o" "$n" <<'EOF2'
+import struct, sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read()); s = b.index(b"\n") + 1
+n = struct.unpack_from("<I", b, s + 12)[0]; at = {}; off = 0
+for i in range(n):
+    at[off] = s + 16 + 40 * i + 8; off += struct.unpack_from("<I", b, s + 16 + 40 * i)[0]
+x, y = at[int(sys.argv[2])], at[int(sys.argv[3])]
+b[x:x + 32], b[y:y + 32] = b[y:y + 32], b[x:x + 32]
+open(p, "wb").write(b)
+EOF2
+  unserve; serve "$work/ota/www" || die "nginx"
+  out=$(fleetd --root "$work/ota13" update install "$base/v2.fleet" 2>"$work/ota13.err") || die "install: $out"
+  [ "$(ota_json_field "$out" running_slot_lookup)" = stored-index ] || die "index not used: $out"
+  n=$(grep -c 'does not match its hash; fetched instead' "$work/ota13.err" || true)
+  [ "$n" -ge 2 ] || die "$n mismatches logged for 2 swapped hashes"
+  ota_check_b ota13; ota_slot_b_is_v2 ota13
+  # ota14: the index's binding names another image: not used, slot A scanned.
+  sed -i '1s/"sha256":"\([0-9a-f]\)/"sha256":"0\1/' "$work/ota14/var/lib/fleet/slot-index-A"
+  out=$(fleetd --root "$work/ota14" update install "$base/v2.fleet" 2>"$work/ota14.err") || die "install: $out"
+  [ "$(ota_json_field "$out" running_slot_lookup)" = scan ] || die "a foreign index was used: $out"
+  grep -q 'slot-index-A: not used (kept for A' "$work/ota14.err" || die "no reason logged: $(grep slot-index "$work/ota14.err")"
+  ota_check_b ota14
   unserve
 }
 

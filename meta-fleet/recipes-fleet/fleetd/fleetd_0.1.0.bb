@@ -14,6 +14,7 @@ SRC_URI += " \
     file://fleet-health.service \
     file://fleet-update.service \
     file://fleet-update.timer \
+    file://fleet-slot-index.service \
     file://fleet-devmode-engine.socket \
     file://fleet-devmode-engine.service \
     file://supervisor.conf \
@@ -42,6 +43,7 @@ FLEETD_UNITS = " \
     fleet-health.service \
     fleet-update.service \
     fleet-update.timer \
+    fleet-slot-index.service \
     fleet-devmode-engine.socket \
     fleet-devmode-engine.service \
 "
@@ -52,6 +54,7 @@ SYSTEMD_SERVICE:${PN} = " \
     fleet-supervisor.service \
     fleet-health.service \
     fleet-update.timer \
+    fleet-slot-index.service \
 "
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 

@@ -747,3 +747,100 @@ fn kept_head_is_reused_and_a_changed_copy_refused() {
     update::head::forget(&f.root);
     assert!(!kept.exists());
 }
+
+/// A chunked install of `bundle` into `f`'s other slot (a file read by offset, as a URL is).
+fn install_by_offset(f: &Fake, bundle: &Path) -> Result<install::Report, UpdateError> {
+    let src = update::source::FileSource::open(bundle.to_path_buf()).unwrap();
+    install::install(
+        &f.root,
+        install::Input::Source(Box::new(src)),
+        &install::Options {
+            slot: None,
+            target: None,
+            keys: None,
+            tries: 3,
+            input_len: None,
+            allow_downgrade: false,
+        },
+    )
+}
+
+/// The running slot's kept chunk index: with it, no scan and the same bytes read as with
+/// one; the install keeps the new slot's index; a slot changed after its index was kept
+/// still ends verified (the copies that no longer match are fetched); an index bound to
+/// another version is not used.
+#[test]
+fn kept_slot_index_replaces_the_scan_and_is_never_trusted_blindly() {
+    use update::chunked::Lookup;
+    let fakes: Vec<Fake> = (0..3).map(|_| Fake::new(Slot::A)).collect();
+    let v1 = fakes[0].image("v1.img", 8 << 20, 31);
+    let mut v2 = std::fs::read(&v1).unwrap();
+    for b in &mut v2[(3 << 20)..(3 << 20) + 65536] {
+        *b ^= 0x5a;
+    }
+    let v2_path = fakes[0].top.join("v2.img");
+    std::fs::write(&v2_path, &v2).unwrap();
+    let bundle = fakes[0].bundle(&v2_path, "v2.fleet", "qemux86-64", Some(&fakes[0].key));
+    for f in &fakes {
+        std::fs::write(f.dev(Slot::A), std::fs::read(&v1).unwrap()).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(f.dev(Slot::A))
+            .unwrap()
+            .set_len(SLOT_SIZE)
+            .unwrap();
+    }
+    let scanned = install_by_offset(&fakes[0], &bundle).unwrap();
+    assert_eq!(scanned.running_slot_lookup, Some(Lookup::Scan));
+    assert!(
+        fakes[0].root.path("/var/lib/fleet/slot-index-B").is_file(),
+        "the install kept no index of slot B"
+    );
+
+    let indexed = update::slot_index::compute(&fakes[1].root).unwrap();
+    assert!(indexed.computed && indexed.slot == Slot::A);
+    assert!(
+        !update::slot_index::compute(&fakes[1].root)
+            .unwrap()
+            .computed
+    );
+    let r = install_by_offset(&fakes[1], &bundle).unwrap();
+    assert_eq!(r.running_slot_lookup, Some(Lookup::StoredIndex));
+    assert_eq!(r.bytes_downloaded, scanned.bytes_downloaded);
+    assert_eq!(
+        hash_prefix(&fakes[1].dev(Slot::B), 8 << 20),
+        hash_file(&v2_path)
+    );
+    assert_eq!(fakes[1].state().trial, Some(Slot::B));
+
+    // Slot A changed after its index was kept: 64 KiB at 1 MiB (not the first chunk).
+    let f = &fakes[2];
+    update::slot_index::compute(&f.root).unwrap();
+    let dev = std::fs::OpenOptions::new()
+        .write(true)
+        .open(f.dev(Slot::A))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&dev, &vec![0xa5u8; 65536], 1 << 20).unwrap();
+    let r = install_by_offset(f, &bundle).unwrap();
+    assert_eq!(r.running_slot_lookup, Some(Lookup::StoredIndex));
+    assert!(
+        r.bytes_downloaded > scanned.bytes_downloaded,
+        "{:?} with a changed slot, {:?} without",
+        r.bytes_downloaded,
+        scanned.bytes_downloaded
+    );
+    assert_eq!(hash_prefix(&f.dev(Slot::B), 8 << 20), hash_file(&v2_path));
+
+    // An index bound to another version of the running system: not used, the slot scanned.
+    std::fs::write(
+        fakes[1].root.path("/etc/os-release"),
+        "ID=fleetos\nVERSION_ID=1.9\n",
+    )
+    .unwrap();
+    let r = install_by_offset(&fakes[1], &bundle).unwrap();
+    assert_eq!(r.running_slot_lookup, Some(Lookup::Scan));
+    assert_eq!(
+        hash_prefix(&fakes[1].dev(Slot::B), 8 << 20),
+        hash_file(&v2_path)
+    );
+}

@@ -1,11 +1,15 @@
 //! The chunked install: only what the device lacks is fetched. Each chunk of the signed index
 //! ([`fleet_bundle::index`]) is found, in this order, in the target slot at its own offset
 //! (an earlier, interrupted attempt already wrote it: this is what makes a rerun resume), in
-//! the running slot (chunked the same way, so moved content is found), or fetched: missing
-//! chunks are grouped into ranges of the bundle's compressed entry, neighbours merged when
-//! the gap is cheaper than another request. Every chunk is checked against its sha256 before
-//! it is written, local copies included; when the ranges (with their requests) would cost at
-//! least as much as the whole entry, the whole entry is fetched in large ranges instead.
+//! the running slot, or fetched: missing chunks are grouped into ranges of the bundle's
+//! compressed entry, neighbours merged when the gap is cheaper than another request. Every
+//! chunk is checked against its sha256 before it is written, local copies included.
+//!
+//! Where the running slot's chunks are: its kept index ([`super::slot_index`]) when there is
+//! one, so the first range goes out at once and the local copies run beside the transfer;
+//! else a scan of the whole slot (chunked the same way, so moved content is found) before
+//! the first range, and then, when the ranges (with their requests) would cost at least as
+//! much as the whole entry, the whole entry is fetched in large ranges instead.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -32,15 +36,6 @@ const MAX_RANGE: u64 = 4 << 20;
 /// entry is fetched instead of the ranges only when the ranges would cost at least as much
 /// with this per request, so the fallback never downloads more than the partial install.
 const REQUEST_COST: u64 = 512;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum From {
-    /// Already right in the target slot.
-    Target,
-    /// At this offset of the running slot.
-    Active(u64),
-    Fetch,
-}
 
 /// A range of the compressed entry to fetch (offsets relative to the entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,13 +155,99 @@ impl Progress {
     }
 }
 
+/// The running slot, to copy chunks from.
+pub struct Active<'a> {
+    pub file: &'a File,
+    pub path: &'a Path,
+    /// Bytes of its image (its ext4 filesystem).
+    pub size: u64,
+    /// Its chunk list kept on the device ([`super::slot_index`]): no scan needed.
+    pub stored: Option<&'a Index>,
+}
+
+/// How the running slot's chunks were looked up (the install's JSON `running_slot_lookup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lookup {
+    /// Its kept chunk index: no scan.
+    StoredIndex,
+    /// Read, chunked and hashed whole before the first range.
+    Scan,
+    /// No running slot to copy from.
+    None,
+}
+
+/// What [`write`] did.
+pub struct Written {
+    pub bytes: u64,
+    pub lookup: Lookup,
+}
+
+/// Where a chunk comes from, as planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Already right in the target slot (checked).
+    Target,
+    /// At this offset of the running slot: checked in the target, else copied (re-hashed).
+    Copy(u64),
+    /// To fetch (neither slot holds it).
+    Fetch,
+    /// Not in the running slot: checked in the target (beside the transfer), else fetched.
+    CheckTarget,
+}
+
+/// Part of the compressed entry to fetch, and the chunks (ordinals) to write from it.
+struct Job {
+    range: Range,
+    chunks: Vec<usize>,
+}
+
+/// Groups chunks to fetch into jobs as they come (in image order), by the rule of [`group`],
+/// handing each over once it is closed. With [`MERGE_GAP`] far above [`REQUEST_COST`] this is
+/// never dearer than the whole entry but for one request per [`MAX_RANGE`].
+struct Jobs<'a> {
+    tx: std::sync::mpsc::Sender<Job>,
+    placed: &'a [Placed],
+    open: Option<Job>,
+}
+
+impl Jobs<'_> {
+    fn push(&mut self, i: usize) {
+        let p = &self.placed[i];
+        let (start, end) = (p.zoffset, p.zoffset + u64::from(p.chunk.zlen));
+        if let Some(job) = &mut self.open
+            && start - job.range.end <= MERGE_GAP
+            && end - job.range.start <= MAX_RANGE
+        {
+            job.range.end = end;
+            job.chunks.push(i);
+            return;
+        }
+        self.flush();
+        self.open = Some(Job {
+            range: Range { start, end },
+            chunks: vec![i],
+        });
+    }
+
+    fn flush(&mut self) {
+        if let Some(job) = self.open.take() {
+            // The fetcher has stopped (failed): nothing left to do with the job.
+            let _ = self.tx.send(job);
+        }
+    }
+}
+
 /// Writes the image into `target` and verifies it (read back with the page cache dropped,
 /// against the manifest's sha256); returns the bytes written. `data` is the offset of the
-/// compressed entry in the bundle; `active` the running slot and its image size.
+/// compressed entry in the bundle.
 ///
-/// The local work runs beside the transfer, so the install takes about as long as the
-/// download: the target slot is checked while the running slot is scanned, and the
-/// read-back follows the writes chunk by chunk in a second thread while ranges arrive.
+/// Four threads work at once, so the install takes about max(download, local work): one
+/// fetches and writes the ranges of missing chunks; one plans them (with the running slot's
+/// kept index it only checks the target slot, chunk by chunk ahead of the fetcher; without
+/// one, the running slot is scanned first, beside the whole target check); one copies the
+/// chunks the running slot holds, each hashed again (a mismatch is fetched after the rest);
+/// one reads the image back in order as its chunks become final.
 #[allow(clippy::too_many_arguments)]
 pub fn write(
     src: &mut dyn Source,
@@ -174,90 +255,111 @@ pub fn write(
     data: u64,
     target: &File,
     target_path: &Path,
-    active: Option<(&File, &Path, u64)>,
+    active: Option<Active<'_>>,
     dictionary: Option<&[u8]>,
     image: &ImageInfo,
-) -> Result<u64, UpdateError> {
+) -> Result<Written, UpdateError> {
     let mut frames = index::FrameDecoder::new(dictionary).map_err(|e| chunk_err(0, e))?;
     let placed: Vec<Placed> = index.placed().collect();
-    let every: HashSet<[u8; 32]> = placed.iter().map(|p| p.chunk.sha256).collect();
-    let (mut from, found) = std::thread::scope(|s| {
-        let every = &every;
-        let scan = active.map(|(file, _, size)| s.spawn(move || scan_active(file, size, every)));
-        let from: Vec<From> = placed
-            .iter()
-            .map(|p| match read_at(target, p.offset, p.chunk.len) {
-                Some(bytes) if index::sha256(&bytes) == p.chunk.sha256 => From::Target,
-                _ => From::Fetch,
-            })
-            .collect();
-        let found = scan.and_then(|h| h.join().ok()).unwrap_or_default();
-        (from, found)
-    });
-    if let Some((_, path, _)) = active {
-        let missing: HashSet<&[u8; 32]> = placed
-            .iter()
-            .zip(&from)
-            .filter(|(_, f)| **f == From::Fetch)
-            .map(|(p, _)| &p.chunk.sha256)
-            .collect();
+    let (lookup, plan, ranged) = match &active {
+        Some(Active {
+            stored: Some(stored),
+            path,
+            ..
+        }) => {
+            let mut at: HashMap<[u8; 32], u64> = HashMap::new();
+            for p in stored.placed() {
+                at.entry(p.chunk.sha256).or_insert(p.offset);
+            }
+            let plan: Vec<Plan> = placed
+                .iter()
+                .map(|p| {
+                    at.get(&p.chunk.sha256)
+                        .map_or(Plan::CheckTarget, |&o| Plan::Copy(o))
+                })
+                .collect();
+            let copies = plan.iter().filter(|p| matches!(p, Plan::Copy(_))).count();
+            log::info!(
+                "running slot {}: its kept chunk index used, no scan: {copies} of {} chunks are there (copied and hashed again beside the download), the other {} are checked in the target slot, else fetched",
+                path.display(),
+                placed.len(),
+                placed.len() - copies
+            );
+            (Lookup::StoredIndex, plan, None)
+        }
+        _ => {
+            let (plan, lookup) = scan_plan(&placed, target, active.as_ref());
+            let fetch: Vec<(Placed, bool)> = placed
+                .iter()
+                .zip(&plan)
+                .map(|(p, f)| (*p, *f == Plan::Fetch))
+                .collect();
+            (lookup, plan, Some(ranges(&fetch)))
+        }
+    };
+    let estimate: u64 = placed
+        .iter()
+        .zip(&plan)
+        .filter(|(_, f)| matches!(f, Plan::Fetch | Plan::CheckTarget))
+        .map(|(p, _)| u64::from(p.chunk.zlen))
+        .sum();
+    if let Some(ranges) = &ranged {
+        let count = |want: fn(&Plan) -> bool| plan.iter().filter(|f| want(f)).count();
         log::info!(
-            "running slot {}: {} of {} missing chunks found",
-            path.display(),
-            missing.iter().filter(|h| found.contains_key(**h)).count(),
-            missing.len()
+            "{} chunks: {} already in the target slot, {} from the running slot, {} to fetch in {} ranges ({} of {} compressed bytes)",
+            placed.len(),
+            count(|f| *f == Plan::Target),
+            count(|f| matches!(f, Plan::Copy(_))),
+            count(|f| *f == Plan::Fetch),
+            ranges.len(),
+            ranges.iter().map(|r| r.end - r.start).sum::<u64>(),
+            index.compressed_len()
         );
     }
-    for (p, f) in placed.iter().zip(from.iter_mut()) {
-        if *f == From::Fetch
-            && let Some(&at) = found.get(&p.chunk.sha256)
-        {
-            *f = From::Active(at);
-        }
-    }
-    let plan: Vec<(Placed, bool)> = placed
-        .iter()
-        .zip(&from)
-        .map(|(p, f)| (*p, *f == From::Fetch))
-        .collect();
-    let total = index.compressed_len();
-    let ranges = ranges(&plan);
-    let to_fetch: u64 = ranges.iter().map(|r| r.end - r.start).sum();
-    let counts = |want: fn(&From) -> bool| from.iter().filter(|f| want(f)).count();
-    log::info!(
-        "{} chunks: {} already in the target slot, {} from the running slot, {} to fetch in {} ranges ({to_fetch} of {total} compressed bytes)",
-        placed.len(),
-        counts(|f| *f == From::Target),
-        counts(|f| matches!(f, From::Active(_))),
-        counts(|f| *f == From::Fetch),
-        ranges.len()
-    );
 
-    // Local copies first (synced once: the read-back must see the device, not the cache),
-    // then the ranges in order, each fetched chunk written and synced as soon as its frame
-    // has arrived: a broken transfer or a power cut costs at most the chunk in flight.
-    let mut written = 0u64;
-    for (p, f) in placed.iter().zip(&from) {
-        let From::Active(at) = f else { continue };
-        let (file, path, _) = active.ok_or_else(|| chunk_err(p.offset, "no running slot"))?;
-        let bytes = read_at(file, *at, p.chunk.len).ok_or_else(|| {
-            chunk_err(
-                p.offset,
-                format!("cannot read it back from {}", path.display()),
-            )
-        })?;
-        // Re-hashed: the running slot is read again, not trusted from the scan.
-        if index::sha256(&bytes) != p.chunk.sha256 {
-            return Err(chunk_err(p.offset, "the running slot's copy changed"));
-        }
-        written += write_chunk(target, target_path, p, &bytes)?;
-    }
-    sync(target, target_path)?;
-    let fetched_done = AtomicUsize::new(0);
+    let finals: Vec<AtomicBool> = placed.iter().map(|_| AtomicBool::new(false)).collect();
     let stop = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        let checker = s.spawn(|| {
-            let r = read_back(target, target_path, &plan, &fetched_done, &stop, image);
+    let (copy_tx, copy_rx) = std::sync::mpsc::channel::<(usize, u64)>();
+    let (job_tx, job_rx) = std::sync::mpsc::channel::<Job>();
+    let stats = Stats::default();
+    let bytes = std::thread::scope(|s| {
+        let (placed, plan, finals, stop, stats) = (&placed, &plan, &finals, &stop, &stats);
+        let planner = {
+            let job_tx = job_tx.clone();
+            s.spawn(move || {
+                let r = plan_jobs(
+                    placed, plan, ranged, target, job_tx, copy_tx, finals, stop, stats,
+                );
+                if r.is_err() {
+                    stop.store(true, Ordering::Release);
+                }
+                r
+            })
+        };
+        let copier = {
+            let job_tx = job_tx.clone();
+            let from = active.as_ref().map(|a| (a.file, a.path));
+            s.spawn(move || {
+                let r = copy_local(
+                    placed,
+                    from,
+                    target,
+                    target_path,
+                    copy_rx,
+                    job_tx,
+                    finals,
+                    stop,
+                    stats,
+                );
+                if r.is_err() {
+                    stop.store(true, Ordering::Release);
+                }
+                r
+            })
+        };
+        drop(job_tx);
+        let checker = s.spawn(move || {
+            let r = read_back(target, target_path, placed, finals, stop, image);
             if r.is_err() {
                 // A read-back that failed makes the rest of the download pointless.
                 stop.store(true, Ordering::Release);
@@ -266,27 +368,252 @@ pub fn write(
         });
         let fetched = fetch(
             src,
-            &plan,
-            &ranges,
+            placed,
+            job_rx,
             data,
             &mut frames,
             target,
             target_path,
-            to_fetch,
-            &fetched_done,
-            &stop,
+            estimate,
+            finals,
+            stop,
+            stats,
         );
         if fetched.is_err() {
             stop.store(true, Ordering::Release);
         }
+        let joined = |h: std::thread::ScopedJoinHandle<'_, Result<u64, UpdateError>>, what| {
+            h.join()
+                .unwrap_or_else(|_| Err(chunk_err(0, format!("the {what} thread panicked"))))
+        };
+        let planned = joined(planner, "planning");
+        let copied = joined(copier, "copying");
         let checked = checker
             .join()
             .unwrap_or_else(|_| Err(chunk_err(0, "the read-back thread panicked")));
-        // A failed read-back stopped the transfer: its error is the one to report; a
-        // failed transfer stops the read-back, which then reports nothing.
+        // The first failure stops the others: the planner, the copier and the read-back
+        // then end quietly, the fetcher with "stopped", reported only when nothing else is.
         checked?;
-        Ok(written + fetched?)
-    })
+        planned?;
+        let copied = copied?;
+        Ok::<u64, UpdateError>(copied + fetched?)
+    })?;
+    log::info!(
+        "{} chunks: {} already in the target slot, {} copied from the running slot, {} fetched in {} ranges; {} local copies did not match their hash and were fetched",
+        placed.len(),
+        stats.in_target.load(Ordering::Relaxed),
+        stats.copied.load(Ordering::Relaxed),
+        stats.fetched.load(Ordering::Relaxed),
+        stats.ranges.load(Ordering::Relaxed),
+        stats.mismatched.load(Ordering::Relaxed)
+    );
+    Ok(Written { bytes, lookup })
+}
+
+#[derive(Default)]
+struct Stats {
+    in_target: AtomicUsize,
+    copied: AtomicUsize,
+    fetched: AtomicUsize,
+    ranges: AtomicUsize,
+    mismatched: AtomicUsize,
+}
+
+/// Without a kept index: the target slot checked chunk by chunk while the running slot is
+/// scanned whole (read, chunked and hashed); a chunk already right in the target is not
+/// looked up further.
+fn scan_plan(placed: &[Placed], target: &File, active: Option<&Active<'_>>) -> (Vec<Plan>, Lookup) {
+    let every: HashSet<[u8; 32]> = placed.iter().map(|p| p.chunk.sha256).collect();
+    let (mut plan, found) = std::thread::scope(|s| {
+        let every = &every;
+        let scan = active.map(|a| s.spawn(move || scan_active(a.file, a.size, every)));
+        let plan: Vec<Plan> = placed
+            .iter()
+            .map(|p| {
+                if target_holds(target, p) {
+                    Plan::Target
+                } else {
+                    Plan::Fetch
+                }
+            })
+            .collect();
+        let found = scan.and_then(|h| h.join().ok()).unwrap_or_default();
+        (plan, found)
+    });
+    let Some(a) = active else {
+        return (plan, Lookup::None);
+    };
+    let missing: HashSet<&[u8; 32]> = placed
+        .iter()
+        .zip(&plan)
+        .filter(|(_, f)| **f == Plan::Fetch)
+        .map(|(p, _)| &p.chunk.sha256)
+        .collect();
+    log::info!(
+        "running slot {}: scanned (no kept chunk index): {} of {} missing chunks found",
+        a.path.display(),
+        missing.iter().filter(|h| found.contains_key(**h)).count(),
+        missing.len()
+    );
+    for (p, f) in placed.iter().zip(plan.iter_mut()) {
+        if *f == Plan::Fetch
+            && let Some(&at) = found.get(&p.chunk.sha256)
+        {
+            *f = Plan::Copy(at);
+        }
+    }
+    (plan, Lookup::Scan)
+}
+
+/// Whether the target slot already holds chunk `p` at its place.
+fn target_holds(target: &File, p: &Placed) -> bool {
+    read_at(target, p.offset, p.chunk.len).is_some_and(|b| index::sha256(&b) == p.chunk.sha256)
+}
+
+/// Hands each chunk to where it is done: final when the target holds it, to the copier, or to
+/// the fetcher (the planned ranges first, when there are any; else grouped as they come).
+#[allow(clippy::too_many_arguments)]
+fn plan_jobs(
+    placed: &[Placed],
+    plan: &[Plan],
+    ranged: Option<Vec<Range>>,
+    target: &File,
+    job_tx: std::sync::mpsc::Sender<Job>,
+    copy_tx: std::sync::mpsc::Sender<(usize, u64)>,
+    finals: &[AtomicBool],
+    stop: &AtomicBool,
+    stats: &Stats,
+) -> Result<u64, UpdateError> {
+    if let Some(ranges) = ranged {
+        let mut fetch = plan
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| **f == Plan::Fetch)
+            .map(|(i, _)| i)
+            .peekable();
+        for r in ranges {
+            let chunks: Vec<usize> = std::iter::from_fn(|| {
+                fetch.next_if(|&i| placed[i].zoffset + u64::from(placed[i].chunk.zlen) <= r.end)
+            })
+            .collect();
+            let _ = job_tx.send(Job { range: r, chunks });
+        }
+        if let Some(i) = fetch.next() {
+            return Err(chunk_err(placed[i].offset, "not in any planned range"));
+        }
+    }
+    let mut jobs = Jobs {
+        tx: job_tx,
+        placed,
+        open: None,
+    };
+    for (i, (p, f)) in placed.iter().zip(plan).enumerate() {
+        if stop.load(Ordering::Acquire) {
+            // Another part failed and reports why.
+            return Ok(0);
+        }
+        match f {
+            Plan::Target => {
+                stats.in_target.fetch_add(1, Ordering::Relaxed);
+                finals[i].store(true, Ordering::Release);
+            }
+            Plan::Copy(at) => {
+                let _ = copy_tx.send((i, *at));
+            }
+            Plan::Fetch => {}
+            Plan::CheckTarget if target_holds(target, p) => {
+                stats.in_target.fetch_add(1, Ordering::Relaxed);
+                finals[i].store(true, Ordering::Release);
+            }
+            Plan::CheckTarget => jobs.push(i),
+        }
+    }
+    jobs.flush();
+    Ok(0)
+}
+
+/// Copies written but not yet synced, at most (the read-back must see the device).
+const COPY_SYNC: u64 = 16 << 20;
+
+/// Copies chunks from the running slot: each is left alone when the target already holds it,
+/// else read from the running slot, hashed again and written; one whose copy no longer
+/// matches its hash (slot changed, kept index wrong) is fetched once the copying is done.
+#[allow(clippy::too_many_arguments)]
+fn copy_local(
+    placed: &[Placed],
+    active: Option<(&File, &Path)>,
+    target: &File,
+    target_path: &Path,
+    rx: std::sync::mpsc::Receiver<(usize, u64)>,
+    job_tx: std::sync::mpsc::Sender<Job>,
+    finals: &[AtomicBool],
+    stop: &AtomicBool,
+    stats: &Stats,
+) -> Result<u64, UpdateError> {
+    let mut late = Jobs {
+        tx: job_tx,
+        placed,
+        open: None,
+    };
+    let (mut written, mut unsynced) = (0u64, 0u64);
+    let mut pending: Vec<usize> = Vec::new();
+    let flush = |pending: &mut Vec<usize>| -> Result<(), UpdateError> {
+        if !pending.is_empty() {
+            sync(target, target_path)?;
+            for i in pending.drain(..) {
+                finals[i].store(true, Ordering::Release);
+            }
+        }
+        Ok(())
+    };
+    loop {
+        let (i, at) = match rx.try_recv() {
+            Ok(m) => m,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                // Nothing queued: make what was copied final before waiting.
+                flush(&mut pending)?;
+                unsynced = 0;
+                match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                }
+            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+        };
+        let p = &placed[i];
+        if stop.load(Ordering::Acquire) {
+            // Another part failed and reports why.
+            return Ok(written);
+        }
+        if target_holds(target, p) {
+            stats.in_target.fetch_add(1, Ordering::Relaxed);
+            finals[i].store(true, Ordering::Release);
+            continue;
+        }
+        let copy = active
+            .and_then(|(file, _)| read_at(file, at, p.chunk.len))
+            .filter(|b| index::sha256(b) == p.chunk.sha256);
+        let Some(bytes) = copy else {
+            stats.mismatched.fetch_add(1, Ordering::Relaxed);
+            log::info!(
+                "chunk at byte {} of the image: the running slot's copy at byte {at} does not match its hash; fetched instead",
+                p.offset
+            );
+            late.push(i);
+            continue;
+        };
+        written += write_chunk(target, target_path, p, &bytes)?;
+        stats.copied.fetch_add(1, Ordering::Relaxed);
+        pending.push(i);
+        unsynced += bytes.len() as u64;
+        if unsynced >= COPY_SYNC {
+            flush(&mut pending)?;
+            unsynced = 0;
+        }
+    }
+    flush(&mut pending)?;
+    late.flush();
+    Ok(written)
 }
 
 fn sync(target: &File, path: &Path) -> Result<(), UpdateError> {
@@ -297,37 +624,38 @@ fn sync(target: &File, path: &Path) -> Result<(), UpdateError> {
     })
 }
 
-/// Fetches the ranges and writes their needed chunks; counts each written and synced one in
-/// `done`. Stops early when `stop` is set (the read-back failed).
+/// Fetches the jobs' ranges as they come and writes their chunks, each synced before it is
+/// counted final. Stops early when `stop` is set (another thread failed).
 #[allow(clippy::too_many_arguments)]
 fn fetch(
     src: &mut dyn Source,
-    plan: &[(Placed, bool)],
-    ranges: &[Range],
+    placed: &[Placed],
+    jobs: std::sync::mpsc::Receiver<Job>,
     data: u64,
     frames: &mut index::FrameDecoder,
     target: &File,
     target_path: &Path,
-    to_fetch: u64,
-    done: &AtomicUsize,
+    estimate: u64,
+    finals: &[AtomicBool],
     stop: &AtomicBool,
+    stats: &Stats,
 ) -> Result<u64, UpdateError> {
     let name = src.name();
-    let mut progress = Progress::new(to_fetch);
+    let mut progress = Progress::new(estimate);
     let mut written = 0u64;
     // Bytes of the ranges already read through, and in all.
     let (mut ranges_done, mut fetched) = (0u64, 0u64);
-    let mut chunks = plan
-        .iter()
-        .filter(|(_, fetch)| *fetch)
-        .map(|(p, _)| p)
-        .peekable();
-    for r in ranges {
+    for Job { range: r, chunks } in jobs {
+        stats.ranges.fetch_add(1, Ordering::Relaxed);
         let mut reader = src.stream(data + r.start, r.end - r.start)?;
         let mut pos = r.start;
-        while let Some(p) = chunks.next_if(|p| p.zoffset + u64::from(p.chunk.zlen) <= r.end) {
+        for i in chunks {
+            let p = &placed[i];
             if stop.load(Ordering::Acquire) {
-                return Err(chunk_err(p.offset, "stopped: the read-back failed"));
+                return Err(chunk_err(
+                    p.offset,
+                    "stopped: another part of the install failed",
+                ));
             }
             let broken = |e: std::io::Error| super::source::SourceError::Http {
                 url: name.clone(),
@@ -358,41 +686,34 @@ fn fetch(
             // fetched chunk but the one in flight in the target slot and does not fetch it
             // again.
             sync(target, target_path)?;
-            done.fetch_add(1, Ordering::Release);
+            stats.fetched.fetch_add(1, Ordering::Relaxed);
+            finals[i].store(true, Ordering::Release);
         }
         ranges_done += r.end - r.start;
-    }
-    if let Some(p) = chunks.next() {
-        return Err(chunk_err(p.offset, "not in any planned range"));
     }
     progress.update(fetched, true);
     Ok(written)
 }
 
-/// Reads the image back from `target` in order, each chunk once it is final (a fetched one
-/// when `done` has counted it), with its pages dropped from the cache first, and checks the
-/// whole against the manifest's sha256.
+/// Reads the image back from `target` in order, each chunk once it is final, with its pages
+/// dropped from the cache first, and checks the whole against the manifest's sha256.
 fn read_back(
     target: &File,
     path: &Path,
-    plan: &[(Placed, bool)],
-    done: &AtomicUsize,
+    placed: &[Placed],
+    finals: &[AtomicBool],
     stop: &AtomicBool,
     image: &ImageInfo,
 ) -> Result<(), UpdateError> {
     let mut hasher = Sha256::new();
     let mut buf = Vec::new();
-    let mut ordinal = 0usize;
     let mut size = 0u64;
-    for (p, fetched) in plan {
-        if *fetched {
-            while done.load(Ordering::Acquire) <= ordinal {
-                if stop.load(Ordering::Acquire) {
-                    return Ok(());
-                }
-                std::thread::sleep(Duration::from_millis(5));
+    for (p, done) in placed.iter().zip(finals) {
+        while !done.load(Ordering::Acquire) {
+            if stop.load(Ordering::Acquire) {
+                return Ok(());
             }
-            ordinal += 1;
+            std::thread::sleep(Duration::from_millis(5));
         }
         let _ = nix::fcntl::posix_fadvise(
             target.as_fd(),

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use super::UpdateError;
 use super::chunked;
 use super::head::{self, Head};
+use super::slot_index;
 use super::slots::{self, SlotRecord};
 use super::source::{SeqReader, Source};
 use super::trial::{self, Recorded, TrialRecord};
@@ -64,6 +65,10 @@ pub struct Report {
     /// Bytes fetched from the bundle's URL (head, index and chunks), for installs by URL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_downloaded: Option<u64>,
+    /// How the running slot's chunks were found, for installs by URL: `stored-index` (its
+    /// kept chunk index, no scan), `scan` (read whole first) or `none`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running_slot_lookup: Option<chunked::Lookup>,
     /// The slot's boot partition, written with the root (tryboot layout).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boot_target: Option<PathBuf>,
@@ -249,6 +254,8 @@ fn accept(
         }
         (_, None) => None,
     };
+    // The slot's kept chunk index stops describing it with the first write.
+    slot_index::forget(root, slot)?;
     if prep.state.trial == Some(slot) {
         // The slot is about to change under an armed trial: drop the trial first.
         let mut vars = prep.env.load()?;
@@ -290,8 +297,9 @@ fn install_stream(
     opts: &Options,
 ) -> Result<Report, UpdateError> {
     // Nothing below this point may run for an unsigned or foreign bundle.
-    let (manifest, key, rootfs) = BundleReader::open(input)?.verify(&prep.trusted)?;
+    let (manifest, key, mut rootfs) = BundleReader::open(input)?.verify(&prep.trusted)?;
     let boot = accept(root, prep, &manifest, &key, opts.allow_downgrade)?;
+    let index = rootfs.index.take();
     let dev = open_rw(&prep.target)?;
     let (end, decoder) = rootfs.open()?;
     if let Some(len) = opts.input_len
@@ -308,6 +316,9 @@ fn install_stream(
         prep.slot_size,
     )?;
     finish_root(&dev, prep, &manifest, true)?;
+    if let Some(index) = &index {
+        slot_index::store(root, prep.slot, &record(&manifest), index, &dev);
+    }
     if let Some((b, info)) = &boot {
         let (end, decoder) = BootReader::after_rootfs(decoder).open()?;
         if let Some(len) = opts.input_len
@@ -351,11 +362,20 @@ fn install_source(
         return Err(too_short(src.size(), data + len, "rootfs"));
     }
     let dev = open_rw(&prep.target)?;
+    let mut lookup = None;
     let mut written = match &index {
         Some(index) => {
             let active = active_image(root, prep);
-            let active = active.as_ref().map(|(f, p, n)| (f, p.as_path(), *n));
-            chunked::write(
+            let stored = active
+                .as_ref()
+                .and_then(|(f, _, _)| slot_index::load(root, prep.booted.slot, f));
+            let active = active.as_ref().map(|(file, path, size)| chunked::Active {
+                file,
+                path,
+                size: *size,
+                stored: stored.as_ref(),
+            });
+            let w = chunked::write(
                 &mut *src,
                 index,
                 data,
@@ -364,7 +384,9 @@ fn install_source(
                 active,
                 dictionary.as_deref(),
                 &manifest.rootfs,
-            )?
+            )?;
+            lookup = Some(w.lookup);
+            w.bytes
         }
         None => {
             let reader = SeqReader::new(&mut *src, data, STREAM_STEP).take(len);
@@ -375,6 +397,9 @@ fn install_source(
     };
     // The chunked install has read the image back while it was written.
     finish_root(&dev, prep, &manifest, index.is_none())?;
+    if let Some(index) = &index {
+        slot_index::store(root, prep.slot, &record(&manifest), index, &dev);
+    }
     head::forget(root);
     if let Some((b, info)) = &boot {
         let header = data + len + fleet_bundle::tar::padding(len);
@@ -392,6 +417,10 @@ fn install_source(
         fetched,
         boot.map(|(b, _)| b.dev),
     )
+    .map(|r| Report {
+        running_slot_lookup: lookup,
+        ..r
+    })
 }
 
 /// The running slot's image, to copy chunks from: its device and the size of the ext4
@@ -443,6 +472,15 @@ fn write_boot<D: Read + Send>(
     Ok(written)
 }
 
+/// What a slot written from `manifest` holds.
+fn record(manifest: &Manifest) -> SlotRecord {
+    SlotRecord {
+        version: manifest.version.clone(),
+        sha256: manifest.rootfs.sha256.clone(),
+        size: manifest.rootfs.size,
+    }
+}
+
 /// Records what the slot holds, then arms the trial in one atomic boot-state write.
 fn arm(
     root: &Root,
@@ -454,15 +492,7 @@ fn arm(
     boot_target: Option<PathBuf>,
 ) -> Result<Report, UpdateError> {
     let slot = prep.slot;
-    slots::write_record(
-        root,
-        slot,
-        Some(SlotRecord {
-            version: manifest.version.clone(),
-            sha256: manifest.rootfs.sha256.clone(),
-            size: manifest.rootfs.size,
-        }),
-    )?;
+    slots::write_record(root, slot, Some(record(manifest)))?;
     // Written before arming: a record without an armed trial reads as "failed", never as
     // a trial that silently did not happen.
     trial::write(
@@ -493,6 +523,7 @@ fn arm(
         size: manifest.rootfs.size,
         bytes_written: written,
         bytes_downloaded: downloaded,
+        running_slot_lookup: None,
         boot_target,
         tries: opts.tries,
     })

@@ -7,6 +7,7 @@ pub mod check;
 pub mod chunked;
 pub mod head;
 pub mod install;
+pub mod slot_index;
 pub mod slots;
 pub mod source;
 pub mod trial;
@@ -66,6 +67,10 @@ pub enum Command {
     /// Print the configured release channel (fleet.update.url); exit 1 when there is none
     /// (fleet-update.service's ExecCondition: without a channel the check is skipped).
     Channel,
+    /// Keep the running slot's chunk index (read, chunked and hashed once), so that the next
+    /// install by URL needs no scan of it; nothing to do when a bound one is kept (an install
+    /// keeps the index of the slot it writes). Run after a good boot (fleet-slot-index.service).
+    Index,
     /// Print the boot state as JSON.
     Status,
     /// Make the running slot the known-good one (ends a trial).
@@ -222,6 +227,14 @@ pub async fn run(root: &Root, cmd: Command) -> Result<(), UpdateError> {
                 "{}",
                 serde_json::to_string_pretty(&status(root)?).unwrap_or_default()
             );
+            Ok(())
+        }
+        Command::Index => {
+            let root = root.clone();
+            let done = tokio::task::spawn_blocking(move || slot_index::compute(&root))
+                .await
+                .map_err(|e| UpdateError::Input("-".into(), std::io::Error::other(e)))??;
+            println!("{}", serde_json::to_string(&done).unwrap_or_default());
             Ok(())
         }
         Command::MarkGood => {
