@@ -109,11 +109,12 @@ print("adaptive (one package added): fetched", sent, "of", total, "bytes (%.1f%%
 ota_full() { # slot A holds nothing useful: the whole entry is fetched, in large ranges
   ota_fixtures; ota_root ota2; truncate -s 0 "$work/ota2-a.img"; truncate -s 128M "$work/ota2-a.img"
   serve "$work/ota/www" || die "nginx"
-  fleetd --root "$work/ota2" update install "$base/v2.fleet" >/dev/null || die "install failed"
+  fleetd --root "$work/ota2" update install "$base/v2.fleet" >/dev/null 2>"$work/ota2.err" || die "install failed: $(tail -n 3 "$work/ota2.err")"
   ota_check_b ota2
   local sent total requests
   sent=$(sent); total=$(stat -c %s "$work/ota/v2.fleet"); requests=$(wc -l <"$work/nginx/access.log")
-  [ "$sent" -le "$total" ] && [ "$sent" -ge $((total * 9 / 10)) ] || die "sent $sent of $total"
+  [ "$sent" -le "$total" ] && [ "$sent" -ge $((total * 9 / 10)) ] ||
+    die "sent $sent of $total; requests: $(tr '\n' ';' <"$work/nginx/access.log"); fleetd: $(grep -E 'resum|fetched instead|ranges|chunks' "$work/ota2.err" | tr '\n' ';')"
   [ "$(awk '$1 == 206' "$work/nginx/access.log" | wc -l)" = "$requests" ] || die "a request was not a range"
   echo "full (no slot helps): $sent of $total bytes in $requests range requests" >>"$work/figures"
   unserve
