@@ -94,7 +94,12 @@ fn read_at(file: &File, offset: u64, len: u32) -> Option<Vec<u8>> {
 
 /// Where each needed chunk of the running slot is: its image chunked the same way. A read
 /// error ends the scan early: what was found stays usable, the rest is fetched.
-fn scan_active(active: &File, size: u64, wanted: &HashSet<[u8; 32]>) -> HashMap<[u8; 32], u64> {
+fn scan_active(
+    active: &File,
+    size: u64,
+    layout: index::Layout,
+    wanted: &HashSet<[u8; 32]>,
+) -> HashMap<[u8; 32], u64> {
     let mut found = HashMap::new();
     let mut start = 0u64;
     let mut file = active;
@@ -104,9 +109,10 @@ fn scan_active(active: &File, size: u64, wanted: &HashSet<[u8; 32]>) -> HashMap<
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file.take(size));
     let _ = index::split(
         &mut reader,
+        layout,
         |_| (),
         |chunk| {
-            let sha = index::sha256(chunk);
+            let sha = layout.digest(chunk);
             if wanted.contains(&sha) {
                 found.entry(sha).or_insert(start);
             }
@@ -183,11 +189,13 @@ pub fn write(
     let every: HashSet<[u8; 32]> = placed.iter().map(|p| p.chunk.sha256).collect();
     let (mut from, found) = std::thread::scope(|s| {
         let every = &every;
-        let scan = active.map(|(file, _, size)| s.spawn(move || scan_active(file, size, every)));
+        let layout = index.layout;
+        let scan =
+            active.map(|(file, _, size)| s.spawn(move || scan_active(file, size, layout, every)));
         let from: Vec<From> = placed
             .iter()
             .map(|p| match read_at(target, p.offset, p.chunk.len) {
-                Some(bytes) if index::sha256(&bytes) == p.chunk.sha256 => From::Target,
+                Some(bytes) if index.digest(&bytes) == p.chunk.sha256 => From::Target,
                 _ => From::Fetch,
             })
             .collect();
@@ -247,7 +255,7 @@ pub fn write(
             )
         })?;
         // Re-hashed: the running slot is read again, not trusted from the scan.
-        if index::sha256(&bytes) != p.chunk.sha256 {
+        if index.digest(&bytes) != p.chunk.sha256 {
             return Err(chunk_err(p.offset, "the running slot's copy changed"));
         }
         written += write_chunk(target, target_path, p, &bytes)?;
@@ -266,6 +274,7 @@ pub fn write(
         });
         let fetched = fetch(
             src,
+            index.layout,
             &plan,
             &ranges,
             data,
@@ -302,6 +311,7 @@ fn sync(target: &File, path: &Path) -> Result<(), UpdateError> {
 #[allow(clippy::too_many_arguments)]
 fn fetch(
     src: &mut dyn Source,
+    layout: index::Layout,
     plan: &[(Placed, bool)],
     ranges: &[Range],
     data: u64,
@@ -347,7 +357,7 @@ fn fetch(
             let out = frames
                 .decompress(&frame, p.chunk.len)
                 .map_err(|e| chunk_err(p.offset, e))?;
-            if index::sha256(&out) != p.chunk.sha256 {
+            if layout.digest(&out) != p.chunk.sha256 {
                 return Err(chunk_err(
                     p.offset,
                     "its sha256 differs from the signed index (tampered or corrupt)",
@@ -439,6 +449,7 @@ mod tests {
 
     fn plan(zlens: &[u32], fetch: &[bool]) -> Vec<(Placed, bool)> {
         let idx = Index {
+            layout: Default::default(),
             chunks: zlens
                 .iter()
                 .map(|&zlen| Chunk {
