@@ -159,14 +159,17 @@ print(sum(max(0, min(x1, y1) - max(x0, y0)) for x0, x1 in a for y0, y1 in b))
 EOF2
 }
 # ota_largest_chunk BUNDLE: the largest compressed chunk in its rootfs.index (fleet-bundle's
-# index.rs: magic, block size, count, then per chunk u32 length, u32 compressed length, sha256).
+# index.rs: magic, block size, count, then per chunk u32 length, u32 compressed length and the
+# sha256: 32 bytes after magic FLEETIX1, 16 after FLEETIX2).
 ota_largest_chunk() {
   python3 - "$1" <<'EOF2'
 import struct, sys, tarfile
 with tarfile.open(sys.argv[1]) as t:
     ix = t.extractfile("rootfs.index").read()
+entry = {b"FLEETIX1": 40, b"FLEETIX2": 24}[ix[:8]]
 n = struct.unpack_from("<I", ix, 12)[0]
-print(max(struct.unpack_from("<I", ix, 16 + 40 * i + 4)[0] for i in range(n)))
+assert len(ix) == 16 + entry * n, "index length"
+print(max(struct.unpack_from("<I", ix, 16 + entry * i + 4)[0] for i in range(n)))
 EOF2
 }
 # ota_fetched_dict LOG BUNDLE: bytes of the bundle's rootfs.dict that nginx sent in LOG.

@@ -2,18 +2,31 @@
 //! lacks (`fleetd update install URL`).
 //!
 //! Chunking is content-defined over whole 4 KiB blocks: a block ends a chunk when a fast hash
-//! of its bytes has its low [`MASK_BITS`] bits zero (at least [`MIN_BLOCKS`], at most
-//! [`MAX_BLOCKS`] blocks per chunk). ext4 places file data in 4 KiB blocks, so content moved
-//! by a rebuild moves by whole blocks: cutting only at block edges loses nothing against
-//! byte-granular CDC (casync, FastCDC), and a boundary depends on one block only, so chunk
-//! edges realign right after an insertion. Each chunk is its own zstd frame in
-//! `rootfs.ext4.zst` (frames concatenated are one valid zstd stream, so the same file serves
-//! a full streamed install), addressable by the cumulative compressed lengths in the index.
-//! In format 2 every frame is compressed with the bundle's dictionary (`rootfs.dict`).
+//! of its bytes has its low mask bits zero (at least [`MIN_BLOCKS`], at most [`MAX_BLOCKS`]
+//! blocks per chunk). ext4 places file data in 4 KiB blocks, so content moved by a rebuild
+//! moves by whole blocks: cutting only at block edges loses nothing against byte-granular CDC
+//! (casync, FastCDC), and a boundary depends on one block only, so chunk edges realign right
+//! after an insertion. Each chunk is its own zstd frame in `rootfs.ext4.zst` (frames
+//! concatenated are one valid zstd stream, so the same file serves a full streamed install),
+//! addressable by the cumulative compressed lengths in the index. In format 2 and later every
+//! frame is compressed with the bundle's dictionary (`rootfs.dict`).
 //!
-//! Index format (`rootfs.index`, signed through its sha256 in the manifest): magic
-//! `FLEETIX1`, u32 LE block size, u32 LE chunk count, then per chunk u32 LE uncompressed
-//! length, u32 LE compressed length, 32-byte sha256 of the uncompressed bytes.
+//! Two layouts, told apart by the index's magic ([`Layout`]). `FLEETIX2` (format 3) also
+//! makes every ext4 directory block and extent-tree block a chunk of its own: `mkfs.ext4 -d`
+//! writes a directory's block between file data, and a package added early in the tree walk
+//! renumbers the inodes after it, so every later directory block changes; as a chunk of its
+//! own such a block costs its 4 KiB, not the ~80 KiB chunk around it. A block is a directory
+//! block when its bytes are a chain of directory entries ending exactly at the block's end
+//! (with or without `metadata_csum`, whose tail is such an entry), an extent block when it
+//! starts with the extent header magic and sane counts: both depend on that block alone, so
+//! the running slot is cut the same way.
+//!
+//! Index format (`rootfs.index`, signed through its sha256 in the manifest): magic, u32 LE
+//! block size, u32 LE chunk count, then per chunk u32 LE uncompressed length, u32 LE
+//! compressed length and the chunk's sha256: whole (32 bytes) in `FLEETIX1`, its first 16
+//! bytes in `FLEETIX2` (the index is downloaded: 24 bytes a chunk instead of 40; 128 bits
+//! stay far beyond any accidental match, and the image as a whole is still checked against
+//! its full sha256 in the signed manifest).
 
 use std::io::{self, Read};
 
@@ -22,23 +35,83 @@ use sha2::{Digest, Sha256};
 pub const BLOCK: usize = 4096;
 pub const MIN_BLOCKS: usize = 4;
 pub const MAX_BLOCKS: usize = 64;
-/// A block ends a chunk with probability 1/2^MASK_BITS once the minimum is reached: chunks
-/// average about MIN + 2^MASK_BITS blocks (80 KiB).
-pub const MASK_BITS: u32 = 4;
-const MAGIC: &[u8; 8] = b"FLEETIX1";
-const ENTRY: usize = 40;
+
+/// How an index cuts the image and names its chunks; fixed by the index's magic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// `FLEETIX1` (bundle formats 1 and 2): content cuts only, a block ends a chunk with
+    /// probability 1/16 (about 80 KiB on average); whole sha256.
+    V1,
+    /// `FLEETIX2` (format 3): ext4 directory and extent blocks alone, content cuts with
+    /// probability 1/8 otherwise (about 48 KiB); sha256 truncated to 16 bytes.
+    #[default]
+    V2,
+}
+
+impl Layout {
+    /// The layout of a bundle format's index.
+    pub fn of_format(format: u32) -> Layout {
+        if format >= 3 { Layout::V2 } else { Layout::V1 }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::V1 => "FLEETIX1",
+            Layout::V2 => "FLEETIX2",
+        }
+    }
+
+    fn magic(self) -> &'static [u8; 8] {
+        match self {
+            Layout::V1 => b"FLEETIX1",
+            Layout::V2 => b"FLEETIX2",
+        }
+    }
+
+    /// Bytes of a chunk's sha256 the index keeps.
+    pub fn hash_len(self) -> usize {
+        match self {
+            Layout::V1 => 32,
+            Layout::V2 => 16,
+        }
+    }
+
+    /// A block ends a chunk when this many low bits of its cut hash are zero.
+    fn mask_bits(self) -> u32 {
+        match self {
+            Layout::V1 => 4,
+            Layout::V2 => 3,
+        }
+    }
+
+    /// The chunk's name in this layout: its sha256, past [`Layout::hash_len`] bytes zeroed.
+    pub fn digest(self, data: &[u8]) -> [u8; 32] {
+        let mut h = sha256(data);
+        h[self.hash_len()..].fill(0);
+        h
+    }
+
+    /// A block that is a chunk of its own.
+    fn alone(self, block: &[u8]) -> bool {
+        self == Layout::V2
+            && block.len() == BLOCK
+            && (is_dir_block(block) || is_extent_block(block))
+    }
+}
 
 /// One chunk of the root image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chunk {
     pub len: u32,
     pub zlen: u32,
+    /// [`Layout::digest`] of the chunk's bytes (in `V2`, its last 16 bytes are zero).
     pub sha256: [u8; 32],
 }
 
 /// The chunks in image order, with their offsets.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Index {
+    pub layout: Layout,
     pub chunks: Vec<Chunk>,
 }
 
@@ -52,22 +125,24 @@ pub struct Placed {
 
 impl Index {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + ENTRY * self.chunks.len());
-        out.extend_from_slice(MAGIC);
+        let hash_len = self.layout.hash_len();
+        let mut out = Vec::with_capacity(16 + (8 + hash_len) * self.chunks.len());
+        out.extend_from_slice(self.layout.magic());
         out.extend_from_slice(&(BLOCK as u32).to_le_bytes());
         out.extend_from_slice(&(self.chunks.len() as u32).to_le_bytes());
         for c in &self.chunks {
             out.extend_from_slice(&c.len.to_le_bytes());
             out.extend_from_slice(&c.zlen.to_le_bytes());
-            out.extend_from_slice(&c.sha256);
+            out.extend_from_slice(&c.sha256[..hash_len]);
         }
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Index, String> {
-        if bytes.len() < 16 || &bytes[..8] != MAGIC {
-            return Err("not a fleet chunk index (magic FLEETIX1 missing)".into());
-        }
+        let layout = [Layout::V1, Layout::V2]
+            .into_iter()
+            .find(|l| bytes.len() >= 16 && &bytes[..8] == l.magic())
+            .ok_or("not a fleet chunk index (magic FLEETIX1 or FLEETIX2 missing)")?;
         let u32_at = |at: usize| {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
         };
@@ -78,18 +153,19 @@ impl Index {
             ));
         }
         let count = u32_at(12) as usize;
-        if bytes.len() != 16 + count * ENTRY {
+        let entry = 8 + layout.hash_len();
+        if bytes.len() as u64 != 16 + count as u64 * entry as u64 {
             return Err(format!(
                 "{} bytes for {count} chunks (want {})",
                 bytes.len(),
-                16 + count * ENTRY
+                16 + count as u64 * entry as u64
             ));
         }
         let chunks = bytes[16..]
-            .chunks_exact(ENTRY)
+            .chunks_exact(entry)
             .map(|e| {
                 let mut sha256 = [0u8; 32];
-                sha256.copy_from_slice(&e[8..]);
+                sha256[..entry - 8].copy_from_slice(&e[8..]);
                 Chunk {
                     len: u32::from_le_bytes([e[0], e[1], e[2], e[3]]),
                     zlen: u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
@@ -97,7 +173,12 @@ impl Index {
                 }
             })
             .collect();
-        Ok(Index { chunks })
+        Ok(Index { layout, chunks })
+    }
+
+    /// [`Layout::digest`] in this index's layout: what a chunk's `sha256` is compared with.
+    pub fn digest(&self, data: &[u8]) -> [u8; 32] {
+        self.layout.digest(data)
     }
 
     /// Chunks with their offsets in the image and in the compressed entry.
@@ -136,31 +217,75 @@ fn block_hash(block: &[u8]) -> u64 {
     h
 }
 
-/// Splits `data` (a whole image or any run of whole blocks) into chunk lengths.
-pub struct Chunker {
+/// An ext4 directory block (linear leaf or htree node): directory entries (u32 inode, u16
+/// record length, u8 name length, u8 file type) whose record lengths chain, each whole and
+/// 4-byte aligned, exactly to the block's end. An all-zero block has record length 0: no.
+fn is_dir_block(block: &[u8]) -> bool {
+    let mut at = 0;
+    while at < block.len() {
+        if at + 8 > block.len() {
+            return false;
+        }
+        let rec_len = usize::from(u16::from_le_bytes([block[at + 4], block[at + 5]]));
+        let (name_len, file_type) = (usize::from(block[at + 6]), block[at + 7]);
+        // 0..=7: the ext4 file types; 0xde: the metadata_csum tail entry.
+        if rec_len < 12
+            || rec_len % 4 != 0
+            || at + rec_len > block.len()
+            || 8 + name_len > rec_len
+            || (file_type > 7 && file_type != 0xde)
+        {
+            return false;
+        }
+        at += rec_len;
+    }
+    true
+}
+
+/// An ext4 extent-tree block: header magic 0xF30A, entries <= max <= what a block holds,
+/// depth within ext4's limit of 5.
+fn is_extent_block(block: &[u8]) -> bool {
+    let u16_at = |at: usize| u16::from_le_bytes([block[at], block[at + 1]]);
+    u16_at(0) == 0xF30A
+        && u16_at(2) <= u16_at(4)
+        && usize::from(u16_at(4)) <= (block.len() - 12) / 12
+        && u16_at(6) <= 5
+}
+
+/// Where one block goes: whether the pending chunk ends before it, and whether it ends a chunk.
+struct Cut {
+    before: bool,
+    after: bool,
+}
+
+/// Cuts a run of blocks into chunks, one block at a time.
+struct Chunker {
+    layout: Layout,
     blocks: usize,
 }
 
-impl Default for Chunker {
-    fn default() -> Self {
-        Chunker::new()
-    }
-}
-
 impl Chunker {
-    pub fn new() -> Chunker {
-        Chunker { blocks: 0 }
-    }
-
-    /// Feeds one block (the last may be short); true when it ends a chunk.
-    pub fn push(&mut self, block: &[u8]) -> bool {
+    /// Feeds one block (the last may be short).
+    fn push(&mut self, block: &[u8]) -> Cut {
+        if self.layout.alone(block) {
+            let before = self.blocks > 0;
+            self.blocks = 0;
+            return Cut {
+                before,
+                after: true,
+            };
+        }
         self.blocks += 1;
-        let cut = self.blocks >= MAX_BLOCKS
-            || (self.blocks >= MIN_BLOCKS && block_hash(block) & ((1 << MASK_BITS) - 1) == 0);
-        if cut {
+        let after = self.blocks >= MAX_BLOCKS
+            || (self.blocks >= MIN_BLOCKS
+                && block_hash(block) & ((1 << self.layout.mask_bits()) - 1) == 0);
+        if after {
             self.blocks = 0;
         }
-        cut
+        Cut {
+            before: false,
+            after,
+        }
     }
 }
 
@@ -187,15 +312,16 @@ impl FrameDecoder {
     }
 }
 
-/// Cuts what `r` yields into the index's chunks, calling `chunk` with each in order. The one
+/// Cuts what `r` yields into chunks of `layout`, calling `chunk` with each in order. The one
 /// chunking loop: the bundle builder and the device (looking for chunks in its running slot)
 /// must cut the same content the same way.
 pub fn split<E>(
     r: &mut impl Read,
+    layout: Layout,
     read_err: impl Fn(io::Error) -> E,
     mut chunk: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut chunker = Chunker::new();
+    let mut chunker = Chunker { layout, blocks: 0 };
     let mut pending: Vec<u8> = Vec::with_capacity(MAX_BLOCKS * BLOCK);
     let mut block = vec![0u8; BLOCK];
     loop {
@@ -203,8 +329,13 @@ pub fn split<E>(
         if n == 0 {
             break;
         }
+        let cut = chunker.push(&block[..n]);
+        if cut.before && !pending.is_empty() {
+            chunk(&pending)?;
+            pending.clear();
+        }
         pending.extend_from_slice(&block[..n]);
-        if chunker.push(&block[..n]) || n < BLOCK {
+        if cut.after || n < BLOCK {
             chunk(&pending)?;
             pending.clear();
         }
@@ -223,10 +354,11 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 mod tests {
     use super::*;
 
-    fn chunk_lens(data: &[u8]) -> Vec<usize> {
+    fn chunk_lens(data: &[u8], layout: Layout) -> Vec<usize> {
         let mut out = Vec::new();
         split(
             &mut &data[..],
+            layout,
             |e| e,
             |c| {
                 out.push(c.len());
@@ -249,43 +381,125 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn boundaries_realign_after_an_inserted_block() {
-        let data = noise(7, 400 * BLOCK);
-        let mut shifted = noise(9, 3 * BLOCK);
-        shifted.extend_from_slice(&data);
-        let a = chunk_lens(&data);
-        let b = chunk_lens(&shifted);
-        assert!(
-            a.iter()
-                .all(|l| (MIN_BLOCKS * BLOCK..=MAX_BLOCKS * BLOCK).contains(l))
-        );
-        // Apart from the first chunk or two, the chunk sequence is the same.
-        let tail = |v: &[usize]| v[v.len() - (a.len() - 2)..].to_vec();
-        assert_eq!(tail(&a), tail(&b));
+    /// A directory block as mkfs.ext4 writes it with metadata_csum: ".", "..", one entry
+    /// taking the rest, and the 12-byte checksum tail.
+    fn dir_block(inode: u32) -> Vec<u8> {
+        let mut b = Vec::new();
+        let mut entry = |ino: u32, rec_len: u16, name: &[u8], ty: u8| {
+            b.extend_from_slice(&ino.to_le_bytes());
+            b.extend_from_slice(&rec_len.to_le_bytes());
+            b.push(name.len() as u8);
+            b.push(ty);
+            b.extend_from_slice(name);
+            b.resize(b.len() + usize::from(rec_len) - 8 - name.len(), 0);
+        };
+        entry(inode, 12, b".", 2);
+        entry(2, 12, b"..", 2);
+        entry(inode + 1, (BLOCK - 24 - 12) as u16, b"curl", 1);
+        entry(0, 12, b"", 0xde);
+        b.truncate(BLOCK - 4);
+        b.extend_from_slice(&inode.wrapping_mul(2_654_435_761).to_le_bytes());
+        assert_eq!(b.len(), BLOCK);
+        b
     }
 
     #[test]
-    fn index_round_trips_and_refuses_garbage() {
-        let idx = Index {
-            chunks: vec![
-                Chunk {
-                    len: 16384,
-                    zlen: 100,
-                    sha256: [1; 32],
-                },
-                Chunk {
-                    len: 4096,
-                    zlen: 7,
-                    sha256: [2; 32],
-                },
-            ],
+    fn ext4_directory_and_extent_blocks_are_recognised() {
+        assert!(is_dir_block(&dir_block(12)));
+        // Without metadata_csum the last entry runs to the block's end.
+        let mut plain = dir_block(12);
+        plain[24 + 4..24 + 6].copy_from_slice(&((BLOCK - 24) as u16).to_le_bytes());
+        assert!(is_dir_block(&plain));
+        let mut broken = dir_block(12);
+        broken[24 + 4] = 13; // record length not 4-byte aligned
+        assert!(!is_dir_block(&broken));
+        assert!(!is_dir_block(&[0u8; BLOCK]));
+        assert!(!is_dir_block(&noise(3, BLOCK)));
+        let mut extent = noise(4, BLOCK);
+        extent[..8].copy_from_slice(&[0x0a, 0xf3, 3, 0, 84, 1, 0, 0]);
+        assert!(is_extent_block(&extent));
+        extent[4] = 85; // eh_max 341: more than a block holds
+        assert!(!is_extent_block(&extent));
+    }
+
+    #[test]
+    fn boundaries_realign_after_an_inserted_block() {
+        for layout in [Layout::V1, Layout::V2] {
+            let data = noise(7, 400 * BLOCK);
+            let mut shifted = noise(9, 3 * BLOCK);
+            shifted.extend_from_slice(&data);
+            let a = chunk_lens(&data, layout);
+            let b = chunk_lens(&shifted, layout);
+            assert!(
+                a.iter()
+                    .all(|l| (MIN_BLOCKS * BLOCK..=MAX_BLOCKS * BLOCK).contains(l))
+            );
+            // Apart from the first chunk or two, the chunk sequence is the same.
+            let tail = |v: &[usize]| v[v.len() - (a.len() - 2)..].to_vec();
+            assert_eq!(tail(&a), tail(&b));
+        }
+    }
+
+    #[test]
+    fn a_changed_directory_block_changes_only_itself_in_v2() {
+        let mut old = noise(7, 200 * BLOCK);
+        old.splice(100 * BLOCK..100 * BLOCK, dir_block(500));
+        let mut new = noise(7, 200 * BLOCK);
+        new.splice(100 * BLOCK..100 * BLOCK, dir_block(501));
+        let changed = |layout: Layout| {
+            let names = |d: &[u8]| {
+                let mut out = Vec::new();
+                split(
+                    &mut &d[..],
+                    layout,
+                    |e| e,
+                    |c| {
+                        out.push((c.len(), layout.digest(c)));
+                        Ok::<(), io::Error>(())
+                    },
+                )
+                .unwrap();
+                out
+            };
+            let have = names(&old);
+            names(&new)
+                .into_iter()
+                .filter(|c| !have.contains(c))
+                .map(|(len, _)| len)
+                .collect::<Vec<_>>()
         };
-        let bytes = idx.encode();
-        assert_eq!(Index::decode(&bytes).unwrap(), idx);
-        let placed: Vec<_> = idx.placed().collect();
-        assert_eq!((placed[1].offset, placed[1].zoffset), (16384, 100));
-        assert!(Index::decode(&bytes[..bytes.len() - 1]).is_err());
+        assert_eq!(changed(Layout::V2), vec![BLOCK]);
+        // V1: the whole chunk around it (or two, when the block was or is a cut).
+        assert!(changed(Layout::V1).iter().sum::<usize>() > BLOCK);
+    }
+
+    #[test]
+    fn index_round_trips_in_both_layouts_and_refuses_garbage() {
+        for layout in [Layout::V1, Layout::V2] {
+            let idx = Index {
+                layout,
+                chunks: vec![
+                    Chunk {
+                        len: 16384,
+                        zlen: 100,
+                        sha256: layout.digest(b"one"),
+                    },
+                    Chunk {
+                        len: 4096,
+                        zlen: 7,
+                        sha256: layout.digest(b"two"),
+                    },
+                ],
+            };
+            let bytes = idx.encode();
+            assert_eq!(bytes.len(), 16 + 2 * (8 + layout.hash_len()));
+            assert_eq!(Index::decode(&bytes).unwrap(), idx);
+            let placed: Vec<_> = idx.placed().collect();
+            assert_eq!((placed[1].offset, placed[1].zoffset), (16384, 100));
+            assert!(Index::decode(&bytes[..bytes.len() - 1]).is_err());
+        }
+        assert_eq!(&Layout::V2.digest(b"x")[..16], &sha256(b"x")[..16]);
+        assert_eq!(Layout::V2.digest(b"x")[16..], [0; 16]);
         assert!(Index::decode(b"FLEETIX0........").is_err());
     }
 }

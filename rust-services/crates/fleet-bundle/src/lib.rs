@@ -36,8 +36,9 @@ pub const DICT: &str = "rootfs.dict";
 const DICT_MAX: u64 = 16 << 20;
 /// The slot's boot partition (FAT), present when the manifest has `boot`.
 pub const BOOT: &str = "boot.vfat.zst";
-/// The format written; readers also read format 1 (no dictionary).
-pub const FORMAT: u32 = 2;
+/// The format written by default; readers also read formats 1 (no dictionary) and 2 (index
+/// layout `FLEETIX1`, which fleetd before format 3 reads).
+pub const FORMAT: u32 = 3;
 /// Default size of the trained dictionary (see the crate README for the measurements).
 pub const DICT_SIZE: usize = 256 << 10;
 /// Public keys on the device.
@@ -162,6 +163,15 @@ impl<R: Read> BundleReader<R> {
                 check_image(INDEX, info, bytes.len() as u64, &got)?;
                 let index = index::Index::decode(&bytes)
                     .map_err(|r| BundleError::Layout(format!("{INDEX}: {r}")))?;
+                let want = index::Layout::of_format(manifest.format);
+                if index.layout != want {
+                    return Err(BundleError::Layout(format!(
+                        "{INDEX}: layout {}, format {} has {}",
+                        index.layout.name(),
+                        manifest.format,
+                        want.name()
+                    )));
+                }
                 if index.image_len() != manifest.rootfs.size {
                     return Err(BundleError::Mismatch(format!(
                         "{INDEX}: chunks add up to {} bytes, the rootfs has {}",
@@ -318,6 +328,9 @@ pub struct CreateOptions<'a> {
     pub dict_size: usize,
     /// The slot's boot partition image (FAT), for the tryboot layout.
     pub boot: Option<&'a Path>,
+    /// Bundle format: [`FORMAT`], or 2 for devices whose fleetd reads formats up to 2 (its
+    /// index layout, `FLEETIX1`, fetches more for the same change).
+    pub format: u32,
 }
 
 fn io_at(path: &Path, what: &str) -> impl FnOnce(io::Error) -> BundleError {
@@ -348,10 +361,18 @@ impl Drop for Temps {
 /// to temp files beside `out` first: the manifest (which comes first in the tar) needs their
 /// hashes.
 pub fn create(rootfs: &Path, out: &Path, opts: &CreateOptions) -> Result<Manifest, BundleError> {
+    if !(2..=FORMAT).contains(&opts.format) {
+        return Err(BundleError::Manifest(format!(
+            "cannot write format {} (2 to {FORMAT})",
+            opts.format
+        )));
+    }
+    let layout = index::Layout::of_format(opts.format);
     let mut temps = Temps(Vec::new());
     let rootfs_z = temps.add(out, "rootfs.zst.tmp");
-    let dictionary = train(rootfs, opts.dict_size)?;
-    let (rootfs_info, index) = compress_chunked(rootfs, &rootfs_z, opts.level, &dictionary)?;
+    let dictionary = train(rootfs, layout, opts.dict_size)?;
+    let (rootfs_info, index) =
+        compress_chunked(rootfs, &rootfs_z, opts.level, &dictionary, layout)?;
     let index_bytes = index.encode();
     let index_file = temps.add(out, "index.tmp");
     std::fs::write(&index_file, &index_bytes).map_err(io_at(&index_file, "write"))?;
@@ -365,7 +386,7 @@ pub fn create(rootfs: &Path, out: &Path, opts: &CreateOptions) -> Result<Manifes
         None => None,
     };
     let manifest = Manifest {
-        format: FORMAT,
+        format: opts.format,
         version: opts.version.clone(),
         compatible: opts.compatible.clone(),
         rootfs: rootfs_info,
@@ -429,7 +450,7 @@ const TRAIN_SAMPLE_MAX: u64 = 64 << 20;
 
 /// A zstd dictionary of at most `size` bytes trained on the image's chunks (all-zero chunks
 /// left out); empty when `size` is 0 or the image is too small or uniform to train on.
-fn train(input: &Path, size: usize) -> Result<Vec<u8>, BundleError> {
+fn train(input: &Path, layout: index::Layout, size: usize) -> Result<Vec<u8>, BundleError> {
     if size == 0 {
         return Ok(Vec::new());
     }
@@ -440,6 +461,7 @@ fn train(input: &Path, size: usize) -> Result<Vec<u8>, BundleError> {
     let (mut samples, mut sizes, mut n) = (Vec::new(), Vec::new(), 0u64);
     index::split(
         &mut reader,
+        layout,
         |e| io_at(input, "read")(e),
         |chunk| {
             n += 1;
@@ -465,6 +487,7 @@ fn compress_chunked(
     z: &Path,
     level: i32,
     dictionary: &[u8],
+    layout: index::Layout,
 ) -> Result<(ImageInfo, index::Index), BundleError> {
     let mut reader =
         BufReader::with_capacity(1 << 20, File::open(input).map_err(io_at(input, "open"))?);
@@ -479,6 +502,7 @@ fn compress_chunked(
     let mut chunks = Vec::new();
     index::split(
         &mut reader,
+        layout,
         |e| io_at(input, "read")(e),
         |chunk| {
             hasher.update(chunk);
@@ -488,7 +512,7 @@ fn compress_chunked(
             chunks.push(index::Chunk {
                 len: chunk.len() as u32,
                 zlen: frame.len() as u32,
-                sha256: index::sha256(chunk),
+                sha256: layout.digest(chunk),
             });
             Ok(())
         },
@@ -498,7 +522,7 @@ fn compress_chunked(
         size,
         sha256: hex(&hasher.finalize()),
     };
-    Ok((info, index::Index { chunks }))
+    Ok((info, index::Index { layout, chunks }))
 }
 
 /// Fills `buf` as far as the stream allows; returns how much was read.
@@ -669,6 +693,13 @@ mod tests {
 
     #[test]
     fn dictionary_is_signed_used_by_every_frame_and_checked() {
+        // Format 2 (index layout FLEETIX1, for older devices) is still written and read.
+        for format in [2, FORMAT] {
+            dictionary_round_trip(format);
+        }
+    }
+
+    fn dictionary_round_trip(format: u32) {
         let dir = tempfile::tempdir().unwrap();
         let key = keys::generate().unwrap();
         let trusted = vec![(PathBuf::from("k.pub"), key.verifying_key())];
@@ -683,9 +714,10 @@ mod tests {
             level: 3,
             dict_size: 16 << 10,
             boot: None,
+            format,
         };
         let m = create(&rootfs, &out, &opts).unwrap();
-        assert_eq!(m.format, 2);
+        assert_eq!(m.format, format);
         let dict_info = m.dictionary.clone().expect("a dictionary was trained");
         verify(&mut File::open(&out).unwrap(), &trusted).unwrap();
 
@@ -697,6 +729,7 @@ mod tests {
         let dict = rootfs_reader.dictionary.clone().unwrap();
         assert_eq!(dict.len() as u64, dict_info.size);
         let index = rootfs_reader.index.clone().unwrap();
+        assert_eq!(index.layout, index::Layout::of_format(format));
         let (data, _) = rootfs_reader.locate().unwrap();
         let bundle = std::fs::read(&out).unwrap();
         let first = index.placed().next().unwrap();
@@ -722,11 +755,11 @@ mod tests {
 
     #[test]
     fn unknown_formats_are_refused_by_name() {
-        let m = br#"{"format": 3, "version": "2", "compatible": [], "rootfs": {"size": 1, "sha256": "00"}}"#;
+        let m = br#"{"format": 4, "version": "2", "compatible": [], "rootfs": {"size": 1, "sha256": "00"}}"#;
         let err = Manifest::parse(m).unwrap_err();
         assert!(
             err.to_string()
-                .contains("format 3 (this fleetd reads formats 1 to 2)"),
+                .contains("format 4 (this fleetd reads formats 1 to 3)"),
             "{err}"
         );
         let sha = "0".repeat(64);
@@ -756,6 +789,7 @@ mod tests {
             level: 3,
             dict_size: DICT_SIZE,
             boot: Some(&boot),
+            format: FORMAT,
         };
         let m = create(&rootfs, &out, &opts).unwrap();
         assert_eq!(m.boot.as_ref().map(|b| b.size), Some(70_000));

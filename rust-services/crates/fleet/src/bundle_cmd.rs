@@ -40,6 +40,10 @@ pub enum Command {
         /// Largest zstd dictionary trained on the image's chunks, in bytes (0: none).
         #[arg(long, default_value_t = fleet_bundle::DICT_SIZE)]
         dict_size: usize,
+        /// Bundle format: 3, or 2 for devices whose fleetd reads formats up to 2 (they refuse
+        /// format 3; its chunk index fetches less for the same change).
+        #[arg(long, default_value_t = fleet_bundle::FORMAT, value_parser = clap::value_parser!(u32).range(2..=i64::from(fleet_bundle::FORMAT)))]
+        format: u32,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -116,6 +120,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             key,
             level,
             dict_size,
+            format,
             output,
         } => {
             let key = key.map(|k| keys::read_private(&k)).transpose()?;
@@ -129,6 +134,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
                     level,
                     dict_size,
                     boot: boot.as_deref(),
+                    format,
                 },
             )?;
             let boot = manifest

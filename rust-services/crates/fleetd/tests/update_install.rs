@@ -145,6 +145,7 @@ impl Fake {
                 level: 3,
                 dict_size: fleet_bundle::DICT_SIZE,
                 boot: None,
+                format: fleet_bundle::FORMAT,
             },
         )
         .unwrap();

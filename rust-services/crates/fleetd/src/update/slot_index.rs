@@ -21,7 +21,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use fleet_bootenv::Slot;
-use fleet_bundle::index::{self, Chunk, Index};
+use fleet_bundle::index::{self, Chunk, Index, Layout};
 use fleet_fs::Root;
 use sha2::{Digest, Sha256};
 
@@ -48,7 +48,9 @@ struct Binding {
 /// chunk is hashed again from `dev` (the install relabels the superblock after its check).
 /// Failing to keep it costs the next install a scan, not this one: logged, not returned.
 pub fn store(root: &Root, slot: Slot, record: &SlotRecord, index: &Index, dev: &File) {
+    let layout = index.layout;
     let mut index = Index {
+        layout,
         chunks: index.chunks.clone(),
     };
     if let Some(first) = index.chunks.first_mut() {
@@ -57,7 +59,7 @@ pub fn store(root: &Root, slot: Slot, record: &SlotRecord, index: &Index, dev: &
             log::warn!("slot {slot}: cannot read its first chunk back; no index kept");
             return;
         }
-        first.sha256 = index::sha256(&buf);
+        first.sha256 = layout.digest(&buf);
     }
     let file = path(root, slot);
     let binding = Binding {
@@ -144,7 +146,7 @@ fn check(root: &Root, slot: Slot, file: &Path, dev: &File) -> Result<Index, Stri
         let mut buf = vec![0u8; first.len as usize];
         dev.read_exact_at(&mut buf, 0)
             .map_err(|e| format!("cannot read the slot's first chunk: {e}"))?;
-        if index::sha256(&buf) != first.sha256 {
+        if index.digest(&buf) != first.sha256 {
             return Err("the slot's first chunk (its superblock) changed since".into());
         }
     }
@@ -191,20 +193,23 @@ pub fn compute(root: &Root) -> Result<Indexed, UpdateError> {
     let mut whole = Sha256::new();
     let mut chunks = Vec::new();
     let mut reader = io::BufReader::with_capacity(1 << 20, (&dev).take(size));
+    // Cut the way the bundles this fleetd writes are: their index is what it is matched with.
+    let layout = Layout::default();
     index::split(
         &mut reader,
+        layout,
         |e| UpdateError::Input(dev_path.clone(), e),
         |chunk| {
             whole.update(chunk);
             chunks.push(Chunk {
                 len: chunk.len() as u32,
                 zlen: 0,
-                sha256: index::sha256(chunk),
+                sha256: layout.digest(chunk),
             });
             Ok(())
         },
     )?;
-    let index = Index { chunks };
+    let index = Index { layout, chunks };
     if index.image_len() != size {
         return Err(UpdateError::Input(
             dev_path,

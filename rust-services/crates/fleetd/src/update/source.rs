@@ -125,6 +125,9 @@ pub struct HttpSource {
 /// What the first request fetches: the manifest, the signature and the index's start. The
 /// install reads the bundle's head in steps of this size, so that answer is reused.
 pub const HEAD_STEP: u64 = 64 * 1024;
+/// What is kept of the bundle's start as it is read (the head is read in [`HEAD_STEP`]s,
+/// the last of which runs into the rootfs entry: that part is not fetched again).
+const HEAD_KEEP_MAX: usize = 16 << 20;
 
 impl HttpSource {
     /// Follows redirects and learns the bundle's length from the first range. `https://`
@@ -413,6 +416,12 @@ impl Source for HttpSource {
         }
         let total = self.len;
         let (_, bytes) = self.fetch(offset, len, Some(total))?;
+        if let Some((0, head)) = &mut self.head
+            && head.len() as u64 == offset
+            && head.len() + bytes.len() <= HEAD_KEEP_MAX
+        {
+            head.extend_from_slice(&bytes);
+        }
         out.extend_from_slice(&bytes);
         Ok(out)
     }
@@ -420,7 +429,8 @@ impl Source for HttpSource {
         self.fetched
     }
     fn stream(&mut self, offset: u64, len: u64) -> Result<Box<dyn Read + '_>, SourceError> {
-        // The cached head is not streamed: ranges start after it in practice.
+        // A range starting in the kept head (the first one of the rootfs entry) takes what it
+        // holds and fetches the rest.
         if let Some((start, bytes)) = &self.head
             && offset < start + bytes.len() as u64
         {
