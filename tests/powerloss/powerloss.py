@@ -77,6 +77,16 @@ def boot_file(part, path):
     return mread(part, path)
 
 
+def crash_copy(base, overlay, path):
+    """A copy of `base` at `path` with the crash state's sectors written over it."""
+    run("cp", "--sparse=always", base, path)
+    with open(path, "r+b") as f:
+        for sector, data in overlay.items():
+            f.seek(sector * crashstates.SECTOR)
+            f.write(data)
+    return path
+
+
 def verdict(data, old, new):
     if isinstance(data, Exception):
         return "unreadable"
@@ -180,12 +190,7 @@ class Configure:
     def boot(self, base, overlay, work):
         """The crash state on a copy of the card, `fleetd provision` run on it in the guest:
         what it applied, in the checker's terms (same keys as `judge`'s row)."""
-        card = os.path.join(work, "crash-card.img")
-        run("cp", "--sparse=always", base, card)
-        with open(card, "r+b") as f:
-            for sector, data in overlay.items():
-                f.seek(sector * crashstates.SECTOR)
-                f.write(data)
+        card = crash_copy(base, overlay, os.path.join(work, "crash-card.img"))
         env = dict(os.environ, VFAT_INIT=GUEST_ROOT_INIT, VFAT_AFTER=GUEST_ROOT_AFTER)
         text = subprocess.run([VFAT, "run", card, shutil.which("fleetd"), "--root", "/r",
                                "provision"], capture_output=True, env=env).stdout.decode(
@@ -269,12 +274,7 @@ class Provision:
         return got
 
     def boot(self, base, overlay, work):
-        state = os.path.join(work, "crash-state.img")
-        run("cp", "--sparse=always", base, state)
-        with open(state, "r+b") as f:
-            for sector, data in overlay.items():
-                f.seek(sector * crashstates.SECTOR)
-                f.write(data)
+        state = crash_copy(base, overlay, os.path.join(work, "crash-state.img"))
         subprocess.run(["e2fsck", "-fy", state], capture_output=True)
         snap = os.path.join(work, "snapshot")
         shutil.rmtree(snap, ignore_errors=True)
@@ -933,12 +933,7 @@ SCENARIOS = {
 
 def boot_for_real(helper, base, overlay, work):
     """Writes the crash state onto a copy of the whole card and powers it on under QEMU."""
-    card = os.path.join(work, "crash-card.img")
-    run("cp", "--sparse=always", base, card)
-    with open(card, "r+b") as f:
-        for sector, data in overlay.items():
-            f.seek(sector * crashstates.SECTOR)
-            f.write(data)
+    card = crash_copy(base, overlay, os.path.join(work, "crash-card.img"))
     return run(helper, "boot", card).stdout.decode().strip()
 
 

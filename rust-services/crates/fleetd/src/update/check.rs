@@ -169,6 +169,19 @@ pub fn check(root: &Root, opts: &CheckOptions) -> Result<CheckReport, UpdateErro
 }
 
 /// Armed or failed here: the trial record's verdict on `version`, if it has one.
+/// What to report instead of installing `version`: up to date when it is not newer than the
+/// running system, the trial's outcome when it was tried here; `None`: install it.
+fn not_to_install(
+    root: &Root,
+    version: &str,
+    running: Option<&str>,
+) -> Result<Option<Action>, UpdateError> {
+    if running.is_some_and(|r| version::compare(version, r).is_le()) {
+        return Ok(Some(Action::UpToDate));
+    }
+    trial_action(root, version)
+}
+
 fn trial_action(root: &Root, version: &str) -> Result<Option<Action>, UpdateError> {
     let state = BootState::from_vars(&fleet_bootenv::select::open(root)?.load()?);
     Ok(trial::read(root)
@@ -215,14 +228,7 @@ fn check_bundle(
         install: None,
         host_release: None,
     };
-    if running
-        .as_deref()
-        .is_some_and(|r| version::compare(&manifest.version, r).is_le())
-    {
-        head::forget(root);
-        return Ok(report);
-    }
-    if let Some(action) = trial_action(root, &manifest.version)? {
+    if let Some(action) = not_to_install(root, &manifest.version, running.as_deref())? {
         head::forget(root);
         report.action = action;
         return Ok(report);
@@ -279,13 +285,7 @@ fn check_channel(root: &Root, opts: &CheckOptions) -> Result<CheckReport, Update
         install: None,
         host_release: None,
     };
-    if running
-        .as_deref()
-        .is_some_and(|r| version::compare(&channel.version, r).is_le())
-    {
-        return Ok(report);
-    }
-    if let Some(action) = trial_action(root, &channel.version)? {
+    if let Some(action) = not_to_install(root, &channel.version, running.as_deref())? {
         report.action = action;
         return Ok(report);
     }
