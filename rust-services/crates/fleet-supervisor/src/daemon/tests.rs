@@ -319,6 +319,55 @@ async fn auth_is_required_except_for_the_probes() {
     .await;
 }
 
+/// The status of a GET with the given `Authorization` header.
+async fn get_with_header(addr: SocketAddr, path: &str, authorization: &str) -> u16 {
+    let url = format!("http://{addr}{path}");
+    client::request(
+        fleet_http::client::Method::GET,
+        &url,
+        &[("Authorization", authorization)],
+        b"",
+        None,
+        client::Route::Direct,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap()
+    .status
+}
+
+#[tokio::test]
+async fn the_key_is_read_as_balena_reads_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    with_daemon(settings(tmp.path()), timing(), |addr, _| async move {
+        let path = "/v2/state/status";
+        assert_eq!(
+            get_with_header(addr, path, &format!("ApiKey {KEY}")).await,
+            200
+        );
+        assert_eq!(
+            get_with_header(addr, path, &format!("bearer {KEY}")).await,
+            200
+        );
+        assert_eq!(
+            get_with_header(addr, path, &format!("Basic {KEY}")).await,
+            401
+        );
+        // `?apikey=` is read first: a wrong one is not made good by the header.
+        let wrong_query = format!("{path}?apikey=wrong");
+        assert_eq!(
+            get_with_header(addr, &wrong_query, &format!("Bearer {KEY}")).await,
+            401
+        );
+        let right_query = format!("{path}?apikey={KEY}");
+        assert_eq!(
+            get_with_header(addr, &right_query, "Bearer wrong").await,
+            200
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn local_target_is_applied_and_reported() {
     let tmp = tempfile::tempdir().unwrap();
