@@ -344,8 +344,12 @@ pub struct HostContext {
     /// Supervisor address as seen from a bridge-networked container (the gateway of the
     /// app's bridge); host-networked containers use 127.0.0.1.
     pub supervisor_bridge_host: String,
-    /// Key for the supervisor API.
+    /// Key for the supervisor API, for a service with no key of its own in
+    /// `service_api_keys`.
     pub supervisor_api_key: String,
+    /// Each service's own supervisor API key, scoped to its app as balena scopes it:
+    /// app id → service name → key (the supervisor makes and keeps them).
+    pub service_api_keys: BTreeMap<u64, BTreeMap<String, String>>,
     /// `apiEndpoint` and `deviceApiKey` from config.json, if any.
     pub api_endpoint: Option<String>,
     pub device_api_key: Option<String>,
@@ -360,6 +364,7 @@ impl Default for HostContext {
             supervisor_port: 48484,
             supervisor_bridge_host: "172.17.0.1".to_string(),
             supervisor_api_key: String::new(),
+            service_api_keys: BTreeMap::new(),
             api_endpoint: None,
             device_api_key: None,
             device_type: String::new(),

@@ -13,6 +13,7 @@ fn host() -> HostContext {
         supervisor_port: 48484,
         supervisor_bridge_host: "10.114.104.1".into(),
         supervisor_api_key: "secret".into(),
+        service_api_keys: Default::default(),
         api_endpoint: Some("https://api.example".into()),
         device_api_key: Some("devkey".into()),
         device_type: "raspberrypi4-64".into(),

@@ -82,7 +82,20 @@ pub fn desired_containers(target: &TargetState, host: &HostContext) -> Vec<Conta
                 continue;
             };
             let (service_labels, _) = labels::read(&spec.labels);
-            let features = labels::settings(&service_labels.features, spec.network_mode, host);
+            let mut features = labels::settings(&service_labels.features, spec.network_mode, host);
+            // The service's own key, scoped to its app (balena's `generateScopedKey`).
+            if let Some(key) = host
+                .service_api_keys
+                .get(&app.id)
+                .and_then(|keys| keys.get(&service_name))
+            {
+                for brand in ["FLEET", "BALENA", "RESIN"] {
+                    let name = format!("{brand}_SUPERVISOR_API_KEY");
+                    if let Some(value) = features.env.get_mut(&name) {
+                        value.clone_from(key);
+                    }
+                }
+            }
 
             let mut env = BTreeMap::new();
             for brand in ["FLEET", "BALENA", "RESIN"] {

@@ -476,6 +476,53 @@ fn exited_and_created_containers() {
 }
 
 #[test]
+fn a_service_gets_its_own_supervisor_api_key() {
+    let yaml = "services:
+  a:
+    image: a:1
+    labels:
+      io.balena.features.supervisor-api: '1'
+  b:
+    image: b:1
+    labels:
+      io.balena.features.supervisor-api: '1'
+  c:
+    image: c:1
+";
+    let t = one("r1", yaml);
+    let app_id = t.apps[APP].id;
+    let h = HostContext {
+        supervisor_api_key: "global".into(),
+        service_api_keys: BTreeMap::from([(
+            app_id,
+            BTreeMap::from([("a".to_string(), "key-a".to_string())]),
+        )]),
+        ..HostContext::default()
+    };
+    let all = desired_containers(&t, &h);
+    let env = |s: &str| &all.iter().find(|c| c.service == s).unwrap().env;
+    for brand in ["FLEET", "BALENA", "RESIN"] {
+        let name = format!("{brand}_SUPERVISOR_API_KEY");
+        assert_eq!(env("a")[&name], "key-a");
+        // No key of its own (the supervisor makes one before each apply): the host's.
+        assert_eq!(env("b")[&name], "global");
+        // No feature, no key.
+        assert!(!env("c").contains_key(&name));
+    }
+    // Another app's key is not this app's.
+    let other = HostContext {
+        service_api_keys: BTreeMap::from([(
+            app_id + 1,
+            BTreeMap::from([("a".to_string(), "key-x".to_string())]),
+        )]),
+        ..h.clone()
+    };
+    let all = desired_containers(&t, &other);
+    let a = all.iter().find(|c| c.service == "a").unwrap();
+    assert_eq!(a.env["BALENA_SUPERVISOR_API_KEY"], "global");
+}
+
+#[test]
 fn every_feature_label_gives_mounts_and_env() {
     let yaml = "services:
   a:

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use fleet_log::error::{Chain, one_line};
 use serde_json::{Value, json};
 
+use super::api_keys::Scope;
 use super::device_api::{self, failure};
+use super::legacy_state::ImageState;
 pub use super::message::{Request, Response};
 use super::power::{self, PowerAction};
 use super::state::Shared;
@@ -19,38 +21,41 @@ const ENGINE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 
 pub async fn route<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response {
     let path = req.path.trim_end_matches('/');
-    if !permitted(shared, req) {
+    let Some(auth) = authenticate(shared, req) else {
         return Response::text(401, "Unauthorized");
-    }
+    };
+    let auth = &auth;
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (req.method.as_str(), segments.as_slice()) {
         ("GET", ["ping"]) => Response::text(200, "OK"),
         ("GET", ["v1", "healthy"]) => healthy(shared).await,
-        ("GET", ["v2", "applications", "state"]) => applications_state(shared).await,
-        ("GET", ["v2", "state", "status"]) => state_status(shared).await,
+        ("GET", ["v2", "applications", "state"]) => applications_state(shared, auth).await,
+        ("GET", ["v2", "state", "status"]) => state_status(shared, auth).await,
         ("POST", ["v2", "applications", id, "purge"]) => {
-            device_api::v2_purge(shared, id, req).await
+            device_api::v2_purge(shared, id, req, auth).await
         }
-        ("GET", ["v2", "applications", id, "state"]) => device_api::v2_app_state(shared, id).await,
-        ("GET", ["v1", "apps", id]) => device_api::v1_app(shared, id).await,
+        ("GET", ["v2", "applications", id, "state"]) => {
+            device_api::v2_app_state(shared, id, auth).await
+        }
+        ("GET", ["v1", "apps", id]) => device_api::v1_app(shared, id, auth).await,
         ("POST", ["v1", "apps", id, a @ ("stop" | "start")]) => {
-            device_api::v1_app_action(shared, id, a, req).await
+            device_api::v1_app_action(shared, id, a, req, auth).await
         }
-        ("POST", ["v1", "restart"]) => device_api::v1_restart(shared, req).await,
-        ("POST", ["v1", "purge"]) => device_api::v1_purge(shared, req).await,
+        ("POST", ["v1", "restart"]) => device_api::v1_restart(shared, req, auth).await,
+        ("POST", ["v1", "purge"]) => device_api::v1_purge(shared, req, auth).await,
         ("GET", ["v1", "device"]) => device_api::v1_device(shared).await,
         ("POST", ["v1", "blink"]) => device_api::v1_blink(),
         ("GET", ["v1", "device", "host-config"]) => host_config::get(shared),
         ("PATCH", ["v1", "device", "host-config"]) => host_config::patch(shared, req).await,
-        ("POST", ["v1", "regenerate-api-key"]) => device_api::v1_regenerate_api_key(shared),
+        ("POST", ["v1", "regenerate-api-key"]) => device_api::v1_regenerate_api_key(shared, auth),
         ("GET", ["v2", "device", "name"]) => device_api::v2_device_name(shared),
         ("GET", ["v2", "device", "tags"]) => device_api::v2_device_tags(shared).await,
         ("PATCH", ["v2", "device", "tags"]) => tags::patch(shared, req),
         ("GET", ["v2", "device", "vpn"]) => vpn::v2_device_vpn().await,
-        ("GET", ["v2", "cleanup-volumes"]) => device_api::v2_cleanup_volumes(shared).await,
+        ("GET", ["v2", "cleanup-volumes"]) => device_api::v2_cleanup_volumes(shared, auth).await,
         ("POST", ["v2", "journal-logs"]) => device_api::v2_journal_logs(req).await,
         ("POST", ["v2", "applications", app_id, action]) => {
-            app_action(shared, app_id, action, req).await
+            app_action(shared, app_id, action, req, auth).await
         }
         ("POST", ["v1", "update"]) => match body(req) {
             Ok(b) if b.force || instant_updates(shared) => {
@@ -68,7 +73,7 @@ pub async fn route<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response
         ("GET", ["v2", "local", "target-state"]) => local::get_target(shared),
         ("POST", ["v2", "local", "target-state"]) => local::post_target(shared, &req.body).await,
         ("GET", ["v2", "version"]) => local::version(),
-        ("GET", ["v2", "containerId"]) => local::container_id(shared, req).await,
+        ("GET", ["v2", "containerId"]) => local::container_id(shared, req, auth).await,
         ("GET", ["v2", "local", "device-info"]) => local::device_info(shared),
         (_, ["ping"] | ["v1", "healthy" | "update" | "reboot" | "shutdown"])
         | (_, ["v2", "applications", "state"] | ["v2", "state", "status"])
@@ -79,30 +84,83 @@ pub async fn route<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response
     }
 }
 
-/// Open paths, every path in local mode (as balena: no key, whatever `Authorization` says),
-/// else the key.
-pub fn permitted<R>(shared: &Shared<R>, req: &Request) -> bool {
+/// Who made a request: the key presented and what it may reach.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// The key as presented (`?apikey=` first, else the `Authorization` header), if any.
+    pub key: Option<String>,
+    pub scope: Scope,
+}
+
+impl Auth {
+    /// balena's `req.auth.isScoped({apps: [app_id]})`.
+    pub fn allows(&self, app_id: u64) -> bool {
+        self.scope.allows(app_id)
+    }
+}
+
+/// balena's auth middleware: open paths and every path in local mode (no key, whatever
+/// `Authorization` says) reach every app; else the key presented must be one of ours and
+/// brings its scope. `None`: 401.
+pub fn authenticate<R>(shared: &Shared<R>, req: &Request) -> Option<Auth> {
     let path = req.path.trim_end_matches('/');
-    OPEN_PATHS.contains(&path)
-        || local::local_mode(&shared.settings)
-        || authorized(&shared.api_key.borrow(), req)
+    let key = presented_key(req);
+    if OPEN_PATHS.contains(&path) || local::local_mode(&shared.settings) {
+        return Some(Auth {
+            key,
+            scope: Scope::Global,
+        });
+    }
+    let scope = shared.api_keys.borrow().scope_of(key.as_deref()?)?;
+    Some(Auth { key, scope })
 }
 
-/// `Authorization: Bearer <key>` or balena's `?apikey=<key>`.
-fn authorized(key: &str, req: &Request) -> bool {
-    let bearer = req.header("authorization").and_then(|v| {
-        let (scheme, token) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-    });
-    [bearer, req.query("apikey")]
-        .into_iter()
-        .flatten()
-        .any(|given| same(given.as_bytes(), key.as_bytes()))
+/// Whether a request may reach the API at all (any scope).
+pub fn permitted<R>(shared: &Shared<R>, req: &Request) -> bool {
+    authenticate(shared, req).is_some()
 }
 
-/// Compares without stopping at the first difference (no timing hint about the key).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The key as balena reads it: `?apikey=<key>`, else `Authorization: Bearer <key>` or
+/// `ApiKey <key>` (scheme in any case).
+fn presented_key(req: &Request) -> Option<String> {
+    if let Some(key) = req.query("apikey").filter(|k| !k.is_empty()) {
+        return Some(key.to_string());
+    }
+    let (scheme, token) = req.header("authorization")?.split_once(' ')?;
+    let token = token.trim();
+    let known = scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("apikey");
+    (known && !token.is_empty()).then(|| token.to_string())
+}
+
+/// The numeric app id a path's `:appId` names (a number, or an app UUID of the target).
+pub fn numeric_app_id<R>(shared: &Shared<R>, app_id: &str) -> Option<u64> {
+    if let Ok(id) = app_id.parse::<u64>() {
+        return Some(id);
+    }
+    let target = shared.target.borrow();
+    target.as_ref()?.state.apps.get(app_id).map(|a| a.id)
+}
+
+/// The numeric app id of a service state (its container's labels, else the target's app).
+pub fn state_app_id<R>(shared: &Shared<R>, s: &ServiceState) -> Option<u64> {
+    s.ids.map(|i| i.app_id).filter(|id| *id > 0).or_else(|| {
+        let target = shared.target.borrow();
+        target.as_ref()?.state.apps.get(&s.app).map(|a| a.id)
+    })
+}
+
+/// Whether a supervised container belongs to an app the key reaches (one of no known app:
+/// the global key only).
+pub fn state_in_scope<R>(shared: &Shared<R>, auth: &Auth, s: &ServiceState) -> bool {
+    state_app_id(shared, s).map_or(auth.scope == Scope::Global, |id| auth.allows(id))
+}
+
+/// balena's `401 {"status":"failed","message":"Unauthorized"}` for an app out of scope.
+pub fn out_of_scope() -> Response {
+    Response::json(
+        401,
+        &json!({ "status": "failed", "message": "Unauthorized" }),
+    )
 }
 
 #[derive(Debug, Default)]
@@ -157,10 +215,20 @@ async fn services<R: Reconciler>(shared: &Shared<R>) -> Result<Vec<ServiceState>
 }
 
 /// `GET /v2/applications/state`: apps by name, each with its services' current state.
-async fn applications_state<R: Reconciler>(shared: &Shared<R>) -> Response {
+async fn applications_state<R: Reconciler>(shared: &Shared<R>, auth: &Auth) -> Response {
     let states = match services(shared).await {
         Ok(s) => s,
         Err(r) => return r,
+    };
+    // Only the apps the key reaches (balena filters its app list by scope).
+    let states: Vec<ServiceState> = states
+        .into_iter()
+        .filter(|s| state_in_scope(shared, auth, s))
+        .collect();
+    // Target services without a container of the target release: their image's pull.
+    let pending = match super::cloud::report::pending_services(shared, &states).await {
+        Ok(p) => p,
+        Err(e) => return failure(&e),
     };
     let target = shared.target.borrow().clone();
     let apps = target.as_ref().map(|t| &t.state.apps);
@@ -170,8 +238,10 @@ async fn applications_state<R: Reconciler>(shared: &Shared<R>) -> Response {
         by_app.entry(&s.app).or_default().push(s);
     }
     if let Some(apps) = apps {
-        for uuid in apps.keys() {
-            by_app.entry(uuid).or_default();
+        for (uuid, app) in apps {
+            if auth.allows(app.id) {
+                by_app.entry(uuid).or_default();
+            }
         }
     }
     for (uuid, services) in by_app {
@@ -193,6 +263,28 @@ async fn applications_state<R: Reconciler>(shared: &Shared<R>) -> Response {
                 }),
             );
         }
+        // balena lists the target release's services: one whose image is being pulled or
+        // is there but has no container yet is `Downloading` (with the pull's whole percent)
+        // or `Downloaded`, in place of an older release's container.
+        for p in pending.iter().filter(|p| p.app_uuid == uuid) {
+            let (status, progress) = match p.state {
+                ImageState::Pulling(percent) => ("Downloading", Some(percent)),
+                ImageState::Present => ("Downloaded", None),
+                ImageState::Missing => continue,
+            };
+            svc.insert(
+                p.service.clone(),
+                json!({
+                    "status": status,
+                    "releaseId": p.release_id,
+                    "release": p.release_uuid,
+                    "image": p.image,
+                    "containerId": null,
+                    "restartCount": null,
+                    "downloadProgress": progress,
+                }),
+            );
+        }
         let name = app.map_or(uuid, |a| a.name.as_str());
         out.insert(
             name.to_string(),
@@ -208,11 +300,16 @@ async fn applications_state<R: Reconciler>(shared: &Shared<R>) -> Response {
 }
 
 /// `GET /v2/state/status`: balena's overall status plus the last apply.
-async fn state_status<R: Reconciler>(shared: &Shared<R>) -> Response {
+async fn state_status<R: Reconciler>(shared: &Shared<R>, auth: &Auth) -> Response {
     let states = match services(shared).await {
         Ok(s) => s,
         Err(r) => return r,
     };
+    // Only the containers of the apps the key reaches, as balena filters them.
+    let states: Vec<ServiceState> = states
+        .into_iter()
+        .filter(|s| state_in_scope(shared, auth, s))
+        .collect();
     let target = shared.target.borrow().clone();
     let last = shared.last_apply.borrow().clone();
     let settled = last
@@ -261,11 +358,16 @@ async fn app_action<R: Reconciler>(
     app_id: &str,
     action: &str,
     req: &Request,
+    auth: &Auth,
 ) -> Response {
     let b = match body(req) {
         Ok(b) => b,
         Err(r) => return r,
     };
+    // balena checks the key's scope before looking the app up.
+    if !numeric_app_id(shared, app_id).map_or(auth.scope == Scope::Global, |id| auth.allows(id)) {
+        return out_of_scope();
+    }
     let Some(app) = shared.app_uuid(app_id) else {
         return Response::text(
             404,

@@ -10,6 +10,8 @@ use fleet_log::error::one_line;
 use fleet_release::plan::{self, Owned};
 use serde_json::{Value, json};
 
+use super::api::{Auth, out_of_scope};
+use super::api_keys::Scope;
 use super::legacy_state;
 use super::message::{Request, Response};
 use super::params::Params;
@@ -89,7 +91,12 @@ async fn single_service<R: Reconciler>(
 
 /// `GET /v1/apps/:appId`: the single container's app id, commit, container id, variables
 /// (credentials left out), image and release id.
-pub async fn v1_app<R: Reconciler>(shared: &Shared<R>, app_id: &str) -> Response {
+pub async fn v1_app<R: Reconciler>(shared: &Shared<R>, app_id: &str, auth: &Auth) -> Response {
+    if let Ok(id) = app_id.parse::<u64>()
+        && !auth.allows(id)
+    {
+        return failed(401, "Application is not available");
+    }
     let (uuid, id, s) = match single_service(shared, app_id).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -129,11 +136,17 @@ pub async fn v1_app_action<R: Reconciler>(
     app_id: &str,
     action: &str,
     req: &Request,
+    auth: &Auth,
 ) -> Response {
     let p = match Params::of(req) {
         Ok(p) => p,
         Err(r) => return r,
     };
+    if let Ok(id) = app_id.parse::<u64>()
+        && !auth.allows(id)
+    {
+        return Response::text(401, "Unauthorized");
+    }
     let (uuid, _, s) = match single_service(shared, app_id).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -151,7 +164,7 @@ pub async fn v1_app_action<R: Reconciler>(
 }
 
 /// `POST /v1/restart` (`appId` in the body): restarts the app's services; `OK`.
-pub async fn v1_restart<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response {
+pub async fn v1_restart<R: Reconciler>(shared: &Shared<R>, req: &Request, auth: &Auth) -> Response {
     let p = match Params::of(req) {
         Ok(p) => p,
         Err(r) => return r,
@@ -159,6 +172,9 @@ pub async fn v1_restart<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Res
     let Some(app_id) = p.int("appId") else {
         return Response::text(400, "Missing app id");
     };
+    if !auth.allows(app_id) {
+        return out_of_scope();
+    }
     let Some((uuid, _)) = app_of(shared, app_id) else {
         return Response::text(404, &format!("Application {app_id} not found"));
     };
@@ -195,7 +211,7 @@ async fn purge<R: Reconciler>(
 
 /// `POST /v1/purge` (`appId` in the body): the app's volumes emptied (containers and
 /// volumes removed, then made again); `{"Data": "OK", "Error": ""}`.
-pub async fn v1_purge<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response {
+pub async fn v1_purge<R: Reconciler>(shared: &Shared<R>, req: &Request, auth: &Auth) -> Response {
     let p = match Params::of(req) {
         Ok(p) => p,
         Err(r) => return r,
@@ -203,6 +219,9 @@ pub async fn v1_purge<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Respo
     let Some(app_id) = p.int("appId") else {
         return Response::text(400, "Invalid or missing appId");
     };
+    if !auth.allows(app_id) {
+        return out_of_scope();
+    }
     match purge(shared, app_id, p.force()).await {
         Ok(()) => Response::json(200, &json!({ "Data": "OK", "Error": "" })),
         Err(r) => r,
@@ -210,7 +229,12 @@ pub async fn v1_purge<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Respo
 }
 
 /// `POST /v2/applications/:appId/purge`: as `/v1/purge`; `OK`.
-pub async fn v2_purge<R: Reconciler>(shared: &Shared<R>, app_id: &str, req: &Request) -> Response {
+pub async fn v2_purge<R: Reconciler>(
+    shared: &Shared<R>,
+    app_id: &str,
+    req: &Request,
+    auth: &Auth,
+) -> Response {
     let p = match Params::of(req) {
         Ok(p) => p,
         Err(r) => return r,
@@ -218,6 +242,9 @@ pub async fn v2_purge<R: Reconciler>(shared: &Shared<R>, app_id: &str, req: &Req
     let Some(app_id) = app_id.parse::<u64>().ok().filter(|n| *n > 0) else {
         return failed(400, "Missing app id");
     };
+    if !auth.allows(app_id) {
+        return out_of_scope();
+    }
     match purge(shared, app_id, p.force()).await {
         Ok(()) => Response::text(200, "OK"),
         Err(r) => r,
@@ -247,7 +274,11 @@ async fn legacy_apps<R: Reconciler>(
 /// `GET /v2/applications/:appId/state`: `{commit, local: {appId: {services: {imageId:
 /// {status, releaseId, download_progress}}}}}`, balena's legacy view of that app; `commit`
 /// is the release last applied to it in full (balena's commit store).
-pub async fn v2_app_state<R: Reconciler>(shared: &Shared<R>, app_id: &str) -> Response {
+pub async fn v2_app_state<R: Reconciler>(
+    shared: &Shared<R>,
+    app_id: &str,
+    auth: &Auth,
+) -> Response {
     let Some(id) = app_id.parse::<u64>().ok().filter(|n| *n > 0) else {
         return failed(400, &format!("Invalid application ID: {app_id}"));
     };
@@ -257,7 +288,8 @@ pub async fn v2_app_state<R: Reconciler>(shared: &Shared<R>, app_id: &str) -> Re
             &format!("Unable to retrieve state for application ID: {id}"),
         );
     };
-    let Some(app) = apps.get(&id) else {
+    // An app out of the key's scope does not exist for it (balena's 409).
+    let Some(app) = apps.get(&id).filter(|_| auth.allows(id)) else {
         return failed(409, &format!("Application ID does not exist: {id}"));
     };
     let mut services = serde_json::Map::new();
@@ -457,7 +489,7 @@ pub async fn v2_device_tags<R>(shared: &Shared<R>) -> Response {
 }
 
 /// `GET /v2/cleanup-volumes`: removes the supervisor's volumes no target app declares.
-pub async fn v2_cleanup_volumes<R: Reconciler>(shared: &Shared<R>) -> Response {
+pub async fn v2_cleanup_volumes<R: Reconciler>(shared: &Shared<R>, auth: &Auth) -> Response {
     let Some(keep) = shared.target.borrow().as_ref().map(|t| {
         t.state
             .apps
@@ -468,8 +500,28 @@ pub async fn v2_cleanup_volumes<R: Reconciler>(shared: &Shared<R>) -> Response {
     }) else {
         return failed(503, "no target yet: nothing says which volumes are used");
     };
+    // A scoped key cleans up its own app's volumes only (what balena's "if this app isn't
+    // in scope of the request, do not cleanup its volumes" means to do).
+    let only: Option<BTreeSet<String>> = (auth.scope != Scope::Global).then(|| {
+        let target = shared.target.borrow();
+        target
+            .as_ref()
+            .map(|t| {
+                t.state
+                    .apps
+                    .values()
+                    .filter(|a| auth.allows(a.id))
+                    .map(|a| a.uuid.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
     let _actions = shared.actions.lock().await;
-    match shared.reconciler.remove_orphan_volumes(&keep).await {
+    match shared
+        .reconciler
+        .remove_orphan_volumes(&keep, only.as_ref())
+        .await
+    {
         Ok(removed) => {
             if !removed.is_empty() {
                 log::info!("removed orphaned volumes: {}", removed.join(", "));
@@ -593,19 +645,38 @@ pub async fn v2_journal_logs(req: &Request) -> Response {
     }
 }
 
-/// `POST /v1/regenerate-api-key`: a new supervisor API key, kept in the data directory
-/// where the old one was and answered as text; the old key stops working at once. Containers
-/// with `features.supervisor-api` hold the old key in their environment: the next apply
-/// (woken now) recreates them with the new one, as balena's next apply does.
-pub fn v1_regenerate_api_key<R: Reconciler>(shared: &Shared<R>) -> Response {
-    match super::settings::new_api_key(&shared.settings.data_dir) {
-        Ok(key) => {
-            shared.api_key.replace(key.clone());
-            shared.reconciler.set_supervisor_api_key(&key);
+/// `POST /v1/regenerate-api-key`: balena's `refreshKey` of the key the request came with —
+/// the global key or the calling service's own — kept in the data directory and answered as
+/// text; the old key stops working at once. A service's containers hold their key in their
+/// environment: the next apply (woken now) recreates them with the new one. A new global key
+/// goes to the server in the state report (`api_secret`, balena's `reportCurrentState`).
+/// Without a key (local mode) the global key is regenerated.
+pub fn v1_regenerate_api_key<R: Reconciler>(shared: &Shared<R>, auth: &Auth) -> Response {
+    let old = {
+        let keys = shared.api_keys.borrow();
+        auth.key
+            .clone()
+            .filter(|k| keys.scope_of(k).is_some())
+            .unwrap_or_else(|| keys.global().to_string())
+    };
+    let regenerated = shared.api_keys.borrow_mut().regenerate(&old);
+    match regenerated {
+        Ok(Some((scope, key))) => {
+            shared
+                .reconciler
+                .set_service_api_keys(shared.api_keys.borrow().services());
             shared.trigger(false);
-            log::info!("supervisor API key regenerated through the API");
+            match scope {
+                Scope::Global => {
+                    log::info!("global supervisor API key regenerated through the API")
+                }
+                Scope::App(app) => log::info!(
+                    "supervisor API key of a service of app {app} regenerated through the API"
+                ),
+            }
             Response::text(200, &key)
         }
+        Ok(None) => Response::text(401, "Unauthorized"),
         Err(e) => Response::text(503, &one_line(&e)),
     }
 }

@@ -71,9 +71,17 @@ pub fn balena_arch(rust_arch: &str) -> &str {
 
 /// `GET /v2/containerId?serviceName=<name>` (or `service=`): that service's container;
 /// without a name, every service's.
-pub async fn container_id<R: Reconciler>(shared: &Shared<R>, req: &Request) -> Response {
+pub async fn container_id<R: Reconciler>(
+    shared: &Shared<R>,
+    req: &Request,
+    auth: &super::api::Auth,
+) -> Response {
     let states = match shared.reconciler.service_states().await {
-        Ok(s) => s,
+        // Only the services of the apps the key reaches, as balena filters them.
+        Ok(s) => s
+            .into_iter()
+            .filter(|s| super::api::state_in_scope(shared, auth, s))
+            .collect::<Vec<_>>(),
         Err(e) => {
             let message = fleet_log::error::one_line(&e);
             return Response::json(503, &json!({ "status": "failed", "message": message }));

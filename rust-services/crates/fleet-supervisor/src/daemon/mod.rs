@@ -7,6 +7,7 @@
 
 mod access;
 mod api;
+pub mod api_keys;
 mod backoff;
 pub mod client;
 pub mod cloud;
@@ -89,10 +90,12 @@ pub trait Reconciler {
             app: app.to_string(),
         })
     }
-    /// Removes the supervisor's volumes not in `keep`; returns the engine names removed.
+    /// Removes the supervisor's volumes not in `keep` (only those of `apps`, by UUID, when
+    /// given); returns the engine names removed.
     async fn remove_orphan_volumes(
         &self,
         _keep: &std::collections::BTreeSet<fleet_release::plan::Owned>,
+        _apps: Option<&std::collections::BTreeSet<String>>,
     ) -> Result<Vec<String>, ReconcileError> {
         Ok(Vec::new())
     }
@@ -107,10 +110,11 @@ pub trait Reconciler {
         let _ = image;
         Ok(None)
     }
-    /// The supervisor API key handed to containers with `features.supervisor-api` from now
-    /// on (after `POST /v1/regenerate-api-key`); their next apply recreates them with it.
-    fn set_supervisor_api_key(&self, key: &str) {
-        let _ = key;
+    /// The supervisor API keys handed to containers with `features.supervisor-api` from now
+    /// on: each service's own key (app id → service → key), made before each apply and
+    /// replaced by `POST /v1/regenerate-api-key`; a changed key recreates the container.
+    fn set_service_api_keys(&self, keys: &api_keys::ServiceKeys) {
+        let _ = keys;
     }
     /// Registry credentials for later pulls (the device's cloud identity).
     fn set_registry_login(&self, login: fleet_engine::RegistryLogin) {

@@ -14,7 +14,7 @@ use fleet_release::labels::HostContext;
 pub const DEFAULT_LISTEN_PORT: u16 = 48484;
 /// The target-state file in the data directory (host `/mnt/data/fleet-supervisor`).
 pub const TARGET_FILE: &str = "target.json";
-/// The generated API key when config.json names no `deviceApiKey` (local mode).
+/// The global supervisor API key (balena's cloud key; the services' keys: `api_keys.rs`).
 pub const API_KEY_FILE: &str = "api-key";
 
 #[derive(Debug, Clone, clap::Args)]
@@ -48,8 +48,11 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub listen_address: String,
     pub listen_port: u16,
-    /// The key API clients present (`Authorization: Bearer`, `?apikey=`).
+    /// The global key API clients present (`Authorization: Bearer`, `?apikey=`), balena's
+    /// cloud key; the services' own keys are in `service_api_keys`.
     pub api_key: String,
+    /// The scoped keys of the services with `features.supervisor-api` (`api_keys.rs`).
+    pub service_api_keys: super::api_keys::ServiceKeys,
     pub uuid: Option<String>,
     pub api_endpoint: Option<String>,
     pub device_api_key: Option<String>,
@@ -93,6 +96,8 @@ pub enum SettingsError {
     Write(#[from] FsError),
     #[error("{name}: {reason}")]
     Header { name: String, reason: String },
+    #[error(transparent)]
+    Keys(#[from] super::api_keys::ApiKeyError),
     #[error("{}: cannot read or write the API key", path.display())]
     Io {
         path: PathBuf,
@@ -154,6 +159,7 @@ impl Settings {
             listen_address: args.listen_address.clone(),
             listen_port,
             api_key,
+            service_api_keys: super::api_keys::read_service_keys(&args.data_dir)?,
             uuid,
             api_endpoint,
             device_api_key,
@@ -212,7 +218,9 @@ impl Settings {
         HostContext {
             engine_socket: host_engine_socket.to_string(),
             supervisor_port: self.listen_port,
-            supervisor_api_key: self.api_key.clone(),
+            // Each service gets its own key (`api_keys::hand_out`, before each apply); the
+            // global key never goes into a container.
+            supervisor_api_key: String::new(),
             api_endpoint: self.api_endpoint.clone(),
             device_api_key: self.device_api_key.clone(),
             device_type: self.device_type.clone().unwrap_or_default(),
@@ -254,7 +262,7 @@ fn local_api_key(data_dir: &Path) -> Result<String, SettingsError> {
 
 /// Makes a new supervisor API key and keeps it in the data directory (atomically, mode 0600)
 /// in place of the old one (`POST /v1/regenerate-api-key` and the first start).
-pub fn new_api_key(data_dir: &Path) -> Result<String, SettingsError> {
+fn new_api_key(data_dir: &Path) -> Result<String, SettingsError> {
     let key = random_hex(16).map_err(|source| SettingsError::Io {
         path: "/dev/urandom".into(),
         source,

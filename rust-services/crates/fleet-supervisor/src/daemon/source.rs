@@ -78,6 +78,7 @@ async fn apply_once<R: Reconciler>(
         return shared.timing.reconcile;
     };
     let _actions = shared.actions.lock().await;
+    super::api_keys::hand_out(shared, &target.state);
     shared.applying.set(true);
     let mut woken = false;
     // Dropping the apply at one of its awaits is no worse than a supervisor killed there:

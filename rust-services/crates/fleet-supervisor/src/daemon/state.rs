@@ -7,6 +7,7 @@ use fleet_log::error::{Chain, one_line};
 use serde::Serialize;
 use tokio::sync::{Mutex, Notify};
 
+use super::api_keys::ApiKeys;
 use super::cloud::identity::Identity;
 use super::cloud::log_buffer::LogBuffer;
 use super::cloud::report_state::ReportState;
@@ -36,9 +37,9 @@ pub struct ApplyRecord {
 
 pub struct Shared<R> {
     pub settings: Settings,
-    /// The supervisor API key in force (`settings.api_key` until
-    /// `POST /v1/regenerate-api-key` replaces it).
-    pub api_key: RefCell<String>,
+    /// The supervisor API keys in force: the global one (`settings.api_key` until
+    /// `POST /v1/regenerate-api-key` replaces it) and the services' scoped ones.
+    pub api_keys: RefCell<ApiKeys>,
     pub reconciler: R,
     pub timing: Timing,
     /// Serialises engine actions: an apply and an API restart never interleave.
@@ -97,7 +98,11 @@ impl<R: Reconciler> Shared<R> {
             reconciler.set_registry_login(identity.registry_login());
         }
         Shared {
-            api_key: RefCell::new(settings.api_key.clone()),
+            api_keys: RefCell::new(ApiKeys::new(
+                &settings.data_dir,
+                &settings.api_key,
+                settings.service_api_keys.clone(),
+            )),
             reconciler,
             timing,
             actions: Mutex::new(()),

@@ -132,8 +132,8 @@ impl Reconciler for Memory {
         Ok(())
     }
 
-    fn set_supervisor_api_key(&self, key: &str) {
-        self.log(format!("api-key {key}"));
+    fn set_service_api_keys(&self, keys: &super::api_keys::ServiceKeys) {
+        self.log(format!("api-keys {}", serde_json::to_string(keys).unwrap()));
     }
 
     async fn purge_app(&self, app: &str, force: bool) -> Result<(), ReconcileError> {
@@ -145,9 +145,15 @@ impl Reconciler for Memory {
     async fn remove_orphan_volumes(
         &self,
         keep: &std::collections::BTreeSet<fleet_release::plan::Owned>,
+        apps: Option<&std::collections::BTreeSet<String>>,
     ) -> Result<Vec<String>, ReconcileError> {
         let names: Vec<String> = keep.iter().map(|o| o.engine_name()).collect();
-        self.log(format!("cleanup keeping {}", names.join(",")));
+        let only = apps.map(|a| format!(" of {}", a.iter().cloned().collect::<Vec<_>>().join(",")));
+        self.log(format!(
+            "cleanup keeping {}{}",
+            names.join(","),
+            only.unwrap_or_default()
+        ));
         Ok(Vec::new())
     }
 }
@@ -158,6 +164,7 @@ pub(super) fn settings(dir: &Path) -> Settings {
         listen_address: "127.0.0.1".into(),
         listen_port: 0,
         api_key: KEY.into(),
+        service_api_keys: Default::default(),
         uuid: None,
         api_endpoint: None,
         device_api_key: None,
@@ -307,6 +314,55 @@ async fn auth_is_required_except_for_the_probes() {
         assert_eq!(
             call(addr, "DELETE", "/v1/update", Some(KEY), "").await.0,
             405
+        );
+    })
+    .await;
+}
+
+/// The status of a GET with the given `Authorization` header.
+async fn get_with_header(addr: SocketAddr, path: &str, authorization: &str) -> u16 {
+    let url = format!("http://{addr}{path}");
+    client::request(
+        fleet_http::client::Method::GET,
+        &url,
+        &[("Authorization", authorization)],
+        b"",
+        None,
+        client::Route::Direct,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap()
+    .status
+}
+
+#[tokio::test]
+async fn the_key_is_read_as_balena_reads_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    with_daemon(settings(tmp.path()), timing(), |addr, _| async move {
+        let path = "/v2/state/status";
+        assert_eq!(
+            get_with_header(addr, path, &format!("ApiKey {KEY}")).await,
+            200
+        );
+        assert_eq!(
+            get_with_header(addr, path, &format!("bearer {KEY}")).await,
+            200
+        );
+        assert_eq!(
+            get_with_header(addr, path, &format!("Basic {KEY}")).await,
+            401
+        );
+        // `?apikey=` is read first: a wrong one is not made good by the header.
+        let wrong_query = format!("{path}?apikey=wrong");
+        assert_eq!(
+            get_with_header(addr, &wrong_query, &format!("Bearer {KEY}")).await,
+            401
+        );
+        let right_query = format!("{path}?apikey={KEY}");
+        assert_eq!(
+            get_with_header(addr, &right_query, "Bearer wrong").await,
+            200
         );
     })
     .await;
@@ -948,10 +1004,8 @@ fn settings_prefer_the_environment_and_make_a_stable_local_key() {
     assert_eq!(s.api_key.len(), 32);
     let again = Settings::resolve(&args, env).unwrap();
     assert_eq!(again.api_key, s.api_key);
-    assert_eq!(
-        s.host_context("/run/docker.sock").supervisor_api_key,
-        s.api_key
-    );
+    // The global key never goes into a container: services get their own keys.
+    assert_eq!(s.host_context("/run/docker.sock").supervisor_api_key, "");
 
     let with_key = |k: &str| match k {
         "FLEET_DEVICE_API_KEY" => Some("devkey".to_string()),
@@ -964,7 +1018,6 @@ fn settings_prefer_the_environment_and_make_a_stable_local_key() {
     assert_eq!(s.device_api_key.as_deref(), Some("devkey"));
     assert_eq!(s.api_key, again.api_key);
     let host = s.host_context("/run/docker.sock");
-    assert_eq!(host.supervisor_api_key, again.api_key);
     assert_ne!(host.supervisor_api_key, "devkey");
     let bad_port = |k: &str| (k == "FLEET_LISTEN_PORT").then(|| "http".to_string());
     assert!(Settings::resolve(&args, bad_port).is_err());
@@ -1366,6 +1419,16 @@ async fn v1_device_reports_a_pull_and_a_downloaded_update_as_balena() {
             (&json!("Downloading"), &json!(42), &json!(false)),
             "{dev}"
         );
+        // balena's app list shows the pull too (`downloadProgress`), the others (image
+        // neither pulling nor present) not at all.
+        let (status, body) = call(addr, "GET", "/v2/applications/state", Some(KEY), "").await;
+        assert_eq!(status, 200, "{body}");
+        let apps: Value = serde_json::from_str(&body).unwrap();
+        let services = &apps["greenhouse"]["services"];
+        assert_eq!(services["db"]["status"], json!("Downloading"), "{body}");
+        assert_eq!(services["db"]["downloadProgress"], json!(42), "{body}");
+        assert_eq!(services["db"]["releaseId"], json!(5521), "{body}");
+        assert!(services.get("ui").is_none(), "{body}");
         // Pulled, the containers not created yet (e.g. a lock holds the update).
         *m.downloads.borrow_mut() = Downloads {
             pulling: Default::default(),
@@ -1429,15 +1492,206 @@ async fn a_regenerated_api_key_replaces_the_old_one_at_once() {
                 .0,
             200
         );
-        // The engine side hands the new key to the containers from the next apply on.
+        // The new global key goes to the server as `api_secret` in the next report.
+        let body = cloud::report::body(&shared, DEVICE, &[], &[]);
+        assert_eq!(body[DEVICE]["api_secret"], json!(new_key));
+    })
+    .await;
+}
+
+/// [`EXAMPLE`] with a second app (id 1900) whose `probe` service has
+/// `features.supervisor-api`, as is `ui` of the first app (id 1804).
+fn two_apps() -> String {
+    let mut doc: Value = serde_json::from_str(EXAMPLE).unwrap();
+    let composition = "services:\n  probe:\n    image: registry.example/probe:1\n    labels:\n      io.balena.features.supervisor-api: '1'\n";
+    doc[DEVICE]["apps"]["9e0e0e0e0e0e4e0e8e0e0e0e0e0e0e0e"] = json!({
+        "id": 1900,
+        "name": "watcher",
+        "class": "fleet",
+        "releases": { "b0b0b0b0b0b04b0b8b0b0b0b0b0b0b0b": {
+            "id": 7000,
+            "composition": composition,
+        }},
+    });
+    doc.to_string()
+}
+
+#[tokio::test]
+async fn each_service_key_reaches_its_own_app_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_target(tmp.path(), &two_apps());
+    with_daemon(settings(tmp.path()), timing(), |addr, shared| async move {
+        until("first apply", || {
+            !shared.reconciler.applied.borrow().is_empty()
+        })
+        .await;
+        let keys = shared.api_keys.borrow().services().clone();
+        let (ui, probe) = (keys[&1804]["ui"].clone(), keys[&1900]["probe"].clone());
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert_eq!(
+            keys[&1804].len(),
+            1,
+            "only services with the feature: {keys:?}"
+        );
+        // The engine side got them before the apply.
+        let handed = format!("api-keys {}", serde_json::to_string(&keys).unwrap());
+        assert!(
+            shared.reconciler.calls.borrow().contains(&handed),
+            "{:?}",
+            shared.reconciler.calls.borrow()
+        );
+        // Kept: a restart reads the same keys.
+        let kept = api_keys::read_service_keys(tmp.path()).unwrap();
+        assert_eq!(kept, keys);
+
+        let unauthorized = (
+            401,
+            json!({"status": "failed", "message": "Unauthorized"}).to_string(),
+        );
+        for (key, own, other) in [(&ui, 1804, 1900), (&probe, 1900, 1804)] {
+            let restart = |app: u64| format!("/v2/applications/{app}/restart");
+            assert_eq!(
+                call(addr, "POST", &restart(own), Some(key), "{}").await.0,
+                200
+            );
+            assert_eq!(
+                call(addr, "POST", &restart(other), Some(key), "{}").await,
+                unauthorized
+            );
+            let purge = format!("/v2/applications/{other}/purge");
+            assert_eq!(
+                call(addr, "POST", &purge, Some(key), "{}").await,
+                unauthorized
+            );
+            let body = format!("{{\"appId\":{other}}}");
+            assert_eq!(
+                call(addr, "POST", "/v1/restart", Some(key), &body).await,
+                unauthorized
+            );
+            assert_eq!(
+                call(addr, "POST", "/v1/purge", Some(key), &body).await,
+                unauthorized
+            );
+            let v1_app = format!("/v1/apps/{other}");
+            assert_eq!(
+                call(addr, "GET", &v1_app, Some(key), "").await,
+                (
+                    401,
+                    json!({"status": "failed", "message": "Application is not available"})
+                        .to_string()
+                )
+            );
+            let stop = format!("/v1/apps/{other}/stop");
+            assert_eq!(
+                call(addr, "POST", &stop, Some(key), "{}").await,
+                (401, "Unauthorized".into())
+            );
+            let state = format!("/v2/applications/{other}/state");
+            let (status, _) = call(addr, "GET", &state, Some(key), "").await;
+            assert_eq!(status, 409);
+            // Device-wide routes take any key of ours.
+            assert_eq!(
+                call(addr, "GET", "/v2/device/name", Some(key), "").await.0,
+                200
+            );
+        }
+        // The app list shows the key's own app only; the global key sees both.
+        let names = |body: &str| -> Vec<String> {
+            let v: Value = serde_json::from_str(body).unwrap();
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        let (_, body) = call(addr, "GET", "/v2/applications/state", Some(&probe), "").await;
+        assert_eq!(names(&body), ["watcher"]);
+        let (_, body) = call(addr, "GET", "/v2/applications/state", Some(&ui), "").await;
+        assert_eq!(names(&body), ["greenhouse"]);
+        let (_, body) = call(addr, "GET", "/v2/applications/state", Some(KEY), "").await;
+        assert_eq!(names(&body), ["greenhouse", "watcher"]);
+        // The containers (all of app 1804 here) are hidden from the other app's key.
+        let (_, body) = call(addr, "GET", "/v2/containerId", Some(&probe), "").await;
+        assert_eq!(
+            body,
+            json!({"status": "success", "services": {}}).to_string()
+        );
+        let (_, body) = call(addr, "GET", "/v2/containerId", Some(&ui), "").await;
+        assert!(body.contains("c0ffee"), "{body}");
+        // The cleanup with a scoped key touches its own app's volumes only.
+        assert_eq!(
+            call(addr, "GET", "/v2/cleanup-volumes", Some(&probe), "")
+                .await
+                .0,
+            200
+        );
         assert!(
             shared
                 .reconciler
                 .calls
                 .borrow()
-                .contains(&format!("api-key {new_key}")),
+                .iter()
+                .any(|c| c.starts_with("cleanup keeping")
+                    && c.ends_with("of 9e0e0e0e0e0e4e0e8e0e0e0e0e0e0e0e")),
             "{:?}",
             shared.reconciler.calls.borrow()
+        );
+        for app in [1804, 1900] {
+            let path = format!("/v2/applications/{app}/restart");
+            assert_eq!(call(addr, "POST", &path, Some(KEY), "{}").await.0, 200);
+        }
+
+        // Regenerating with the service's key replaces that key only.
+        let (status, new_ui) = call(addr, "POST", "/v1/regenerate-api-key", Some(&ui), "").await;
+        assert_eq!(status, 200);
+        assert_eq!(new_ui.len(), 32);
+        assert_ne!(new_ui, ui);
+        assert_eq!(
+            call(addr, "GET", "/v2/state/status", Some(&ui), "").await.0,
+            401
+        );
+        assert_eq!(
+            call(
+                addr,
+                "POST",
+                "/v2/applications/1804/restart",
+                Some(&new_ui),
+                "{}"
+            )
+            .await
+            .0,
+            200
+        );
+        assert_eq!(
+            call(
+                addr,
+                "POST",
+                "/v2/applications/1900/restart",
+                Some(&new_ui),
+                "{}"
+            )
+            .await,
+            unauthorized
+        );
+        assert_eq!(
+            call(addr, "GET", "/v2/state/status", Some(&probe), "")
+                .await
+                .0,
+            200
+        );
+        assert_eq!(
+            call(addr, "GET", "/v2/state/status", Some(KEY), "").await.0,
+            200
+        );
+        assert_eq!(
+            api_keys::read_service_keys(tmp.path()).unwrap()[&1804]["ui"],
+            new_ui
+        );
+        // The global key is not reported as changed, and the engine side has the new key.
+        let body = cloud::report::body(&shared, DEVICE, &[], &[]);
+        assert_eq!(body[DEVICE]["api_secret"], json!(KEY));
+        let calls = shared.reconciler.calls.borrow();
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.starts_with("api-keys") && c.contains(&new_ui)),
+            "{calls:?}"
         );
     })
     .await;

@@ -178,8 +178,8 @@ impl Executor {
 
     /// Containers with `features.supervisor-api` get `key` from the next apply on (their
     /// environment changes, so the planner recreates them).
-    pub fn set_supervisor_api_key(&self, key: &str) {
-        self.host.borrow_mut().supervisor_api_key = key.to_string();
+    pub fn set_service_api_keys(&self, keys: &crate::daemon::api_keys::ServiceKeys) {
+        self.host.borrow_mut().service_api_keys = keys.clone();
     }
 
     pub fn lock_dir(&self, app: &str) -> PathBuf {

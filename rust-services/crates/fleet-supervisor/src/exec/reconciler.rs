@@ -26,8 +26,8 @@ impl Reconciler for Executor {
         report::from_engine(self.engine()).await
     }
 
-    fn set_supervisor_api_key(&self, key: &str) {
-        Executor::set_supervisor_api_key(self, key);
+    fn set_service_api_keys(&self, keys: &crate::daemon::api_keys::ServiceKeys) {
+        Executor::set_service_api_keys(self, keys);
     }
 
     fn set_registry_login(&self, login: fleet_engine::RegistryLogin) {
@@ -157,8 +157,9 @@ impl Reconciler for Executor {
     async fn remove_orphan_volumes(
         &self,
         keep: &BTreeSet<Owned>,
+        apps: Option<&BTreeSet<String>>,
     ) -> Result<Vec<String>, ReconcileError> {
-        Executor::remove_orphan_volumes(self, keep)
+        Executor::remove_orphan_volumes(self, keep, apps)
             .await
             .map_err(reconcile_error)
     }

@@ -41,10 +41,16 @@ impl Executor {
     pub async fn remove_orphan_volumes(
         &self,
         keep: &BTreeSet<Owned>,
+        apps: Option<&BTreeSet<String>>,
     ) -> Result<Vec<String>, ExecError> {
         let state = self.current_state().await?;
         let mut removed = Vec::new();
-        for volume in state.volumes.iter().filter(|v| !keep.contains(v)) {
+        let candidates = state
+            .volumes
+            .iter()
+            .filter(|v| !keep.contains(v))
+            .filter(|v| apps.is_none_or(|apps| apps.contains(&v.app)));
+        for volume in candidates {
             let name = volume.engine_name();
             match self.engine.remove_volume(&name).await {
                 Ok(()) => removed.push(name),

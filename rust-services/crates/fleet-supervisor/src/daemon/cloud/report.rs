@@ -163,6 +163,9 @@ pub fn body<R>(
     json!({
         uuid: {
             "api_port": s.listen_port,
+            // The global key, with which the server calls the device's API (balena reports
+            // it at start and again when it is regenerated).
+            "api_secret": shared.api_keys.borrow().global(),
             "os_version": os_version(s.os_version.as_deref()),
             "os_variant": os_variant(s.development_mode),
             "supervisor_version": supervisor_version(),
@@ -199,7 +202,7 @@ fn update_status(
 
 /// The target services without a container, and where their images are (the engine's image
 /// list is read only when there is such a service).
-async fn pending_services<R: Reconciler>(
+pub(crate) async fn pending_services<R: Reconciler>(
     shared: &Shared<R>,
     states: &[ServiceState],
 ) -> Result<Vec<legacy_state::Pending>, crate::daemon::ReconcileError> {
