@@ -633,21 +633,7 @@ fn chunked_install_reads_only_missing_chunks_and_resumes() {
     std::fs::write(&v2, &data).unwrap();
     let bundle = f.bundle(&v2, "v2.fleet", "qemux86-64", Some(&f.key));
     let bundle_len = std::fs::metadata(&bundle).unwrap().len();
-    let install_source = |f: &Fake| {
-        let src = update::source::FileSource::open(bundle.clone()).unwrap();
-        install::install(
-            &f.root,
-            install::Input::Source(Box::new(src)),
-            &install::Options {
-                slot: None,
-                target: None,
-                keys: None,
-                tries: 3,
-                input_len: None,
-                allow_downgrade: false,
-            },
-        )
-    };
+    let install_source = |f: &Fake| install_by_offset(f, &bundle);
     let r = install_source(&f).unwrap();
     let fetched = r.bytes_downloaded.unwrap();
     assert!(

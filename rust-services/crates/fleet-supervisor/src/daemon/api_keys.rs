@@ -16,15 +16,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fleet_log::error::Chain;
 use fleet_release::labels::Feature;
 use fleet_release::target_state::TargetState;
 
-use super::Reconciler;
 use super::cloud::identity::random_hex;
-use super::settings::API_KEY_FILE;
-use super::state::Shared;
 
+/// The global key in the data directory.
+pub const API_KEY_FILE: &str = "api-key";
 /// The scoped keys in the data directory.
 pub const SERVICE_KEYS_FILE: &str = "service-api-keys.json";
 
@@ -189,18 +187,6 @@ pub fn wanted(target: &TargetState) -> Vec<(u64, &str)> {
         }
     }
     out
-}
-
-/// Before an apply: makes the keys the target's services lack (balena makes a service's key
-/// when it configures the service) and hands every service's key to the engine side. A key
-/// that cannot be kept is logged; the service then gets none of its own this time (the
-/// planner falls back to the global key) and the next apply tries again.
-pub fn hand_out<R: Reconciler>(shared: &Shared<R>, target: &TargetState) {
-    let mut keys = shared.api_keys.borrow_mut();
-    if let Err(e) = keys.ensure(wanted(target)) {
-        log::error!("supervisor API keys: {}", Chain(&e));
-    }
-    shared.reconciler.set_service_api_keys(keys.services());
 }
 
 /// The scoped keys kept in `data_dir` (none yet: empty). An unreadable file is an error, so

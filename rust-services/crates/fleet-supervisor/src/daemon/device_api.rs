@@ -10,8 +10,8 @@ use fleet_log::error::one_line;
 use fleet_release::plan::{self, Owned};
 use serde_json::{Value, json};
 
-use super::api::{Auth, out_of_scope};
 use super::api_keys::Scope;
+use super::auth::{Auth, out_of_scope};
 use super::legacy_state;
 use super::message::{Request, Response};
 use super::params::Params;

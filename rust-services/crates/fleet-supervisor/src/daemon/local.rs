@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 use super::Reconciler;
 use super::message::{Request, Response};
 use super::service_logs::{self, ServiceLine};
-use super::settings::Settings;
 use super::state::{Shared, now_ms};
 use super::target;
 use super::versions::BALENA_SUPERVISOR_API;
@@ -26,12 +25,6 @@ pub const LOCAL_IMAGE_PREFIX: &str = "local_image_";
 pub const LABEL_LOCAL_IMAGE_ID: &str = "io.fleet.local.image-id";
 /// The device UUID of a converted target when config.json names none.
 const LOCAL_DEVICE: &str = "local";
-
-/// Local mode, as balena's: a development device with no cloud endpoint. Its API needs no
-/// key (any `Authorization` header is ignored).
-pub fn local_mode(settings: &Settings) -> bool {
-    settings.development_mode && settings.api_endpoint.is_none()
-}
 
 /// `GET /v2/version`: balena's API level (what balena-cli checks) and fleetOS's own.
 pub fn version() -> Response {
@@ -74,13 +67,13 @@ pub fn balena_arch(rust_arch: &str) -> &str {
 pub async fn container_id<R: Reconciler>(
     shared: &Shared<R>,
     req: &Request,
-    auth: &super::api::Auth,
+    auth: &super::auth::Auth,
 ) -> Response {
     let states = match shared.reconciler.service_states().await {
         // Only the services of the apps the key reaches, as balena filters them.
         Ok(s) => s
             .into_iter()
-            .filter(|s| super::api::state_in_scope(shared, auth, s))
+            .filter(|s| super::auth::state_in_scope(shared, auth, s))
             .collect::<Vec<_>>(),
         Err(e) => {
             let message = fleet_log::error::one_line(&e);

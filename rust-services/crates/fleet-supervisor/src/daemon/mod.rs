@@ -8,6 +8,7 @@
 mod access;
 mod api;
 pub mod api_keys;
+mod auth;
 mod backoff;
 pub mod client;
 pub mod cloud;

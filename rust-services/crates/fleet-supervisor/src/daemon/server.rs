@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use super::Reconciler;
 use super::access;
 use super::api;
+use super::auth;
 use super::device_api;
 use super::local;
 use super::message::{Request, Response, percent_decode};
@@ -63,13 +64,13 @@ pub async fn serve<R: Reconciler + 'static>(
                     let response = match from_hyper(req).await {
                         Ok(request)
                             if local::is_log_stream(&request)
-                                && api::permitted(&shared, &request) =>
+                                && auth::permitted(&shared, &request) =>
                         {
                             return streamed(local::logs(shared.clone()), "application/x-ndjson");
                         }
                         Ok(request)
                             if device_api::is_journal_follow(&request)
-                                && api::permitted(&shared, &request) =>
+                                && auth::permitted(&shared, &request) =>
                         {
                             return match device_api::journal_follow(&request) {
                                 Ok(body) => streamed(body, "text/plain; charset=utf-8"),

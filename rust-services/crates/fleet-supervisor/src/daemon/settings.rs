@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use fleet_config::Config;
 
+use super::api_keys::API_KEY_FILE;
 use super::cloud::identity::{Identity, random_hex};
 use fleet_fs::FsError;
 
@@ -14,8 +15,6 @@ use fleet_release::labels::HostContext;
 pub const DEFAULT_LISTEN_PORT: u16 = 48484;
 /// The target-state file in the data directory (host `/mnt/data/fleet-supervisor`).
 pub const TARGET_FILE: &str = "target.json";
-/// The global supervisor API key (balena's cloud key; the services' keys: `api_keys.rs`).
-pub const API_KEY_FILE: &str = "api-key";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -106,6 +105,12 @@ pub enum SettingsError {
 }
 
 impl Settings {
+    /// Local mode, as balena's: a development device with no cloud endpoint. Its API needs
+    /// no key (any `Authorization` header is ignored).
+    pub fn local_mode(&self) -> bool {
+        self.development_mode && self.api_endpoint.is_none()
+    }
+
     /// Resolves the settings; `env` reads one environment variable (tests pass a map).
     pub fn resolve(
         args: &RunArgs,
@@ -218,7 +223,7 @@ impl Settings {
         HostContext {
             engine_socket: host_engine_socket.to_string(),
             supervisor_port: self.listen_port,
-            // Each service gets its own key (`api_keys::hand_out`, before each apply); the
+            // Each service gets its own key (`hand_out_api_keys` in `source.rs`, before each apply); the
             // global key never goes into a container.
             supervisor_api_key: String::new(),
             api_endpoint: self.api_endpoint.clone(),

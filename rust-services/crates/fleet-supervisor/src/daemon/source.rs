@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use fleet_log::error::{Chain, one_line};
 
 use super::Reconciler;
+use super::api_keys;
 use super::backoff::doubling;
 use super::cloud::{self, poll};
 use super::state::{ApplyRecord, Shared, Target, record_applied_commits, unix_now};
 use super::{host_os, target, vpn};
-use fleet_release::target_state;
+use fleet_release::target_state::{self, TargetState};
 
 /// Reads the target file when its content changed since `last_seen` (local mode: a tool or
 /// a person may replace it at any time; at start: the last good target). A bad file is
@@ -78,7 +79,7 @@ async fn apply_once<R: Reconciler>(
         return shared.timing.reconcile;
     };
     let _actions = shared.actions.lock().await;
-    super::api_keys::hand_out(shared, &target.state);
+    hand_out_api_keys(shared, &target.state);
     shared.applying.set(true);
     let mut woken = false;
     // Dropping the apply at one of its awaits is no worse than a supervisor killed there:
@@ -236,4 +237,16 @@ pub async fn reconcile_loop<R: Reconciler>(shared: Rc<Shared<R>>) {
             _ = shared.wake.notified() => {}
         }
     }
+}
+
+/// Before an apply: makes the keys the target's services lack (balena makes a service's key
+/// when it configures the service) and hands every service's key to the engine side. A key
+/// that cannot be kept is logged; the service then gets none of its own this time (the
+/// planner falls back to the global key) and the next apply tries again.
+fn hand_out_api_keys<R: Reconciler>(shared: &Shared<R>, target: &TargetState) {
+    let mut keys = shared.api_keys.borrow_mut();
+    if let Err(e) = keys.ensure(api_keys::wanted(target)) {
+        log::error!("supervisor API keys: {}", Chain(&e));
+    }
+    shared.reconciler.set_service_api_keys(keys.services());
 }

@@ -1464,7 +1464,7 @@ async fn a_regenerated_api_key_replaces_the_old_one_at_once() {
         assert_eq!(new_key.len(), 32, "{new_key}");
         assert!(new_key.bytes().all(|b| b.is_ascii_hexdigit()), "{new_key}");
         // Kept where the key is kept, so a restart keeps it too.
-        let kept = std::fs::read_to_string(tmp.path().join(settings::API_KEY_FILE)).unwrap();
+        let kept = std::fs::read_to_string(tmp.path().join(api_keys::API_KEY_FILE)).unwrap();
         assert_eq!(kept, new_key);
         let again = Settings::resolve(
             &RunArgs {

@@ -238,15 +238,7 @@ fn check_bundle(
         return Ok(report);
     }
     log::info!(version = manifest.version.as_str(); "host OS release: installing {bundle}");
-    // The head just read is kept: the install reuses it.
-    let source = HttpSource::open_probe(bundle, root, head::probe_len(root))?;
-    report.install = Some(install::install(
-        root,
-        Input::Source(Box::new(source)),
-        &opts.install_opts,
-    )?);
-    report.action = Action::Installed;
-    Ok(report)
+    install_by_url(root, bundle, opts, report)
 }
 
 fn check_channel(root: &Root, opts: &CheckOptions) -> Result<CheckReport, UpdateError> {
@@ -304,7 +296,18 @@ fn check_channel(root: &Root, opts: &CheckOptions) -> Result<CheckReport, Update
         return Ok(report);
     }
     log::info!(version = channel.version.as_str(); "channel {}: installing {bundle}", report.channel);
-    let source = HttpSource::open_probe(&bundle, root, super::head::probe_len(root))?;
+    install_by_url(root, &bundle, opts, report)
+}
+
+/// Installs `bundle` by URL into the report. The head the check just read is kept: the
+/// install reuses it.
+fn install_by_url(
+    root: &Root,
+    bundle: &str,
+    opts: &CheckOptions,
+    mut report: CheckReport,
+) -> Result<CheckReport, UpdateError> {
+    let source = HttpSource::open_probe(bundle, root, head::probe_len(root))?;
     report.install = Some(install::install(
         root,
         Input::Source(Box::new(source)),
