@@ -76,7 +76,19 @@ fn compose_check(file: &Path, strict: bool) -> anyhow::Result<()> {
     let Ok(text) = String::from_utf8(bytes) else {
         return Err(refuse(&name, &[Problem::new("(file)", "not UTF-8 text")]));
     };
-    let checked = compose::check_project(&text);
+    // As compose: the environment first, then `.env` beside the file.
+    let dotenv_path = file.parent().unwrap_or(Path::new(".")).join(".env");
+    let dotenv = if dotenv_path.exists() {
+        compose::interpolate::dotenv(&String::from_utf8_lossy(&read(&dotenv_path)?))
+    } else {
+        Default::default()
+    };
+    let vars = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| dotenv.get(name).cloned())
+    };
+    let checked = compose::check_project(&text, &vars);
     let mut problems = checked.problems;
     if strict {
         problems.extend(checked.ignored);

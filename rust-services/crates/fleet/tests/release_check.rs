@@ -117,7 +117,7 @@ fn not_yaml_is_a_problem_of_the_file() {
 #[test]
 fn ignored_settings_warn_and_strict_refuses_them() {
     let file = data("compose-ignored.yml");
-    let condition = "services.dashboard.depends_on.db.condition: `service_healthy` is accepted but not waited for";
+    let condition = "version: compose version `3.8` is not read";
     let label = "services.dashboard.labels.io.balena.update.stratgy: service `dashboard`: label `io.balena.update.stratgy` has a supervisor prefix";
 
     let out = fleet(&["compose", "check", &file]);
@@ -143,6 +143,30 @@ fn ignored_settings_warn_and_strict_refuses_them() {
         "{text}"
     );
     assert!(lines[1].starts_with(&format!("{file}: {label}")), "{text}");
+}
+
+/// What balena's builder refuses in a project file is refused, each named; a network's
+/// `name` (the builder removes it) is only a warning.
+#[test]
+fn project_file_refused_where_balenas_builder_refuses_it() {
+    let file = data("compose-builder-refuses.yml");
+    let out = fleet(&["compose", "check", &file]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    let text = stdout(&out);
+    for expected in [
+        "services.cache.build.context: service `cache`: build context `https://github.com/example/cache.git` is remote",
+        "services.dashboard.build.ssh: service `dashboard`: build `ssh` is not allowed",
+        "services.dashboard.build.no_cache: service `dashboard`: build `no_cache` is not allowed",
+        "services.dashboard.ipc: service `dashboard`: ipc `service:` is not supported by balena's builder",
+        "services.dashboard.depends_on.db.condition: depends_on `db`: condition `service_healthy` is not supported by balena's builder",
+        "services.dashboard.volumes[0]: service `dashboard`: tmpfs options",
+        "warning: networks.backend.name: network `backend`: `name` is not used",
+    ] {
+        assert!(
+            text.contains(&format!("{file}: {expected}")),
+            "{expected}\n{text}"
+        );
+    }
 }
 
 #[test]
@@ -247,5 +271,56 @@ fn preload_apps_json_is_checked_as_a_target() {
     assert!(
         text.ends_with("1 app(s), 1 service(s), 4 step(s) from an empty engine\n"),
         "{text}"
+    );
+}
+
+/// `${VAR}` in a project file: from the environment first, then `.env` beside the file, as
+/// compose substitutes them; `${VAR:?}` unset is refused with its path.
+#[test]
+fn project_variables_from_the_environment_then_dotenv() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(
+        &file,
+        "services:\n  web:\n    image: \"registry.example/web:${TAG:-latest}\"\n    ports: [\"${PORT}:80\"]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(".env"), "PORT=8080\nTAG=2\n").unwrap();
+    let file = file.to_str().unwrap();
+    let run = |env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_fleet"))
+            .args(["compose", "check", "--strict", file])
+            .env_remove("PORT")
+            .env_remove("TAG")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    // The environment wins over .env; a bad port from it is named at its path.
+    let out = run(&[("PORT", "eighty")]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stdout(&out).contains(&format!(
+            "{file}: services.web.ports[0]: `eighty` is not a port number"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    std::fs::write(dir.path().join(".env"), "TAG=${NOPE:?set TAG}\n").unwrap();
+    std::fs::write(
+        file,
+        "services:\n  web:\n    image: \"registry.example/web:${TAG2:?set TAG2}\"\n",
+    )
+    .unwrap();
+    let out = run(&[]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stdout(&out).contains(&format!(
+            "{file}: services.web.image: variable `TAG2` is required: set TAG2"
+        )),
+        "{}",
+        stdout(&out)
     );
 }

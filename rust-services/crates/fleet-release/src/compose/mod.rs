@@ -3,6 +3,7 @@
 //! Every key of the subset is modelled; any other key is refused with a [`Problem`] naming
 //! the key and the service, and all problems of a file are reported at once.
 
+pub mod interpolate;
 mod parse;
 mod scalar;
 #[cfg(test)]
@@ -314,10 +315,10 @@ pub fn check(text: &str) -> Checked {
 }
 
 /// [`check`] for a user's project file as balena's builder reads it (`fleet compose
-/// check`): a service with `build` and no `image` is accepted with a warning, an empty
-/// top-level `volumes:` or `networks:` is refused.
-pub fn check_project(text: &str) -> Checked {
-    parse::check_project_str(text)
+/// check`): its variables substituted from `vars` (see [`interpolate`]), a service with
+/// `build` and no `image` accepted with a warning, what the builder refuses refused.
+pub fn check_project(text: &str, vars: &dyn Fn(&str) -> Option<String>) -> Checked {
+    parse::check_project_str(text, vars)
 }
 
 /// Parses an already-decoded document (the target state may carry the compose as a JSON

@@ -17,6 +17,23 @@ use crate::labels;
 pub const MAX_COMPOSE_BYTES: usize = 1024 * 1024;
 
 const VERSIONS: &[&str] = &["2", "2.0", "2.1", "2.2", "2.3", "2.4"];
+/// `build` keys balena's builder refuses (balena-compose-parser's build deny list).
+const BUILDER_REFUSED_BUILD_KEYS: &[&str] = &[
+    "additional_contexts",
+    "cache_to",
+    "dockerfile_inline",
+    "entitlements",
+    "isolation",
+    "network",
+    "no_cache",
+    "platforms",
+    "privileged",
+    "pull",
+    "secrets",
+    "ssh",
+    "tags",
+    "ulimits",
+];
 
 /// Service keys balena's compose parser refuses: refused here too. Other keys this device
 /// does not know are dropped with a warning, so a release written for a newer balena still
@@ -94,14 +111,22 @@ pub(super) fn check_value(value: Value) -> Checked {
 
 /// [`check_str`] for a user's project file, as balena's builder reads it (see
 /// [`Walker::project`]).
-pub(super) fn check_project_str(text: &str) -> Checked {
+pub(super) fn check_project_str(text: &str, vars: &dyn Fn(&str) -> Option<String>) -> Checked {
     if text.len() > MAX_COMPOSE_BYTES {
         return file_problem(format!("larger than the {MAX_COMPOSE_BYTES}-byte limit"));
     }
-    match serde_norway::from_str(text) {
-        Ok(value) => walk(value, true),
-        Err(e) => file_problem(format!("not valid YAML: {e}")),
+    let mut value = match serde_norway::from_str(text) {
+        Ok(value) => value,
+        Err(e) => return file_problem(format!("not valid YAML: {e}")),
+    };
+    let substituted = super::interpolate::substitute(&mut value, vars);
+    let mut checked = walk(value, true);
+    if !substituted.problems.is_empty() {
+        checked.compose = None;
     }
+    checked.problems.splice(0..0, substituted.problems);
+    checked.ignored.splice(0..0, substituted.warnings);
+    checked
 }
 
 fn walk(mut value: Value, project: bool) -> Checked {
@@ -287,6 +312,33 @@ impl Walker {
         }
     }
 
+    /// A project file's `build` (a context, or a mapping): the keys balena's builder refuses
+    /// and a remote (`.git`) context are refused; the rest is the builder's.
+    fn build(&mut self, service: &str, path: &str, v: &Value) {
+        let context = match v {
+            Value::String(c) => Some(c.as_str()),
+            Value::Mapping(m) => {
+                for key in m.keys().filter_map(Value::as_str) {
+                    if BUILDER_REFUSED_BUILD_KEYS.contains(&key) {
+                        self.err(
+                            &format!("{path}.{key}"),
+                            format!("service `{service}`: build `{key}` is not allowed (balena's builder refuses it)"),
+                        );
+                    }
+                }
+                m.get(Value::String("context".into()))
+                    .and_then(Value::as_str)
+            }
+            _ => None,
+        };
+        if let Some(c) = context.filter(|c| c.ends_with(".git")) {
+            self.err(
+                &format!("{path}.context"),
+                format!("service `{service}`: build context `{c}` is remote (balena's builder refuses it)"),
+            );
+        }
+    }
+
     /// Bytes: a number, or `512m`-style text.
     fn size(&mut self, path: &str, v: &Value) -> Option<u64> {
         match v {
@@ -378,9 +430,10 @@ impl Walker {
             match key.as_str() {
                 "version" => match self.text("version", &v) {
                     Some(ver) if VERSIONS.contains(&ver.as_str()) => {}
-                    Some(ver) => self.err(
+                    // balena's builder (compose-go) ignores `version`; so does the device.
+                    Some(ver) => self.ignore(
                         "version",
-                        format!("compose version `{ver}` is not supported (2 to 2.4)"),
+                        format!("compose version `{ver}` is not read: the file is read as balena reads 2.4 and the compose specification"),
                     ),
                     None => {}
                 },
@@ -535,12 +588,8 @@ impl Walker {
                     },
                     "driver_opts" => *common(&mut o).0 = self.dict(&p, val),
                     "labels" => *common(&mut o).1 = self.dict(&p, val),
-                    // balena's builder refuses `name`; open-balena-api's target states
-                    // carry it, so a release's is accepted and left unused.
-                    "name" if self.project => self.err(
-                        &p,
-                        format!("{kind} `{name}`: `name` is not supported (balena refuses it too)"),
-                    ),
+                    // balena's builder removes `name` and open-balena-api's target states
+                    // carry it: accepted and left unused.
                     "name" => {
                         if self.text(&p, &val).is_some() {
                             self.ignore(&p, format!("{kind} `{name}`: `name` is not used: the engine name is the supervisor's (<app>_{name})"));
@@ -793,6 +842,17 @@ impl Walker {
                 "dns_opt" => s.dns_opt = self.texts(&p, &v),
                 "dns_search" => s.dns_search = self.texts(&p, &v),
                 "domainname" => s.domainname = self.text(&p, &v),
+                "ipc"
+                    if self.project
+                        && v.as_str().is_some_and(|m| m.trim().starts_with("service:")) =>
+                {
+                    self.err(
+                        &p,
+                        format!(
+                            "service `{name}`: ipc `service:` is not supported by balena's builder"
+                        ),
+                    )
+                }
                 "ipc" => {
                     s.ipc =
                         self.namespace_mode(name, &p, &v, &["host", "private", "shareable", "none"])
@@ -833,7 +893,9 @@ impl Walker {
                 }
                 "build" => {
                     has_build = true;
-                    if !self.project {
+                    if self.project {
+                        self.build(name, &p, &v);
+                    } else {
                         self.ignore(
                             &p,
                             format!("service `{name}`: `build` is for the builder: dropped, `image` runs"),
@@ -960,6 +1022,17 @@ impl Walker {
                     for (key, val) in self.entries(&p, cond) {
                         match (key.as_str(), val.as_str()) {
                             ("condition", Some("service_started")) => {}
+                            // balena's builder turns only `service_started`, required, into its
+                            // short form and refuses the rest.
+                            ("condition", Some(c)) if self.project => self.err(
+                                &format!("{p}.condition"),
+                                format!("depends_on `{dep}`: condition `{c}` is not supported by balena's builder (service_started only)"),
+                            ),
+                            ("required", Some(_) | None) if self.project && val.as_bool() == Some(false) => self.err(
+                                &format!("{p}.required"),
+                                format!("depends_on `{dep}`: `required: false` is not supported by balena's builder"),
+                            ),
+                            ("required" | "restart", _) if self.project => {}
                             ("condition", Some(c @ ("service_healthy" | "service_completed_successfully"))) => self.ignore(
                                 &format!("{p}.condition"),
                                 format!("`{c}` is accepted but not waited for: services are only started in dependency order"),
@@ -1049,10 +1122,17 @@ impl Walker {
                 features.push(feature);
                 continue;
             }
-            // `type: tmpfs` is a tmpfs mount at `target`, as the `tmpfs` key makes it.
+            // `type: tmpfs` is a tmpfs mount at `target`, as the `tmpfs` key makes it; its
+            // options (size, mode) have no short form: balena refuses them, not drops them.
             if let Value::Mapping(m) = &item
                 && m.get(Value::String("type".into())).and_then(Value::as_str) == Some("tmpfs")
             {
+                if m.get(Value::String("tmpfs".into()))
+                    .is_some_and(|o| o.as_mapping().is_some_and(|o| !o.is_empty()))
+                {
+                    self.err(&p, format!("service `{service}`: tmpfs options (`tmpfs: {{size, mode}}`) are not supported (balena refuses long-syntax volume options too)"));
+                    continue;
+                }
                 match m
                     .get(Value::String("target".into()))
                     .and_then(Value::as_str)

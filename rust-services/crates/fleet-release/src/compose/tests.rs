@@ -8,6 +8,11 @@ fn problems(yaml: &str) -> Vec<Problem> {
     }
 }
 
+/// A project file read with no variables set.
+fn check_project_novars(text: &str) -> Checked {
+    check_project(text, &|_| None)
+}
+
 fn has(problems: &[Problem], path: &str, needle: &str) -> bool {
     problems
         .iter()
@@ -293,7 +298,6 @@ services:
 "#;
     let p = problems(yaml);
     for (path, needle) in [
-        ("version", "not supported"),
         ("services.a.privileged", "expected true or false"),
         ("services.a.network_mode", "container:b"),
         ("services.a.ports[0]", "99999"),
@@ -563,12 +567,18 @@ services:
 }
 
 #[test]
-fn versions_to_2_4_and_restart_retries() {
+fn any_version_read_and_restart_retries() {
     for v in ["2", "2.2", "2.3", "2.4"] {
         parse(&format!("version: '{v}'\nservices:\n  a:\n    image: x\n")).unwrap();
     }
-    let p = problems("version: '3'\nservices:\n  a:\n    image: x\n");
-    assert!(has(&p, "version", "2 to 2.4"), "{p:?}");
+    // balena's builder and device ignore `version`: another one is read, with a warning.
+    let c = check("version: '3'\nservices:\n  a:\n    image: x\n");
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+    assert!(
+        c.ignored
+            .iter()
+            .any(|w| w.path == "version" && w.message.contains("`3`"))
+    );
     let c = parse("services:\n  a:\n    image: x\n    restart: on-failure:5\n").unwrap();
     assert_eq!(c.services["a"].restart, RestartPolicy::OnFailure);
     assert_eq!(c.services["a"].restart_max_retries, Some(5));
@@ -769,7 +779,7 @@ fn restart_unknown_policy_is_always_with_a_warning() {
 #[test]
 fn project_files_take_build_without_image_and_refuse_empty_sections() {
     let file = "version: '2.1'\nservices:\n  main: {build: .}\n";
-    let project = check_project(file);
+    let project = check_project_novars(file);
     assert!(project.problems.is_empty(), "{:?}", project.problems);
     assert!(
         project
@@ -785,15 +795,80 @@ fn project_files_take_build_without_image_and_refuse_empty_sections() {
         "missing `image`"
     ));
 
+    // balena's builder removes a volume's `name`: unused, as in a release.
     let named = "services:\n  main: {image: x}\nvolumes:\n  v: {name: custom}\n";
-    assert!(has(
-        &check_project(named).problems,
-        "volumes.v.name",
-        "balena refuses it too"
-    ));
+    let project = check_project_novars(named);
+    assert!(project.problems.is_empty(), "{:?}", project.problems);
+    assert!(project.ignored.iter().any(|w| w.path == "volumes.v.name"));
     assert!(check(named).problems.is_empty());
 
     let empty = "services:\n  main: {image: x}\nvolumes:\n";
-    assert!(has(&check_project(empty).problems, "volumes", "is empty"));
+    assert!(has(
+        &check_project_novars(empty).problems,
+        "volumes",
+        "is empty"
+    ));
     assert!(check(empty).problems.is_empty());
+}
+
+/// balena's builder refuses these in a project file; a release from a server keeps the
+/// device's reading (a warning for `service_healthy`, `ipc: service:` run).
+#[test]
+fn project_files_refused_where_balenas_builder_refuses() {
+    let cases = [
+        (
+            "  main: {image: x, build: {context: ., secrets: [s]}}\n",
+            "services.main.build.secrets",
+        ),
+        (
+            "  main: {image: x, build: {context: git@h:r.git}}\n",
+            "services.main.build.context",
+        ),
+        (
+            "  main: {image: x, build: r.git}\n",
+            "services.main.build.context",
+        ),
+        (
+            "  main: {image: x, ipc: 'service:db'}\n  db: {image: x}\n",
+            "services.main.ipc",
+        ),
+        (
+            "  main: {image: x, depends_on: {db: {condition: service_completed_successfully}}}\n  db: {image: x}\n",
+            "services.main.depends_on.db.condition",
+        ),
+        (
+            "  main: {image: x, depends_on: {db: {condition: service_started, required: false}}}\n  db: {image: x}\n",
+            "services.main.depends_on.db.required",
+        ),
+    ];
+    for (services, path) in cases {
+        let file = format!("services:\n{services}");
+        let project = check_project_novars(&file);
+        assert!(
+            project.problems.iter().any(|p| p.path == path),
+            "{file}: {:?}",
+            project.problems
+        );
+        if !path.contains(".build.") {
+            assert!(
+                check(&file).problems.is_empty(),
+                "{file}: {:?}",
+                check(&file).problems
+            );
+        }
+    }
+    // What the builder turns into its short form is taken.
+    let started = "services:\n  main: {image: x, depends_on: {db: {condition: service_started, required: true, restart: true}}}\n  db: {image: x}\n";
+    assert!(check_project_novars(started).problems.is_empty());
+    // tmpfs options have no short form: refused in both readings, not dropped.
+    let tmpfs = "services:\n  main:\n    image: x\n    volumes: [{type: tmpfs, target: /t, tmpfs: {size: 100m}}]\n";
+    assert!(has(
+        &check(tmpfs).problems,
+        "services.main.volumes[0]",
+        "tmpfs options"
+    ));
+    // Any compose version: read, with a warning.
+    let v3 = "version: '3.8'\nservices:\n  main: {image: x}\n";
+    let project = check_project_novars(v3);
+    assert!(project.problems.is_empty() && project.ignored.iter().any(|w| w.path == "version"));
 }
