@@ -355,11 +355,13 @@ ota_pick_copied() {
   python3 - "$work/$1/var/lib/fleet/slot-index-A" "$work/ota/v2.fleet" "$2" <<'EOF2'
 import struct, sys, tarfile
 def chunks(ix):
+    # Entries of 40 bytes (32-byte sha256) after FLEETIX1, 24 (its first 16) after FLEETIX2.
+    entry = {b"FLEETIX1": 40, b"FLEETIX2": 24}[ix[:8]]
     n = struct.unpack_from("<I", ix, 12)[0]
     out, off = [], 0
     for i in range(n):
-        ln, _ = struct.unpack_from("<II", ix, 16 + 40 * i)
-        out.append((off, ln, ix[16 + 40 * i + 8:16 + 40 * i + 40]))
+        ln, _ = struct.unpack_from("<II", ix, 16 + entry * i)
+        out.append((off, ln, ix[16 + entry * i + 8:16 + entry * (i + 1)]))
         off += ln
     return out
 kept = open(sys.argv[1], "rb").read()
@@ -367,7 +369,7 @@ a = chunks(kept[kept.index(b"\n") + 1:])
 with tarfile.open(sys.argv[2]) as t:
     v2 = chunks(t.extractfile("rootfs.index").read())
 import hashlib
-zero = {hashlib.sha256(bytes(ln)).digest() for _, ln, _ in a}
+zero = {hashlib.sha256(bytes(ln)).digest()[:len(h)] for _, ln, h in a}
 want = {h for _, _, h in v2} - zero
 picked = [o for o, _, h in a[1:] if h in want]
 assert len(picked) >= int(sys.argv[3]), ("only", len(picked), "copied chunks")
@@ -397,11 +399,12 @@ ota_stored_index_wrong() { # slot A changed after its index was kept, and an ind
   python3 - "$work/ota13/var/lib/fleet/slot-index-A" "$o" "$n" <<'EOF2'
 import struct, sys
 p = sys.argv[1]; b = bytearray(open(p, "rb").read()); s = b.index(b"\n") + 1
+entry = {b"FLEETIX1": 40, b"FLEETIX2": 24}[bytes(b[s:s + 8])]; h = entry - 8
 n = struct.unpack_from("<I", b, s + 12)[0]; at = {}; off = 0
 for i in range(n):
-    at[off] = s + 16 + 40 * i + 8; off += struct.unpack_from("<I", b, s + 16 + 40 * i)[0]
+    at[off] = s + 16 + entry * i + 8; off += struct.unpack_from("<I", b, s + 16 + entry * i)[0]
 x, y = at[int(sys.argv[2])], at[int(sys.argv[3])]
-b[x:x + 32], b[y:y + 32] = b[y:y + 32], b[x:x + 32]
+b[x:x + h], b[y:y + h] = b[y:y + h], b[x:x + h]
 open(p, "wb").write(b)
 EOF2
   unserve; serve "$work/ota/www" || die "nginx"
@@ -478,9 +481,9 @@ ota_channel() { # the release channel: signed channel.json, waves, install when 
 }
 
 ota_host_release() { # a host-OS release handed over by fleet-supervisor: its bundle, once
-  ota_fixtures; ota_root ota8; serve "$work/ota/www" || die "nginx"
-  local r=$work/ota8 out h=$work/ota8/mnt/data/fleet-supervisor/host-os-update.json
-  local done=$work/ota8/var/lib/fleet/host-os-update.done.json
+  ota_fixtures; ota_root otahost; serve "$work/ota/www" || die "nginx"
+  local r=$work/otahost out h=$work/otahost/mnt/data/fleet-supervisor/host-os-update.json
+  local done=$work/otahost/var/lib/fleet/host-os-update.done.json
   mkdir -p "$r/mnt/boot" "$(dirname "$h")"
   printf '{"deviceType":"qemux86-64"}\n' >"$r/mnt/boot/config.json"
   ! fleetd --root "$r" update channel >/dev/null 2>&1 || die "no channel, no hand-over: the unit's condition holds"
@@ -494,14 +497,14 @@ ota_host_release() { # a host-OS release handed over by fleet-supervisor: its bu
   [ -z "$(env_get "$r" fleet_try)" ] || die "check without --install armed a trial"
   out=$(fleetd --root "$r" update check --install) || die "install: $out"
   [ "$(field action) $(field host_release)" = "installed c0mm1t1" ] || die "install: $out"
-  ota_check_b ota8
+  ota_check_b otahost
   grep -q '"release": "c0mm1t1"' "$done" || die "not recorded: $(cat "$done" 2>/dev/null)"
   # The same release again (the supervisor never writes it twice, a timer run might ask):
   # nothing fetched, nothing written.
-  local lines b_sum; lines=$(wc -l <"$work/nginx/access.log"); b_sum=$(sha "$work/ota8-b.img")
+  local lines b_sum; lines=$(wc -l <"$work/nginx/access.log"); b_sum=$(sha "$work/otahost-b.img")
   ! fleetd --root "$r" update channel >/dev/null 2>&1 || die "a handled release still makes the unit run"
-  ! fleetd --root "$r" update check --install >/dev/null 2>"$work/ota8.err" || die "handled release installed again"
-  grep -q 'no release channel' "$work/ota8.err" || die "message: $(cat "$work/ota8.err")"
+  ! fleetd --root "$r" update check --install >/dev/null 2>"$work/otahost.err" || die "handled release installed again"
+  grep -q 'no release channel' "$work/otahost.err" || die "message: $(cat "$work/otahost.err")"
   [ "$(wc -l <"$work/nginx/access.log")" = "$lines" ] || die "the handled release was fetched again"
   # A later release naming an older bundle: never a downgrade; recorded, the slot untouched.
   fleet bundle create --rootfs "$rootfs" --os-version 0.9 --compatible qemux86-64 \
@@ -509,7 +512,7 @@ ota_host_release() { # a host-OS release handed over by fleet-supervisor: its bu
   printf '{"app":"hostapp","release":"c0mm1t2","bundle":"%s/old.fleet"}\n' "$base" >"$h"
   out=$(fleetd --root "$r" update check --install) || die "older: $out"
   [ "$(field action) $(field version) $(field host_release)" = "up-to-date 0.9 c0mm1t2" ] || die "older: $out"
-  [ "$(sha "$work/ota8-b.img")" = "$b_sum" ] || die "slot B changed for an older bundle"
+  [ "$(sha "$work/otahost-b.img")" = "$b_sum" ] || die "slot B changed for an older bundle"
   [ "$(env_get "$r" fleet_try)" = B ] || die "the armed trial was touched"
   grep -q '"release": "c0mm1t2"' "$done" || die "older release not recorded"
   # Without a bundle label: the configured channel is checked at once (its 2.1 is armed here).
@@ -579,7 +582,7 @@ ota_netem() { # over the shaped link; mid-download the link goes down for 3 s, t
 ota_lossy_delayed() { # the shaped link dropping 2% of the packets each way (iptables'
   # statistic match in the server's namespace) behind 100 ms each way (delay-relay): the
   # adaptive install completes, verified, fetching what it fetches on a clean link
-  ota_fixtures; ota_root ota8
+  ota_fixtures; ota_root otalossy
   ns_up || die "netns"
   local dir
   for dir in "OUTPUT -o" "INPUT -i"; do
@@ -593,9 +596,9 @@ ota_lossy_delayed() { # the shaped link dropping 2% of the packets each way (ipt
   echo $! >>"$work/pids"
   for _ in $(seq 100); do grep -q ready "$work/relay.out" && break; sleep 0.1; done
   grep -q ready "$work/relay.out" || die "delay relay: $(cat "$work/relay.out")"
-  out=$(fleetd --root "$work/ota8" update install "http://127.0.0.1:$port/v2.fleet" 2>"$work/ota8.err") ||
-    die "install over the lossy, delayed link failed: $(tail -n 3 "$work/ota8.err")"
-  ota_check_b ota8
+  out=$(fleetd --root "$work/otalossy" update install "http://127.0.0.1:$port/v2.fleet" 2>"$work/otalossy.err") ||
+    die "install over the lossy, delayed link failed: $(tail -n 3 "$work/otalossy.err")"
+  ota_check_b otalossy
   dropped=$(ip netns exec f20ota iptables -L -v -x -n | awk '/statistic/ {s += $1} END {print s + 0}')
   [ "$dropped" -gt 0 ] || die "no packet was dropped: the loss rule did not apply"
   sent=$(sent); total=$(stat -c %s "$work/ota/v2.fleet"); requests=$(wc -l <"$work/nginx/access.log")
