@@ -81,6 +81,17 @@ impl Fake {
         })
     }
 
+    /// Writes `image` into `slot`'s device, then gives the device its full size again.
+    fn put_image(&self, slot: Slot, image: &Path) {
+        std::fs::copy(image, self.dev(slot)).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(self.dev(slot))
+            .unwrap()
+            .set_len(SLOT_SIZE)
+            .unwrap();
+    }
+
     fn env_path(&self) -> PathBuf {
         self.root.path(fleet_bootenv::GRUB_ENV)
     }
@@ -311,15 +322,7 @@ fn refusals_leave_slot_and_boot_state_untouched() {
     ];
     // Slot B holds something already, so "untouched" is meaningful.
     let old = f.image("old.img", 4 << 20, 11);
-    let fill_slot_b = || {
-        std::fs::write(f.dev(Slot::B), std::fs::read(&old).unwrap()).unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(f.dev(Slot::B))
-            .unwrap()
-            .set_len(SLOT_SIZE)
-            .unwrap();
-    };
+    let fill_slot_b = || f.put_image(Slot::B, &old);
     fill_slot_b();
     for (name, bundle, slot, needle) in cases {
         let before = f.fingerprint();
@@ -614,13 +617,7 @@ fn health_units_come_from_update_conf_and_a_mistake_there_is_an_error() {
 fn chunked_install_reads_only_missing_chunks_and_resumes() {
     let f = Fake::new(Slot::A);
     let v1 = f.image("v1.img", 8 << 20, 11);
-    std::fs::copy(&v1, f.dev(Slot::A)).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(f.dev(Slot::A))
-        .unwrap()
-        .set_len(SLOT_SIZE)
-        .unwrap();
+    f.put_image(Slot::A, &v1);
     // v2: 12 KiB inserted at 2 MiB (later content moves by three blocks), 64 KiB changed at 5 MiB.
     let mut data = std::fs::read(&v1).unwrap();
     let inserted: Vec<u8> = (0..12288u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -769,13 +766,7 @@ fn kept_slot_index_replaces_the_scan_and_is_never_trusted_blindly() {
     std::fs::write(&v2_path, &v2).unwrap();
     let bundle = fakes[0].bundle(&v2_path, "v2.fleet", "qemux86-64", Some(&fakes[0].key));
     for f in &fakes {
-        std::fs::write(f.dev(Slot::A), std::fs::read(&v1).unwrap()).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(f.dev(Slot::A))
-            .unwrap()
-            .set_len(SLOT_SIZE)
-            .unwrap();
+        f.put_image(Slot::A, &v1);
     }
     let scanned = install_by_offset(&fakes[0], &bundle).unwrap();
     assert_eq!(scanned.running_slot_lookup, Some(Lookup::Scan));

@@ -13,8 +13,6 @@
 //! (installed, up to date, armed, failed here) the release is recorded and not acted on
 //! again.
 
-use std::path::PathBuf;
-
 use fleet_bootenv::BootState;
 use fleet_bundle::channel::Channel;
 use fleet_bundle::{BundleError, keys, version};
@@ -200,12 +198,7 @@ fn check_bundle(
     opts: &CheckOptions,
     bundle: &str,
 ) -> Result<CheckReport, UpdateError> {
-    let keys_dir: PathBuf = opts
-        .install_opts
-        .keys
-        .clone()
-        .unwrap_or_else(|| root.path(fleet_bundle::KEYS_DIR));
-    let trusted = keys::read_public_dir(&keys_dir)?;
+    let trusted = install::trusted_keys(root, opts.install_opts.keys.as_deref())?;
     let mut source = HttpSource::open_probe(bundle, root, head::probe_len(root))?;
     let manifest = head::read(root, &mut source, &trusted)?.manifest;
     drop(source);
@@ -248,12 +241,7 @@ fn check_channel(root: &Root, opts: &CheckOptions) -> Result<CheckReport, Update
     };
     let bytes = fetch_all(&url, root)?;
     let signature = fetch_all(&format!("{url}.sig"), root)?;
-    let keys_dir: PathBuf = opts
-        .install_opts
-        .keys
-        .clone()
-        .unwrap_or_else(|| root.path(fleet_bundle::KEYS_DIR));
-    let trusted = keys::read_public_dir(&keys_dir)?;
+    let trusted = install::trusted_keys(root, opts.install_opts.keys.as_deref())?;
     keys::verify(&trusted, &bytes, &signature)?;
     let channel = Channel::parse(&bytes)?;
     let mine = install::device_type(root).ok_or(UpdateError::UnknownDeviceType)?;

@@ -175,11 +175,7 @@ fn prepare(root: &Root, opts: &Options) -> Result<Prepared, UpdateError> {
         return Err(UpdateError::Mounted(target));
     }
     let slot_size = slots::size_of(&target).map_err(target_err(&target, "open"))?;
-    let keys_dir = opts
-        .keys
-        .clone()
-        .unwrap_or_else(|| root.path(fleet_bundle::KEYS_DIR));
-    let trusted = keys::read_public_dir(&keys_dir)?;
+    let trusted = trusted_keys(root, opts.keys.as_deref())?;
     Ok(Prepared {
         env,
         state,
@@ -651,4 +647,13 @@ fn verify_image(dev: &File, target: &Path, image: &ImageInfo) -> Result<(), Upda
         });
     }
     Ok(())
+}
+
+/// The release keys a bundle must be signed with: `keys` (a directory), else the image's.
+pub(super) fn trusted_keys(
+    root: &Root,
+    keys: Option<&Path>,
+) -> Result<Vec<(PathBuf, fleet_bundle::VerifyingKey)>, UpdateError> {
+    let dir = keys.map_or_else(|| root.path(fleet_bundle::KEYS_DIR), Path::to_path_buf);
+    Ok(keys::read_public_dir(&dir)?)
 }
