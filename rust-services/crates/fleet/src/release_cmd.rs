@@ -14,13 +14,14 @@ use crate::outcome::{Reported, Unreadable};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ComposeCommand {
-    /// Check a docker-compose.yml (or .json) as the supervisor parses it: one line per
-    /// problem (FILE: PATH: reason); exit 1 when any.
+    /// Check a project's docker-compose.yml (or .json) as balena's builder and the
+    /// supervisor read it (${VAR} from the environment, then .env beside the file): one
+    /// line per problem (FILE: PATH: reason); exit 1 when any.
     Check {
         file: PathBuf,
-        /// Also refuse what the supervisor accepts but does not act on: `depends_on`
-        /// condition `service_healthy` (start order only, health is not waited for) and
-        /// labels under io.fleet./io.balena./io.resin. that it does not read.
+        /// Also refuse what is accepted with a warning: keys the device drops, an unset
+        /// variable, a `version` other than 2 to 2.4, labels under
+        /// io.fleet./io.balena./io.resin. that nothing reads.
         #[arg(long)]
         strict: bool,
     },
