@@ -564,7 +564,12 @@ ota_netem() { # over the shaped link; mid-download the link goes down for 3 s, t
   SERVE_NS=f20ota SERVE_ADDR=10.247.77.1 serve "$work/ota/www" || die "nginx"
   fleetd --root "$work/ota7" update install "$base/v2.fleet" >"$work/ota7.out" 2>"$work/ota7.err" &
   local pid=$! total sent rc
-  for _ in $(seq 600); do [ -s "$work/nginx/access.log" ] && [ "$(wc -l <"$work/nginx/access.log")" -ge 2 ] && break; sleep 0.1; done
+  # The cut once the ranges are being fetched (fleetd's plan line), not after a count of
+  # requests: the head's requests end before fleetd scans the slots, and a cut during the scan
+  # breaks nothing. The ranges need >= 5.8 s at 20 Mbit/s, so 0.5 s in the transfer is running.
+  for _ in $(seq 600); do grep -q 'to fetch in' "$work/ota7.err" && break; sleep 0.1; done
+  grep -q 'to fetch in' "$work/ota7.err" || die "no fetch plan in 60 s: $(tail -n 3 "$work/ota7.err")"
+  sleep 0.5
   ip netns exec f20ota ip link set f20on down; sleep 3; ip netns exec f20ota ip link set f20on up
   sleep 0.5
   kill "$(cat "$work/nginx/pid")"; sleep 0.5

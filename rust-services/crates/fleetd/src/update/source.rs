@@ -430,20 +430,24 @@ impl Source for HttpSource {
     }
     fn stream(&mut self, offset: u64, len: u64) -> Result<Box<dyn Read + '_>, SourceError> {
         // A range starting in the kept head (the first one of the rootfs entry) takes what it
-        // holds and fetches the rest.
-        if let Some((start, bytes)) = &self.head
-            && offset < start + bytes.len() as u64
-        {
-            return Ok(Box::new(io::Cursor::new(self.read_range(offset, len)?)));
-        }
-        Ok(Box::new(HttpRange {
+        // holds and streams the rest, so a break there resumes from its byte as any other.
+        let kept = match &self.head {
+            Some((start, bytes)) if offset >= *start && offset < start + bytes.len() as u64 => {
+                let at = (offset - start) as usize;
+                let n = len.min(bytes.len() as u64 - at as u64) as usize;
+                bytes[at..at + n].to_vec()
+            }
+            _ => Vec::new(),
+        };
+        let rest = HttpRange {
             src: self,
-            pos: offset,
+            pos: offset + kept.len() as u64,
             end: offset + len,
             response: None,
             pending: Vec::new(),
             at: 0,
-        }))
+        };
+        Ok(Box::new(io::Cursor::new(kept).chain(rest)))
     }
 }
 
