@@ -144,8 +144,7 @@ impl ApiKeys {
         let key = new_key()?;
         match scope {
             Scope::Global => {
-                fleet_fs::ensure_dir(&self.data_dir)?;
-                fleet_fs::atomic_write(&self.data_dir.join(API_KEY_FILE), key.as_bytes(), 0o600)?;
+                keep_global(&self.data_dir, &key)?;
                 self.global = key.clone();
             }
             Scope::App(_) => {
@@ -200,6 +199,12 @@ pub fn read_service_keys(data_dir: &Path) -> Result<ServiceKeys, ApiKeyError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ServiceKeys::new()),
         Err(source) => Err(ApiKeyError::Read { path, source }),
     }
+}
+
+/// Keeps `key` as the global key in `data_dir` (atomic, mode 0600), in place of the old one.
+pub fn keep_global(data_dir: &Path, key: &str) -> Result<(), fleet_fs::FsError> {
+    fleet_fs::ensure_dir(data_dir)?;
+    fleet_fs::atomic_write(&data_dir.join(API_KEY_FILE), key.as_bytes(), 0o600)
 }
 
 /// A new key: 16 bytes from the kernel's random source as 32 hex characters.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use fleet_config::Config;
 
 use super::api_keys::API_KEY_FILE;
-use super::cloud::identity::{Identity, random_hex};
+use super::cloud::identity::Identity;
 use fleet_fs::FsError;
 
 use fleet_release::labels::HostContext;
@@ -265,14 +265,9 @@ fn local_api_key(data_dir: &Path) -> Result<String, SettingsError> {
     new_api_key(data_dir)
 }
 
-/// Makes a new supervisor API key and keeps it in the data directory (atomically, mode 0600)
-/// in place of the old one (`POST /v1/regenerate-api-key` and the first start).
+/// Makes the global key at the first start and keeps it in the data directory.
 fn new_api_key(data_dir: &Path) -> Result<String, SettingsError> {
-    let key = random_hex(16).map_err(|source| SettingsError::Io {
-        path: "/dev/urandom".into(),
-        source,
-    })?;
-    fleet_fs::ensure_dir(data_dir)?;
-    fleet_fs::atomic_write(&data_dir.join(API_KEY_FILE), key.as_bytes(), 0o600)?;
+    let key = super::api_keys::new_key()?;
+    super::api_keys::keep_global(data_dir, &key)?;
     Ok(key)
 }
