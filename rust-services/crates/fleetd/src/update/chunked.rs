@@ -251,7 +251,8 @@ impl Jobs<'_> {
 /// compressed entry in the bundle.
 ///
 /// Four threads work at once, so the install takes about max(download, local work): one
-/// fetches and writes the ranges of missing chunks; one plans them (with the running slot's
+/// fetches and writes the ranges of missing chunks (the requests of the next small ranges
+/// sent ahead, [`announce`]); one plans them (with the running slot's
 /// kept index it only checks the target slot, chunk by chunk ahead of the fetcher; without
 /// one, the running slot is scanned first, beside the whole target check); one copies the
 /// chunks the running slot holds, each hashed again (a mismatch is fetched after the rest);
@@ -554,8 +555,8 @@ fn plan_jobs(
 /// Copies written but not yet synced, at most (the read-back must see the device).
 const COPY_SYNC: u64 = 16 << 20;
 
-/// Copies chunks from the running slot: each is left alone when the target already holds it,
-/// else read from the running slot, hashed again and written; one whose copy no longer
+/// Copies chunks from the running slot: each is read from the running slot and hashed again,
+/// left alone when the target already holds the same bytes, else written; one whose copy no longer
 /// matches its hash (slot changed, kept index wrong) is fetched once the copying is done.
 #[allow(clippy::too_many_arguments)]
 fn copy_local(
@@ -605,14 +606,20 @@ fn copy_local(
             // Another part failed and reports why.
             return Ok(written);
         }
-        if target_holds(target, layout, p) {
+        // The running slot's copy is hashed; the target's bytes are then only compared with
+        // it (one hash per chunk, not two).
+        let copy = active
+            .and_then(|(file, _)| read_at(file, at, p.chunk.len))
+            .filter(|b| layout.digest(b) == p.chunk.sha256);
+        let held = match &copy {
+            Some(bytes) => read_at(target, p.offset, p.chunk.len).as_ref() == Some(bytes),
+            None => target_holds(target, layout, p),
+        };
+        if held {
             stats.in_target.fetch_add(1, Ordering::Relaxed);
             finals[i].store(true, Ordering::Release);
             continue;
         }
-        let copy = active
-            .and_then(|(file, _)| read_at(file, at, p.chunk.len))
-            .filter(|b| layout.digest(b) == p.chunk.sha256);
         let Some(bytes) = copy else {
             stats.mismatched.fetch_add(1, Ordering::Relaxed);
             log::info!(
@@ -644,6 +651,37 @@ fn sync(target: &File, path: &Path) -> Result<(), UpdateError> {
     })
 }
 
+/// Requests sent ahead of their turn, at most: enough to keep a link busy through the round
+/// trips of small ranges (4 KiB directory blocks are ranges of their own).
+const AHEAD_REQUESTS: usize = 16;
+/// Bytes of the ranges requested ahead, at most: what a killed install may have had in
+/// flight besides its current range (fetched again by the rerun), about one chunk.
+const AHEAD_BYTES: u64 = 64 << 10;
+
+/// Sends the requests of the next queued ranges ahead, within [`AHEAD_REQUESTS`] and
+/// [`AHEAD_BYTES`]; `announced` counts the queue's first jobs whose request is out.
+fn announce(
+    src: &mut dyn Source,
+    data: u64,
+    queue: &std::collections::VecDeque<Job>,
+    announced: &mut usize,
+) {
+    let len = |j: &Job| j.range.end - j.range.start;
+    let mut bytes: u64 = queue.iter().take(*announced).map(len).sum();
+    for job in queue
+        .iter()
+        .skip(*announced)
+        .take(AHEAD_REQUESTS - *announced)
+    {
+        if bytes + len(job) > AHEAD_BYTES {
+            break;
+        }
+        src.prefetch(data + job.range.start, len(job));
+        bytes += len(job);
+        *announced += 1;
+    }
+}
+
 /// Fetches the jobs' ranges as they come and writes their chunks, each synced before it is
 /// counted final. Stops early when `stop` is set (another thread failed).
 #[allow(clippy::too_many_arguments)]
@@ -666,7 +704,21 @@ fn fetch(
     let mut written = 0u64;
     // Bytes of the ranges already read through, and in all.
     let (mut ranges_done, mut fetched) = (0u64, 0u64);
-    for Job { range: r, chunks } in jobs {
+    // Jobs handed over but not started; the first `announced` of them have their request out.
+    let mut queue: std::collections::VecDeque<Job> = std::collections::VecDeque::new();
+    let mut announced = 0usize;
+    loop {
+        queue.extend(jobs.try_iter());
+        let job = match queue.pop_front() {
+            Some(job) => job,
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
+        announced = announced.saturating_sub(1);
+        announce(src, data, &queue, &mut announced);
+        let Job { range: r, chunks } = job;
         stats.ranges.fetch_add(1, Ordering::Relaxed);
         let mut reader = src.stream(data + r.start, r.end - r.start)?;
         let mut pos = r.start;
@@ -716,7 +768,12 @@ fn fetch(
     Ok(written)
 }
 
-/// Reads the image back from `target` in order, each chunk once it is final, with its pages
+/// Largest run of final chunks read back at once: one large read instead of one per chunk
+/// (4 KiB directory blocks are chunks of their own, and dropping a chunk's pages just before
+/// reading it also dropped the kernel's read-ahead of the next).
+const READ_BACK_RUN: u64 = 8 << 20;
+
+/// Reads the image back from `target` in order, in runs of final chunks, each run's pages
 /// dropped from the cache first, and checks the whole against the manifest's sha256.
 fn read_back(
     target: &File,
@@ -729,29 +786,42 @@ fn read_back(
     let mut hasher = Sha256::new();
     let mut buf = Vec::new();
     let mut size = 0u64;
-    for (p, done) in placed.iter().zip(finals) {
-        while !done.load(Ordering::Acquire) {
+    let mut next = 0usize;
+    while next < placed.len() {
+        while !finals[next].load(Ordering::Acquire) {
             if stop.load(Ordering::Acquire) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        // The run: this chunk and the final ones after it, up to READ_BACK_RUN bytes.
+        let start = placed[next].offset;
+        let mut end = next + 1;
+        while end < placed.len()
+            && finals[end].load(Ordering::Acquire)
+            && placed[end].offset + u64::from(placed[end].chunk.len) - start <= READ_BACK_RUN
+        {
+            end += 1;
+        }
+        let last = &placed[end - 1];
+        let len = last.offset + u64::from(last.chunk.len) - start;
         let _ = nix::fcntl::posix_fadvise(
             target.as_fd(),
-            p.offset as i64,
-            i64::from(p.chunk.len),
+            start as i64,
+            len as i64,
             nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
         );
-        buf.resize(p.chunk.len as usize, 0);
+        buf.resize(len as usize, 0);
         target
-            .read_exact_at(&mut buf, p.offset)
+            .read_exact_at(&mut buf, start)
             .map_err(|source| UpdateError::Target {
                 path: path.to_path_buf(),
                 action: "read back",
                 source,
             })?;
         hasher.update(&buf);
-        size += u64::from(p.chunk.len);
+        size += len;
+        next = end;
     }
     let got = fleet_bundle::hex(&hasher.finalize());
     if size != image.size || got != image.sha256 {
@@ -792,6 +862,67 @@ mod tests {
                 .collect(),
         };
         idx.placed().zip(fetch.iter().copied()).collect()
+    }
+
+    /// Records what was announced.
+    struct Announced(Vec<(u64, u64)>);
+
+    impl Source for Announced {
+        fn name(&self) -> String {
+            "announced".into()
+        }
+        fn size(&self) -> u64 {
+            u64::MAX
+        }
+        fn read_range(
+            &mut self,
+            _: u64,
+            _: u64,
+        ) -> Result<Vec<u8>, super::super::source::SourceError> {
+            Ok(Vec::new())
+        }
+        fn fetched(&self) -> u64 {
+            0
+        }
+        fn prefetch(&mut self, offset: u64, len: u64) {
+            self.0.push((offset, len));
+        }
+    }
+
+    fn job(start: u64, end: u64) -> Job {
+        Job {
+            range: Range { start, end },
+            chunks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn small_ranges_are_requested_ahead_within_the_bounds() {
+        let mut src = Announced(Vec::new());
+        let mut queue: std::collections::VecDeque<Job> = (0..20u64)
+            .map(|i| job(i * 10_000, i * 10_000 + 3_000))
+            .collect();
+        let mut announced = 0;
+        announce(&mut src, 100, &queue, &mut announced);
+        // 16 requests at most (3 KB each: well within the byte bound); offsets in the bundle.
+        assert_eq!(announced, AHEAD_REQUESTS);
+        assert_eq!(src.0[0], (100, 3_000));
+        // The first is taken: one more is announced, none twice.
+        queue.pop_front();
+        announced -= 1;
+        announce(&mut src, 100, &queue, &mut announced);
+        assert_eq!(src.0.len(), AHEAD_REQUESTS + 1);
+        assert_eq!(src.0[AHEAD_REQUESTS], (100 + 160_000, 3_000));
+        // A range larger than the byte bound is never requested ahead, nor what follows it.
+        let queue: std::collections::VecDeque<Job> = [
+            job(0, 1_000),
+            job(1_000, 1_000 + AHEAD_BYTES),
+            job(200_000, 201_000),
+        ]
+        .into();
+        let (mut src, mut announced) = (Announced(Vec::new()), 0);
+        announce(&mut src, 0, &queue, &mut announced);
+        assert_eq!((announced, src.0), (1, vec![(0, 1_000)]));
     }
 
     #[test]

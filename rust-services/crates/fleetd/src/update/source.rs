@@ -2,6 +2,7 @@
 //! requests from any static server (no server of ours). Used by the chunked install, which
 //! reads the head of the bundle, then only the chunk ranges the device lacks.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -44,6 +45,10 @@ pub trait Source: Send {
     fn read_range(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, SourceError>;
     /// Bytes fetched so far (for a URL: received from the server).
     fn fetched(&self) -> u64;
+    /// Says that bytes [offset, offset + len) will be streamed soon (after the ranges already
+    /// announced): a URL sends their request now, so the link does not idle between two
+    /// small ranges while each request makes its round trip.
+    fn prefetch(&mut self, _offset: u64, _len: u64) {}
     /// Bytes [offset, offset + len) as a reader, handed over as they arrive.
     fn stream(&mut self, offset: u64, len: u64) -> Result<Box<dyn Read + '_>, SourceError> {
         Ok(Box::new(io::Cursor::new(self.read_range(offset, len)?)))
@@ -120,6 +125,15 @@ pub struct HttpSource {
     fetched: u64,
     /// First probe's answer, so the head read costs no second request.
     head: Option<(u64, Vec<u8>)>,
+    /// Range requests sent ahead of their turn ([`Source::prefetch`]), oldest first.
+    ahead: VecDeque<Ahead>,
+}
+
+/// A range request sent ahead: its answer is taken when that range is opened.
+struct Ahead {
+    offset: u64,
+    len: u64,
+    answer: tokio::task::JoinHandle<Result<Response, fleet_http::client::Error>>,
 }
 
 /// What the first request fetches: the manifest, the signature and the index's start. The
@@ -170,6 +184,7 @@ impl HttpSource {
             len: 0,
             fetched: 0,
             head: None,
+            ahead: VecDeque::new(),
         };
         let (total, bytes) = src.fetch(0, probe.max(1), None)?;
         src.len = total;
@@ -177,20 +192,38 @@ impl HttpSource {
         Ok(src)
     }
 
+    /// The request of bytes [offset, end] of `url`.
+    fn range_request(url: &str, offset: u64, end: u64) -> Request {
+        Request::get(url.to_string())
+            .header("Range", format!("bytes={offset}-{end}"))
+            .timeouts(Timeouts {
+                connect: Duration::from_secs(10),
+                response: Some(Duration::from_secs(30)),
+                idle: Some(Duration::from_secs(30)),
+                total: None,
+            })
+    }
+
+    /// The request sent ahead for exactly this range, if any; those announced before it and
+    /// not taken are dropped (their ranges were read another way).
+    fn take_ahead(&mut self, offset: u64, len: u64) -> Option<Ahead> {
+        let at = self
+            .ahead
+            .iter()
+            .position(|a| a.offset == offset && a.len == len)?;
+        for stale in self.ahead.drain(..at) {
+            stale.answer.abort();
+        }
+        self.ahead.pop_front()
+    }
+
     /// One range request with redirects, up to the response header: the server's total
     /// length, the last byte it will send, and the response whose body is that range.
     fn open_range(&mut self, offset: u64, len: u64) -> Result<(u64, u64, Response), SourceError> {
         let mut url = self.url.clone();
+        let mut ahead = self.take_ahead(offset, len);
         for _ in 0..=REDIRECTS {
             let end = offset + len - 1;
-            let request = Request::get(url.clone())
-                .header("Range", format!("bytes={offset}-{end}"))
-                .timeouts(Timeouts {
-                    connect: Duration::from_secs(10),
-                    response: Some(Duration::from_secs(30)),
-                    idle: Some(Duration::from_secs(30)),
-                    total: None,
-                });
             let http = |reason: String| SourceError::Http {
                 url: url.clone(),
                 reason,
@@ -199,16 +232,22 @@ impl HttpSource {
                 url: url.clone(),
                 reason,
             };
-            let client = &self.client;
-            let response = self
-                .runtime
-                .block_on(client.send(request))
-                .map_err(|e| match e {
-                    fleet_http::client::Error::Tls { host, source, .. } => {
-                        refused(fleet_http::tls::describe_failure(&source, &host))
-                    }
-                    other => http(error_chain(&other)),
-                })?;
+            let answer = match ahead.take() {
+                Some(a) => self
+                    .runtime
+                    .block_on(a.answer)
+                    .map_err(|e| http(format!("the request sent ahead: {e}")))?,
+                None => {
+                    let request = Self::range_request(&url, offset, end);
+                    self.runtime.block_on(self.client.send(request))
+                }
+            };
+            let response = answer.map_err(|e| match e {
+                fleet_http::client::Error::Tls { host, source, .. } => {
+                    refused(fleet_http::tls::describe_failure(&source, &host))
+                }
+                other => http(error_chain(&other)),
+            })?;
             let status = response.status().as_u16();
             let header = |name: &str| {
                 response
@@ -427,6 +466,22 @@ impl Source for HttpSource {
     }
     fn fetched(&self) -> u64 {
         self.fetched
+    }
+    fn prefetch(&mut self, offset: u64, len: u64) {
+        if len == 0 || offset + len > self.len {
+            return;
+        }
+        let request = Self::range_request(&self.url, offset, offset + len - 1);
+        let client = self.client.clone();
+        // Runs while the ranges before it are read (the runtime is driven by their reads).
+        let answer = self
+            .runtime
+            .spawn(async move { client.send(request).await });
+        self.ahead.push_back(Ahead {
+            offset,
+            len,
+            answer,
+        });
     }
     fn stream(&mut self, offset: u64, len: u64) -> Result<Box<dyn Read + '_>, SourceError> {
         // A range starting in the kept head (the first one of the rootfs entry) takes what it
