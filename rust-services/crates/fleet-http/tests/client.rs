@@ -565,3 +565,86 @@ async fn no_proxy_goes_direct() {
     assert!(matches!(e, Error::TunnelRefused { .. }), "{e:?}");
     assert_eq!(count.load(Ordering::SeqCst), 1);
 }
+
+/// A keep-alive server: answers each request of a connection with a 2-byte body, closes the
+/// connection after `per_connection` answers (without saying so); counts the connections.
+async fn keep_alive_server(per_connection: usize) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                for _ in 0..per_connection {
+                    if read_head(&mut s).await.is_empty() {
+                        return;
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+                s.shutdown().await.ok();
+            });
+        }
+    });
+    (url, accepted)
+}
+
+async fn get_ok(client: &Client, url: &str) {
+    let r = client
+        .send(Request::get(url).timeouts(short()))
+        .await
+        .unwrap();
+    assert_eq!(&r.bytes(16).await.unwrap()[..], b"ok");
+}
+
+#[tokio::test]
+async fn keep_alive_sends_the_next_requests_on_the_same_connection() {
+    let (url, accepted) = keep_alive_server(100).await;
+    let client = plain().keep_alive();
+    for _ in 0..3 {
+        get_ok(&client, &url).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    // A body left unread: its connection is not reused.
+    let r = client
+        .send(Request::get(&url).timeouts(short()))
+        .await
+        .unwrap();
+    drop(r);
+    get_ok(&client, &url).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    // A request with a body goes on a connection of its own.
+    let r = client
+        .send(Request::new(fleet_http::client::Method::POST, &url).body(b"x".to_vec().into()))
+        .await
+        .unwrap();
+    assert_eq!(&r.bytes(16).await.unwrap()[..], b"ok");
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn without_keep_alive_and_after_the_server_closed_a_new_connection_each() {
+    let (url, accepted) = keep_alive_server(100).await;
+    for _ in 0..3 {
+        get_ok(&plain(), &url).await;
+    }
+    let client = plain();
+    for _ in 0..2 {
+        get_ok(&client, &url).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    // The server closes each connection after its answer: the idle one is found closed and
+    // every request still gets its answer.
+    let (url, accepted) = keep_alive_server(1).await;
+    let client = plain().keep_alive();
+    for _ in 0..3 {
+        get_ok(&client, &url).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}

@@ -1,6 +1,8 @@
 //! The workspace's HTTP/1.1 client, on hyper 1 client connections: one connection per
 //! request, over a unix socket (the Docker engine), TCP, or TLS (rustls, feature `tls`),
-//! directly or through a proxy ([`Proxy`]: `CONNECT` tunnels for `https://`).
+//! directly or through a proxy ([`Proxy`]: `CONNECT` tunnels for `https://`). A client made
+//! with [`Client::keep_alive`] keeps the connections of its bodiless requests open once their
+//! answer is read, and sends the next ones to the same origin on them.
 //!
 //! hyper does all the parsing and framing: a bad or duplicate `Content-Length`, a broken
 //! chunked encoding or a body cut short is an error, never a short body. Over TLS a
@@ -253,10 +255,48 @@ enum Transport {
     },
 }
 
-/// A client: where connections go. Cheap to clone; holds no connection.
+/// A client: where connections go. Cheap to clone; holds no connection, unless made with
+/// [`Client::keep_alive`] (its clones then share the idle ones).
 #[derive(Debug, Clone)]
 pub struct Client {
     transport: Transport,
+    idle: Option<IdlePool>,
+}
+
+/// Most idle connections a [`Client::keep_alive`] keeps.
+const IDLE_MAX: usize = 16;
+
+/// Connections whose last answer was read whole, ready for the next request to their origin.
+#[derive(Clone, Default)]
+struct IdlePool(std::sync::Arc<std::sync::Mutex<Vec<Idle>>>);
+
+impl std::fmt::Debug for IdlePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdlePool")
+    }
+}
+
+struct Idle {
+    /// Scheme, authority and proxy of the connection.
+    origin: String,
+    sender: http1::SendRequest<Outgoing>,
+    conn: ConnTask,
+}
+
+impl IdlePool {
+    fn take(&self, origin: &str) -> Option<Idle> {
+        let mut idle = self.0.lock().ok()?;
+        let at = idle.iter().rposition(|c| c.origin == origin)?;
+        Some(idle.swap_remove(at))
+    }
+
+    fn put(&self, connection: Idle) {
+        if let Ok(mut idle) = self.0.lock()
+            && idle.len() < IDLE_MAX
+        {
+            idle.push(connection);
+        }
+    }
 }
 
 impl Client {
@@ -264,6 +304,7 @@ impl Client {
     pub fn unix(socket: impl Into<PathBuf>) -> Client {
         Client {
             transport: Transport::Unix(socket.into()),
+            idle: None,
         }
     }
 
@@ -275,6 +316,7 @@ impl Client {
                 tls: None,
                 proxy: Box::new(proxy),
             },
+            idle: None,
         }
     }
 
@@ -286,7 +328,16 @@ impl Client {
                 tls: Some(config),
                 proxy: Box::new(proxy),
             },
+            idle: None,
         }
+    }
+
+    /// This client, keeping connections open between its bodiless requests (`GET`, `HEAD`)
+    /// to one origin: the next such request goes on an idle one (a new one when the server
+    /// has closed it meanwhile), which saves a TCP connect and a TLS handshake each.
+    pub fn keep_alive(mut self) -> Client {
+        self.idle = Some(IdlePool::default());
+        self
     }
 
     /// The unix socket of a [`Client::unix`].
@@ -334,6 +385,77 @@ impl Client {
                 (target.clone(), uri, host, Connect::Net(u, via))
             }
         };
+        // Kept open only for requests without a body: one sent on a connection the server
+        // has just closed is sent again on a new one, which a body read from a stream forbids.
+        let keep = match (&self.idle, &connect, &body) {
+            (Some(pool), Connect::Net(u, via), Body::Empty) => Some((
+                pool.clone(),
+                format!(
+                    "{}://{} via {}",
+                    if u.https { "https" } else { "http" },
+                    u.authority,
+                    via.as_ref().map_or("-", |p| p.authority.as_str())
+                ),
+            )),
+            _ => None,
+        };
+        let exchange = |source| Error::Exchange {
+            url: url.clone(),
+            source,
+        };
+        let build = |body: Body| {
+            let mut builder = hyper::Request::builder()
+                .method(method.clone())
+                .uri(uri.clone())
+                .header(HOST, host.clone());
+            for (name, value) in &headers {
+                builder = builder.header(name.as_str(), value.as_str());
+            }
+            builder
+                .body(Outgoing::new(body))
+                .map_err(|source| Error::Request {
+                    url: url.clone(),
+                    source,
+                })
+        };
+        let answer_within = |sent| {
+            timed(
+                sent,
+                timeouts.response,
+                deadline,
+                |timeout, ()| Error::ResponseTimeout {
+                    url: url.clone(),
+                    timeout,
+                },
+                |timeout| Error::TotalTimeout {
+                    url: url.clone(),
+                    timeout,
+                },
+            )
+        };
+        // An idle connection of the origin first; one the server closed is dropped.
+        if let Some((pool, origin)) = &keep {
+            while let Some(mut idle) = pool.take(origin) {
+                if idle.sender.ready().await.is_err() {
+                    continue;
+                }
+                let sent = idle.sender.send_request(build(Body::Empty)?);
+                match answer_within(sent).await? {
+                    Ok(answer) => {
+                        return Ok(Response::new(
+                            answer,
+                            url.clone(),
+                            &timeouts,
+                            deadline,
+                            idle.conn,
+                            Some((pool.clone(), origin.clone(), idle.sender)),
+                        ));
+                    }
+                    // Closed by the server as the request went out (its keep-alive ended).
+                    Err(e) => log::debug!("{url}: kept connection: {e}; on a new one"),
+                }
+            }
+        }
         let io = timed(
             self.connect(&url, connect),
             Some(timeouts.connect),
@@ -350,23 +472,7 @@ impl Client {
         )
         .await??;
 
-        let mut builder = hyper::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(HOST, host);
-        for (name, value) in &headers {
-            builder = builder.header(name.as_str(), value.as_str());
-        }
-        let request = builder
-            .body(Outgoing::new(body))
-            .map_err(|source| Error::Request {
-                url: url.clone(),
-                source,
-            })?;
-        let exchange = |source| Error::Exchange {
-            url: url.clone(),
-            source,
-        };
+        let request = build(body)?;
         let (mut sender, conn) = http1::handshake(TokioIo::new(io)).await.map_err(exchange)?;
         let log_url = url.clone();
         let task = tokio::spawn(async move {
@@ -375,32 +481,12 @@ impl Client {
             }
         });
         let conn = ConnTask(task.abort_handle());
-        let answer = timed(
-            sender.send_request(request),
-            timeouts.response,
-            deadline,
-            |timeout, ()| Error::ResponseTimeout {
-                url: url.clone(),
-                timeout,
-            },
-            |timeout| Error::TotalTimeout {
-                url: url.clone(),
-                timeout,
-            },
-        )
-        .await?
-        .map_err(exchange)?;
-        drop(sender); // one request per connection: it closes once the body is read
-        let (parts, body) = answer.into_parts();
-        Ok(Response {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-            url,
-            idle: timeouts.idle,
-            deadline,
-            _conn: conn,
-        })
+        let answer = answer_within(sender.send_request(request))
+            .await?
+            .map_err(exchange)?;
+        // Without keep-alive, one request per connection: it closes once the body is read.
+        let reuse = keep.map(|(pool, origin)| (pool, origin, sender));
+        Ok(Response::new(answer, url, &timeouts, deadline, conn, reuse))
     }
 
     async fn connect(&self, url: &str, connect: Connect<'_>) -> Result<BoxStream, Error> {
@@ -590,7 +676,9 @@ pub struct Response {
     url: String,
     idle: Option<Duration>,
     deadline: Option<(Instant, Duration)>,
-    _conn: ConnTask,
+    conn: Option<ConnTask>,
+    /// Where the connection goes back once the body is read whole (keep-alive).
+    reuse: Option<(IdlePool, String, http1::SendRequest<Outgoing>)>,
 }
 
 impl std::fmt::Debug for Response {
@@ -603,6 +691,27 @@ impl std::fmt::Debug for Response {
 }
 
 impl Response {
+    fn new(
+        answer: hyper::Response<Incoming>,
+        url: String,
+        timeouts: &Timeouts,
+        deadline: Option<(Instant, Duration)>,
+        conn: ConnTask,
+        reuse: Option<(IdlePool, String, http1::SendRequest<Outgoing>)>,
+    ) -> Response {
+        let (parts, body) = answer.into_parts();
+        Response {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            url,
+            idle: timeouts.idle,
+            deadline,
+            conn: Some(conn),
+            reuse,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -634,7 +743,19 @@ impl Response {
             )
             .await?;
             match frame {
-                None => return Ok(None),
+                None => {
+                    // Read whole: the connection may carry the next request.
+                    if let (Some((pool, origin, sender)), Some(conn)) =
+                        (self.reuse.take(), self.conn.take())
+                    {
+                        pool.put(Idle {
+                            origin,
+                            sender,
+                            conn,
+                        });
+                    }
+                    return Ok(None);
+                }
                 Some(Err(source)) => {
                     return Err(Error::Body {
                         url: self.url.clone(),

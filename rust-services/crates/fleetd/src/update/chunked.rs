@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{IsTerminal, Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -386,7 +386,6 @@ pub fn write(
             job_rx,
             data,
             &mut frames,
-            target,
             target_path,
             estimate,
             finals,
@@ -692,7 +691,6 @@ fn fetch(
     jobs: std::sync::mpsc::Receiver<Job>,
     data: u64,
     frames: &mut index::FrameDecoder,
-    target: &File,
     target_path: &Path,
     estimate: u64,
     finals: &[AtomicBool],
@@ -700,6 +698,20 @@ fn fetch(
     stats: &Stats,
 ) -> Result<u64, UpdateError> {
     let name = src.name();
+    // Each fetched chunk is durable once written, before the next one is read: after a power
+    // cut the rerun finds every fetched chunk but the one in flight in the target slot and
+    // does not fetch it again. O_DSYNC syncs the range written only (and flushes the device's
+    // cache); an fdatasync per chunk also wrote back, every time, what the copier had written
+    // meanwhile.
+    let durable = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_DSYNC.bits())
+        .open(target_path)
+        .map_err(|source| UpdateError::Target {
+            path: target_path.to_path_buf(),
+            action: "open for synchronous writes",
+            source,
+        })?;
     let mut progress = Progress::new(estimate);
     let mut written = 0u64;
     // Bytes of the ranges already read through, and in all.
@@ -754,11 +766,7 @@ fn fetch(
                     "its sha256 differs from the signed index (tampered or corrupt)",
                 ));
             }
-            written += write_chunk(target, target_path, p, &out)?;
-            // Durable before the next one is read: after a power cut, the rerun finds every
-            // fetched chunk but the one in flight in the target slot and does not fetch it
-            // again.
-            sync(target, target_path)?;
+            written += write_chunk(&durable, target_path, p, &out)?;
             stats.fetched.fetch_add(1, Ordering::Relaxed);
             finals[i].store(true, Ordering::Release);
         }

@@ -167,9 +167,9 @@ impl HttpSource {
                 .map(|ca| ("balenaRootCA".to_string(), ca));
             let trust = TrustSource::new(root.path("/").as_path(), extra_ca);
             let tls = Tls::load(&trust).map_err(|e| http(error_chain(&e)))?;
-            Client::tls(tls.config, proxy)
+            Client::tls(tls.config, proxy).keep_alive()
         } else if url.starts_with("http://") {
-            Client::tcp(proxy)
+            Client::tcp(proxy).keep_alive()
         } else {
             return Err(http("not an http:// or https:// URL".into()));
         };
