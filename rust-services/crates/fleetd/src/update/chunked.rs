@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{IsTerminal, Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -386,6 +386,7 @@ pub fn write(
             job_rx,
             data,
             &mut frames,
+            target,
             target_path,
             estimate,
             finals,
@@ -681,8 +682,9 @@ fn announce(
     }
 }
 
-/// Fetches the jobs' ranges as they come and writes their chunks, each synced before it is
-/// counted final. Stops early when `stop` is set (another thread failed).
+/// Fetches the jobs' ranges as they come and writes their chunks, synced before they are
+/// counted final, in groups whose compressed bytes stay within the largest chunk's (what a
+/// power cut may cost again). Stops early when `stop` is set (another thread failed).
 #[allow(clippy::too_many_arguments)]
 fn fetch(
     src: &mut dyn Source,
@@ -691,6 +693,7 @@ fn fetch(
     jobs: std::sync::mpsc::Receiver<Job>,
     data: u64,
     frames: &mut index::FrameDecoder,
+    target: &File,
     target_path: &Path,
     estimate: u64,
     finals: &[AtomicBool],
@@ -698,20 +701,28 @@ fn fetch(
     stats: &Stats,
 ) -> Result<u64, UpdateError> {
     let name = src.name();
-    // Each fetched chunk is durable once written, before the next one is read: after a power
-    // cut the rerun finds every fetched chunk but the one in flight in the target slot and
-    // does not fetch it again. O_DSYNC syncs the range written only (and flushes the device's
-    // cache); an fdatasync per chunk also wrote back, every time, what the copier had written
-    // meanwhile.
-    let durable = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(nix::fcntl::OFlag::O_DSYNC.bits())
-        .open(target_path)
-        .map_err(|source| UpdateError::Target {
-            path: target_path.to_path_buf(),
-            action: "open for synchronous writes",
-            source,
-        })?;
+    // What a power cut may make the rerun fetch again, at most: one chunk's bytes (the
+    // largest chunk's). Fetched chunks are synced in groups within that bound, not one by one:
+    // a chunk is often a single 4 KiB directory block, ~1 KiB compressed, and a sync per chunk
+    // cost more than its transfer (thousands of syncs for a one-package update; on an SD card,
+    // milliseconds each).
+    let at_risk_max = placed
+        .iter()
+        .map(|p| u64::from(p.chunk.zlen))
+        .max()
+        .unwrap_or(0);
+    // Chunks written since the last sync (final once synced), and their compressed bytes.
+    let mut unsynced: Vec<usize> = Vec::new();
+    let mut unsynced_bytes = 0u64;
+    let settle = |unsynced: &mut Vec<usize>| -> Result<(), UpdateError> {
+        if !unsynced.is_empty() {
+            sync(target, target_path)?;
+            for i in unsynced.drain(..) {
+                finals[i].store(true, Ordering::Release);
+            }
+        }
+        Ok(())
+    };
     let mut progress = Progress::new(estimate);
     let mut written = 0u64;
     // Bytes of the ranges already read through, and in all.
@@ -752,6 +763,10 @@ fn fetch(
                 std::io::copy(&mut (&mut reader).take(gap), &mut std::io::sink())
                     .map_err(broken)?;
             }
+            if unsynced_bytes + u64::from(p.chunk.zlen) > at_risk_max {
+                settle(&mut unsynced)?;
+                unsynced_bytes = 0;
+            }
             let mut frame = vec![0u8; p.chunk.zlen as usize];
             reader.read_exact(&mut frame).map_err(broken)?;
             pos = p.zoffset + u64::from(p.chunk.zlen);
@@ -766,12 +781,19 @@ fn fetch(
                     "its sha256 differs from the signed index (tampered or corrupt)",
                 ));
             }
-            written += write_chunk(&durable, target_path, p, &out)?;
+            written += write_chunk(target, target_path, p, &out)?;
             stats.fetched.fetch_add(1, Ordering::Relaxed);
-            finals[i].store(true, Ordering::Release);
+            unsynced.push(i);
+            unsynced_bytes += u64::from(p.chunk.zlen);
         }
         ranges_done += r.end - r.start;
+        // Before waiting for the next range's bytes, or when no range is left.
+        if queue.is_empty() {
+            settle(&mut unsynced)?;
+            unsynced_bytes = 0;
+        }
     }
+    settle(&mut unsynced)?;
     progress.update(fetched, true);
     Ok(written)
 }
