@@ -578,15 +578,7 @@ fn copy_local(
     };
     let (mut written, mut unsynced) = (0u64, 0u64);
     let mut pending: Vec<usize> = Vec::new();
-    let flush = |pending: &mut Vec<usize>| -> Result<(), UpdateError> {
-        if !pending.is_empty() {
-            sync(target, target_path)?;
-            for i in pending.drain(..) {
-                finals[i].store(true, Ordering::Release);
-            }
-        }
-        Ok(())
-    };
+    let flush = |pending: &mut Vec<usize>| settle(target, target_path, pending, finals);
     loop {
         let (i, at) = match rx.try_recv() {
             Ok(m) => m,
@@ -641,6 +633,22 @@ fn copy_local(
     flush(&mut pending)?;
     late.flush();
     Ok(written)
+}
+
+/// Syncs the target, then counts the `written` chunks final (the read-back may take them).
+fn settle(
+    target: &File,
+    path: &Path,
+    written: &mut Vec<usize>,
+    finals: &[AtomicBool],
+) -> Result<(), UpdateError> {
+    if !written.is_empty() {
+        sync(target, path)?;
+        for i in written.drain(..) {
+            finals[i].store(true, Ordering::Release);
+        }
+    }
+    Ok(())
 }
 
 fn sync(target: &File, path: &Path) -> Result<(), UpdateError> {
@@ -714,15 +722,7 @@ fn fetch(
     // Chunks written since the last sync (final once synced), and their compressed bytes.
     let mut unsynced: Vec<usize> = Vec::new();
     let mut unsynced_bytes = 0u64;
-    let settle = |unsynced: &mut Vec<usize>| -> Result<(), UpdateError> {
-        if !unsynced.is_empty() {
-            sync(target, target_path)?;
-            for i in unsynced.drain(..) {
-                finals[i].store(true, Ordering::Release);
-            }
-        }
-        Ok(())
-    };
+    let settle = |unsynced: &mut Vec<usize>| settle(target, target_path, unsynced, finals);
     let mut progress = Progress::new(estimate);
     let mut written = 0u64;
     // Bytes of the ranges already read through, and in all.
