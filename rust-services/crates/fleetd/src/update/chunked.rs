@@ -576,16 +576,15 @@ fn copy_local(
         placed,
         open: None,
     };
-    let (mut written, mut unsynced) = (0u64, 0u64);
-    let mut pending: Vec<usize> = Vec::new();
-    let flush = |pending: &mut Vec<usize>| settle(target, target_path, pending, finals);
+    let mut written = 0u64;
+    let mut unsynced = Unsynced::default();
+    let flush = |unsynced: &mut Unsynced| unsynced.settle(target, target_path, finals);
     loop {
         let (i, at) = match rx.try_recv() {
             Ok(m) => m,
             Err(std::sync::mpsc::TryRecvError::Empty) => {
                 // Nothing queued: make what was copied final before waiting.
-                flush(&mut pending)?;
-                unsynced = 0;
+                flush(&mut unsynced)?;
                 match rx.recv() {
                     Ok(m) => m,
                     Err(_) => break,
@@ -623,32 +622,46 @@ fn copy_local(
         };
         written += write_chunk(target, target_path, p, &bytes)?;
         stats.copied.fetch_add(1, Ordering::Relaxed);
-        pending.push(i);
-        unsynced += bytes.len() as u64;
-        if unsynced >= COPY_SYNC {
-            flush(&mut pending)?;
-            unsynced = 0;
+        unsynced.push(i, bytes.len() as u64);
+        if unsynced.bytes >= COPY_SYNC {
+            flush(&mut unsynced)?;
         }
     }
-    flush(&mut pending)?;
+    flush(&mut unsynced)?;
     late.flush();
     Ok(written)
 }
 
-/// Syncs the target, then counts the `written` chunks final (the read-back may take them).
-fn settle(
-    target: &File,
-    path: &Path,
-    written: &mut Vec<usize>,
-    finals: &[AtomicBool],
-) -> Result<(), UpdateError> {
-    if !written.is_empty() {
-        sync(target, path)?;
-        for i in written.drain(..) {
-            finals[i].store(true, Ordering::Release);
-        }
+/// Chunks written to the target since its last sync, and their bytes (as the writer counts
+/// them): final, for the read-back, only once synced.
+#[derive(Default)]
+struct Unsynced {
+    chunks: Vec<usize>,
+    bytes: u64,
+}
+
+impl Unsynced {
+    fn push(&mut self, chunk: usize, bytes: u64) {
+        self.chunks.push(chunk);
+        self.bytes += bytes;
     }
-    Ok(())
+
+    /// Syncs the target, then counts the chunks final.
+    fn settle(
+        &mut self,
+        target: &File,
+        path: &Path,
+        finals: &[AtomicBool],
+    ) -> Result<(), UpdateError> {
+        if !self.chunks.is_empty() {
+            sync(target, path)?;
+            for i in self.chunks.drain(..) {
+                finals[i].store(true, Ordering::Release);
+            }
+        }
+        self.bytes = 0;
+        Ok(())
+    }
 }
 
 fn sync(target: &File, path: &Path) -> Result<(), UpdateError> {
@@ -719,10 +732,9 @@ fn fetch(
         .map(|p| u64::from(p.chunk.zlen))
         .max()
         .unwrap_or(0);
-    // Chunks written since the last sync (final once synced), and their compressed bytes.
-    let mut unsynced: Vec<usize> = Vec::new();
-    let mut unsynced_bytes = 0u64;
-    let settle = |unsynced: &mut Vec<usize>| settle(target, target_path, unsynced, finals);
+    // Fetched chunks not yet synced, counted in compressed bytes (what the bound is about).
+    let mut unsynced = Unsynced::default();
+    let settle = |unsynced: &mut Unsynced| unsynced.settle(target, target_path, finals);
     let mut progress = Progress::new(estimate);
     let mut written = 0u64;
     // Bytes of the ranges already read through, and in all.
@@ -763,9 +775,8 @@ fn fetch(
                 std::io::copy(&mut (&mut reader).take(gap), &mut std::io::sink())
                     .map_err(broken)?;
             }
-            if unsynced_bytes + u64::from(p.chunk.zlen) > at_risk_max {
+            if unsynced.bytes + u64::from(p.chunk.zlen) > at_risk_max {
                 settle(&mut unsynced)?;
-                unsynced_bytes = 0;
             }
             let mut frame = vec![0u8; p.chunk.zlen as usize];
             reader.read_exact(&mut frame).map_err(broken)?;
@@ -783,14 +794,12 @@ fn fetch(
             }
             written += write_chunk(target, target_path, p, &out)?;
             stats.fetched.fetch_add(1, Ordering::Relaxed);
-            unsynced.push(i);
-            unsynced_bytes += u64::from(p.chunk.zlen);
+            unsynced.push(i, u64::from(p.chunk.zlen));
         }
         ranges_done += r.end - r.start;
         // Before waiting for the next range's bytes, or when no range is left.
         if queue.is_empty() {
             settle(&mut unsynced)?;
-            unsynced_bytes = 0;
         }
     }
     settle(&mut unsynced)?;
