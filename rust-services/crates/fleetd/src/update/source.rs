@@ -192,6 +192,18 @@ impl HttpSource {
         Ok(src)
     }
 
+    /// What the kept head holds of bytes [offset, offset + len): their start, or nothing.
+    fn kept(&self, offset: u64, len: u64) -> &[u8] {
+        match &self.head {
+            Some((start, bytes)) if offset >= *start && offset < start + bytes.len() as u64 => {
+                let at = (offset - start) as usize;
+                let n = len.min(bytes.len() as u64 - at as u64) as usize;
+                &bytes[at..at + n]
+            }
+            _ => &[],
+        }
+    }
+
     /// The request of bytes [offset, end] of `url`.
     fn range_request(url: &str, offset: u64, end: u64) -> Request {
         Request::get(url.to_string())
@@ -431,14 +443,7 @@ impl Source for HttpSource {
     fn read_range(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, SourceError> {
         // What the first request already brought is not fetched again.
         let mut out = Vec::with_capacity(len as usize);
-        if let Some((start, bytes)) = &self.head {
-            let head_end = start + bytes.len() as u64;
-            if offset >= *start && offset < head_end {
-                let at = (offset - start) as usize;
-                let n = (len.min(head_end - offset)) as usize;
-                out.extend_from_slice(&bytes[at..at + n]);
-            }
-        }
+        out.extend_from_slice(self.kept(offset, len));
         let (offset, len) = (offset + out.len() as u64, len - out.len() as u64);
         if len == 0 {
             return Ok(out);
@@ -486,14 +491,7 @@ impl Source for HttpSource {
     fn stream(&mut self, offset: u64, len: u64) -> Result<Box<dyn Read + '_>, SourceError> {
         // A range starting in the kept head (the first one of the rootfs entry) takes what it
         // holds and streams the rest, so a break there resumes from its byte as any other.
-        let kept = match &self.head {
-            Some((start, bytes)) if offset >= *start && offset < start + bytes.len() as u64 => {
-                let at = (offset - start) as usize;
-                let n = len.min(bytes.len() as u64 - at as u64) as usize;
-                bytes[at..at + n].to_vec()
-            }
-            _ => Vec::new(),
-        };
+        let kept = self.kept(offset, len).to_vec();
         let rest = HttpRange {
             src: self,
             pos: offset + kept.len() as u64,
