@@ -14,18 +14,16 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{IsTerminal, Read, Seek, SeekFrom};
-use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use fleet_bundle::ImageInfo;
-use fleet_bundle::index::{self, Index, Layout, Placed};
-use sha2::{Digest, Sha256};
+use fleet_bundle::index::{self, Index, Placed};
 
 use super::UpdateError;
 use super::source::Source;
+use super::verify::{self, Checker};
 
 /// Fetching the skipped chunks between two needed ones costs less than a new request up to
 /// this gap (a request and its response headers, plus a round trip on a slow link). Small:
@@ -94,7 +92,7 @@ fn read_at(file: &File, offset: u64, len: u32) -> Option<Vec<u8>> {
 fn scan_active(
     active: &File,
     size: u64,
-    layout: Layout,
+    checker: &Checker,
     wanted: &HashSet<[u8; 32]>,
 ) -> HashMap<[u8; 32], u64> {
     let mut found = HashMap::new();
@@ -106,10 +104,10 @@ fn scan_active(
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file.take(size));
     let _ = index::split(
         &mut reader,
-        layout,
+        checker.layout(),
         |_| (),
         |chunk| {
-            let sha = layout.digest(chunk);
+            let sha = checker.digest(chunk);
             if wanted.contains(&sha) {
                 found.entry(sha).or_insert(start);
             }
@@ -246,9 +244,9 @@ impl Jobs<'_> {
     }
 }
 
-/// Writes the image into `target` and verifies it (read back with the page cache dropped,
-/// against the manifest's sha256); returns the bytes written. `data` is the offset of the
-/// compressed entry in the bundle.
+/// Writes the image into `target` and verifies it (each chunk read back with the page cache
+/// dropped, against the signed index: [`verify::read_back`]); returns the bytes written.
+/// `data` is the offset of the compressed entry in the bundle.
 ///
 /// Four threads work at once, so the install takes about max(download, local work): one
 /// fetches and writes the ranges of missing chunks (the requests of the next small ranges
@@ -256,7 +254,7 @@ impl Jobs<'_> {
 /// kept index it only checks the target slot, chunk by chunk ahead of the fetcher; without
 /// one, the running slot is scanned first, beside the whole target check); one copies the
 /// chunks the running slot holds, each hashed again (a mismatch is fetched after the rest);
-/// one reads the image back in order as its chunks become final.
+/// one reads the chunks back as they become final.
 #[allow(clippy::too_many_arguments)]
 pub fn write(
     src: &mut dyn Source,
@@ -266,8 +264,8 @@ pub fn write(
     target_path: &Path,
     active: Option<Active<'_>>,
     dictionary: Option<&[u8]>,
-    image: &ImageInfo,
 ) -> Result<Written, UpdateError> {
+    let checker = Checker::new(index);
     let mut frames = index::FrameDecoder::new(dictionary).map_err(|e| chunk_err(0, e))?;
     let placed: Vec<Placed> = index.placed().collect();
     let (lookup, plan, ranged) = match &active {
@@ -299,7 +297,7 @@ pub fn write(
             (Lookup::StoredIndex, plan, None)
         }
         _ => {
-            let (plan, lookup) = scan_plan(&placed, index.layout, target, active.as_ref());
+            let (plan, lookup) = scan_plan(&placed, &checker, target, active.as_ref());
             let fetch: Vec<(Placed, bool)> = placed
                 .iter()
                 .zip(&plan)
@@ -335,12 +333,12 @@ pub fn write(
     let stats = Stats::default();
     let bytes = std::thread::scope(|s| {
         let (placed, plan, finals, stop, stats) = (&placed, &plan, &finals, &stop, &stats);
-        let layout = index.layout;
+        let checker = &checker;
         let planner = {
             let job_tx = job_tx.clone();
             s.spawn(move || {
                 let r = plan_jobs(
-                    placed, layout, plan, ranged, target, job_tx, copy_tx, finals, stop, stats,
+                    placed, checker, plan, ranged, target, job_tx, copy_tx, finals, stop, stats,
                 );
                 if r.is_err() {
                     stop.store(true, Ordering::Release);
@@ -354,7 +352,7 @@ pub fn write(
             s.spawn(move || {
                 let r = copy_local(
                     placed,
-                    layout,
+                    checker,
                     from,
                     target,
                     target_path,
@@ -371,8 +369,8 @@ pub fn write(
             })
         };
         drop(job_tx);
-        let checker = s.spawn(move || {
-            let r = read_back(target, target_path, placed, finals, stop, image);
+        let reader = s.spawn(move || {
+            let r = verify::read_back(target, target_path, placed, checker, finals, stop);
             if r.is_err() {
                 // A read-back that failed makes the rest of the download pointless.
                 stop.store(true, Ordering::Release);
@@ -381,7 +379,7 @@ pub fn write(
         });
         let fetched = fetch(
             src,
-            index.layout,
+            checker,
             placed,
             job_rx,
             data,
@@ -402,7 +400,7 @@ pub fn write(
         };
         let planned = joined(planner, "planning");
         let copied = joined(copier, "copying");
-        let checked = checker
+        let checked = reader
             .join()
             .unwrap_or_else(|_| Err(chunk_err(0, "the read-back thread panicked")));
         // The first failure stops the others: the planner, the copier and the read-back
@@ -438,18 +436,18 @@ struct Stats {
 /// looked up further.
 fn scan_plan(
     placed: &[Placed],
-    layout: Layout,
+    checker: &Checker,
     target: &File,
     active: Option<&Active<'_>>,
 ) -> (Vec<Plan>, Lookup) {
     let every: HashSet<[u8; 32]> = placed.iter().map(|p| p.chunk.sha256).collect();
     let (mut plan, found) = std::thread::scope(|s| {
         let every = &every;
-        let scan = active.map(|a| s.spawn(move || scan_active(a.file, a.size, layout, every)));
+        let scan = active.map(|a| s.spawn(move || scan_active(a.file, a.size, checker, every)));
         let plan: Vec<Plan> = placed
             .iter()
             .map(|p| {
-                if target_holds(target, layout, p) {
+                if target_holds(target, checker, p) {
                     Plan::Target
                 } else {
                     Plan::Fetch
@@ -485,8 +483,20 @@ fn scan_plan(
 }
 
 /// Whether the target slot already holds chunk `p` at its place.
-fn target_holds(target: &File, layout: Layout, p: &Placed) -> bool {
-    read_at(target, p.offset, p.chunk.len).is_some_and(|b| layout.digest(&b) == p.chunk.sha256)
+fn target_holds(target: &File, checker: &Checker, p: &Placed) -> bool {
+    read_at(target, p.offset, p.chunk.len).is_some_and(|b| checker.holds(&p.chunk, &b))
+}
+
+/// Whether the target slot holds `bytes` at `offset`. Its first block is compared first: a
+/// chunk that differs (a blank slot) costs one block's read, not the chunk's.
+fn target_equals(target: &File, offset: u64, bytes: &[u8]) -> bool {
+    let head = bytes.len().min(index::BLOCK);
+    if read_at(target, offset, head as u32).as_deref() != Some(&bytes[..head]) {
+        return false;
+    }
+    head == bytes.len()
+        || read_at(target, offset + head as u64, (bytes.len() - head) as u32).as_deref()
+            == Some(&bytes[head..])
 }
 
 /// Hands each chunk to where it is done: final when the target holds it, to the copier, or to
@@ -494,7 +504,7 @@ fn target_holds(target: &File, layout: Layout, p: &Placed) -> bool {
 #[allow(clippy::too_many_arguments)]
 fn plan_jobs(
     placed: &[Placed],
-    layout: Layout,
+    checker: &Checker,
     plan: &[Plan],
     ranged: Option<Vec<Range>>,
     target: &File,
@@ -541,7 +551,7 @@ fn plan_jobs(
                 let _ = copy_tx.send((i, *at));
             }
             Plan::Fetch => {}
-            Plan::CheckTarget if target_holds(target, layout, p) => {
+            Plan::CheckTarget if target_holds(target, checker, p) => {
                 stats.in_target.fetch_add(1, Ordering::Relaxed);
                 finals[i].store(true, Ordering::Release);
             }
@@ -561,7 +571,7 @@ const COPY_SYNC: u64 = 16 << 20;
 #[allow(clippy::too_many_arguments)]
 fn copy_local(
     placed: &[Placed],
-    layout: Layout,
+    checker: &Checker,
     active: Option<(&File, &Path)>,
     target: &File,
     target_path: &Path,
@@ -597,14 +607,18 @@ fn copy_local(
             // Another part failed and reports why.
             return Ok(written);
         }
-        // The running slot's copy is hashed; the target's bytes are then only compared with
-        // it (one hash per chunk, not two).
-        let copy = active
-            .and_then(|(file, _)| read_at(file, at, p.chunk.len))
-            .filter(|b| layout.digest(b) == p.chunk.sha256);
+        // The running slot's copy is hashed (zeros need no copy); the target's bytes are then
+        // only compared with it (one hash per chunk, not two).
+        let copy = if checker.is_zero_chunk(&p.chunk) {
+            Some(vec![0u8; p.chunk.len as usize])
+        } else {
+            active
+                .and_then(|(file, _)| read_at(file, at, p.chunk.len))
+                .filter(|b| checker.holds(&p.chunk, b))
+        };
         let held = match &copy {
-            Some(bytes) => read_at(target, p.offset, p.chunk.len).as_ref() == Some(bytes),
-            None => target_holds(target, layout, p),
+            Some(bytes) => target_equals(target, p.offset, bytes),
+            None => target_holds(target, checker, p),
         };
         if held {
             stats.in_target.fetch_add(1, Ordering::Relaxed);
@@ -709,7 +723,7 @@ fn announce(
 #[allow(clippy::too_many_arguments)]
 fn fetch(
     src: &mut dyn Source,
-    layout: Layout,
+    checker: &Checker,
     placed: &[Placed],
     jobs: std::sync::mpsc::Receiver<Job>,
     data: u64,
@@ -786,7 +800,7 @@ fn fetch(
             let out = frames
                 .decompress(&frame, p.chunk.len)
                 .map_err(|e| chunk_err(p.offset, e))?;
-            if layout.digest(&out) != p.chunk.sha256 {
+            if !checker.holds(&p.chunk, &out) {
                 return Err(chunk_err(
                     p.offset,
                     "its sha256 differs from the signed index (tampered or corrupt)",
@@ -805,71 +819,6 @@ fn fetch(
     settle(&mut unsynced)?;
     progress.update(fetched, true);
     Ok(written)
-}
-
-/// Largest run of final chunks read back at once: one large read instead of one per chunk
-/// (4 KiB directory blocks are chunks of their own, and dropping a chunk's pages just before
-/// reading it also dropped the kernel's read-ahead of the next).
-const READ_BACK_RUN: u64 = 8 << 20;
-
-/// Reads the image back from `target` in order, in runs of final chunks, each run's pages
-/// dropped from the cache first, and checks the whole against the manifest's sha256.
-fn read_back(
-    target: &File,
-    path: &Path,
-    placed: &[Placed],
-    finals: &[AtomicBool],
-    stop: &AtomicBool,
-    image: &ImageInfo,
-) -> Result<(), UpdateError> {
-    let mut hasher = Sha256::new();
-    let mut buf = Vec::new();
-    let mut size = 0u64;
-    let mut next = 0usize;
-    while next < placed.len() {
-        while !finals[next].load(Ordering::Acquire) {
-            if stop.load(Ordering::Acquire) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        // The run: this chunk and the final ones after it, up to READ_BACK_RUN bytes.
-        let start = placed[next].offset;
-        let mut end = next + 1;
-        while end < placed.len()
-            && finals[end].load(Ordering::Acquire)
-            && placed[end].offset + u64::from(placed[end].chunk.len) - start <= READ_BACK_RUN
-        {
-            end += 1;
-        }
-        let last = &placed[end - 1];
-        let len = last.offset + u64::from(last.chunk.len) - start;
-        let _ = nix::fcntl::posix_fadvise(
-            target.as_fd(),
-            start as i64,
-            len as i64,
-            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-        );
-        buf.resize(len as usize, 0);
-        target
-            .read_exact_at(&mut buf, start)
-            .map_err(|source| UpdateError::Target {
-                path: path.to_path_buf(),
-                action: "read back",
-                source,
-            })?;
-        hasher.update(&buf);
-        size += len;
-        next = end;
-    }
-    let got = fleet_bundle::hex(&hasher.finalize());
-    if size != image.size || got != image.sha256 {
-        return Err(UpdateError::VerifyFailed {
-            path: path.to_path_buf(),
-            got,
-        });
-    }
-    Ok(())
 }
 
 fn write_chunk(target: &File, path: &Path, p: &Placed, bytes: &[u8]) -> Result<u64, UpdateError> {

@@ -379,7 +379,6 @@ fn install_source(
                 &prep.target,
                 active,
                 dictionary.as_deref(),
-                &manifest.rootfs,
             )?;
             lookup = Some(w.lookup);
             w.bytes

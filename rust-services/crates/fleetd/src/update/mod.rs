@@ -11,6 +11,7 @@ pub mod slot_index;
 pub mod slots;
 pub mod source;
 pub mod trial;
+pub mod verify;
 
 use std::path::PathBuf;
 
