@@ -511,7 +511,7 @@ fn sample(
         |e| io_at(input, "read")(e),
         |chunk| {
             n += 1;
-            if n % stride == 0 && chunk.iter().any(|&b| b != 0) {
+            if n % stride == 0 && !index::is_zeros(chunk) {
                 samples.extend_from_slice(chunk);
                 sizes.push(chunk.len());
             }

@@ -14,17 +14,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use fleet_bundle::index::{Chunk, Index, Layout, Placed};
+use fleet_bundle::index::{Chunk, Index, Layout, Placed, is_zeros};
 use sha2::{Digest, Sha256};
 
 use super::UpdateError;
-
-/// Whether every byte is zero: OR-folded in 256-byte pieces, a loop the compiler vectorizes.
-pub fn is_zeros(bytes: &[u8]) -> bool {
-    bytes
-        .chunks(256)
-        .all(|piece| piece.iter().fold(0u8, |acc, &b| acc | b) == 0)
-}
 
 /// The index's chunks checked against bytes, zero chunks without hashing.
 pub struct Checker {
