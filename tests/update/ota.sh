@@ -3,10 +3,11 @@
 # sends is in its access log ($body_bytes_sent), which is what the cases count. fleetd reads
 # the bundle with Range requests and fetches only the chunks neither slot holds.
 
+ota_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # serve DIR [RATE] [tls]: nginx on a free loopback port serving DIR (limit_rate RATE; with
 # tls: https with a certificate for 127.0.0.1 from the test's own CA, $work/ca/ca.crt); sets
-# $base.
+# $base. SERVE_EXTRA: more directives for its server block.
 serve() {
   local dir=$1 rate=${2:-0} tls=${3:-} n=$work/nginx port listen scheme=http
   mkdir -p "$n"; : >"$n/access.log"
@@ -31,7 +32,7 @@ http {
   log_format bytes '\$status \$body_bytes_sent "\$http_range"';
   access_log $n/access.log bytes;
   client_body_temp_path $n; proxy_temp_path $n; fastcgi_temp_path $n; uwsgi_temp_path $n; scgi_temp_path $n;
-  server { $listen root $dir; limit_rate $rate; }
+  server { $listen root $dir; limit_rate $rate; ${SERVE_EXTRA:-} }
 }
 EOF
   "${run[@]}" nginx -c "$n/nginx.conf" -p "$n" || return 1
@@ -103,6 +104,32 @@ r = json.load(sys.stdin); sent, total = int(sys.argv[1]), int(sys.argv[2])
 assert r["bytes_downloaded"] == sent, ("fetched", r["bytes_downloaded"], "nginx sent", sent)
 assert sent < total * 0.25, ("one package added: fetched", sent, "of", total)
 print("adaptive (one package added): fetched", sent, "of", total, "bytes (%.1f%%)" % (100.0 * sent / total))' "$(sent)" "$total" >>"$work/figures"
+  # The small ranges went several per request, answered multipart/byteranges.
+  local multi
+  multi=$(awk '$1 == 206 && $3 ~ /,/' "$work/nginx/access.log" | wc -l)
+  [ "$multi" -ge 1 ] || die "no request asked several ranges: $(tr '\n' ';' <"$work/nginx/access.log")"
+  echo "adaptive: $(wc -l <"$work/nginx/access.log") requests, $multi of them for several ranges" >>"$work/figures"
+  unserve
+}
+
+# A server that answers several ranges in one request with the whole file (nginx's
+# max_ranges 1 does what S3 documents: one range per request; a 200 is the worst answer):
+# fleetd asks with a HEAD first (no body), then asks every range alone; the install is the same.
+ota_one_range_per_request() {
+  ota_fixtures; ota_root ota16
+  SERVE_EXTRA='max_ranges 1;' serve "$work/ota/www" || die "nginx"
+  local out log=$work/nginx/access.log
+  out=$(fleetd --root "$work/ota16" update install "$base/v2.fleet" 2>"$work/ota16.err") ||
+    die "install: $(tail -n 3 "$work/ota16.err")"
+  ota_check_b ota16
+  grep -q 'several ranges in one request answered HTTP 200.*one range per request from now on' "$work/ota16.err" ||
+    die "no fallback logged: $(grep -i range "$work/ota16.err" | tail -n 3)"
+  [ "$(awk '$3 ~ /,/' "$log" | wc -l)" = 1 ] && [ "$(awk '$1 == 200' "$log" | wc -l)" = 1 ] ||
+    die "expected one multi-range probe answered 200: $(tr '\n' ';' <"$log")"
+  [ "$(awk '$1 == 200 {print $2}' "$log")" = 0 ] || die "the probe's answer had a body: $(tr '\n' ';' <"$log")"
+  [ "$(ota_json_field "$out" bytes_downloaded)" = "$(sent)" ] ||
+    die "bytes_downloaded $(ota_json_field "$out" bytes_downloaded), nginx sent $(sent)"
+  echo "one range per request (nginx max_ranges 1): the HEAD probe answered 200 without a body; $(awk '$1 == 206' "$log" | wc -l) range requests, $(sent) bytes" >>"$work/figures"
   unserve
 }
 
@@ -141,23 +168,8 @@ ota_no_ranges() { # python's http.server answers 200 to a Range request: refused
 }
 
 # ota_twice LOG1 LOG2: bytes of the bundle nginx sent in both logs (the overlap of the ranges
-# it sent: range start plus the body bytes it logged, a killed transfer included).
-ota_twice() {
-  python3 - "$1" "$2" <<'EOF2'
-import re, sys
-def ranges(path):
-    out = []
-    for line in open(path):
-        m = re.match(r'^(\d+) (\d+) "bytes=(\d+)-', line)
-        if m and int(m.group(2)):
-            out.append((int(m.group(3)), int(m.group(3)) + int(m.group(2))))
-        elif line.split()[0] == "200":
-            out.append((0, int(line.split()[1])))
-    return out
-a, b = ranges(sys.argv[1]), ranges(sys.argv[2])
-print(sum(max(0, min(x1, y1) - max(x0, y0)) for x0, x1 in a for y0, y1 in b))
-EOF2
-}
+# it sent, a killed transfer included).
+ota_twice() { python3 "$ota_dir/access_log.py" overlap "$1" "$2"; }
 # ota_largest_chunk BUNDLE: the largest compressed chunk in its rootfs.index (fleet-bundle's
 # index.rs: magic, block size, count, then per chunk u32 length, u32 compressed length and the
 # sha256: 32 bytes after magic FLEETIX1, 16 after FLEETIX2).
@@ -174,19 +186,14 @@ EOF2
 }
 # ota_fetched_dict LOG BUNDLE: bytes of the bundle's rootfs.dict that nginx sent in LOG.
 ota_fetched_dict() {
-  python3 - "$1" "$2" <<'EOF2'
-import re, sys, tarfile
-with tarfile.open(sys.argv[2]) as t:
+  local at
+  at=$(python3 -c '
+import sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
     m = t.getmember("rootfs.dict")
-d0, d1 = m.offset_data, m.offset_data + m.size
-n = 0
-for line in open(sys.argv[1]):
-    r = re.match(r'^\d+ (\d+) "bytes=(\d+)-', line)
-    if r:
-        a = int(r.group(2)); b = a + int(r.group(1))
-        n += max(0, min(b, d1) - max(a, d0))
-print(n)
-EOF2
+print(m.offset_data, m.offset_data + m.size)' "$2")
+  # shellcheck disable=SC2086 # two numbers
+  python3 "$ota_dir/access_log.py" within "$1" $at
 }
 # ota_kill_mid NAME: starts an install on device NAME from the slowed nginx and SIGKILLs it
 # in its second range (after the head and a first 4 MiB range). What sat in the sockets then
@@ -328,7 +335,9 @@ ota_stored_index() { # the same install with and without slot A's kept index: th
   serve "$work/ota/www" || die "nginx"
   local scan indexed sent_scan
   scan=$(fleetd --root "$work/ota10" update install "$base/v2.fleet" 2>"$work/ota10.err") || die "install: $scan"
-  sent_scan=$(sent)
+  # The bundle's bytes, not the bodies: several ranges per request are grouped as they come,
+  # and each group's multipart framing differs with the grouping.
+  sent_scan=$(python3 "$ota_dir/access_log.py" bundle "$work/nginx/access.log")
   [ "$(ota_json_field "$scan" running_slot_lookup)" = scan ] || die "without an index: $scan"
   grep -q 'scanned (no kept chunk index)' "$work/ota10.err" || die "no scan logged"
   [ -s "$work/ota10/var/lib/fleet/slot-index-B" ] || die "the install kept no index of slot B"
@@ -342,10 +351,11 @@ assert (b["slot"], b["version"]) == ("B", "2.1"), b' || die "slot B's index bind
   grep -q 'kept chunk index used, no scan' "$work/ota11.err" || die "not logged"
   ! grep -q 'scanned' "$work/ota11.err" || die "scanned despite the index"
   [ "$(ota_json_field "$indexed" bytes_downloaded)" = "$(sent)" ] || die "fleetd's count differs from nginx's"
-  [ "$(sent)" = "$sent_scan" ] || die "downloaded $(sent) bytes with the index, $sent_scan with the scan"
+  [ "$(python3 "$ota_dir/access_log.py" bundle "$work/nginx/access.log")" = "$sent_scan" ] ||
+    die "downloaded $(python3 "$ota_dir/access_log.py" bundle "$work/nginx/access.log") bytes of the bundle with the index, $sent_scan with the scan"
   grep -q '; 0 local copies did not match' "$work/ota11.err" || die "a local copy mismatched: $(grep 'did not match' "$work/ota11.err")"
   ota_check_b ota10; ota_check_b ota11; ota_slot_b_is_v2 ota11
-  echo "kept index of slot A: no scan, $sent_scan bytes downloaded with and without it" >>"$work/figures"
+  echo "kept index of slot A: no scan, $sent_scan bytes of the bundle downloaded with and without it" >>"$work/figures"
   unserve
 }
 

@@ -5,6 +5,7 @@
 //! smuggling (`Transfer-Encoding` with `Content-Length`) with 400 before a handler runs, and
 //! on the client side refuses bad framing and bodies cut short.
 
+pub mod byteranges;
 pub mod client;
 pub mod server;
 #[cfg(feature = "tls")]

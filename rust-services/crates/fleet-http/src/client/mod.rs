@@ -217,6 +217,10 @@ impl Request {
         Request::new(Method::GET, target)
     }
 
+    pub fn head(target: impl Into<String>) -> Request {
+        Request::new(Method::HEAD, target)
+    }
+
     /// Adds a header (an invalid name or value fails the call with [`Error::Request`]).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request {
         self.headers.push((name.into(), value.into()));

@@ -7,6 +7,7 @@ pub mod check;
 pub mod chunked;
 pub mod head;
 pub mod install;
+mod multirange;
 pub mod slot_index;
 pub mod slots;
 pub mod source;

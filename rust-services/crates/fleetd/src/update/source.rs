@@ -9,7 +9,9 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::multirange::Group;
 use fleet_fs::Root;
+use fleet_http::byteranges;
 use fleet_http::client::{Client, Proxy, Request, Response, Timeouts};
 use fleet_http::tls::{Tls, TrustSource};
 
@@ -49,6 +51,17 @@ pub trait Source: Send {
     /// announced): a URL sends their request now, so the link does not idle between two
     /// small ranges while each request makes its round trip.
     fn prefetch(&mut self, _offset: u64, _len: u64) {}
+    /// How many ranges one request may ask (1: a request per range).
+    fn ranges_per_request(&mut self) -> usize {
+        1
+    }
+    /// [`Source::prefetch`] of each range, in one request where the source can
+    /// (at most [`Source::ranges_per_request`] of them).
+    fn prefetch_all(&mut self, ranges: &[(u64, u64)]) {
+        for &(offset, len) in ranges {
+            self.prefetch(offset, len);
+        }
+    }
     /// Bytes [offset, offset + len) as a reader, handed over as they arrive.
     fn stream(&mut self, offset: u64, len: u64) -> Result<Box<dyn Read + '_>, SourceError> {
         Ok(Box::new(io::Cursor::new(self.read_range(offset, len)?)))
@@ -127,14 +140,41 @@ pub struct HttpSource {
     head: Option<(u64, Vec<u8>)>,
     /// Range requests sent ahead of their turn ([`Source::prefetch`]), oldest first.
     ahead: VecDeque<Ahead>,
+    /// Set when the server did not answer several ranges in one request as asked.
+    one_range_per_request: bool,
+    /// A `HEAD` asking two ranges, sent when the source opens: its answer says, before the
+    /// ranges are planned and without a body, whether the server answers several ranges per
+    /// request.
+    probe: Option<Answer>,
 }
 
-/// A range request sent ahead: its answer is taken when that range is opened.
-struct Ahead {
-    offset: u64,
-    len: u64,
-    answer: tokio::task::JoinHandle<Result<Response, fleet_http::client::Error>>,
+/// A request sent ahead of its turn.
+type Answer = tokio::task::JoinHandle<Result<Response, fleet_http::client::Error>>;
+
+/// Requests sent ahead: their answers are taken when their ranges are opened.
+enum Ahead {
+    Range {
+        offset: u64,
+        len: u64,
+        answer: Answer,
+    },
+    Group(Group),
 }
+
+impl Ahead {
+    /// Drops a request whose ranges were read another way.
+    fn abort(self) {
+        match self {
+            Ahead::Range { answer, .. } => answer.abort(),
+            // Its task is aborted when it is dropped.
+            Ahead::Group(_) => {}
+        }
+    }
+}
+
+/// Ranges asked in one request, at most (a `Range` header of ~700 bytes: nginx reads a
+/// request header of up to 8 KiB).
+const RANGES_PER_REQUEST: usize = 32;
 
 /// What the first request fetches: the manifest, the signature and the index's start. The
 /// install reads the bundle's head in steps of this size, so that answer is reused.
@@ -185,10 +225,21 @@ impl HttpSource {
             fetched: 0,
             head: None,
             ahead: VecDeque::new(),
+            one_range_per_request: false,
+            probe: None,
         };
         let (total, bytes) = src.fetch(0, probe.max(1), None)?;
         src.len = total;
         src.head = Some((0, bytes));
+        if total > 2 {
+            // Answered while the head is read.
+            let probe = Self::asking(
+                Request::head(src.url.clone()),
+                byteranges::range_header(&[(0, 1), (2, 1)]),
+            );
+            let client = src.client.clone();
+            src.probe = Some(src.runtime.spawn(async move { client.send(probe).await }));
+        }
         Ok(src)
     }
 
@@ -206,27 +257,73 @@ impl HttpSource {
 
     /// The request of bytes [offset, end] of `url`.
     fn range_request(url: &str, offset: u64, end: u64) -> Request {
-        Request::get(url.to_string())
-            .header("Range", format!("bytes={offset}-{end}"))
-            .timeouts(Timeouts {
-                connect: Duration::from_secs(10),
-                response: Some(Duration::from_secs(30)),
-                idle: Some(Duration::from_secs(30)),
-                total: None,
-            })
+        Self::asking(Request::get(url), format!("bytes={offset}-{end}"))
+    }
+
+    /// `request` with this `Range` header and the source's timeouts.
+    fn asking(request: Request, range: String) -> Request {
+        request.header("Range", range).timeouts(Timeouts {
+            connect: Duration::from_secs(10),
+            response: Some(Duration::from_secs(30)),
+            idle: Some(Duration::from_secs(30)),
+            total: None,
+        })
     }
 
     /// The request sent ahead for exactly this range, if any; those announced before it and
     /// not taken are dropped (their ranges were read another way).
-    fn take_ahead(&mut self, offset: u64, len: u64) -> Option<Ahead> {
+    fn take_ahead(&mut self, offset: u64, len: u64) -> Option<Answer> {
+        let at = self.ahead.iter().position(
+            |a| matches!(a, Ahead::Range { offset: o, len: l, .. } if (*o, *l) == (offset, len)),
+        )?;
+        for stale in self.ahead.drain(..at) {
+            stale.abort();
+        }
+        match self.ahead.pop_front() {
+            Some(Ahead::Range { answer, .. }) => Some(answer),
+            _ => None,
+        }
+    }
+
+    /// The bytes of a range asked with others in one request ([`Source::prefetch_all`]), once
+    /// its part is in; `None` when no such request asked it or its answer ended without it
+    /// (the range is then asked alone).
+    fn take_from_group(&mut self, offset: u64, len: u64) -> Option<Vec<u8>> {
         let at = self
             .ahead
             .iter()
-            .position(|a| a.offset == offset && a.len == len)?;
+            .position(|a| matches!(a, Ahead::Group(g) if g.asks(offset, len)))?;
         for stale in self.ahead.drain(..at) {
-            stale.answer.abort();
+            stale.abort();
         }
-        self.ahead.pop_front()
+        let Some(Ahead::Group(group)) = self.ahead.front_mut() else {
+            return None;
+        };
+        let bytes = group.take(&self.runtime, offset, len);
+        let (received, unsupported) = (group.take_received(), group.take_unsupported());
+        if group.asks_last(offset, len) {
+            self.ahead.pop_front();
+        }
+        self.fetched += received;
+        if let Some(why) = unsupported {
+            self.one_range_per_request(&why);
+        }
+        bytes
+    }
+
+    /// Whether a range may be asked ahead: not empty, inside the bundle, and not starting in
+    /// the kept head (that range, the rootfs entry's first, is asked for its rest only when
+    /// its turn comes: [`Source::stream`]).
+    fn worth_asking_ahead(&self, offset: u64, len: u64) -> bool {
+        len > 0 && offset + len <= self.len && self.kept(offset, len).is_empty()
+    }
+
+    fn one_range_per_request(&mut self, why: &str) {
+        log::info!(
+            "{}: several ranges in one request answered {why}: one range per request from now on",
+            self.url
+        );
+        self.one_range_per_request = true;
     }
 
     /// One range request with redirects, up to the response header: the server's total
@@ -247,7 +344,7 @@ impl HttpSource {
             let answer = match ahead.take() {
                 Some(a) => self
                     .runtime
-                    .block_on(a.answer)
+                    .block_on(a)
                     .map_err(|e| http(format!("the request sent ahead: {e}")))?,
                 None => {
                     let request = Self::range_request(&url, offset, end);
@@ -390,7 +487,7 @@ fn retryable(e: &SourceError) -> bool {
 
 /// The error and its causes on one line (the HTTP client's text names the URL; the cause
 /// says what happened).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -401,14 +498,20 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// A response's `Content-Type` (empty when it has none).
+pub(super) fn content_type(response: &Response) -> String {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// `bytes START-END/TOTAL` naming the range asked for (or its part before the end of the
 /// file); returns TOTAL and the last byte.
 fn parse_content_range(value: &str, start: u64, end: u64) -> Option<(u64, u64)> {
-    let rest = value.trim().strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (a, b) = range.split_once('-')?;
-    let total: u64 = total.parse().ok()?;
-    let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+    let (a, b, total) = byteranges::content_range(value)?;
     // A server may shorten a range that runs past the end.
     (a == start && (b == end || (b + 1 == total && b < end))).then_some((total, b))
 }
@@ -473,7 +576,7 @@ impl Source for HttpSource {
         self.fetched
     }
     fn prefetch(&mut self, offset: u64, len: u64) {
-        if len == 0 || offset + len > self.len {
+        if !self.worth_asking_ahead(offset, len) {
             return;
         }
         let request = Self::range_request(&self.url, offset, offset + len - 1);
@@ -482,16 +585,65 @@ impl Source for HttpSource {
         let answer = self
             .runtime
             .spawn(async move { client.send(request).await });
-        self.ahead.push_back(Ahead {
+        self.ahead.push_back(Ahead::Range {
             offset,
             len,
             answer,
         });
     }
+    fn ranges_per_request(&mut self) -> usize {
+        if let Some(probe) = self.probe.take() {
+            let refused = match self.runtime.block_on(probe) {
+                Ok(Ok(mut answer)) => {
+                    let (status, kind) = (answer.status().as_u16(), content_type(&answer));
+                    if status == 206 && byteranges::boundary(&kind).is_some() {
+                        // Read to its (empty) end: the connection serves the next request.
+                        let _ = self.runtime.block_on(answer.chunk());
+                        None
+                    } else {
+                        Some(format!("HTTP {status}, Content-Type {kind:?} (to HEAD)"))
+                    }
+                }
+                Ok(Err(e)) => Some(error_chain(&e)),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = refused {
+                self.one_range_per_request(&why);
+            }
+        }
+        if self.one_range_per_request {
+            1
+        } else {
+            RANGES_PER_REQUEST
+        }
+    }
+    fn prefetch_all(&mut self, ranges: &[(u64, u64)]) {
+        let ranges: Vec<(u64, u64)> = ranges
+            .iter()
+            .copied()
+            .filter(|&(offset, len)| self.worth_asking_ahead(offset, len))
+            .collect();
+        if ranges.len() < 2 || self.one_range_per_request {
+            for (offset, len) in ranges {
+                self.prefetch(offset, len);
+            }
+            return;
+        }
+        for ranges in ranges.chunks(RANGES_PER_REQUEST) {
+            let request = Self::asking(Request::get(&self.url), byteranges::range_header(ranges));
+            let group = Group::send(&self.runtime, self.client.clone(), request, ranges.to_vec());
+            self.ahead.push_back(Ahead::Group(group));
+        }
+    }
     fn stream(&mut self, offset: u64, len: u64) -> Result<Box<dyn Read + '_>, SourceError> {
         // A range starting in the kept head (the first one of the rootfs entry) takes what it
         // holds and streams the rest, so a break there resumes from its byte as any other.
         let kept = self.kept(offset, len).to_vec();
+        if kept.is_empty()
+            && let Some(bytes) = self.take_from_group(offset, len)
+        {
+            return Ok(Box::new(io::Cursor::new(bytes)));
+        }
         let rest = HttpRange {
             src: self,
             pos: offset + kept.len() as u64,

@@ -87,7 +87,9 @@ const READ_BACK_RUN: u64 = 8 << 20;
 /// each run's pages dropped from the cache first, and checks it against the signed index.
 /// Not in image order: a chunk is checked as soon as it is final, so the check keeps up with
 /// the copies while the download still fills the gaps (a whole-image hash would wait for the
-/// download's last chunk before hashing everything after it).
+/// download's last chunk before hashing everything after it). The next run is asked of the
+/// media (its pages dropped, then read ahead by the kernel) before the current one is
+/// checked, so the reads and the hashing overlap.
 pub fn read_back(
     target: &File,
     path: &Path,
@@ -100,33 +102,20 @@ pub fn read_back(
     // Chunks before this one are all checked.
     let mut first = 0usize;
     let mut buf = Vec::new();
+    // A run asked ahead: its pages dropped and being read.
+    let mut ahead: Option<(usize, usize)> = None;
     while first < placed.len() {
         let mut progress = false;
-        let mut i = first;
-        while i < placed.len() {
-            if checked[i] || !finals[i].load(Ordering::Acquire) {
-                i += 1;
-                continue;
-            }
-            // The run: this final chunk and the final, unchecked ones right after it.
+        let mut from = first;
+        while let Some((i, end)) = ahead.take().or_else(|| {
+            next_run(placed, &checked, finals, from).inspect(|&r| ask(target, placed, r))
+        }) {
             let start = placed[i].offset;
-            let mut end = i + 1;
-            while end < placed.len()
-                && !checked[end]
-                && finals[end].load(Ordering::Acquire)
-                && placed[end].offset + u64::from(placed[end].chunk.len) - start <= READ_BACK_RUN
-            {
-                end += 1;
-            }
             let last = &placed[end - 1];
-            let len = last.offset + u64::from(last.chunk.len) - start;
-            let _ = nix::fcntl::posix_fadvise(
-                target.as_fd(),
-                start as i64,
-                len as i64,
-                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+            buf.resize(
+                (last.offset + u64::from(last.chunk.len) - start) as usize,
+                0,
             );
-            buf.resize(len as usize, 0);
             target
                 .read_exact_at(&mut buf, start)
                 .map_err(|source| UpdateError::Target {
@@ -134,6 +123,10 @@ pub fn read_back(
                     action: "read back",
                     source,
                 })?;
+            ahead = next_run(placed, &checked, finals, end);
+            if let Some(next) = ahead {
+                ask(target, placed, next);
+            }
             for (k, p) in placed[i..end].iter().enumerate() {
                 let at = (p.offset - start) as usize;
                 if !checker.holds(&p.chunk, &buf[at..at + p.chunk.len as usize]) {
@@ -148,7 +141,7 @@ pub fn read_back(
                 checked[i + k] = true;
             }
             progress = true;
-            i = end;
+            from = end;
         }
         while first < placed.len() && checked[first] {
             first += 1;
@@ -161,6 +154,42 @@ pub fn read_back(
         }
     }
     Ok(())
+}
+
+/// The first final, unchecked chunk at or after `from` and the final, unchecked ones right
+/// after it (within [`READ_BACK_RUN`]): the chunks `[i, end)`.
+fn next_run(
+    placed: &[Placed],
+    checked: &[bool],
+    finals: &[AtomicBool],
+    from: usize,
+) -> Option<(usize, usize)> {
+    let usable = |k: usize| !checked[k] && finals[k].load(Ordering::Acquire);
+    let i = (from..placed.len()).find(|&k| usable(k))?;
+    let start = placed[i].offset;
+    let mut end = i + 1;
+    while end < placed.len()
+        && usable(end)
+        && placed[end].offset + u64::from(placed[end].chunk.len) - start <= READ_BACK_RUN
+    {
+        end += 1;
+    }
+    Some((i, end))
+}
+
+/// Drops the run's pages from the cache (they were synced: clean) and asks the kernel to read
+/// them again from the media, without waiting.
+fn ask(target: &File, placed: &[Placed], (i, end): (usize, usize)) {
+    let start = placed[i].offset;
+    let last = &placed[end - 1];
+    let len = (last.offset + u64::from(last.chunk.len) - start) as i64;
+    for advice in [
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+    ] {
+        // Advice only: without it the run is still read (from the cache, or the media).
+        let _ = nix::fcntl::posix_fadvise(target.as_fd(), start as i64, len, advice);
+    }
 }
 
 #[cfg(test)]
