@@ -604,8 +604,10 @@ fn plan_jobs(
     Ok(0)
 }
 
-/// Copies written but not yet synced, at most (the read-back must see the device).
-const COPY_SYNC: u64 = 16 << 20;
+/// Copies handed to the sync thread at once (the read-back must see the device). With one
+/// batch syncing and one queued, at most twice this is dirty: what a fetcher's sync, which
+/// flushes the whole target, may have to wait for.
+const COPY_SYNC: u64 = 8 << 20;
 
 /// Copies chunks from the running slot: each is read from the running slot and hashed again,
 /// left alone when the target already holds the same bytes, else written; one whose copy no longer
@@ -970,8 +972,20 @@ mod tests {
         idx.placed().zip(fetch.iter().copied()).collect()
     }
 
-    /// Records what was announced.
-    struct Announced(Vec<(u64, u64)>);
+    /// Records the requests sent ahead: the ranges each asks.
+    struct Announced {
+        per_request: usize,
+        requests: Vec<Vec<(u64, u64)>>,
+    }
+
+    impl Announced {
+        fn new(per_request: usize) -> Announced {
+            Announced {
+                per_request,
+                requests: Vec::new(),
+            }
+        }
+    }
 
     impl Source for Announced {
         fn name(&self) -> String {
@@ -990,8 +1004,11 @@ mod tests {
         fn fetched(&self) -> u64 {
             0
         }
-        fn prefetch(&mut self, offset: u64, len: u64) {
-            self.0.push((offset, len));
+        fn ranges_per_request(&mut self) -> usize {
+            self.per_request
+        }
+        fn prefetch_all(&mut self, ranges: &[(u64, u64)]) {
+            self.requests.push(ranges.to_vec());
         }
     }
 
@@ -1004,7 +1021,7 @@ mod tests {
 
     #[test]
     fn small_ranges_are_requested_ahead_within_the_bounds() {
-        let mut src = Announced(Vec::new());
+        let mut src = Announced::new(1);
         let mut queue: std::collections::VecDeque<Job> = (0..20u64)
             .map(|i| job(i * 10_000, i * 10_000 + 3_000))
             .collect();
@@ -1012,13 +1029,13 @@ mod tests {
         announce(&mut src, 100, &queue, &mut announced);
         // 16 requests at most (3 KB each: well within the byte bound); offsets in the bundle.
         assert_eq!(announced, AHEAD_REQUESTS);
-        assert_eq!(src.0[0], (100, 3_000));
+        assert_eq!(src.requests[0], [(100, 3_000)]);
         // The first is taken: one more is announced, none twice.
         queue.pop_front();
         announced -= 1;
         announce(&mut src, 100, &queue, &mut announced);
-        assert_eq!(src.0.len(), AHEAD_REQUESTS + 1);
-        assert_eq!(src.0[AHEAD_REQUESTS], (100 + 160_000, 3_000));
+        assert_eq!(src.requests.len(), AHEAD_REQUESTS + 1);
+        assert_eq!(src.requests[AHEAD_REQUESTS], [(100 + 160_000, 3_000)]);
         // A range larger than the byte bound is never requested ahead, nor what follows it.
         let queue: std::collections::VecDeque<Job> = [
             job(0, 1_000),
@@ -1026,42 +1043,14 @@ mod tests {
             job(200_000, 201_000),
         ]
         .into();
-        let (mut src, mut announced) = (Announced(Vec::new()), 0);
+        let (mut src, mut announced) = (Announced::new(1), 0);
         announce(&mut src, 0, &queue, &mut announced);
-        assert_eq!((announced, src.0), (1, vec![(0, 1_000)]));
-    }
-
-    /// Records each request of several ranges.
-    struct Grouped(Vec<Vec<(u64, u64)>>);
-
-    impl Source for Grouped {
-        fn name(&self) -> String {
-            "grouped".into()
-        }
-        fn size(&self) -> u64 {
-            u64::MAX
-        }
-        fn read_range(
-            &mut self,
-            _: u64,
-            _: u64,
-        ) -> Result<Vec<u8>, super::super::source::SourceError> {
-            Ok(Vec::new())
-        }
-        fn fetched(&self) -> u64 {
-            0
-        }
-        fn ranges_per_request(&mut self) -> usize {
-            16
-        }
-        fn prefetch_all(&mut self, ranges: &[(u64, u64)]) {
-            self.0.push(ranges.to_vec());
-        }
+        assert_eq!((announced, src.requests), (1, vec![vec![(0, 1_000)]]));
     }
 
     #[test]
     fn ranges_ahead_go_in_few_requests_when_the_source_can() {
-        let mut src = Grouped(Vec::new());
+        let mut src = Announced::new(16);
         let mut queue: std::collections::VecDeque<Job> = (0..60u64)
             .map(|i| job(i * 10_000, i * 10_000 + 3_000))
             .collect();
@@ -1071,7 +1060,7 @@ mod tests {
         let fit = (AHEAD_BYTES / 3_000) as usize;
         assert_eq!(announced, fit);
         assert_eq!(
-            src.0.iter().map(Vec::len).collect::<Vec<_>>(),
+            src.requests.iter().map(Vec::len).collect::<Vec<_>>(),
             vec![16, fit - 16]
         );
         // Taking ranges one by one sends nothing until half the bytes ahead are free, then one
@@ -1082,10 +1071,10 @@ mod tests {
             announced -= 1;
             announce(&mut src, 0, &queue, &mut announced);
             let sent = if taken < fit - half { 2 } else { 3 };
-            assert_eq!(src.0.len(), sent, "after {taken} taken");
+            assert_eq!(src.requests.len(), sent, "after {taken} taken");
         }
-        assert_eq!(src.0[2].len(), fit - half);
-        assert_eq!(src.0[2][0], (fit as u64 * 10_000, 3_000));
+        assert_eq!(src.requests[2].len(), fit - half);
+        assert_eq!(src.requests[2][0], (fit as u64 * 10_000, 3_000));
         assert_eq!(announced, fit);
     }
 
