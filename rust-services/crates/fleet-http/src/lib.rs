@@ -15,3 +15,16 @@ pub use bytes::Bytes;
 pub use http_body_util::{Either, Full};
 pub use hyper::body::Incoming;
 pub use hyper::{Request, Response, StatusCode, header};
+
+/// An error and its causes on one line, `: `-separated (the client's errors name the URL and
+/// what failed, and keep the cause as their source).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -728,6 +728,14 @@ impl Response {
         &self.url
     }
 
+    /// The `Content-Type` header (empty when there is none or it is not text).
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
     /// The next piece of the body as it arrived; `None` at its (complete) end.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
         loop {

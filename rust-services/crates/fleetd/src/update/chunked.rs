@@ -641,20 +641,82 @@ fn copy_local(
             }
             Ok::<(), UpdateError>(())
         });
-        let copied = copy_chunks(
-            placed,
-            checker,
-            costs,
-            active,
-            target,
-            target_path,
-            rx,
-            job_tx,
-            &sync_tx,
-            finals,
-            stop,
-            stats,
-        );
+        // In a closure of its own: a failed copy still joins the sync thread below.
+        let copied = (|| {
+            let mut late = Jobs {
+                tx: job_tx,
+                placed,
+                open: None,
+                merge_gap: costs.merge_gap,
+            };
+            let mut written = 0u64;
+            let mut unsynced = Unsynced::default();
+            let flush = |unsynced: &mut Unsynced| {
+                unsynced.bytes = 0;
+                if unsynced.chunks.is_empty()
+                    || sync_tx.send(std::mem::take(&mut unsynced.chunks)).is_ok()
+                {
+                    Ok(())
+                } else {
+                    Err(chunk_err(0, "the sync thread stopped"))
+                }
+            };
+            loop {
+                let (i, at) = match rx.try_recv() {
+                    Ok(m) => m,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {
+                        // Nothing queued: make what was copied final before waiting.
+                        flush(&mut unsynced)?;
+                        match rx.recv() {
+                            Ok(m) => m,
+                            Err(_) => break,
+                        }
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                };
+                let p = &placed[i];
+                if stop.load(Ordering::Acquire) {
+                    // Another part failed and reports why.
+                    return Ok(written);
+                }
+                // The running slot's copy is hashed (zeros need no copy); the target's bytes
+                // are then only compared with it (one hash per chunk, not two).
+                let copy = if checker.is_zero_chunk(&p.chunk) {
+                    Some(vec![0u8; p.chunk.len as usize])
+                } else {
+                    active
+                        .and_then(|(file, _)| read_at(file, at, p.chunk.len))
+                        .filter(|b| checker.holds(&p.chunk, b))
+                };
+                let held = match &copy {
+                    Some(bytes) => target_equals(target, p.offset, bytes),
+                    None => target_holds(target, checker, p),
+                };
+                if held {
+                    stats.in_target.fetch_add(1, Ordering::Relaxed);
+                    finals[i].store(true, Ordering::Release);
+                    continue;
+                }
+                let Some(bytes) = copy else {
+                    stats.mismatched.fetch_add(1, Ordering::Relaxed);
+                    log::info!(
+                        "chunk at byte {} of the image: the running slot's copy at byte {at} does not match its hash; fetched instead",
+                        p.offset
+                    );
+                    late.push(i);
+                    continue;
+                };
+                written += write_chunk(target, target_path, p, &bytes)?;
+                stats.copied.fetch_add(1, Ordering::Relaxed);
+                unsynced.push(i, bytes.len() as u64);
+                if unsynced.bytes >= COPY_SYNC {
+                    flush(&mut unsynced)?;
+                }
+            }
+            flush(&mut unsynced)?;
+            late.flush();
+            Ok(written)
+        })();
         drop(sync_tx);
         let synced = syncer
             .join()
@@ -663,95 +725,6 @@ fn copy_local(
         synced?;
         copied
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn copy_chunks(
-    placed: &[Placed],
-    checker: &Checker,
-    costs: RangeCost,
-    active: Option<(&File, &Path)>,
-    target: &File,
-    target_path: &Path,
-    rx: std::sync::mpsc::Receiver<(usize, u64)>,
-    job_tx: std::sync::mpsc::Sender<Job>,
-    sync_tx: &std::sync::mpsc::SyncSender<Vec<usize>>,
-    finals: &[AtomicBool],
-    stop: &AtomicBool,
-    stats: &Stats,
-) -> Result<u64, UpdateError> {
-    let mut late = Jobs {
-        tx: job_tx,
-        placed,
-        open: None,
-        merge_gap: costs.merge_gap,
-    };
-    let mut written = 0u64;
-    let mut unsynced = Unsynced::default();
-    let flush = |unsynced: &mut Unsynced| {
-        unsynced.bytes = 0;
-        if unsynced.chunks.is_empty() || sync_tx.send(std::mem::take(&mut unsynced.chunks)).is_ok()
-        {
-            Ok(())
-        } else {
-            Err(chunk_err(0, "the sync thread stopped"))
-        }
-    };
-    loop {
-        let (i, at) = match rx.try_recv() {
-            Ok(m) => m,
-            Err(std::sync::mpsc::TryRecvError::Empty) => {
-                // Nothing queued: make what was copied final before waiting.
-                flush(&mut unsynced)?;
-                match rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => break,
-                }
-            }
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
-        };
-        let p = &placed[i];
-        if stop.load(Ordering::Acquire) {
-            // Another part failed and reports why.
-            return Ok(written);
-        }
-        // The running slot's copy is hashed (zeros need no copy); the target's bytes are then
-        // only compared with it (one hash per chunk, not two).
-        let copy = if checker.is_zero_chunk(&p.chunk) {
-            Some(vec![0u8; p.chunk.len as usize])
-        } else {
-            active
-                .and_then(|(file, _)| read_at(file, at, p.chunk.len))
-                .filter(|b| checker.holds(&p.chunk, b))
-        };
-        let held = match &copy {
-            Some(bytes) => target_equals(target, p.offset, bytes),
-            None => target_holds(target, checker, p),
-        };
-        if held {
-            stats.in_target.fetch_add(1, Ordering::Relaxed);
-            finals[i].store(true, Ordering::Release);
-            continue;
-        }
-        let Some(bytes) = copy else {
-            stats.mismatched.fetch_add(1, Ordering::Relaxed);
-            log::info!(
-                "chunk at byte {} of the image: the running slot's copy at byte {at} does not match its hash; fetched instead",
-                p.offset
-            );
-            late.push(i);
-            continue;
-        };
-        written += write_chunk(target, target_path, p, &bytes)?;
-        stats.copied.fetch_add(1, Ordering::Relaxed);
-        unsynced.push(i, bytes.len() as u64);
-        if unsynced.bytes >= COPY_SYNC {
-            flush(&mut unsynced)?;
-        }
-    }
-    flush(&mut unsynced)?;
-    late.flush();
-    Ok(written)
 }
 
 /// Chunks written to the target since its last sync, and their bytes (as the writer counts
@@ -1019,12 +992,17 @@ mod tests {
         }
     }
 
+    /// `n` ranges of 3000 bytes, 10 KB apart.
+    fn small_jobs(n: u64) -> std::collections::VecDeque<Job> {
+        (0..n)
+            .map(|i| job(i * 10_000, i * 10_000 + 3_000))
+            .collect()
+    }
+
     #[test]
     fn small_ranges_are_requested_ahead_within_the_bounds() {
         let mut src = Announced::new(1);
-        let mut queue: std::collections::VecDeque<Job> = (0..20u64)
-            .map(|i| job(i * 10_000, i * 10_000 + 3_000))
-            .collect();
+        let mut queue = small_jobs(20);
         let mut announced = 0;
         announce(&mut src, 100, &queue, &mut announced);
         // 16 requests at most (3 KB each: well within the byte bound); offsets in the bundle.
@@ -1051,9 +1029,7 @@ mod tests {
     #[test]
     fn ranges_ahead_go_in_few_requests_when_the_source_can() {
         let mut src = Announced::new(16);
-        let mut queue: std::collections::VecDeque<Job> = (0..60u64)
-            .map(|i| job(i * 10_000, i * 10_000 + 3_000))
-            .collect();
+        let mut queue = small_jobs(60);
         let mut announced = 0;
         announce(&mut src, 0, &queue, &mut announced);
         // The byte bound: 21 ranges of 3000 bytes, in requests of 16 at most.

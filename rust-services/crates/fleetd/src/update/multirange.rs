@@ -4,7 +4,7 @@
 //! one-package update is hundreds of ranges of a few KiB; their answers' headers and packets
 //! were 14% on top of the bytes). nginx and Apache answer so; S3 and some CDNs do not (a
 //! `200` with the whole file, or one range, or `416`). The source asks first with a `HEAD`
-//! (no body either way, [`super::source::HttpSource`]); a request here answered otherwise
+//! (no body either way); a request here answered otherwise
 //! all the same is dropped unread (its connection closed) and the source asks one range per
 //! request from then on.
 
@@ -155,12 +155,12 @@ async fn read(client: Client, request: Request, part_max: usize, tx: UnboundedSe
         Err(e) => {
             return report(Event::Failed {
                 received: 0,
-                reason: super::source::error_chain(&e),
+                reason: fleet_http::error_chain(&e),
             });
         }
     };
     let status = response.status().as_u16();
-    let kind = super::source::content_type(&response);
+    let kind = response.content_type().to_string();
     let Some(boundary) = byteranges::boundary(&kind).filter(|_| status == 206) else {
         // Dropped unread: a 200 is the whole bundle, and the connection closes with it.
         return report(Event::Unsupported {
@@ -198,7 +198,7 @@ async fn read(client: Client, request: Request, part_max: usize, tx: UnboundedSe
             Err(e) => {
                 return report(Event::Failed {
                     received,
-                    reason: super::source::error_chain(&e),
+                    reason: fleet_http::error_chain(&e),
                 });
             }
         }

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use super::multirange::Group;
 use fleet_fs::Root;
-use fleet_http::byteranges;
 use fleet_http::client::{Client, Proxy, Request, Response, Timeouts};
 use fleet_http::tls::{Tls, TrustSource};
+use fleet_http::{byteranges, error_chain};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -485,29 +485,6 @@ fn retryable(e: &SourceError) -> bool {
     }
 }
 
-/// The error and its causes on one line (the HTTP client's text names the URL; the cause
-/// says what happened).
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-/// A response's `Content-Type` (empty when it has none).
-pub(super) fn content_type(response: &Response) -> String {
-    response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// `bytes START-END/TOTAL` naming the range asked for (or its part before the end of the
 /// file); returns TOTAL and the last byte.
 fn parse_content_range(value: &str, start: u64, end: u64) -> Option<(u64, u64)> {
@@ -595,7 +572,8 @@ impl Source for HttpSource {
         if let Some(probe) = self.probe.take() {
             let refused = match self.runtime.block_on(probe) {
                 Ok(Ok(mut answer)) => {
-                    let (status, kind) = (answer.status().as_u16(), content_type(&answer));
+                    let (status, kind) =
+                        (answer.status().as_u16(), answer.content_type().to_string());
                     if status == 206 && byteranges::boundary(&kind).is_some() {
                         // Read to its (empty) end: the connection serves the next request.
                         let _ = self.runtime.block_on(answer.chunk());
