@@ -634,10 +634,7 @@ fn copy_local(
         let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel::<Vec<usize>>(1);
         let syncer = s.spawn(move || {
             for chunks in sync_rx {
-                sync(target, target_path)?;
-                for i in chunks {
-                    finals[i].store(true, Ordering::Release);
-                }
+                Unsynced { chunks, bytes: 0 }.settle(target, target_path, finals)?;
             }
             Ok::<(), UpdateError>(())
         });

@@ -9,7 +9,7 @@
 //! request from then on.
 
 use fleet_http::byteranges::{self, Part};
-use fleet_http::client::{Client, Request};
+use fleet_http::client::{Client, Request, Response};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 /// What the request's task reports, in order.
@@ -144,6 +144,14 @@ impl Group {
     }
 }
 
+/// The boundary of a `206` `multipart/byteranges` answer; otherwise what was answered.
+pub fn multipart_boundary(response: &Response) -> Result<String, String> {
+    let (status, kind) = (response.status().as_u16(), response.content_type());
+    byteranges::boundary(kind)
+        .filter(|_| status == 206)
+        .ok_or_else(|| format!("HTTP {status}, Content-Type {kind:?}"))
+}
+
 /// Sends the request and reports its parts as they complete.
 async fn read(client: Client, request: Request, part_max: usize, tx: UnboundedSender<Event>) {
     let report = |event| {
@@ -159,14 +167,10 @@ async fn read(client: Client, request: Request, part_max: usize, tx: UnboundedSe
             });
         }
     };
-    let status = response.status().as_u16();
-    let kind = response.content_type().to_string();
-    let Some(boundary) = byteranges::boundary(&kind).filter(|_| status == 206) else {
+    let boundary = match multipart_boundary(&response) {
+        Ok(boundary) => boundary,
         // Dropped unread: a 200 is the whole bundle, and the connection closes with it.
-        return report(Event::Unsupported {
-            received: 0,
-            why: format!("HTTP {status}, Content-Type {kind:?}"),
-        });
+        Err(why) => return report(Event::Unsupported { received: 0, why }),
     };
     let mut parser = byteranges::Parser::new(&boundary, part_max);
     let mut parts = Vec::new();

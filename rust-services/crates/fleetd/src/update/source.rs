@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::multirange::Group;
+use super::multirange::{Group, multipart_boundary};
 use fleet_fs::Root;
 use fleet_http::client::{Client, Proxy, Request, Response, Timeouts};
 use fleet_http::tls::{Tls, TrustSource};
@@ -571,17 +571,14 @@ impl Source for HttpSource {
     fn ranges_per_request(&mut self) -> usize {
         if let Some(probe) = self.probe.take() {
             let refused = match self.runtime.block_on(probe) {
-                Ok(Ok(mut answer)) => {
-                    let (status, kind) =
-                        (answer.status().as_u16(), answer.content_type().to_string());
-                    if status == 206 && byteranges::boundary(&kind).is_some() {
+                Ok(Ok(mut answer)) => match multipart_boundary(&answer) {
+                    Ok(_) => {
                         // Read to its (empty) end: the connection serves the next request.
                         let _ = self.runtime.block_on(answer.chunk());
                         None
-                    } else {
-                        Some(format!("HTTP {status}, Content-Type {kind:?} (to HEAD)"))
                     }
-                }
+                    Err(answered) => Some(format!("{answered} (to HEAD)")),
+                },
                 Ok(Err(e)) => Some(error_chain(&e)),
                 Err(e) => Some(e.to_string()),
             };

@@ -110,12 +110,8 @@ pub fn read_back(
         while let Some((i, end)) = ahead.take().or_else(|| {
             next_run(placed, &checked, finals, from).inspect(|&r| ask(target, placed, r))
         }) {
-            let start = placed[i].offset;
-            let last = &placed[end - 1];
-            buf.resize(
-                (last.offset + u64::from(last.chunk.len) - start) as usize,
-                0,
-            );
+            let (start, len) = span(placed, (i, end));
+            buf.resize(len as usize, 0);
             target
                 .read_exact_at(&mut buf, start)
                 .map_err(|source| UpdateError::Target {
@@ -179,17 +175,22 @@ fn next_run(
 
 /// Drops the run's pages from the cache (they were synced: clean) and asks the kernel to read
 /// them again from the media, without waiting.
-fn ask(target: &File, placed: &[Placed], (i, end): (usize, usize)) {
-    let start = placed[i].offset;
-    let last = &placed[end - 1];
-    let len = (last.offset + u64::from(last.chunk.len) - start) as i64;
+fn ask(target: &File, placed: &[Placed], run: (usize, usize)) {
+    let (start, len) = span(placed, run);
     for advice in [
         nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
         nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
     ] {
         // Advice only: without it the run is still read (from the cache, or the media).
-        let _ = nix::fcntl::posix_fadvise(target.as_fd(), start as i64, len, advice);
+        let _ = nix::fcntl::posix_fadvise(target.as_fd(), start as i64, len as i64, advice);
     }
+}
+
+/// Where the chunks `[i, end)` lie in the image: their first byte and their length.
+fn span(placed: &[Placed], (i, end): (usize, usize)) -> (u64, u64) {
+    let start = placed[i].offset;
+    let last = &placed[end - 1];
+    (start, last.offset + u64::from(last.chunk.len) - start)
 }
 
 #[cfg(test)]
