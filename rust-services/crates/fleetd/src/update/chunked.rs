@@ -11,15 +11,16 @@
 //! the first range, and then, when the ranges (with their requests) would cost at least as
 //! much as the whole entry, the whole entry is fetched in large ranges instead.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{IsTerminal, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use fleet_bundle::index::{self, Index, Placed};
+use fleet_bundle::index::{self, Index, Layout, Placed};
 
 use super::UpdateError;
 use super::source::Source;
@@ -120,35 +121,85 @@ fn read_at(file: &File, offset: u64, len: u32) -> Option<Vec<u8>> {
     file.read_exact_at(&mut buf, offset).ok().map(|()| buf)
 }
 
-/// Where each needed chunk of the running slot is: its image chunked the same way. A read
-/// error ends the scan early: what was found stays usable, the rest is fetched.
-fn scan_active(
-    active: &File,
-    size: u64,
-    checker: &Checker,
-    wanted: &HashSet<[u8; 32]>,
-) -> HashMap<[u8; 32], u64> {
-    let mut found = HashMap::new();
-    let mut start = 0u64;
+/// The running slot's chunks, cut in `layout`: where each first occurs, by digest.
+pub struct Scanned {
+    layout: Layout,
+    at: HashMap<[u8; 32], u64>,
+}
+
+/// Reads, chunks and hashes the running slot whole, cut in `layout` (the way the bundle
+/// builder cuts) on this thread and hashed on another. A read error, or `stop`, ends it
+/// early: what was found stays usable, the rest is fetched.
+pub fn scan(active: &File, size: u64, layout: Layout, stop: &AtomicBool) -> Scanned {
+    let mut at = HashMap::new();
     let mut file = active;
-    if file.seek(SeekFrom::Start(0)).is_err() {
-        return found;
+    if file.seek(SeekFrom::Start(0)).is_ok() {
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file.take(size));
+        // Zero chunks (a third of bench-ota's 512 MiB root) told by their bytes, each
+        // length's digest taken once, as verify::Checker does.
+        let mut zeros: HashMap<usize, [u8; 32]> = HashMap::new();
+        let _ = index::split_two_threads(
+            &mut reader,
+            layout,
+            |_| (),
+            |_| {
+                if stop.load(Ordering::Acquire) {
+                    Err(())
+                } else {
+                    Ok(())
+                }
+            },
+            |start, chunk| {
+                let digest = if index::is_zeros(chunk) {
+                    *zeros
+                        .entry(chunk.len())
+                        .or_insert_with(|| layout.digest(chunk))
+                } else {
+                    layout.digest(chunk)
+                };
+                at.entry(digest).or_insert(start);
+            },
+        );
     }
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file.take(size));
-    let _ = index::split(
-        &mut reader,
-        checker.layout(),
-        |_| (),
-        |chunk| {
-            let sha = checker.digest(chunk);
-            if wanted.contains(&sha) {
-                found.entry(sha).or_insert(start);
-            }
-            start += chunk.len() as u64;
-            Ok(())
-        },
-    );
-    found
+    Scanned { layout, at }
+}
+
+/// A [`scan`] under way on a thread of its own (started while the bundle's head is fetched:
+/// the link is busy then, the CPU and the storage are not); stopped when dropped unfinished.
+pub struct EarlyScan {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Scanned>>,
+}
+
+impl EarlyScan {
+    /// Scans `size` bytes of `active` in `layout`; `None` when the slot cannot be opened
+    /// again for it (the install then scans when it needs to).
+    pub fn start(active: &File, size: u64, layout: Layout) -> Option<EarlyScan> {
+        let file = active.try_clone().ok()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || scan(&file, size, layout, &stop))
+        };
+        Some(EarlyScan {
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// What the scan found, once it has read the whole slot.
+    pub fn finish(mut self) -> Option<Scanned> {
+        self.handle.take()?.join().ok()
+    }
+}
+
+impl Drop for EarlyScan {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
 }
 
 /// Progress every few seconds: to the journal, and to the terminal when there is one.
@@ -205,6 +256,8 @@ pub struct Active<'a> {
     pub size: u64,
     /// Its chunk list kept on the device ([`super::slot_index`]): no scan needed.
     pub stored: Option<&'a Index>,
+    /// Else its chunks as [`scan`] found them, if scanned already.
+    pub scanned: Option<&'a Scanned>,
 }
 
 /// How the running slot's chunks were looked up (the install's JSON `running_slot_lookup`).
@@ -289,7 +342,7 @@ impl Jobs<'_> {
 /// fetches and writes the ranges of missing chunks (the requests of the next small ranges
 /// sent ahead, [`announce`]); one plans them (with the running slot's
 /// kept index it only checks the target slot, chunk by chunk ahead of the fetcher; without
-/// one, the running slot is scanned first, beside the whole target check); one copies the
+/// one, the running slot is scanned first, on two threads); one copies the
 /// chunks the running slot holds, each hashed again (a mismatch is fetched after the rest);
 /// one reads the chunks back as they become final.
 #[allow(clippy::too_many_arguments)]
@@ -471,54 +524,44 @@ struct Stats {
     mismatched: AtomicUsize,
 }
 
-/// Without a kept index: the target slot checked chunk by chunk while the running slot is
-/// scanned whole (read, chunked and hashed); a chunk already right in the target is not
-/// looked up further.
+/// Without a kept index: the running slot scanned whole ([`scan`]), then the chunks it does
+/// not hold are checked in the target slot (an earlier, interrupted attempt may have written
+/// them). One it holds is checked in the target by the copier, before it writes.
 fn scan_plan(
     placed: &[Placed],
     checker: &Checker,
     target: &File,
     active: Option<&Active<'_>>,
 ) -> (Vec<Plan>, Lookup) {
-    let every: HashSet<[u8; 32]> = placed.iter().map(|p| p.chunk.sha256).collect();
-    let (mut plan, found) = std::thread::scope(|s| {
-        let every = &every;
-        let scan = active.map(|a| s.spawn(move || scan_active(a.file, a.size, checker, every)));
-        let plan: Vec<Plan> = placed
-            .iter()
-            .map(|p| {
-                if target_holds(target, checker, p) {
-                    Plan::Target
-                } else {
-                    Plan::Fetch
-                }
-            })
-            .collect();
-        let found = scan.and_then(|h| h.join().ok()).unwrap_or_default();
-        (plan, found)
-    });
+    // Scanned already (beside the fetch of the bundle's head) when cut in the index's layout.
+    let rescanned;
+    let found = match active {
+        Some(Active {
+            scanned: Some(s), ..
+        }) if s.layout == checker.layout() => Some(&s.at),
+        Some(a) => {
+            rescanned = scan(a.file, a.size, checker.layout(), &AtomicBool::new(false));
+            Some(&rescanned.at)
+        }
+        None => None,
+    };
+    let plan: Vec<Plan> = placed
+        .iter()
+        .map(|p| match found.and_then(|f| f.get(&p.chunk.sha256)) {
+            Some(&at) => Plan::Copy(at),
+            None if target_holds(target, checker, p) => Plan::Target,
+            None => Plan::Fetch,
+        })
+        .collect();
     let Some(a) = active else {
         return (plan, Lookup::None);
     };
-    let missing: HashSet<&[u8; 32]> = placed
-        .iter()
-        .zip(&plan)
-        .filter(|(_, f)| **f == Plan::Fetch)
-        .map(|(p, _)| &p.chunk.sha256)
-        .collect();
     log::info!(
-        "running slot {}: scanned (no kept chunk index): {} of {} missing chunks found",
+        "running slot {}: scanned (no kept chunk index): {} of {} chunks found",
         a.path.display(),
-        missing.iter().filter(|h| found.contains_key(**h)).count(),
-        missing.len()
+        plan.iter().filter(|f| matches!(f, Plan::Copy(_))).count(),
+        placed.len()
     );
-    for (p, f) in placed.iter().zip(plan.iter_mut()) {
-        if *f == Plan::Fetch
-            && let Some(&at) = found.get(&p.chunk.sha256)
-        {
-            *f = Plan::Copy(at);
-        }
-    }
     (plan, Lookup::Scan)
 }
 
@@ -1106,5 +1149,74 @@ mod tests {
                 }
             ]
         );
+    }
+
+    /// A slot image: pseudo-random blocks and a run of zeros, as a file.
+    fn slot_image() -> (tempfile::NamedTempFile, Vec<u8>) {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut image: Vec<u8> = (0..6 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        image[2 << 20..3 << 20].fill(0);
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, &image).unwrap();
+        (file, image)
+    }
+
+    #[test]
+    fn scan_finds_every_chunk_where_the_builder_cut_it() {
+        let (file, image) = slot_image();
+        let layout = Layout::default();
+        let mut want: HashMap<[u8; 32], u64> = HashMap::new();
+        let mut at = 0u64;
+        index::split(
+            &mut &image[..],
+            layout,
+            |e| e,
+            |c| {
+                want.entry(layout.digest(c)).or_insert(at);
+                at += c.len() as u64;
+                Ok::<(), std::io::Error>(())
+            },
+        )
+        .unwrap();
+        let scanned = scan(
+            file.as_file(),
+            image.len() as u64,
+            layout,
+            &AtomicBool::new(false),
+        );
+        assert!(want.len() > 50, "{} chunks", want.len());
+        assert_eq!(scanned.at, want);
+        // Asked to stop before it starts: nothing found, nothing wrong.
+        let stopped = scan(
+            file.as_file(),
+            image.len() as u64,
+            layout,
+            &AtomicBool::new(true),
+        );
+        assert!(stopped.at.is_empty());
+    }
+
+    #[test]
+    fn an_early_scan_gives_the_scan_or_stops_when_dropped() {
+        let (file, image) = slot_image();
+        let layout = Layout::default();
+        let whole = scan(
+            file.as_file(),
+            image.len() as u64,
+            layout,
+            &AtomicBool::new(false),
+        );
+        let early = EarlyScan::start(file.as_file(), image.len() as u64, layout).unwrap();
+        assert_eq!(early.finish().unwrap().at, whole.at);
+        // Dropped unfinished (a refused bundle): the thread is stopped and joined.
+        let early = EarlyScan::start(file.as_file(), image.len() as u64, layout).unwrap();
+        drop(early);
     }
 }

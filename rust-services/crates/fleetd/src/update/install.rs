@@ -17,7 +17,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use fleet_bootenv::tryboot::slot_boot;
 use fleet_bootenv::{BootState, Slot};
 use fleet_bundle::{
-    BOOT, BootReader, BundleError, BundleReader, ImageInfo, Manifest, ROOTFS, keys,
+    BOOT, BootReader, BundleError, BundleReader, ImageInfo, Manifest, ROOTFS, index::Layout, keys,
 };
 use fleet_fs::Root;
 use sha2::{Digest, Sha256};
@@ -345,6 +345,17 @@ fn install_source(
     mut src: Box<dyn Source>,
     opts: &Options,
 ) -> Result<Report, UpdateError> {
+    let active = active_image(root, prep);
+    let stored = active
+        .as_ref()
+        .and_then(|(f, _, _)| slot_index::load(root, prep.booted.slot, f));
+    // Without a kept index, the running slot is scanned while the head is fetched (in the
+    // layout this fleetd's bundles have; another one's is scanned again). A refused bundle,
+    // or one without an index, stops the scan.
+    let early = match (&active, &stored) {
+        (Some((file, _, size)), None) => chunked::EarlyScan::start(file, *size, Layout::default()),
+        _ => None,
+    };
     let Head {
         manifest,
         key,
@@ -361,15 +372,13 @@ fn install_source(
     let mut lookup = None;
     let mut written = match &index {
         Some(index) => {
-            let active = active_image(root, prep);
-            let stored = active
-                .as_ref()
-                .and_then(|(f, _, _)| slot_index::load(root, prep.booted.slot, f));
+            let scanned = early.and_then(chunked::EarlyScan::finish);
             let active = active.as_ref().map(|(file, path, size)| chunked::Active {
                 file,
                 path,
                 size: *size,
                 stored: stored.as_ref(),
+                scanned: scanned.as_ref(),
             });
             let w = chunked::write(
                 &mut *src,
@@ -384,6 +393,7 @@ fn install_source(
             w.bytes
         }
         None => {
+            drop(early);
             let reader = SeqReader::new(&mut *src, data, STREAM_STEP).take(len);
             let decoder = fleet_bundle::decoder(reader, dictionary.as_deref())?;
             let image = &manifest.rootfs;

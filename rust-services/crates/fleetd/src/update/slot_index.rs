@@ -195,18 +195,21 @@ pub fn compute(root: &Root) -> Result<Indexed, UpdateError> {
     let mut reader = io::BufReader::with_capacity(1 << 20, (&dev).take(size));
     // Cut the way the bundles this fleetd writes are: their index is what it is matched with.
     let layout = Layout::default();
-    index::split(
+    // The image's hash on this thread, the chunks' on another.
+    index::split_two_threads(
         &mut reader,
         layout,
         |e| UpdateError::Input(dev_path.clone(), e),
         |chunk| {
             whole.update(chunk);
+            Ok(())
+        },
+        |_, chunk| {
             chunks.push(Chunk {
                 len: chunk.len() as u32,
                 zlen: 0,
                 sha256: layout.digest(chunk),
-            });
-            Ok(())
+            })
         },
     )?;
     let index = Index { layout, chunks };
