@@ -135,9 +135,8 @@ pub fn scan(active: &File, size: u64, layout: Layout, stop: &AtomicBool) -> Scan
     let mut file = active;
     if file.seek(SeekFrom::Start(0)).is_ok() {
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file.take(size));
-        // Zero chunks (a third of bench-ota's 512 MiB root) told by their bytes, each
-        // length's digest taken once, as verify::Checker does.
-        let mut zeros: HashMap<usize, [u8; 32]> = HashMap::new();
+        // Zero chunks (a third of bench-ota's 512 MiB root) told by their bytes.
+        let checker = Checker::for_layout(layout);
         let _ = index::split_two_threads(
             &mut reader,
             layout,
@@ -150,14 +149,7 @@ pub fn scan(active: &File, size: u64, layout: Layout, stop: &AtomicBool) -> Scan
                 }
             },
             |start, chunk| {
-                let digest = if index::is_zeros(chunk) {
-                    *zeros
-                        .entry(chunk.len())
-                        .or_insert_with(|| layout.digest(chunk))
-                } else {
-                    layout.digest(chunk)
-                };
-                at.entry(digest).or_insert(start);
+                at.entry(checker.digest(chunk)).or_insert(start);
             },
         );
     }

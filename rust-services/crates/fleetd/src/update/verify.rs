@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use fleet_bundle::index::{Chunk, Index, Layout, Placed, is_zeros};
+use fleet_bundle::index::{BLOCK, Chunk, Index, Layout, MAX_BLOCKS, Placed, is_zeros};
 use sha2::{Digest, Sha256};
 
 use super::UpdateError;
@@ -28,8 +28,17 @@ pub struct Checker {
 
 impl Checker {
     pub fn new(index: &Index) -> Checker {
-        let layout = index.layout;
-        let mut lens: Vec<u32> = index.chunks.iter().map(|c| c.len).collect();
+        Checker::with_zero_lens(index.layout, index.chunks.iter().map(|c| c.len).collect())
+    }
+
+    /// Without an index (a slot cut before the bundle's index is read): zeros told at every
+    /// length of whole blocks a chunk can have.
+    pub fn for_layout(layout: Layout) -> Checker {
+        let lens = (1..=MAX_BLOCKS).map(|k| (k * BLOCK) as u32).collect();
+        Checker::with_zero_lens(layout, lens)
+    }
+
+    fn with_zero_lens(layout: Layout, mut lens: Vec<u32>) -> Checker {
         lens.sort_unstable();
         lens.dedup();
         // One pass over zeros as long as the longest chunk, the digest taken at each length.
@@ -215,6 +224,18 @@ mod tests {
             layout: Layout::V2,
             chunks,
         }
+    }
+
+    #[test]
+    fn without_an_index_zeros_of_any_length_get_the_layouts_digest() {
+        let checker = Checker::for_layout(Layout::V2);
+        for len in [4096, 3 * 4096, 64 * 4096, 100] {
+            let zeros = vec![0u8; len];
+            assert_eq!(checker.digest(&zeros), Layout::V2.digest(&zeros), "{len}");
+        }
+        let mut data = vec![0u8; 8192];
+        data[8000] = 1;
+        assert_eq!(checker.digest(&data), Layout::V2.digest(&data));
     }
 
     #[test]
