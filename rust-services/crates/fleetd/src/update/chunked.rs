@@ -128,28 +128,25 @@ pub struct Scanned {
 }
 
 /// Reads, chunks and hashes the running slot whole, cut in `layout` (the way the bundle
-/// builder cuts) on this thread and hashed on another. A read error, or `stop`, ends it
-/// early: what was found stays usable, the rest is fetched.
+/// builder cuts), the digests taken on every core. A read error, or `stop`, ends it early:
+/// what was found stays usable, the rest is fetched.
 pub fn scan(active: &File, size: u64, layout: Layout, stop: &AtomicBool) -> Scanned {
     let mut at = HashMap::new();
     let mut file = active;
     if file.seek(SeekFrom::Start(0)).is_ok() {
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, file.take(size));
         // Zero chunks (a third of bench-ota's 512 MiB root) told by their bytes.
         let checker = Checker::for_layout(layout);
-        let _ = index::split_two_threads(
-            &mut reader,
+        let _ = index::split_digested(
+            &mut file.take(size),
             layout,
             |_| (),
-            |_| {
+            |chunk| checker.digest(chunk),
+            |start, _, digest| {
                 if stop.load(Ordering::Acquire) {
-                    Err(())
-                } else {
-                    Ok(())
+                    return Err(());
                 }
-            },
-            |start, chunk| {
-                at.entry(checker.digest(chunk)).or_insert(start);
+                at.entry(digest).or_insert(start);
+                Ok(())
             },
         );
     }

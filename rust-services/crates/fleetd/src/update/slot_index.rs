@@ -192,24 +192,22 @@ pub fn compute(root: &Root) -> Result<Indexed, UpdateError> {
         })?;
     let mut whole = Sha256::new();
     let mut chunks = Vec::new();
-    let mut reader = io::BufReader::with_capacity(1 << 20, (&dev).take(size));
     // Cut the way the bundles this fleetd writes are: their index is what it is matched with.
     let layout = Layout::default();
-    // The image's hash on this thread, the chunks' on another.
-    index::split_two_threads(
-        &mut reader,
+    // The image's hash on this thread, the chunks' on the others.
+    index::split_digested(
+        &mut (&dev).take(size),
         layout,
         |e| UpdateError::Input(dev_path.clone(), e),
-        |chunk| {
+        |chunk| layout.digest(chunk),
+        |_, chunk, sha256| {
             whole.update(chunk);
-            Ok(())
-        },
-        |_, chunk| {
             chunks.push(Chunk {
                 len: chunk.len() as u32,
                 zlen: 0,
-                sha256: layout.digest(chunk),
-            })
+                sha256,
+            });
+            Ok(())
         },
     )?;
     let index = Index { layout, chunks };
