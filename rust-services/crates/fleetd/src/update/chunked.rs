@@ -331,7 +331,7 @@ impl Jobs<'_> {
 /// fetches and writes the ranges of missing chunks (the requests of the next small ranges
 /// sent ahead, [`announce`]); one plans them (with the running slot's
 /// kept index it only checks the target slot, chunk by chunk ahead of the fetcher; without
-/// one, the running slot is scanned first, on two threads); one copies the
+/// one, the running slot is scanned first, on every core); one copies the
 /// chunks the running slot holds, each hashed again (a mismatch is fetched after the rest);
 /// one reads the chunks back as they become final.
 #[allow(clippy::too_many_arguments)]
