@@ -794,6 +794,30 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_taking_a_digest_reaches_the_caller() {
+        let data = noise(6, 3 * PIECE);
+        // A chunk of the second piece, whichever thread takes it.
+        let (at, len) = cut_block_by_block(&data, Layout::V2)
+            .into_iter()
+            .find(|&(at, _)| at > PIECE as u64)
+            .unwrap();
+        let poisoned = &data[at as usize..at as usize + len];
+        let result = std::panic::catch_unwind(|| {
+            split_digested(
+                &mut &data[..],
+                Layout::V2,
+                |e| e,
+                |c| {
+                    assert!(c != poisoned, "digest failed");
+                    sha256(c)
+                },
+                |_, _, _| Ok::<(), io::Error>(()),
+            )
+        });
+        assert!(result.is_err());
+    }
+
+    #[test]
     fn a_changed_directory_block_changes_only_itself_in_v2() {
         let mut old = noise(7, 200 * BLOCK);
         old.splice(100 * BLOCK..100 * BLOCK, dir_block(500));

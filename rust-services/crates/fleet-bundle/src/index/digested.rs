@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
@@ -45,7 +46,7 @@ impl Task {
         Done {
             seq,
             first,
-            digests,
+            digests: Ok(digests),
         }
     }
 }
@@ -53,7 +54,8 @@ impl Task {
 struct Done {
     seq: u64,
     first: usize,
-    digests: Vec<[u8; 32]>,
+    /// Or the worker's panic.
+    digests: std::thread::Result<Vec<[u8; 32]>>,
 }
 
 /// A piece handed out, its digests as they come back.
@@ -93,7 +95,16 @@ pub fn split_digested<E>(
                         .unwrap_or_else(PoisonError::into_inner)
                         .recv();
                     let Ok(task) = next else { break };
-                    if done_tx.send(task.run(digest, stop)).is_err() {
+                    // A panic goes to the caller, which waits for this task's digests.
+                    let (seq, first) = (task.seq, task.first);
+                    let done =
+                        std::panic::catch_unwind(AssertUnwindSafe(|| task.run(digest, stop)))
+                            .unwrap_or_else(|panic| Done {
+                                seq,
+                                first,
+                                digests: Err(panic),
+                            });
+                    if done_tx.send(done).is_err() {
                         break;
                     }
                 }
@@ -194,13 +205,16 @@ impl InOrder {
     }
 
     fn take(&mut self, done: Done) {
-        let Some(flight) = usize::try_from(done.seq - self.first_seq)
-            .ok()
+        let Some(flight) = (done.seq.checked_sub(self.first_seq))
+            .and_then(|i| usize::try_from(i).ok())
             .and_then(|i| self.flights.get_mut(i))
         else {
             return;
         };
-        flight.digests[done.first..done.first + done.digests.len()].copy_from_slice(&done.digests);
+        let digests = done
+            .digests
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        flight.digests[done.first..done.first + digests.len()].copy_from_slice(&digests);
         flight.tasks_left -= 1;
     }
 
