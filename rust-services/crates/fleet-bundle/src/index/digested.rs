@@ -135,7 +135,7 @@ pub fn split_digested<E>(
                     Some(task) => order.take(task.run(&digest, &stop)),
                     None => match done_rx.recv() {
                         Ok(done) => order.take(done),
-                        // Every worker gone: one panicked, and the scope says so.
+                        // Every worker gone (they catch their panics: not while tasks are out).
                         Err(_) => break End::Input(None),
                     },
                 }
@@ -251,7 +251,7 @@ impl InOrder {
             }
             match done_rx.recv() {
                 Ok(done) => self.take(done),
-                // Every worker gone: one panicked, and the scope says so.
+                // Every worker gone (they catch their panics: not while tasks are out).
                 Err(_) => return Ok(()),
             }
         }
