@@ -208,18 +208,11 @@ impl Index {
     }
 }
 
-/// The cut hash of one block (64-bit multiply-xorshift over its words). A zero block's (the
-/// unused space of a root image, a third of bench-ota's 512 MiB one) is taken once.
-fn block_hash(block: &[u8]) -> u64 {
-    if block.len() == BLOCK && is_zeros(block) {
-        return zero_block_hash();
-    }
-    mix_words(block)
-}
-
+/// A zero block's cut hash (the unused space of a root image, a third of bench-ota's 512 MiB
+/// one), taken once.
 fn zero_block_hash() -> u64 {
     static ZERO: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *ZERO.get_or_init(|| mix_words(&ZERO_BLOCK))
+    *ZERO.get_or_init(|| block_hash(&ZERO_BLOCK))
 }
 
 const MIX_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -234,7 +227,9 @@ fn word_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
 }
 
-fn mix_words(block: &[u8]) -> u64 {
+/// The cut hash of one block: 64-bit multiply-xorshift over its words (the last, of a short
+/// block, padded with zeros).
+fn block_hash(block: &[u8]) -> u64 {
     let whole = block.len() / 8 * 8;
     let mut h = (0..whole)
         .step_by(8)
@@ -247,8 +242,9 @@ fn mix_words(block: &[u8]) -> u64 {
     h
 }
 
-/// [`block_hash`] of each whole block of `blocks`, into `out`. One block's hash is a chain of
-/// dependent multiplies: four blocks' chains side by side keep the core's multiplier busy.
+/// [`block_hash`] of each whole block of `blocks`, into `out`; zero blocks' told by their
+/// bytes. One block's hash is a chain of dependent multiplies: four blocks' chains side by
+/// side keep the core's multiplier busy.
 fn block_hashes(blocks: &[u8], out: &mut Vec<u64>) {
     out.clear();
     out.resize(blocks.len() / BLOCK, zero_block_hash());
@@ -275,7 +271,7 @@ fn block_hashes(blocks: &[u8], out: &mut Vec<u64>) {
         }
     }
     for &i in &group[..filled] {
-        out[i] = mix_words(&blocks[i * BLOCK..(i + 1) * BLOCK]);
+        out[i] = block_hash(&blocks[i * BLOCK..(i + 1) * BLOCK]);
     }
 }
 
